@@ -1,0 +1,475 @@
+"""Job contract v1: the message a client publishes and the event the worker answers with.
+
+A job is UTF-8 JSON, parsed strictly: unknown fields, wrong types and bad values are errors
+that name the field. A GCS ``OBJECT_FINALIZE`` notification is also a job (with the worker's
+defaults). The event is a CloudEvents 1.0 JSON document.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from cutq.submitter.errors import InvalidJob, InvalidMessage
+
+CONTRACT_VERSION = 1
+MAX_MESSAGE_BYTES = 64 * 1024  # far below Pub/Sub's 10 MB: a job is a pointer, never an image
+MAX_ATTRIBUTES = 32
+MAX_ATTRIBUTE_KEY_BYTES = 256  # Pub/Sub's own limits for attribute keys and values
+MAX_ATTRIBUTE_VALUE_BYTES = 1024
+MAX_URI_CHARS = 2048
+JOB_ID_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.=-]{0,127}$")
+COLOR_RE = re.compile(r"^#[0-9a-fA-F]{6}([0-9a-fA-F]{2})?$")
+
+Format = Literal["png", "webp"]
+Kind = Literal["cutout", "mask", "both"]
+Resize = Literal["static", "dynamic"]
+FORMATS: tuple[Format, ...] = ("png", "webp")
+KINDS: tuple[Kind, ...] = ("cutout", "mask", "both")
+RESIZES: tuple[Resize, ...] = ("static", "dynamic")
+CONTENT_TYPES = {"png": "image/png", "webp": "image/webp"}
+
+EVENT_TYPE_PREFIX = "dev.cutq.job."
+EVENT_SOURCE = "//cutq/worker"
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """Where and how results are written."""
+
+    uri: str
+    format: Format = "png"
+    kind: Kind = "cutout"
+    background: str | None = None  # "#rrggbb[aa]": composite the cutout onto this colour
+
+    def canonical(self) -> dict[str, Any]:
+        return {
+            "uri": self.uri,
+            "format": self.format,
+            "kind": self.kind,
+            "background": self.background,
+        }
+
+
+@dataclass(frozen=True)
+class Options:
+    """How the model runs on this image."""
+
+    resize: Resize | None = None  # None: the worker's configured mode
+    threshold: float | None = None  # binarise the mask at this probability
+
+    def canonical(self) -> dict[str, Any]:
+        return {"resize": self.resize, "threshold": self.threshold}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One image to process. ``publish_time`` dates the result path (stable on redelivery)."""
+
+    job_id: str
+    input: str
+    output: OutputSpec
+    input_generation: int | None = None
+    model: str | None = None
+    options: Options = field(default_factory=Options)
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    publish_time: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+    def result_uris(self) -> dict[str, str]:
+        """``{"cutout"|"mask": uri}`` for each output this job writes."""
+        day = self.publish_time.astimezone(timezone.utc).strftime("%Y-%m-%d")
+        base = f"{self.output.uri.rstrip('/')}/dt={day}"
+        ext = self.output.format
+        uris = {}
+        if self.output.kind in ("cutout", "both"):
+            uris["cutout"] = f"{base}/{self.job_id}.{ext}"
+        if self.output.kind in ("mask", "both"):
+            uris["mask"] = f"{base}/{self.job_id}.mask.{ext}"
+        return uris
+
+    def to_message(self) -> bytes:
+        """The JSON body a client publishes for this job."""
+        body: dict[str, Any] = {
+            "v": CONTRACT_VERSION,
+            "job_id": self.job_id,
+            "input": self.input,
+            "output": _drop_none(self.output.canonical()),
+        }
+        if self.input_generation is not None:
+            body["input_generation"] = self.input_generation
+        if self.model is not None:
+            body["model"] = self.model
+        options = _drop_none(self.options.canonical())
+        if options:
+            body["options"] = options
+        if self.attributes:
+            body["attributes"] = dict(self.attributes)
+        return json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
+
+
+def derive_job_id(
+    input_uri: str, generation: int | None, output: OutputSpec, model: str | None, options: Options
+) -> str:
+    """Same input, generation and options → same id, so a resubmission is the same job."""
+    canonical = json.dumps(
+        {
+            "input": input_uri,
+            "generation": generation,
+            "output": output.canonical(),
+            "model": model,
+            "options": options.canonical(),
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def new_job(
+    input_uri: str,
+    output: OutputSpec,
+    *,
+    input_generation: int | None = None,
+    model: str | None = None,
+    options: Options | None = None,
+    attributes: Mapping[str, str] | None = None,
+    job_id: str | None = None,
+) -> Job:
+    """Build a validated job the way a client would publish it."""
+    options = options or Options()
+    job = Job(
+        job_id=job_id or derive_job_id(input_uri, input_generation, output, model, options),
+        input=input_uri,
+        output=output,
+        input_generation=input_generation,
+        model=model,
+        options=options,
+        attributes=dict(attributes or {}),
+    )
+    return parse_job(job.to_message(), defaults=output)
+
+
+# --- parsing ---------------------------------------------------------------------------------
+
+_JOB_FIELDS = {
+    "v",
+    "job_id",
+    "input",
+    "input_generation",
+    "output",
+    "model",
+    "options",
+    "attributes",
+}
+_OUTPUT_FIELDS = {"uri", "format", "kind", "background"}
+_OPTION_FIELDS = {"resize", "threshold"}
+
+
+def parse_job(
+    data: bytes,
+    *,
+    defaults: OutputSpec,
+    attributes: Mapping[str, str] | None = None,
+    publish_time: datetime | None = None,
+) -> Job:
+    """Parse a message body (a v1 job, or a GCS notification when ``attributes`` say so).
+
+    ``defaults`` supplies the output for notifications and for jobs that give no ``output``;
+    a job's partial ``output`` object is completed from it field by field.
+    Raises :class:`InvalidMessage` or :class:`InvalidJob`, naming the offending field.
+    """
+    attributes = attributes or {}
+    publish_time = publish_time or datetime.now(timezone.utc)
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise InvalidMessage(f"message is {len(data)} bytes; the limit is {MAX_MESSAGE_BYTES}")
+    try:
+        body = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise InvalidMessage(f"message is not UTF-8: {error}") from None
+    except json.JSONDecodeError as error:
+        raise InvalidMessage(f"message is not JSON: {error}") from None
+    if attributes.get("eventType") == "OBJECT_FINALIZE" and "bucketId" in attributes:
+        return _parse_notification(body, attributes, defaults, publish_time)
+    return _parse_v1(body, defaults, publish_time)
+
+
+def _parse_v1(body: Any, defaults: OutputSpec, publish_time: datetime) -> Job:
+    obj = _require_object(body, "job")
+    _reject_unknown(obj, _JOB_FIELDS, "job")
+    version = obj.get("v", CONTRACT_VERSION)
+    if version != CONTRACT_VERSION:
+        raise InvalidJob(f"v: unsupported contract version {version!r}; this worker speaks 1")
+    if "input" not in obj:
+        raise InvalidJob("input: required (gs://bucket/object or file:///path)")
+    input_uri = _uri(obj["input"], "input")
+    generation = _generation(obj.get("input_generation"), "input_generation")
+    output = _parse_output(obj.get("output"), defaults)
+    model = _optional_str(obj.get("model"), "model", pattern=r"^[a-z0-9_-]{1,64}$")
+    options = _parse_options(obj.get("options"))
+    attributes = _parse_attributes(obj.get("attributes"))
+    job_id = obj.get("job_id")
+    if job_id is None:
+        job_id = derive_job_id(input_uri, generation, output, model, options)
+    elif not isinstance(job_id, str) or not JOB_ID_RE.match(job_id):
+        raise InvalidJob(
+            "job_id: must be 1-128 characters of A-Z a-z 0-9 _ . = -, "
+            f"not starting with '.' or '-'; got {job_id!r}"
+        )
+    return Job(
+        job_id=job_id,
+        input=input_uri,
+        output=output,
+        input_generation=generation,
+        model=model,
+        options=options,
+        attributes=attributes,
+        publish_time=publish_time,
+    )
+
+
+def _parse_notification(
+    body: Any, attributes: Mapping[str, str], defaults: OutputSpec, publish_time: datetime
+) -> Job:
+    """A GCS Pub/Sub notification (payload JSON_API_V1) for a finalized object."""
+    bucket, name = attributes.get("bucketId", ""), attributes.get("objectId", "")
+    if not bucket or not name:
+        raise InvalidJob("notification: bucketId and objectId attributes are required")
+    generation = _generation(attributes.get("objectGeneration"), "objectGeneration")
+    if generation is None and isinstance(body, dict):
+        generation = _generation(body.get("generation"), "generation")
+    input_uri = _uri(f"gs://{bucket}/{name}", "objectId")
+    options = Options()
+    job_id = derive_job_id(input_uri, generation, defaults, None, options)
+    return Job(
+        job_id=job_id,
+        input=input_uri,
+        output=defaults,
+        input_generation=generation,
+        options=options,
+        publish_time=publish_time,
+    )
+
+
+def _parse_output(value: Any, defaults: OutputSpec) -> OutputSpec:
+    if value is None:
+        return defaults
+    if isinstance(value, str):
+        value = {"uri": value}
+    obj = _require_object(value, "output")
+    _reject_unknown(obj, _OUTPUT_FIELDS, "output")
+    uri = _uri(obj.get("uri", defaults.uri), "output.uri")
+    fmt = _choice(obj.get("format", defaults.format), FORMATS, "output.format")
+    kind = _choice(obj.get("kind", defaults.kind), KINDS, "output.kind")
+    background = obj.get("background", defaults.background)
+    if background is not None and (
+        not isinstance(background, str) or not COLOR_RE.match(background)
+    ):
+        raise InvalidJob(
+            f"output.background: expected '#rrggbb' or '#rrggbbaa', got {background!r}"
+        )
+    if background is not None and kind == "mask":
+        raise InvalidJob("output.background: only applies to kind 'cutout' or 'both'")
+    return OutputSpec(uri=uri, format=fmt, kind=kind, background=background)
+
+
+def _parse_options(value: Any) -> Options:
+    if value is None:
+        return Options()
+    obj = _require_object(value, "options")
+    _reject_unknown(obj, _OPTION_FIELDS, "options")
+    resize = obj.get("resize")
+    if resize is not None:
+        resize = _choice(resize, RESIZES, "options.resize")
+    threshold = obj.get("threshold")
+    if threshold is not None:
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+            raise InvalidJob(f"options.threshold: expected a number, got {threshold!r}")
+        if not 0.0 < threshold < 1.0:
+            raise InvalidJob(f"options.threshold: must be between 0 and 1, got {threshold}")
+        threshold = float(threshold)
+    return Options(resize=resize, threshold=threshold)
+
+
+def _parse_attributes(value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    obj = _require_object(value, "attributes")
+    if len(obj) > MAX_ATTRIBUTES:
+        raise InvalidJob(f"attributes: at most {MAX_ATTRIBUTES} entries, got {len(obj)}")
+    for key, item in obj.items():
+        if not isinstance(item, str):
+            raise InvalidJob(f"attributes.{key}: values must be strings, got {item!r}")
+        if len(key.encode()) > MAX_ATTRIBUTE_KEY_BYTES or not key or key.startswith("goog"):
+            raise InvalidJob(
+                f"attributes: invalid key {key[:40]!r} (1-256 bytes, no 'goog' prefix)"
+            )
+        if len(item.encode()) > MAX_ATTRIBUTE_VALUE_BYTES:
+            raise InvalidJob(f"attributes.{key}: value over {MAX_ATTRIBUTE_VALUE_BYTES} bytes")
+    return dict(obj)
+
+
+def _require_object(value: Any, name: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise InvalidJob(f"{name}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _reject_unknown(obj: Mapping[str, Any], allowed: set[str], name: str) -> None:
+    unknown = sorted(set(obj) - allowed)
+    if unknown:
+        raise InvalidJob(
+            f"{name}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}"
+        )
+
+
+def _uri(value: Any, name: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidJob(f"{name}: expected a non-empty URI string, got {value!r}")
+    if len(value) > MAX_URI_CHARS:
+        raise InvalidJob(f"{name}: URI longer than {MAX_URI_CHARS} characters")
+    if "\x00" in value or "\n" in value:
+        raise InvalidJob(f"{name}: URI contains control characters")
+    scheme = value.split("://", 1)[0] if "://" in value else ""
+    if scheme not in ("gs", "file"):
+        raise InvalidJob(
+            f"{name}: unsupported URI {value[:80]!r}; use gs://bucket/object "
+            "or file:///absolute/path"
+        )
+    if scheme == "gs" and not re.match(r"^gs://[a-z0-9][a-z0-9._-]{1,221}[a-z0-9](/|$)", value):
+        raise InvalidJob(f"{name}: invalid bucket name in {value[:80]!r}")
+    return value
+
+
+def _generation(value: Any, name: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidJob(f"{name}: expected a non-negative integer, got {value!r}")
+    return value
+
+
+def _choice(value: Any, choices: tuple[str, ...], name: str) -> Any:
+    if value not in choices:
+        raise InvalidJob(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _optional_str(value: Any, name: str, *, pattern: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not re.match(pattern, value):
+        raise InvalidJob(f"{name}: expected a string matching {pattern}, got {value!r}")
+    return value
+
+
+def _drop_none(mapping: dict[str, Any]) -> dict[str, Any]:
+    return {key: item for key, item in mapping.items() if item is not None}
+
+
+# --- events ----------------------------------------------------------------------------------
+
+Status = Literal["completed", "failed"]
+TIMING_STAGES = ("queue", "download", "decode", "batch_wait", "infer", "encode", "upload", "total")
+
+
+@dataclass(frozen=True)
+class OutputInfo:
+    """One written result object."""
+
+    kind: str
+    uri: str
+    size: int
+    width: int | None = None
+    height: int | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    """The completion or failure of a job, published once the result is durable."""
+
+    job_id: str
+    status: Status
+    input: str | None
+    outputs: tuple[OutputInfo, ...] = ()
+    model: Mapping[str, str] | None = None
+    attempt: int | None = None
+    batch_size: int | None = None
+    timings_ms: Mapping[str, float] = field(default_factory=dict)
+    error_code: str | None = None
+    error_message: str | None = None
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    duplicate: bool = False
+    time: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+    def with_time(self, time: datetime) -> Event:
+        return replace(self, time=time)
+
+    def to_cloudevent(self) -> dict[str, Any]:
+        """A CloudEvents 1.0 structured-mode JSON document."""
+        data: dict[str, Any] = {
+            "job_id": self.job_id,
+            "status": self.status,
+            "input": self.input,
+            "outputs": [_drop_none(vars(output)) for output in self.outputs],
+            "model": dict(self.model) if self.model else None,
+            "attempt": self.attempt,
+            "batch_size": self.batch_size,
+            "timings_ms": {key: round(value, 2) for key, value in self.timings_ms.items()},
+            "attributes": dict(self.attributes),
+            "duplicate": self.duplicate,
+        }
+        if self.status == "failed":
+            data["error"] = {"code": self.error_code, "message": self.error_message}
+        return {
+            "specversion": "1.0",
+            "id": f"{self.job_id}:{self.status}",
+            "source": EVENT_SOURCE,
+            "type": EVENT_TYPE_PREFIX + self.status,
+            "subject": self.job_id,
+            "time": self.time.isoformat().replace("+00:00", "Z"),
+            "datacontenttype": "application/json",
+            "data": data,
+        }
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.to_cloudevent(), separators=(",", ":")).encode()
+
+    def message_attributes(self) -> dict[str, str]:
+        """Pub/Sub attributes so subscribers can filter without parsing the body."""
+        attributes = {
+            key: value
+            for key, value in self.attributes.items()
+            if key not in ("job_id", "status", "error_code")
+        }
+        attributes.update(job_id=self.job_id, status=self.status)
+        if self.error_code:
+            attributes["error_code"] = self.error_code
+        return attributes
+
+
+def event_from_cloudevent(document: Mapping[str, Any]) -> Event:
+    """Inverse of :meth:`Event.to_cloudevent`, for clients waiting on results."""
+    data = document["data"]
+    error = data.get("error") or {}
+    return Event(
+        job_id=data["job_id"],
+        status=data["status"],
+        input=data.get("input"),
+        outputs=tuple(OutputInfo(**output) for output in data.get("outputs", ())),
+        model=data.get("model"),
+        attempt=data.get("attempt"),
+        batch_size=data.get("batch_size"),
+        timings_ms=data.get("timings_ms", {}),
+        error_code=error.get("code"),
+        error_message=error.get("message"),
+        attributes=data.get("attributes", {}),
+        duplicate=data.get("duplicate", False),
+        time=datetime.fromisoformat(document["time"].replace("Z", "+00:00")),
+    )

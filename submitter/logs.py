@@ -1,0 +1,60 @@
+"""Logging set-up: readable lines on a terminal, Cloud Logging's JSON on Cloud Run.
+
+In JSON mode each record is one line with ``severity``, ``message``, ``time``, the logger name
+and any ``job_id`` / ``timings_ms`` / ``trace`` passed in ``extra=``; a ``trace`` of the form
+``projects/P/traces/T`` becomes ``logging.googleapis.com/trace`` so Cloud Logging links it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from datetime import datetime, timezone
+
+_EXTRA_FIELDS = ("job_id", "timings_ms", "batch_size", "queue_depth", "status")
+
+
+class CloudLoggingFormatter(logging.Formatter):
+    """One JSON object per line in the shape Cloud Logging parses from stdout."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "severity": record.levelname,
+            "message": record.getMessage(),
+            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(),
+            "logger": record.name,
+        }
+        for name in _EXTRA_FIELDS:
+            if hasattr(record, name):
+                entry[name] = getattr(record, name)
+        trace = getattr(record, "trace", None)
+        if trace:
+            entry["logging.googleapis.com/trace"] = trace
+        if record.exc_info:
+            entry["stack_trace"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def setup_logging(fmt: str = "auto", level: str = "INFO") -> None:
+    """Configure the root logger once; ``auto`` means JSON when running on Cloud Run."""
+    if fmt == "auto":
+        on_cloud_run = bool(
+            os.environ.get("K_SERVICE")
+            or os.environ.get("CLOUD_RUN_JOB")
+            or os.environ.get("CLOUD_RUN_WORKER_POOL")
+        )
+        fmt = "json" if on_cloud_run else "text"
+    handler = logging.StreamHandler(sys.stdout if fmt == "json" else sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(CloudLoggingFormatter())
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", datefmt="%H:%M:%S")
+        )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("google", "urllib3", "grpc"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

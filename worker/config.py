@@ -1,0 +1,157 @@
+"""The worker's configuration: one frozen dataclass, read once at start-up.
+
+Every field can be set from the environment as ``CUTQ_<FIELD>`` (``CUTQ_MAX_BATCH=16``);
+command-line flags override the environment. An unknown ``CUTQ_*`` variable is an error, so
+a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
+from cutq.submitter.contract import COLOR_RE, FORMATS, KINDS, RESIZES, OutputSpec
+from cutq.submitter.errors import ConfigError
+
+ENV_PREFIX = "CUTQ_"
+# Variables that belong to the client side or to tests, not to the worker.
+_NOT_WORKER = {"CUTQ_JOBS_TOPIC", "CUTQ_SUBMITTER_OUTPUT", "CUTQ_TEST_TIMEOUT_S"}
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """How one worker process runs. Units are in the names."""
+
+    model: str = "u2netp"
+    checkpoint: str | None = None  # InSPyReNet weights: a path or gs:// URI
+    checkpoint_sha256: str | None = None
+    model_mode: str | None = None  # model-specific variant, e.g. inspyrenet "base" | "fast"
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "auto"  # auto (fp16 on CUDA) | fp32 | fp16 | bf16
+    resize: str = "static"  # default for jobs that do not say
+    max_batch: int = 8
+    max_wait_ms: float = 20.0
+    max_in_flight: int = 32  # jobs held in memory at once, all stages together
+    io_threads: int = 4  # download + decode workers; as many again encode + upload
+    max_input_bytes: int = 50 * 1024 * 1024
+    max_pixels: int = 50_000_000
+    output: str = "file:///tmp/cutq-results"  # default output base URI
+    output_format: str = "png"
+    output_kind: str = "cutout"
+    output_background: str | None = None  # "#rrggbb[aa]": composite cutouts onto this colour
+    events_topic: str | None = None  # projects/P/topics/T; None: events go to the log only
+    allowed_buckets: tuple[str, ...] = ()  # gs:// buckets jobs may read and write; () = any
+    allowed_dirs: tuple[str, ...] = ()  # file:// roots jobs may read and write; () = any
+    grace_period_s: float = 25.0  # SIGTERM → finish or nack everything within this
+    warmup: bool = True
+    log_format: str = "auto"  # auto (json on Cloud Run) | json | text
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        _check(self.max_batch >= 1, "max_batch must be ≥ 1")
+        _check(self.max_wait_ms >= 0, "max_wait_ms must be ≥ 0")
+        _check(
+            self.max_in_flight >= self.max_batch,
+            f"max_in_flight ({self.max_in_flight}) must be ≥ max_batch ({self.max_batch})",
+        )
+        _check(self.io_threads >= 1, "io_threads must be ≥ 1")
+        _check(self.max_input_bytes >= 1, "max_input_bytes must be ≥ 1")
+        _check(self.max_pixels >= 1, "max_pixels must be ≥ 1")
+        _check(self.grace_period_s >= 0, "grace_period_s must be ≥ 0")
+        _check(self.resize in RESIZES, f"resize must be one of {RESIZES}")
+        _check(self.output_format in FORMATS, f"output_format must be one of {FORMATS}")
+        _check(self.output_kind in KINDS, f"output_kind must be one of {KINDS}")
+        _check(
+            self.output_background is None or bool(COLOR_RE.match(self.output_background)),
+            f"output_background must be '#rrggbb' or '#rrggbbaa', not {self.output_background!r}",
+        )
+        _check(
+            self.output_background is None or self.output_kind != "mask",
+            "output_background only applies to cutouts",
+        )
+        _check(
+            self.precision in ("auto", "fp32", "fp16", "bf16"),
+            "precision must be auto, fp32, fp16 or bf16",
+        )
+        _check(self.log_format in ("auto", "json", "text"), "log_format must be auto|json|text")
+        _check(
+            self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
+            "device must be auto, cpu, cuda or cuda:N",
+        )
+
+    @property
+    def default_output(self) -> OutputSpec:
+        return OutputSpec(
+            uri=self.output,
+            format=self.output_format,  # type: ignore[arg-type]
+            kind=self.output_kind,  # type: ignore[arg-type]
+            background=self.output_background,
+        )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> WorkerConfig:
+        """Fields from ``CUTQ_*`` variables, then ``overrides`` (None means "not given")."""
+        known = {f.name for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for key, raw in environ.items():
+            if not key.startswith(ENV_PREFIX) or key in _NOT_WORKER:
+                continue
+            name = key[len(ENV_PREFIX) :].lower()
+            if name not in known:
+                raise ConfigError(
+                    f"unknown setting {key}; known: "
+                    + ", ".join(ENV_PREFIX + n.upper() for n in sorted(known))
+                )
+            values[name] = raw
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        unknown = set(values) - known
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        hints = get_type_hints(cls)
+        converted = {name: _convert(name, value, hints[name]) for name, value in values.items()}
+        try:
+            return cls(**converted)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(str(error)) from None
+
+    def replace(self, **changes: Any) -> WorkerConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def _convert(name: str, value: Any, hint: Any) -> Any:
+    """Turn an environment string into the field's type; pass typed values through."""
+    if not isinstance(value, str):
+        return tuple(value) if isinstance(value, list) else value
+    optional = get_origin(hint) in (Union, types.UnionType) and type(None) in get_args(hint)
+    base = (
+        next((arg for arg in get_args(hint) if arg is not type(None)), hint) if optional else hint
+    )
+    if optional and value.strip() == "":
+        return None
+    try:
+        if base is bool:
+            if value.lower() in ("1", "true", "yes", "on"):
+                return True
+            if value.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if base is int:
+            return int(value.replace("_", ""))
+        if base is float:
+            return float(value)
+        if get_origin(base) is tuple:
+            return tuple(item.strip() for item in value.split(",") if item.strip())
+        return value
+    except ValueError:
+        raise ConfigError(
+            f"{ENV_PREFIX}{name.upper()}: cannot read {value!r} as "
+            f"{getattr(base, '__name__', base)}"
+        ) from None

@@ -1,0 +1,141 @@
+"""Decoding untrusted bytes into RGB pixels, and encoding masks into result images.
+
+Decoding checks the pixel count from the header *before* any pixel is decoded, so a
+decompression bomb costs nothing; it respects EXIF orientation and turns every mode Pillow
+reads (palette, grayscale, CMYK, 16-bit, with or without alpha) into 8-bit RGB plus the
+image's own alpha, if any. Encoding keeps straight (unpremultiplied) alpha, so edges keep the
+original colours and never get a dark fringe.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from cutq.submitter.errors import ImageTooLarge, UndecodableImage, UnsupportedImage
+
+# We do our own pixel limit (configurable, checked before decoding); Pillow's global one would
+# only warn below twice its value and raise a different error above it.
+Image.MAX_IMAGE_PIXELS = None
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """An input image, upright, as 8-bit RGB plus its own alpha (or None)."""
+
+    rgb: np.ndarray  # H×W×3 uint8
+    alpha: np.ndarray | None  # H×W uint8, when the input had transparency
+
+    @property
+    def height(self) -> int:
+        return int(self.rgb.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.rgb.shape[1])
+
+
+def decode(data: bytes, *, max_pixels: int) -> Decoded:
+    """Decode one image, refusing what cutq cannot or should not process."""
+    if not data:
+        raise UndecodableImage("input is empty (0 bytes)")
+    try:
+        image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise UndecodableImage("input is not an image format Pillow recognises") from None
+    except (OSError, ValueError, SyntaxError) as error:
+        raise UndecodableImage(f"cannot read image header: {error}") from None
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise UnsupportedImage(f"image has a zero-sized side ({width}×{height})")
+    if width * height > max_pixels:
+        raise ImageTooLarge(
+            f"image is {width}×{height} = {width * height:,} pixels; the limit is {max_pixels:,}"
+        )
+    if getattr(image, "n_frames", 1) > 1:
+        raise UnsupportedImage(f"animated images are not supported ({image.n_frames} frames)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "palette images with transparency..."
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            return _to_rgb_alpha(image)
+    except Image.DecompressionBombError as error:  # pragma: no cover - limit disabled above
+        raise ImageTooLarge(str(error)) from None
+    except (OSError, ValueError, SyntaxError, EOFError) as error:
+        raise UndecodableImage(f"image data is corrupt or truncated: {error}") from None
+
+
+def _to_rgb_alpha(image: Image.Image) -> Decoded:
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if mode.startswith("I;16") or array.max(initial=0) > 255 else 255.0
+        gray = np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Decoded(np.repeat(gray[:, :, None], 3, axis=2), None)
+    has_alpha = (
+        mode in ("RGBA", "LA", "PA", "RGBa", "La")
+        or (mode == "P" and "transparency" in image.info)
+        or (mode in ("L", "RGB") and "transparency" in image.info)
+    )
+    if has_alpha:
+        rgba = np.asarray(image.convert("RGBA"))
+        alpha = rgba[:, :, 3]
+        if alpha.min(initial=255) == 255:
+            return Decoded(np.ascontiguousarray(rgba[:, :, :3]), None)
+        return Decoded(np.ascontiguousarray(rgba[:, :, :3]), np.ascontiguousarray(alpha))
+    # Pillow's JPEG reader already undoes Adobe's inverted CMYK; convert() does the rest.
+    return Decoded(np.asarray(image.convert("RGB")), None)
+
+
+def combine_alpha(mask: np.ndarray, own_alpha: np.ndarray | None) -> np.ndarray:
+    """The result alpha: the predicted mask, never more opaque than the input already was."""
+    if own_alpha is None:
+        return mask
+    return ((mask.astype(np.uint16) * own_alpha.astype(np.uint16) + 127) // 255).astype(np.uint8)
+
+
+def parse_color(text: str) -> tuple[int, int, int, int]:
+    """``#rrggbb`` or ``#rrggbbaa`` → an RGBA tuple."""
+    digits = text.lstrip("#")
+    values = [int(digits[i : i + 2], 16) for i in range(0, len(digits), 2)]
+    return (values[0], values[1], values[2], values[3] if len(values) == 4 else 255)
+
+
+def cutout(rgb: np.ndarray, alpha: np.ndarray, background: str | None = None) -> Image.Image:
+    """RGBA cutout with straight alpha, or the subject composited onto a solid colour."""
+    if background is None:
+        return Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
+    red, green, blue, bg_alpha = parse_color(background)
+    a = alpha.astype(np.float32)[:, :, None] / 255.0
+    bg = np.array([red, green, blue], dtype=np.float32)
+    out_rgb = rgb.astype(np.float32) * a + bg * (1.0 - a)
+    if bg_alpha == 255:
+        return Image.fromarray(np.clip(out_rgb + 0.5, 0, 255).astype(np.uint8), "RGB")
+    # A translucent background: "over" compositing, then un-premultiply for straight alpha.
+    out_a = a + (bg_alpha / 255.0) * (1.0 - a)
+    premultiplied = rgb.astype(np.float32) * a + bg * (bg_alpha / 255.0) * (1.0 - a)
+    straight = np.where(out_a > 0, premultiplied / np.maximum(out_a, 1e-6), 0.0)
+    rgba = np.dstack([straight, out_a * 255.0])
+    return Image.fromarray(np.clip(rgba + 0.5, 0, 255).astype(np.uint8), "RGBA")
+
+
+def mask_image(alpha: np.ndarray) -> Image.Image:
+    """An 8-bit grayscale mask."""
+    return Image.fromarray(alpha, "L")
+
+
+def encode(image: Image.Image, fmt: str) -> bytes:
+    """PNG (fast zlib level) or lossless WebP bytes."""
+    buffer = io.BytesIO()
+    if fmt == "png":
+        image.save(buffer, format="PNG", compress_level=1)
+    elif fmt == "webp":
+        image.save(buffer, format="WEBP", lossless=True, quality=50, method=2, exact=True)
+    else:
+        raise ValueError(f"unsupported output format {fmt!r}")
+    return buffer.getvalue()

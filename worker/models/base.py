@@ -1,0 +1,65 @@
+"""The contract every cutq model meets: small on purpose, so the runner can batch any of them.
+
+A model turns RGB images into saliency maps. It only knows about its own network:
+
+* :meth:`Model.input_size` says at which size it wants an image; images with the same size
+  share a batch,
+* :meth:`Model.preprocess` turns one decoded image into a CPU tensor (runs in I/O threads),
+* :meth:`Model.predict` maps a batch on the device to one saliency map per image.
+
+Moving tensors to the device, mixed precision, upsampling masks back to the original size,
+thresholds, splitting batches on out-of-memory and warm-up checks live in
+:mod:`cutq.worker.inference`, once, for every model.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar, Literal
+
+import numpy as np
+import torch
+
+ResizeMode = Literal["static", "dynamic"]
+RESIZE_MODES: tuple[ResizeMode, ...] = ("static", "dynamic")
+
+
+class Model(ABC):
+    """A salient-object / matting network behind cutq's batching runner."""
+
+    #: Registry name, as jobs and configuration spell it.
+    name: ClassVar[str]
+    #: Identifies the weights (e.g. the first hex digits of their sha256); goes into events.
+    version: str = "unknown"
+
+    @abstractmethod
+    def setup(self, device: torch.device) -> None:
+        """Load weights, move the network to ``device`` and switch it to eval mode."""
+
+    @abstractmethod
+    def input_size(self, height: int, width: int, resize: ResizeMode) -> tuple[int, int]:
+        """The network input ``(h, w)`` for an image of ``height`` × ``width`` pixels.
+
+        Both sides must be positive multiples of the network's stride, whatever the image
+        (1×1 and 20000×10 included), and bounded so memory never depends on the input.
+        """
+
+    @abstractmethod
+    def preprocess(self, image: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+        """``image`` (H×W×3 uint8 RGB) → a float32 CPU tensor 3×h×w for :meth:`predict`."""
+
+    @abstractmethod
+    def predict(self, batch: torch.Tensor) -> torch.Tensor:
+        """``batch`` (N×3×h×w on the device) → N×1×h×w saliency in [0, 1].
+
+        Each output depends on its own input only: batching must never change a result.
+        """
+
+    def describe(self) -> dict[str, str]:
+        """Name and version, as completion events report them."""
+        return {"name": self.name, "version": self.version}
+
+
+def round_to_multiple(value: float, multiple: int) -> int:
+    """``value`` rounded to the nearest positive multiple of ``multiple`` (never 0)."""
+    return max(multiple, round(value / multiple) * multiple)
