@@ -1,0 +1,1 @@
+"""Test support for cutq: local stand-ins for cloud services, speaking their real protocols."""
