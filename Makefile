@@ -1,0 +1,46 @@
+# The two commands of the README:
+#   make demo   set up and run the local batch on the bundled samples with the bundled model
+#   make test   set up and run every test (what .ci/run calls)
+# Both create .venv and install torch with an explicit pin first, so pip never picks a
+# multi-GB build by accident; override with e.g. `make demo TORCH="torch==2.13.0"`.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+ARCH := $(shell uname -m)
+ifeq ($(ARCH),aarch64)
+TORCH ?= torch==2.9.1 torchvision==0.24.1
+else
+TORCH ?= torch==2.14.1 torchvision==0.29.1
+endif
+OUT ?= out/demo
+
+.PHONY: demo test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.torch: | $(BIN)/python
+	$(BIN)/pip install --disable-pip-version-check -q $(TORCH)
+	touch $@
+
+$(VENV)/.worker: pyproject.toml $(VENV)/.torch
+	$(BIN)/pip install --disable-pip-version-check -q -e '.[worker]'
+	touch $@
+
+$(VENV)/.dev: pyproject.toml $(VENV)/.torch
+	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev]'
+	touch $@ $(VENV)/.worker
+
+demo: $(VENV)/.worker
+	$(BIN)/cutq run samples --out $(OUT)
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .ruff_cache

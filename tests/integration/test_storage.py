@@ -1,0 +1,85 @@
+"""Storage by URI: the local backend, and gs:// against the local GCS server."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import pytest
+
+from cutq.submitter.errors import InputNotFound, InputTooLarge, UnsupportedScheme
+from cutq.submitter.storage import file_path, open_storage, scheme_of, to_uri
+
+
+def test_unknown_schemes_are_rejected() -> None:
+    for uri in ("s3://bucket/key", "http://host/x.png", "ftp://x/y"):
+        with pytest.raises(UnsupportedScheme):
+            open_storage(uri)
+    assert scheme_of("relative/path.png") == "file"
+    with pytest.raises(UnsupportedScheme):
+        file_path("file://relative/path")
+
+
+def test_local_round_trip(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    uri = to_uri(tmp_path / "a" / "b.png")
+    storage = open_storage(uri)
+    info = storage.write(uri, b"hello", content_type="image/png")
+    assert info.size == 5 and storage.stat(uri) == info
+    assert storage.read(uri, max_bytes=5, generation=info.generation) == b"hello"
+    with pytest.raises(InputTooLarge):
+        storage.read(uri, max_bytes=4)
+    with pytest.raises(InputNotFound):
+        storage.read(uri, max_bytes=10, generation=(info.generation or 0) + 1)
+    with pytest.raises(InputNotFound):
+        storage.read(to_uri(tmp_path / "missing.png"), max_bytes=10)
+    assert storage.stat(to_uri(tmp_path / "missing.png")) is None
+    storage.upload(
+        to_uri(tmp_path / "a" / "c.bin"),
+        io.BytesIO(b"x" * 3_000_000),
+        content_type="application/octet-stream",
+    )
+    assert [i.uri.rsplit("/", 1)[1] for i in storage.list(to_uri(tmp_path / "a"))] == [
+        "b.png",
+        "c.bin",
+    ]
+    assert not [name for name in os.listdir(tmp_path / "a") if name.startswith(".")]
+
+
+def test_gcs_round_trip_with_metadata_and_limits(gcs_bucket: str) -> None:
+    uri = f"gs://{gcs_bucket}/dir/a.png"
+    storage = open_storage(uri)
+    info = storage.write(uri, b"png-bytes", content_type="image/png", metadata={"cutq-width": "3"})
+    assert info.size == 9 and info.generation
+    stat = storage.stat(uri)
+    assert stat is not None and stat.metadata["cutq-width"] == "3"
+    assert storage.read(uri, max_bytes=100) == b"png-bytes"
+    assert storage.read(uri, max_bytes=100, generation=info.generation) == b"png-bytes"
+    with pytest.raises(InputTooLarge):
+        storage.read(uri, max_bytes=8)
+    with pytest.raises(InputNotFound):
+        storage.read(f"gs://{gcs_bucket}/missing.png", max_bytes=100)
+    with pytest.raises(InputNotFound):
+        storage.read("gs://no-such-bucket-here/a.png", max_bytes=100)
+    assert storage.stat(f"gs://{gcs_bucket}/missing.png") is None
+
+
+def test_gcs_resumable_upload_and_streamed_download(gcs_bucket: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    data = os.urandom(20 * 1024 * 1024 + 123)  # over the 8 MiB chunk: a resumable upload
+    uri = f"gs://{gcs_bucket}/big.bin"
+    storage = open_storage(uri)
+    assert storage.upload(
+        uri, io.BytesIO(data), content_type="application/octet-stream"
+    ).size == len(data)
+    target = tmp_path / "copy.bin"
+    storage.download_to_path(uri, target)
+    assert target.read_bytes() == data
+
+
+def test_gcs_listing_is_lazy_and_prefix_scoped(gcs_bucket: str) -> None:
+    storage = open_storage(f"gs://{gcs_bucket}")
+    for index in range(25):
+        storage.write(f"gs://{gcs_bucket}/p/{index:03d}.jpg", b"x", content_type="image/jpeg")
+    storage.write(f"gs://{gcs_bucket}/q/other.jpg", b"x", content_type="image/jpeg")
+    listing = storage.list(f"gs://{gcs_bucket}/p/")
+    assert next(listing).uri == f"gs://{gcs_bucket}/p/000.jpg"
+    assert len(list(listing)) == 24

@@ -1,0 +1,55 @@
+"""The batcher over pre-filled queues and a fake clock: no model, no GPU, no sleeping."""
+
+from __future__ import annotations
+
+import queue
+import threading
+
+from cutq.worker.batcher import STOP, get_batch
+
+
+def filled(*items: object) -> queue.Queue:
+    q: queue.Queue = queue.Queue()
+    for item in items:
+        q.put(item)
+    return q
+
+
+def test_closes_at_max_batch() -> None:
+    q = filled(*range(10))
+    assert get_batch(q, 4, 10.0) == [0, 1, 2, 3]
+    assert get_batch(q, 4, 10.0) == [4, 5, 6, 7]
+
+
+def test_past_the_deadline_it_never_blocks() -> None:
+    now = [0.0]
+
+    def clock() -> float:
+        now[0] += 0.6  # each look at the clock costs 0.6 s of fake time
+        return now[0]
+
+    q = filled(1)  # nothing else will come: a blocking get would hang the test
+    assert get_batch(q, 8, 0.5, clock) == [1]
+
+
+def test_zero_wait_takes_only_what_is_already_queued() -> None:
+    q = filled(1, 2, 3)
+    assert get_batch(q, 8, 0.0) == [1, 2, 3]
+
+
+def test_stop_ends_a_batch_and_the_next_call() -> None:
+    q = filled(1, 2, STOP)
+    assert get_batch(q, 8, 10.0) == [1, 2]
+    assert get_batch(q, 8, 10.0) is None
+    assert get_batch(q, 8, 10.0) is None
+
+
+def test_blocks_for_the_first_item_then_waits_for_more() -> None:
+    q: queue.Queue = queue.Queue()
+    result: list = []
+    thread = threading.Thread(target=lambda: result.append(get_batch(q, 2, 5.0)))
+    thread.start()
+    q.put("a")
+    q.put("b")
+    thread.join(timeout=5)
+    assert result == [["a", "b"]]

@@ -1,0 +1,60 @@
+"""Worker configuration: environment parsing, overrides, validation, unknown keys."""
+
+from __future__ import annotations
+
+import pytest
+
+from cutq.submitter.errors import ConfigError
+from cutq.worker.config import WorkerConfig
+
+
+def test_environment_is_typed_and_overridable() -> None:
+    config = WorkerConfig.from_env(
+        {
+            "CUTQ_MAX_BATCH": "16",
+            "CUTQ_MAX_WAIT_MS": "5.5",
+            "CUTQ_WARMUP": "false",
+            "CUTQ_ALLOWED_BUCKETS": "a, b",
+            "CUTQ_EVENTS_TOPIC": "",
+            "PATH": "/bin",
+            "CUTQ_MAX_IN_FLIGHT": "64",
+        },
+        max_batch=32,
+    )
+    assert config.max_batch == 32 and config.max_wait_ms == 5.5 and config.warmup is False
+    assert config.allowed_buckets == ("a", "b") and config.events_topic is None
+
+
+def test_unknown_variable_is_an_error_naming_the_known_ones() -> None:
+    with pytest.raises(ConfigError, match=r"CUTQ_MAX_BATCHES.*CUTQ_MAX_BATCH"):
+        WorkerConfig.from_env({"CUTQ_MAX_BATCHES": "4"})
+
+
+@pytest.mark.parametrize(
+    ("env", "fragment"),
+    [
+        ({"CUTQ_MAX_BATCH": "eight"}, "cannot read"),
+        ({"CUTQ_MAX_BATCH": "0"}, "max_batch"),
+        ({"CUTQ_MAX_BATCH": "64"}, "max_in_flight"),
+        ({"CUTQ_RESIZE": "huge"}, "resize"),
+        ({"CUTQ_DEVICE": "tpu"}, "device"),
+        ({"CUTQ_WARMUP": "maybe"}, "cannot read"),
+        ({"CUTQ_OUTPUT_BACKGROUND": "red"}, "output_background"),
+    ],
+)
+def test_bad_values_are_rejected(env: dict[str, str], fragment: str) -> None:
+    with pytest.raises(ConfigError, match=fragment):
+        WorkerConfig.from_env(env)
+
+
+def test_default_output_spec() -> None:
+    config = WorkerConfig(
+        output="gs://r/p", output_format="webp", output_kind="both", output_background="#ffffff"
+    )
+    spec = config.default_output
+    assert (spec.uri, spec.format, spec.kind, spec.background) == (
+        "gs://r/p",
+        "webp",
+        "both",
+        "#ffffff",
+    )

@@ -1,0 +1,214 @@
+"""The job contract: round trips, defaults, derived ids, and every rejection path."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import pytest
+
+from cutq.submitter.contract import (
+    Event,
+    Options,
+    OutputInfo,
+    OutputSpec,
+    derive_job_id,
+    event_from_cloudevent,
+    new_job,
+    parse_job,
+)
+from cutq.submitter.errors import InvalidJob, InvalidMessage
+
+DEFAULTS = OutputSpec(uri="gs://results/cutouts")
+WHEN = datetime(2026, 11, 23, 23, 59, 59, tzinfo=timezone.utc)
+
+
+def parse(body: object, **kwargs: object):  # type: ignore[no-untyped-def]
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return parse_job(data, defaults=DEFAULTS, publish_time=WHEN, **kwargs)  # type: ignore[arg-type]
+
+
+def test_minimal_job_takes_defaults_and_derives_a_stable_id() -> None:
+    job = parse({"input": "gs://inputs/a.jpg"})
+    assert job.output == DEFAULTS
+    assert job.job_id == parse({"input": "gs://inputs/a.jpg"}).job_id
+    assert job.job_id != parse({"input": "gs://inputs/a.jpg", "input_generation": 7}).job_id
+    assert job.job_id != parse({"input": "gs://inputs/a.jpg", "options": {"threshold": 0.5}}).job_id
+    assert job.result_uris() == {"cutout": f"gs://results/cutouts/dt=2026-11-23/{job.job_id}.png"}
+
+
+def test_full_job_round_trips_through_its_message() -> None:
+    job = new_job(
+        "gs://inputs/dir/a b.jpg",
+        OutputSpec("gs://out/x", "webp", "both", "#ffffff"),
+        input_generation=123,
+        model="u2netp",
+        options=Options(resize="dynamic", threshold=0.4),
+        attributes={"sku": "123"},
+        job_id="order-1.a",
+    )
+    again = parse(job.to_message())
+    assert (
+        again.job_id,
+        again.input,
+        again.output,
+        again.input_generation,
+        again.model,
+        again.options,
+        dict(again.attributes),
+    ) == (
+        "order-1.a",
+        "gs://inputs/dir/a b.jpg",
+        job.output,
+        123,
+        "u2netp",
+        job.options,
+        {"sku": "123"},
+    )
+    assert again.result_uris() == {
+        "cutout": "gs://out/x/dt=2026-11-23/order-1.a.webp",
+        "mask": "gs://out/x/dt=2026-11-23/order-1.a.mask.webp",
+    }
+
+
+def test_partial_output_is_completed_from_defaults() -> None:
+    job = parse({"input": "gs://inputs/a.png", "output": {"kind": "mask"}})
+    assert job.output == OutputSpec(uri="gs://results/cutouts", kind="mask")
+    assert (
+        parse({"input": "gs://inputs/a.png", "output": "gs://outs/p"}).output.uri == "gs://outs/p"
+    )
+
+
+def test_result_path_uses_the_utc_date_of_publish_time() -> None:
+    late = datetime(2026, 11, 24, 1, 0, tzinfo=timezone.utc).astimezone()
+    job = parse_job(b'{"input": "gs://inputs/a.png"}', defaults=DEFAULTS, publish_time=late)
+    assert "/dt=2026-11-24/" in job.result_uris()["cutout"]
+
+
+def test_derived_id_is_independent_of_key_order() -> None:
+    a = derive_job_id("gs://inputs/a", 1, DEFAULTS, None, Options(resize="static", threshold=0.5))
+    b = derive_job_id("gs://inputs/a", 1, DEFAULTS, None, Options(threshold=0.5, resize="static"))
+    assert a == b and len(a) == 32
+
+
+@pytest.mark.parametrize(
+    ("data", "error", "fragment"),
+    [
+        (b"\xff\xfe not utf8", InvalidMessage, "not UTF-8"),
+        (b"{not json", InvalidMessage, "not JSON"),
+        (b"x" * 70_000, InvalidMessage, "limit"),
+        (b"[]", InvalidJob, "expected a JSON object"),
+        (b"{}", InvalidJob, "input: required"),
+        (b'{"input": "gs://inputs/a", "colour": 1}', InvalidJob, "unknown field(s) colour"),
+        (b'{"input": 5}', InvalidJob, "input: expected"),
+        (b'{"input": "http://x/a.png"}', InvalidJob, "unsupported URI"),
+        (b'{"input": "gs://UPPER/a.png"}', InvalidJob, "invalid bucket"),
+        (b'{"input": "gs://inputs/a", "v": 2}', InvalidJob, "unsupported contract version"),
+        (b'{"input": "gs://inputs/a", "output": {"format": "jpeg"}}', InvalidJob, "output.format"),
+        (b'{"input": "gs://inputs/a", "output": {"kind": "alpha"}}', InvalidJob, "output.kind"),
+        (b'{"input": "gs://inputs/a", "output": {"size": 1}}', InvalidJob, "unknown field(s) size"),
+        (
+            b'{"input": "gs://inputs/a", "output": {"background": "white"}}',
+            InvalidJob,
+            "background",
+        ),
+        (
+            b'{"input": "gs://inputs/a", "output": {"kind": "mask", "background": "#000000"}}',
+            InvalidJob,
+            "only applies",
+        ),
+        (b'{"input": "gs://inputs/a", "options": {"threshold": "0.5"}}', InvalidJob, "threshold"),
+        (
+            b'{"input": "gs://inputs/a", "options": {"threshold": 1.5}}',
+            InvalidJob,
+            "between 0 and 1",
+        ),
+        (
+            b'{"input": "gs://inputs/a", "options": {"resize": "huge"}}',
+            InvalidJob,
+            "options.resize",
+        ),
+        (b'{"input": "gs://inputs/a", "input_generation": -1}', InvalidJob, "input_generation"),
+        (b'{"input": "gs://inputs/a", "input_generation": true}', InvalidJob, "input_generation"),
+        (b'{"input": "gs://inputs/a", "job_id": "../../etc/passwd"}', InvalidJob, "job_id"),
+        (b'{"input": "gs://inputs/a", "job_id": ""}', InvalidJob, "job_id"),
+        (b'{"input": "gs://inputs/a", "model": "Bad Model"}', InvalidJob, "model"),
+        (b'{"input": "gs://inputs/a", "attributes": {"k": 1}}', InvalidJob, "strings"),
+        (b'{"input": "gs://inputs/a", "attributes": {"googx": "1"}}', InvalidJob, "invalid key"),
+    ],
+)
+def test_rejections_name_the_problem(data: bytes, error: type, fragment: str) -> None:
+    with pytest.raises(error) as raised:
+        parse(data)
+    assert fragment in str(raised.value)
+    assert raised.value.code in ("invalid_message", "invalid_job")
+
+
+def test_too_many_attributes_is_rejected() -> None:
+    with pytest.raises(InvalidJob, match="at most"):
+        parse({"input": "gs://inputs/a", "attributes": {f"k{i}": "v" for i in range(40)}})
+
+
+def test_gcs_notification_is_a_job_with_worker_defaults() -> None:
+    attributes = {
+        "eventType": "OBJECT_FINALIZE",
+        "bucketId": "uploads",
+        "objectId": "shop/cat 1.jpg",
+        "objectGeneration": "1700000000000001",
+        "payloadFormat": "JSON_API_V1",
+    }
+    body = json.dumps(
+        {
+            "kind": "storage#object",
+            "bucket": "uploads",
+            "name": "shop/cat 1.jpg",
+            "generation": "1700000000000001",
+            "size": "1234",
+        }
+    ).encode()
+    job = parse(body, attributes=attributes)
+    assert job.input == "gs://uploads/shop/cat 1.jpg"
+    assert job.input_generation == 1700000000000001
+    assert job.output == DEFAULTS
+    assert job.job_id == parse(body, attributes=attributes).job_id
+
+
+def test_notification_without_object_is_rejected() -> None:
+    with pytest.raises(InvalidJob, match="objectId"):
+        parse(b"{}", attributes={"eventType": "OBJECT_FINALIZE", "bucketId": "b"})
+
+
+def test_event_is_a_cloudevent_and_round_trips() -> None:
+    event = Event(
+        job_id="j1",
+        status="completed",
+        input="gs://inputs/a",
+        outputs=(OutputInfo("cutout", "gs://outs/dt=2026-11-23/j1.png", 10, 4, 3),),
+        model={"name": "u2netp", "version": "abc"},
+        attempt=2,
+        batch_size=8,
+        timings_ms={"infer": 12.345, "total": 50.0},
+        attributes={"sku": "9"},
+        time=WHEN,
+    )
+    document = json.loads(event.to_json())
+    assert document["specversion"] == "1.0"
+    assert document["type"] == "dev.cutq.job.completed"
+    assert document["id"] == "j1:completed"
+    assert document["data"]["timings_ms"]["infer"] == 12.35
+    back = event_from_cloudevent(document)
+    assert back.outputs == event.outputs and back.time == WHEN and back.attempt == 2
+    assert event.message_attributes() == {"sku": "9", "job_id": "j1", "status": "completed"}
+
+
+def test_failed_event_carries_code_and_message() -> None:
+    event = Event(
+        job_id="j2",
+        status="failed",
+        input=None,
+        error_code="image_undecodable",
+        error_message="truncated",
+    )
+    document = event.to_cloudevent()
+    assert document["data"]["error"] == {"code": "image_undecodable", "message": "truncated"}
+    assert event.message_attributes()["error_code"] == "image_undecodable"
