@@ -6,6 +6,7 @@ Pub/Sub's delivery semantics with an injectable clock. `fixtures` holds the pyte
 """
 
 from .clock import Clock, FakeClock, SystemClock
+from .emulator import PubSubEmulator
 from .model import (
     DeadLetterPolicy,
     Delivery,
@@ -25,6 +26,7 @@ __all__ = [
     "FakeClock",
     "LocalPubSubServer",
     "OutgoingMessage",
+    "PubSubEmulator",
     "PubSubError",
     "PubSubState",
     "RetryPolicy",

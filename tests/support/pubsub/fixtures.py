@@ -9,38 +9,17 @@ example to Google's emulator) the suite uses that server; otherwise it starts a
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 from google.cloud import pubsub_v1
 
+from .emulator import PubSubEmulator
 from .server import LocalPubSubServer
 
 EMULATOR_HOST_ENV = "PUBSUB_EMULATOR_HOST"
 PROJECT_ENV = "PUBSUB_PROJECT_ID"
 DEFAULT_PROJECT = "cutq-test"
-
-
-@dataclass(frozen=True)
-class PubSubEmulator:
-    """Where the session's Pub/Sub is; `server` is None when it runs outside this process."""
-
-    host: str
-    project: str
-    server: LocalPubSubServer | None
-
-    def topic_path(self, prefix: str = "topic") -> str:
-        """A fresh topic name (the server is shared by the whole session)."""
-        return f"projects/{self.project}/topics/{_unique(prefix)}"
-
-    def subscription_path(self, prefix: str = "sub") -> str:
-        return f"projects/{self.project}/subscriptions/{_unique(prefix)}"
-
-
-def _unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from types import TracebackType
 
 import grpc
@@ -32,11 +34,13 @@ _MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 class LocalPubSubServer:
     """Publisher and Subscriber services over one `PubSubState`, on `host:port`.
 
-    `port=0` picks a free port at the first `start()`; `restart()` binds the same one again.
+    `port=0` picks a free port at the first `start()`; later starts bind the same one.
     `clock` drives ack deadlines, backoffs and publish times (pass a `FakeClock` to make
     leases expire on demand); `tick_s` is how often a background thread settles expired
     leases and finished backoffs; a unary Pull without return_immediately waits up to
     `max_pull_wait_s` for messages before answering empty, as Pub/Sub may.
+
+    The port is bound with SO_REUSEPORT so that `restart()` can hand it over without a gap.
     """
 
     def __init__(
@@ -58,11 +62,7 @@ class LocalPubSubServer:
         self._tick_s = tick_s
         self._max_pull_wait_s = max_pull_wait_s
         self._max_workers = max_workers
-        self._server: grpc.Server | None = None
-        self._executor: ThreadPoolExecutor | None = None
-        self._subscriber: SubscriberServicer | None = None
-        self._stopping = threading.Event()
-        self._ticker: threading.Thread | None = None
+        self._run: _Run | None = None
 
     @property
     def address(self) -> str:
@@ -74,58 +74,40 @@ class LocalPubSubServer:
 
     @property
     def running(self) -> bool:
-        return self._server is not None
+        return self._run is not None
 
     def start(self) -> LocalPubSubServer:
-        if self._server is not None:
+        if self._run is not None:
             raise RuntimeError("LocalPubSubServer is already running")
-        self._stopping = threading.Event()
-        self._executor = ThreadPoolExecutor(self._max_workers, thread_name_prefix="local-pubsub")
-        server = grpc.server(
-            self._executor,
-            options=[
-                ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
-                ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
-                ("grpc.so_reuseport", 0),
-            ],
-        )
-        self._subscriber = SubscriberServicer(self.state, self._stopping, self._max_pull_wait_s)
-        server.add_generic_rpc_handlers(
-            (PublisherServicer(self.state).handler(), self._subscriber.handler())
-        )
-        try:
-            self.port = server.add_insecure_port(f"{self.host}:{self.port}")
-        except RuntimeError:
-            self._executor.shutdown(wait=False)
-            raise
-        server.start()
-        self._server = server
-        self._ticker = threading.Thread(
-            target=self._tick, args=(self._stopping,), name="local-pubsub-ticker", daemon=True
-        )
-        self._ticker.start()
+        self._run = self._serve()
         logger.info("local Pub/Sub server listening on %s", self.address)
         return self
 
     def stop(self, grace_s: float = 1.0) -> None:
         """End every stream with UNAVAILABLE, then shut down; idempotent. State is kept."""
-        if self._server is None:
-            return
-        self._stopping.set()
-        self.state.interrupt()
-        self._server.stop(grace_s).wait()
-        assert self._ticker is not None and self._executor is not None
-        assert self._subscriber is not None
-        self._ticker.join()
-        self._subscriber.join_readers(grace_s)
-        self._executor.shutdown(wait=True)
-        self._server = self._ticker = self._executor = self._subscriber = None
-        logger.info("local Pub/Sub server on port %d stopped", self.port)
+        run, self._run = self._run, None
+        if run is not None:
+            run.shutdown(self.state, grace_s)
+            logger.info("local Pub/Sub server on port %d stopped", self.port)
 
-    def restart(self, grace_s: float = 1.0) -> None:
-        """Stop and start again on the same port, keeping topics, messages and leases."""
-        self.stop(grace_s)
-        self.start()
+    def restart(self, grace_s: float = 1.0, *, downtime_s: float | None = None) -> None:
+        """Break every stream and serve again on the same port; topics, messages, leases stay.
+
+        By default a new server takes over the bound port before the old one ends its streams
+        with UNAVAILABLE, so clients reconnect at once. With `downtime_s` the port is closed
+        for that long: a real outage, where google-cloud-pubsub's reopen throttle (5 attempts
+        per 10 s) can delay the subscriber's return by up to ten seconds.
+        """
+        if downtime_s is not None:
+            self.stop(grace_s)
+            time.sleep(downtime_s)
+            self.start()
+            return
+        if self._run is None:
+            raise RuntimeError("LocalPubSubServer is not running")
+        old, self._run = self._run, self._serve()
+        old.shutdown(self.state, grace_s)
+        logger.info("local Pub/Sub server on %s restarted", self.address)
 
     def __enter__(self) -> LocalPubSubServer:
         return self.start()
@@ -138,9 +120,62 @@ class LocalPubSubServer:
     ) -> None:
         self.stop()
 
-    def _tick(self, stopping: threading.Event) -> None:
-        while not stopping.wait(self._tick_s):
-            try:
-                self.state.expire()
-            except Exception:  # keep ticking: a bug here must not stop redelivery
-                logger.exception("expiring leases failed")
+    def _serve(self) -> _Run:
+        stopping = threading.Event()
+        executor = ThreadPoolExecutor(self._max_workers, thread_name_prefix="local-pubsub")
+        server = grpc.server(
+            executor,
+            options=[
+                ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
+                ("grpc.so_reuseport", 1),
+            ],
+        )
+        subscriber = SubscriberServicer(self.state, stopping, self._max_pull_wait_s)
+        server.add_generic_rpc_handlers(
+            (PublisherServicer(self.state).handler(), subscriber.handler())
+        )
+        try:
+            self.port = server.add_insecure_port(f"{self.host}:{self.port}")
+        except RuntimeError:
+            executor.shutdown(wait=False)
+            raise
+        server.start()
+        ticker = threading.Thread(
+            target=_tick,
+            args=(self.state, stopping, self._tick_s),
+            name="local-pubsub-ticker",
+            daemon=True,
+        )
+        ticker.start()
+        return _Run(server, executor, subscriber, stopping, ticker)
+
+
+@dataclass
+class _Run:
+    """One serving period of the server: what `start()` creates and `stop()` ends."""
+
+    server: grpc.Server
+    executor: ThreadPoolExecutor
+    subscriber: SubscriberServicer
+    stopping: threading.Event
+    ticker: threading.Thread
+
+    def shutdown(self, state: PubSubState, grace_s: float) -> None:
+        # Close the listener first, then end the streams: a client reconnecting at once
+        # then reaches whatever listens on the port now (after restart, the new server).
+        stopped = self.server.stop(grace_s)
+        self.stopping.set()
+        state.interrupt()
+        stopped.wait()
+        self.ticker.join()
+        self.subscriber.join_readers(grace_s)
+        self.executor.shutdown(wait=True)
+
+
+def _tick(state: PubSubState, stopping: threading.Event, tick_s: float) -> None:
+    while not stopping.wait(tick_s):
+        try:
+            state.expire()
+        except Exception:  # keep ticking: a bug here must not stop redelivery
+            logger.exception("expiring leases failed")

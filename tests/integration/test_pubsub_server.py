@@ -1,0 +1,379 @@
+"""The real google-cloud-pubsub client against the local Pub/Sub server.
+
+Tests taking `pubsub_emulator` run against whatever PUBSUB_EMULATOR_HOST names (Google's
+emulator too); those needing a fake clock or a restart build their own LocalPubSubServer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+from google.api_core import exceptions
+from google.cloud import pubsub_v1
+from google.cloud.pubsub_v1.subscriber.message import Message
+from google.cloud.pubsub_v1.types import FlowControl
+from google.pubsub_v1 import types as gapic
+
+from tests.support.pubsub import FakeClock, LocalPubSubServer, PubSubEmulator
+
+pytest_plugins = ["tests.support.pubsub.fixtures"]
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    pause = threading.Event()
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        pause.wait(0.01)
+    return True
+
+
+class Received:
+    """Thread-safe record of what a streaming-pull callback saw."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.messages: list[Message] = []
+
+    def add(self, message: Message) -> int:
+        with self._lock:
+            self.messages.append(message)
+            return sum(m.message_id == message.message_id for m in self.messages)
+
+    def ids(self) -> list[str]:
+        with self._lock:
+            return [m.message_id for m in self.messages]
+
+
+@contextlib.contextmanager
+def streaming(
+    subscriber: pubsub_v1.SubscriberClient,
+    subscription: str,
+    callback: Callable[[Message], None],
+    **kwargs: object,
+) -> Iterator[None]:
+    future = subscriber.subscribe(subscription, callback, **kwargs)  # type: ignore[arg-type]
+    try:
+        yield
+    finally:
+        future.cancel()
+        future.result(timeout=30)
+
+
+def create(
+    emulator: PubSubEmulator,
+    publisher: pubsub_v1.PublisherClient,
+    subscriber: pubsub_v1.SubscriberClient,
+    **subscription: object,
+) -> tuple[str, str]:
+    topic = emulator.topic_path("jobs")
+    publisher.create_topic(name=topic)
+    name = emulator.subscription_path("jobs")
+    subscriber.create_subscription(request={"name": name, "topic": topic, **subscription})
+    return topic, name
+
+
+@pytest.fixture
+def local_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalPubSubServer]:
+    """A private server with a fake clock: leases expire only when the test says so."""
+    with LocalPubSubServer(clock=FakeClock()) as server:
+        monkeypatch.setenv("PUBSUB_EMULATOR_HOST", server.address)
+        yield server
+
+
+@pytest.fixture
+def local(local_server: LocalPubSubServer) -> Iterator[tuple[PubSubEmulator, object, object]]:
+    emulator = PubSubEmulator(local_server.address, "local", local_server)
+    publisher = pubsub_v1.PublisherClient()
+    subscriber = pubsub_v1.SubscriberClient()
+    try:
+        yield emulator, publisher, subscriber
+    finally:
+        subscriber.close()
+        publisher.stop()
+        publisher.transport.close()
+
+
+def test_publish_and_pull_round_trip_with_attributes(
+    pubsub_emulator, pubsub_publisher, pubsub_subscriber
+):
+    topic, sub = create(pubsub_emulator, pubsub_publisher, pubsub_subscriber)
+    sent = {
+        pubsub_publisher.publish(topic, b"job-%d" % i, kind="cutout", n=str(i)).result(): i
+        for i in range(3)
+    }
+    got: dict[str, gapic.ReceivedMessage] = {}
+    while len(got) < 3:
+        response = pubsub_subscriber.pull(subscription=sub, max_messages=10, timeout=10)
+        got.update({r.message.message_id: r for r in response.received_messages})
+    assert set(got) == set(sent)
+    for message_id, i in sent.items():
+        message = got[message_id].message
+        assert message.data == b"job-%d" % i
+        assert dict(message.attributes) == {"kind": "cutout", "n": str(i)}
+        assert abs(message.publish_time.timestamp() - time.time()) < 60
+        assert got[message_id].delivery_attempt == 0
+    pubsub_subscriber.acknowledge(subscription=sub, ack_ids=[r.ack_id for r in got.values()])
+
+    assert pubsub_publisher.get_topic(topic=topic).name == topic
+    assert list(pubsub_publisher.list_topic_subscriptions(topic=topic)) == [sub]
+    assert pubsub_subscriber.get_subscription(subscription=sub).ack_deadline_seconds == 10
+
+
+def test_admin_errors_match_pubsub(pubsub_emulator, pubsub_publisher, pubsub_subscriber):
+    topic, sub = create(pubsub_emulator, pubsub_publisher, pubsub_subscriber)
+    with pytest.raises(exceptions.AlreadyExists):
+        pubsub_publisher.create_topic(name=topic)
+    with pytest.raises(exceptions.AlreadyExists):
+        pubsub_subscriber.create_subscription(name=sub, topic=topic)
+    with pytest.raises(exceptions.NotFound):
+        pubsub_publisher.publish(pubsub_emulator.topic_path("missing"), b"x").result(timeout=30)
+    with pytest.raises(exceptions.NotFound):
+        pubsub_subscriber.get_subscription(subscription=pubsub_emulator.subscription_path())
+    with pytest.raises(exceptions.InvalidArgument):
+        pubsub_subscriber.create_subscription(
+            name=pubsub_emulator.subscription_path(), topic=topic, ack_deadline_seconds=5
+        )
+
+
+def test_update_and_list_subscriptions(pubsub_emulator, pubsub_publisher, pubsub_subscriber):
+    topic = pubsub_emulator.topic_path("listed")
+    pubsub_publisher.create_topic(name=topic)
+    project = f"projects/list-{uuid.uuid4().hex[:8]}"
+    names = [f"{project}/subscriptions/sub-{i}" for i in range(5)]
+    for name in names:
+        pubsub_subscriber.create_subscription(name=name, topic=topic)
+    listed = pubsub_subscriber.list_subscriptions(request={"project": project, "page_size": 2})
+    assert sorted(s.name for s in listed) == names
+
+    dead = pubsub_emulator.topic_path("dead")
+    pubsub_publisher.create_topic(name=dead)
+    updated = pubsub_subscriber.update_subscription(
+        subscription={
+            "name": names[0],
+            "ack_deadline_seconds": 30,
+            "dead_letter_policy": {"dead_letter_topic": dead, "max_delivery_attempts": 7},
+        },
+        update_mask={"paths": ["ack_deadline_seconds", "dead_letter_policy"]},
+    )
+    assert updated.ack_deadline_seconds == 30
+    assert updated.dead_letter_policy.max_delivery_attempts == 7
+    pubsub_subscriber.delete_subscription(subscription=names[0])
+    with pytest.raises(exceptions.NotFound):
+        pubsub_subscriber.get_subscription(subscription=names[0])
+
+
+def test_filter_delivers_only_matching_messages(
+    pubsub_emulator, pubsub_publisher, pubsub_subscriber
+):
+    topic, sub = create(
+        pubsub_emulator, pubsub_publisher, pubsub_subscriber, filter='attributes.kind = "mask"'
+    )
+    pubsub_publisher.publish(topic, b"no", kind="cutout").result()
+    wanted = pubsub_publisher.publish(topic, b"yes", kind="mask").result()
+    response = pubsub_subscriber.pull(subscription=sub, max_messages=10, timeout=10)
+    assert [r.message.message_id for r in response.received_messages] == [wanted]
+
+
+def test_streaming_pull_delivers_200_messages_each_once(
+    pubsub_emulator, pubsub_publisher, pubsub_subscriber
+):
+    topic, sub = create(pubsub_emulator, pubsub_publisher, pubsub_subscriber)
+    futures = [pubsub_publisher.publish(topic, b"%d" % i) for i in range(200)]
+    sent = {future.result() for future in futures}
+    received = Received()
+
+    def callback(message: Message) -> None:
+        received.add(message)
+        message.ack()
+
+    with streaming(pubsub_subscriber, sub, callback):
+        assert wait_for(lambda: set(received.ids()) == sent)
+        pause = threading.Event()
+        pause.wait(1.0)  # any redelivery would show up now
+    assert sorted(received.ids()) == sorted(sent)
+    if pubsub_emulator.server is not None:
+        assert wait_for(lambda: pubsub_emulator.server.state.stats(sub).backlog == 0)
+
+
+def test_nacked_message_is_redelivered(pubsub_emulator, pubsub_publisher, pubsub_subscriber):
+    topic, sub = create(pubsub_emulator, pubsub_publisher, pubsub_subscriber)
+    message_id = pubsub_publisher.publish(topic, b"retry me").result()
+    received = Received()
+
+    def callback(message: Message) -> None:
+        if received.add(message) == 1:
+            message.nack()
+        else:
+            message.ack()
+
+    with streaming(pubsub_subscriber, sub, callback):
+        assert wait_for(lambda: len(received.ids()) == 2)
+    assert received.ids() == [message_id, message_id]
+    assert [m.delivery_attempt for m in received.messages] == [None, None]
+
+
+def test_dead_letter_after_max_delivery_attempts(
+    pubsub_emulator, pubsub_publisher, pubsub_subscriber
+):
+    dead_topic = pubsub_emulator.topic_path("dead")
+    pubsub_publisher.create_topic(name=dead_topic)
+    dead_sub = pubsub_emulator.subscription_path("dead")
+    pubsub_subscriber.create_subscription(name=dead_sub, topic=dead_topic)
+    policy = {"dead_letter_topic": dead_topic, "max_delivery_attempts": 5}
+    topic, sub = create(
+        pubsub_emulator, pubsub_publisher, pubsub_subscriber, dead_letter_policy=policy
+    )
+    pubsub_publisher.publish(topic, b"poison", kind="cutout").result()
+    received = Received()
+
+    def callback(message: Message) -> None:
+        received.add(message)
+        message.nack()
+
+    with streaming(pubsub_subscriber, sub, callback):
+        response = pubsub_subscriber.pull(subscription=dead_sub, max_messages=1, timeout=30)
+        while not response.received_messages:
+            response = pubsub_subscriber.pull(subscription=dead_sub, max_messages=1, timeout=30)
+    (dead,) = response.received_messages
+    assert [m.delivery_attempt for m in received.messages] == [1, 2, 3, 4, 5]
+    assert dead.message.data == b"poison"
+    attributes = dict(dead.message.attributes)
+    assert attributes["kind"] == "cutout"
+    assert attributes["CloudPubSubDeadLetterSourceDeliveryCount"] == "5"
+    assert attributes["CloudPubSubDeadLetterSourceSubscription"] == sub.rsplit("/", 1)[1]
+
+
+def test_flow_control_caps_messages_in_flight(pubsub_emulator, pubsub_publisher, pubsub_subscriber):
+    topic, sub = create(pubsub_emulator, pubsub_publisher, pubsub_subscriber)
+    for future in [pubsub_publisher.publish(topic, b"%d" % i) for i in range(30)]:
+        future.result()
+    lock = threading.Lock()
+    in_flight, peak, server_peak = 0, 0, 0
+    done = threading.Event()
+    received = Received()
+    server = pubsub_emulator.server
+
+    def callback(message: Message) -> None:
+        nonlocal in_flight, peak, server_peak
+        with lock:
+            in_flight += 1
+            peak = max(peak, in_flight)
+            if server is not None:
+                server_peak = max(server_peak, server.state.stats(sub).outstanding)
+        done.wait(0.01)  # stands in for work
+        with lock:
+            in_flight -= 1
+        received.add(message)
+        message.ack()
+
+    with streaming(pubsub_subscriber, sub, callback, flow_control=FlowControl(max_messages=2)):
+        assert wait_for(lambda: len(set(received.ids())) == 30)
+    assert peak <= 2
+    assert server_peak <= 2
+
+
+def test_expired_lease_is_redelivered(local):
+    emulator, publisher, subscriber = local
+    clock = emulator.server.state.clock
+    topic, sub = create(emulator, publisher, subscriber)
+    message_id = publisher.publish(topic, b"slow").result()
+    (first,) = subscriber.pull(subscription=sub, max_messages=5, timeout=10).received_messages
+    clock.advance(9)
+    assert emulator.server.state.stats(sub).outstanding == 1
+    clock.advance(1)
+    (second,) = subscriber.pull(subscription=sub, max_messages=5, timeout=10).received_messages
+    assert second.message.message_id == message_id
+    assert second.ack_id != first.ack_id
+    subscriber.acknowledge(subscription=sub, ack_ids=[first.ack_id])  # expired: ignored
+    assert emulator.server.state.stats(sub).outstanding == 1
+    subscriber.acknowledge(subscription=sub, ack_ids=[second.ack_id])
+    assert emulator.server.state.stats(sub).backlog == 0
+
+
+def test_raw_stream_acks_modacks_and_redelivers_expired_leases(local):
+    emulator, publisher, subscriber = local
+    clock, state = emulator.server.state.clock, emulator.server.state
+    topic, sub = create(emulator, publisher, subscriber)
+    for i in range(2):
+        publisher.publish(topic, b"%d" % i).result()
+    requests: queue.Queue[gapic.StreamingPullRequest | None] = queue.Queue()
+    requests.put(
+        gapic.StreamingPullRequest(
+            subscription=sub, stream_ack_deadline_seconds=10, max_outstanding_messages=2
+        )
+    )
+    responses = subscriber.streaming_pull(requests=iter(requests.get, None))
+    try:
+        received: list[gapic.ReceivedMessage] = []
+        while len(received) < 2:
+            received.extend(next(responses).received_messages)
+        first, second = received
+        requests.put(
+            gapic.StreamingPullRequest(
+                ack_ids=[first.ack_id],
+                modify_deadline_ack_ids=[second.ack_id],
+                modify_deadline_seconds=[0],
+            )
+        )
+        (again,) = next(responses).received_messages
+        assert again.message.message_id == second.message.message_id
+        clock.advance(10)  # the stream's ack deadline passes: redelivered on the stream
+        (third,) = next(responses).received_messages
+        assert third.message.message_id == second.message.message_id
+        requests.put(gapic.StreamingPullRequest(ack_ids=[third.ack_id]))
+        assert wait_for(lambda: state.stats(sub).backlog == 0)
+    finally:
+        requests.put(None)
+        responses.cancel()
+
+
+def test_stream_on_missing_subscription_fails_with_not_found(pubsub_emulator, pubsub_subscriber):
+    future = pubsub_subscriber.subscribe(pubsub_emulator.subscription_path("gone"), print)
+    with pytest.raises(exceptions.NotFound):
+        future.result(timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("downtime_s", "within_s"),
+    [
+        pytest.param(None, 5, id="port-handover"),
+        # A real outage: the client's reopen throttle (5 tries per 10 s) sets the pace.
+        pytest.param(0.2, 14, id="outage", marks=pytest.mark.slow),
+    ],
+)
+def test_server_restart_mid_stream_client_reconnects_and_gets_the_rest(
+    monkeypatch, downtime_s, within_s
+):
+    with LocalPubSubServer() as server:
+        monkeypatch.setenv("PUBSUB_EMULATOR_HOST", server.address)
+        emulator = PubSubEmulator(server.address, "restart", server)
+        publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
+        try:
+            topic, sub = create(emulator, publisher, subscriber)
+            sent = {publisher.publish(topic, b"%d" % i).result() for i in range(30)}
+            received = Received()
+            work = threading.Event()
+
+            def callback(message: Message) -> None:
+                received.add(message)
+                work.wait(0.02)
+                message.ack()
+
+            flow = FlowControl(max_messages=1)
+            with streaming(subscriber, sub, callback, flow_control=flow):
+                assert wait_for(lambda: len(received.ids()) >= 5)
+                server.restart(downtime_s=downtime_s)
+                assert wait_for(lambda: set(received.ids()) == sent, timeout_s=within_s)
+            assert server.state.stats(sub).streams == 0
+        finally:
+            subscriber.close()
+            publisher.stop()
+            publisher.transport.close()
