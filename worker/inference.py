@@ -105,7 +105,7 @@ class Runner:
                 saliency = F.interpolate(
                     saliency[None], size=(height, width), mode="bilinear", align_corners=False
                 )[0]
-            saliency = saliency[0].clamp_(0.0, 1.0)
+            saliency = saliency[0].clamp(0.0, 1.0)  # a copy: never touch the caller's map
             if threshold is not None:
                 saliency = (saliency >= threshold).float()
             return saliency.mul_(255.0).add_(0.5).to(torch.uint8).cpu().numpy()

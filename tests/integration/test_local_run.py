@@ -1,0 +1,124 @@
+"""``cutq run`` end to end on the bundled samples with the bundled model (no cloud)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cutq.submitter.cli import main
+from tests.conftest import SAMPLES
+
+
+def events(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("inputs")
+    for name in ("red-ball.jpg", "green-rotated-exif.jpg", "orange-cmyk.jpg", "brown-rgba.png"):
+        shutil.copy(SAMPLES / name, folder / name)
+    (folder / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a JPEG")
+    (folder / "notes.txt").write_text("not an image: ignored when scanning a directory")
+    return folder
+
+
+def test_run_writes_one_rgba_png_and_one_event_per_input(inputs: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code = main(["run", str(inputs), "--out", str(out), "--no-progress", "--max-batch", "2"])
+    assert code == 1  # one input failed
+    today = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    results = sorted((out / f"dt={today}").glob("*.png"))
+    assert len(results) == 4
+    docs = events(out)
+    assert len(docs) == 5
+    by_input = {Path(doc["data"]["input"]).name: doc["data"] for doc in docs}
+    assert by_input["corrupt.jpg"]["status"] == "failed"
+    assert by_input["corrupt.jpg"]["error"]["code"] == "image_undecodable"
+    for name in ("red-ball.jpg", "green-rotated-exif.jpg", "orange-cmyk.jpg", "brown-rgba.png"):
+        data = by_input[name]
+        assert data["status"] == "completed", data
+        output = data["outputs"][0]
+        image = Image.open(output["uri"].removeprefix("file://"))
+        assert image.mode == "RGBA"
+        assert (image.width, image.height) == (output["width"], output["height"])
+        assert set(data["timings_ms"]) >= {
+            "queue",
+            "download",
+            "decode",
+            "batch_wait",
+            "infer",
+            "encode",
+            "upload",
+            "total",
+        }
+        alpha = np.asarray(image)[:, :, 3]
+        centre = alpha[
+            alpha.shape[0] // 3 : 2 * alpha.shape[0] // 3,
+            alpha.shape[1] // 3 : 2 * alpha.shape[1] // 3,
+        ]
+        assert centre.mean() > 200 and alpha[:4].mean() < 30  # subject kept, backdrop gone
+    rotated = by_input["green-rotated-exif.jpg"]["outputs"][0]
+    assert (rotated["width"], rotated["height"]) == (720, 480)  # EXIF applied: upright
+    rgba = np.asarray(Image.open(by_input["brown-rgba.png"]["outputs"][0]["uri"][7:]))
+    assert rgba[:24, :, 3].max() == 0  # the input's own transparency is kept
+
+
+def test_second_run_recomputes_nothing(inputs: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    main(["run", str(inputs / "red-ball.jpg"), "--out", str(out), "--no-progress"])
+    first = events(out)[0]["data"]
+    result = Path(first["outputs"][0]["uri"][7:])
+    written = result.stat().st_mtime_ns
+    assert main(["run", str(inputs / "red-ball.jpg"), "--out", str(out), "--no-progress"]) == 0
+    second = events(out)[1]["data"]
+    assert second["duplicate"] is True and second["job_id"] == first["job_id"]
+    assert second["outputs"][0]["uri"] == first["outputs"][0]["uri"]
+    assert result.stat().st_mtime_ns == written
+
+
+def test_mask_webp_and_background_options(inputs: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert (
+        main(
+            [
+                "run",
+                str(inputs / "red-ball.jpg"),
+                "--out",
+                str(out),
+                "--no-progress",
+                "--kind",
+                "both",
+                "--format",
+                "webp",
+                "--background",
+                "#ffffff",
+                "--resize",
+                "dynamic",
+                "--threshold",
+                "0.5",
+            ]
+        )
+        == 0
+    )
+    outputs = {o["kind"]: o for o in events(out)[0]["data"]["outputs"]}
+    cutout = Image.open(outputs["cutout"]["uri"][7:])
+    mask = Image.open(outputs["mask"]["uri"][7:])
+    assert cutout.format == "WEBP" and cutout.mode == "RGB"  # composited onto white
+    assert outputs["mask"]["uri"].endswith(".mask.webp")
+    assert set(np.unique(np.asarray(mask.convert("L")))) <= {0, 255}  # thresholded
+    assert np.asarray(cutout)[2, 2].tolist() == [255, 255, 255]
+
+
+def test_bad_options_exit_with_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", str(SAMPLES), "--out", str(tmp_path), "--background", "red"]) == 2
+    assert "output_background" in capsys.readouterr().err
+    assert main(["run", str(SAMPLES), "--out", str(tmp_path), "--model", "nope"]) == 2
