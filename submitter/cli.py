@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Sequence
@@ -11,8 +12,12 @@ from cutq.submitter.errors import ConfigError, CutqError
 
 WORKER_HINT = "the worker needs its extra: pip install 'cutq[worker]' (see the README for torch)"
 
+# Each module defines register(commands) — adding a subparser with set_defaults(handler=...) —
+# and keeps heavy imports (torch) inside its handler, so `cutq submit` never loads them.
+COMMAND_MODULES = ("cutq.worker.commands.run",)
 
-def _add_model_args(parser: argparse.ArgumentParser) -> None:
+
+def add_model_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model and batching (override CUTQ_* variables)")
     group.add_argument("--model", help="u2netp (bundled, default) or inspyrenet")
     group.add_argument("--checkpoint", help="inspyrenet weights: a path or gs:// URI")
@@ -26,7 +31,7 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_output_args(parser: argparse.ArgumentParser) -> None:
+def add_output_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("output")
     group.add_argument("--format", choices=("png", "webp"), help="result format (default png)")
     group.add_argument(
@@ -49,19 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO (default), WARNING")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    run = commands.add_parser(
-        "run",
-        help="process local files or directories (no cloud)",
-        description="Run the worker pipeline over local images. Results go "
-        "to OUT/dt=YYYY-MM-DD/<job_id>.png, one event per job to "
-        "OUT/events.jsonl. Exits 1 if any image failed.",
-    )
-    run.add_argument("inputs", nargs="+", help="image files and/or directories")
-    run.add_argument("--out", required=True, help="output directory")
-    run.add_argument("--no-progress", action="store_true", help="no progress bar")
-    _add_model_args(run)
-    _add_output_args(run)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(commands)
     return parser
 
 
@@ -86,12 +80,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    if args.command == "run":
-        return _run(args)
-    raise AssertionError(args.command)  # pragma: no cover - argparse enforces the choices
+    return int(args.handler(args))
 
 
-def _worker_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def worker_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """The worker's configuration from ``CUTQ_*`` variables, overridden by flags in ``args``."""
     try:
         from cutq.worker.config import WorkerConfig
     except ImportError as error:  # torch or pillow missing
@@ -114,19 +107,6 @@ def _worker_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         output_background=getattr(args, "background", None),
     )
     return WorkerConfig.from_env(os.environ, **overrides)
-
-
-def _run(args: argparse.Namespace) -> int:
-    if args.threshold is not None and not 0 < args.threshold < 1:
-        raise ConfigError("--threshold must be between 0 and 1")
-    config = _worker_config(args)
-    from cutq.submitter.contract import Options
-    from cutq.worker.run import run_local
-
-    options = Options(resize=args.resize, threshold=args.threshold)
-    summary = run_local(args.inputs, args.out, config, options, progress=not args.no_progress)
-    print(summary.render())
-    return 1 if summary.failed else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

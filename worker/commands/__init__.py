@@ -1,0 +1,1 @@
+"""The worker's CLI subcommands. Light modules: heavy imports happen inside each handler."""

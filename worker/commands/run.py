@@ -1,0 +1,37 @@
+"""``cutq run``: the worker pipeline over local files and directories."""
+
+from __future__ import annotations
+
+import argparse
+
+from cutq.submitter.cli import add_model_args, add_output_args, worker_config
+from cutq.submitter.errors import ConfigError
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "run",
+        help="process local files or directories (no cloud)",
+        description="Run the worker pipeline over local images. Results go to "
+        "OUT/dt=YYYY-MM-DD/<job_id>.png, one event per job to OUT/events.jsonl. "
+        "Exits 1 if any image failed.",
+    )
+    parser.add_argument("inputs", nargs="+", help="image files and/or directories")
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_model_args(parser)
+    add_output_args(parser)
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    if args.threshold is not None and not 0 < args.threshold < 1:
+        raise ConfigError("--threshold must be between 0 and 1")
+    config = worker_config(args)
+    from cutq.submitter.contract import Options
+    from cutq.worker.run import run_local
+
+    options = Options(resize=args.resize, threshold=args.threshold)
+    summary = run_local(args.inputs, args.out, config, options, progress=not args.no_progress)
+    print(summary.render())
+    return 1 if summary.failed else 0
