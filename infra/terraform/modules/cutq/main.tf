@@ -1,0 +1,62 @@
+# Shared lookups and the values every other file derives from.
+
+data "google_project" "this" {
+  project_id = var.project_id
+}
+
+# The Cloud Storage service agent, which publishes bucket notifications.
+data "google_storage_project_service_account" "gcs" {
+  project = var.project_id
+}
+
+locals {
+  labels = merge({ app = "cutq", managed-by = "terraform" }, var.labels)
+
+  bucket_location = coalesce(var.bucket_location, upper(var.region))
+
+  # Pub/Sub's service agent forwards dead letters and signs push OIDC tokens.
+  pubsub_service_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+
+  deploy_workloads = var.image != null
+  use_pool         = var.worker_shape == "pool"
+  use_service      = var.worker_shape == "service"
+  gpu              = var.gpu_enabled
+
+  # GPU on/off is the single switch for the quota-outage fallback.
+  resource_limits = local.gpu ? {
+    cpu              = var.gpu_cpu
+    memory           = var.gpu_memory
+    "nvidia.com/gpu" = "1"
+    } : {
+    cpu    = var.cpu_only_cpu
+    memory = var.cpu_only_memory
+  }
+
+  allowed_buckets = distinct(concat(
+    [google_storage_bucket.inputs.name, google_storage_bucket.results.name],
+    var.extra_allowed_buckets,
+  ))
+
+  worker_env = merge(
+    {
+      CUTQ_MODEL           = var.model
+      CUTQ_DEVICE          = local.gpu ? "cuda" : "cpu"
+      CUTQ_EVENTS_TOPIC    = google_pubsub_topic.events.id
+      CUTQ_OUTPUT          = "gs://${google_storage_bucket.results.name}/${var.output_prefix}"
+      CUTQ_ALLOWED_BUCKETS = join(",", local.allowed_buckets)
+      CUTQ_MAX_BATCH       = tostring(var.max_batch)
+      CUTQ_MAX_WAIT_MS     = tostring(var.max_wait_ms)
+      CUTQ_RESIZE          = var.resize
+      CUTQ_LOG_FORMAT      = var.log_format
+    },
+    var.checkpoint_uri == null ? {} : { CUTQ_CHECKPOINT = var.checkpoint_uri },
+    var.checkpoint_sha256 == null ? {} : { CUTQ_CHECKPOINT_SHA256 = var.checkpoint_sha256 },
+    var.extra_env,
+  )
+
+  # Cloud Run's deterministic URL (https://SERVICE-PROJECT_NUMBER.REGION.run.app) is known
+  # before the service exists, so the service can be told its own push audience.
+  service_name  = "${var.name_prefix}-worker"
+  push_audience = "https://${local.service_name}-${data.google_project.this.number}.${var.region}.run.app"
+  push_endpoint = "${local.push_audience}${var.push_path}"
+}

@@ -1,0 +1,161 @@
+# Buckets: inputs (transient), results (date-partitioned by the worker under dt=YYYY-MM-DD/),
+# models (checkpoints) and build (Cloud Build source staging). All private: uniform
+# bucket-level access and public access prevention enforced.
+
+resource "google_storage_bucket" "inputs" {
+  #checkov:skip=CKV_GCP_62:Access logs would be written per upload of every input image; Cloud Audit Logs (Data Access) cover who read or wrote objects.
+  #checkov:skip=CKV_GCP_78:Inputs are transient and deleted by lifecycle after inputs_retention_days; versioning would only keep copies of data meant to disappear.
+  name                        = "${var.project_id}-${var.name_prefix}-inputs"
+  project                     = var.project_id
+  location                    = local.bucket_location
+  storage_class               = "STANDARD"
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = var.bucket_force_destroy
+  labels                      = local.labels
+
+  lifecycle_rule {
+    condition {
+      age = var.inputs_retention_days
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  lifecycle_rule {
+    condition {
+      age = 1
+    }
+    action {
+      type = "AbortIncompleteMultipartUpload"
+    }
+  }
+}
+
+resource "google_storage_bucket" "results" {
+  #checkov:skip=CKV_GCP_62:Access logs per result object are noise at this volume; Cloud Audit Logs (Data Access) cover object access.
+  name                        = "${var.project_id}-${var.name_prefix}-results"
+  project                     = var.project_id
+  location                    = local.bucket_location
+  storage_class               = "STANDARD"
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = var.bucket_force_destroy
+  labels                      = local.labels
+
+  # Results are write-once (the worker never overwrites), so versioning only matters for an
+  # accidental delete or overwrite by a person; such versions expire after a few days.
+  versioning {
+    enabled = true
+  }
+
+  dynamic "lifecycle_rule" {
+    for_each = var.results_nearline_after_days > 0 ? [var.results_nearline_after_days] : []
+    content {
+      condition {
+        age                   = lifecycle_rule.value
+        matches_storage_class = ["STANDARD"]
+      }
+      action {
+        type          = "SetStorageClass"
+        storage_class = "NEARLINE"
+      }
+    }
+  }
+
+  dynamic "lifecycle_rule" {
+    for_each = var.results_retention_days > 0 ? [var.results_retention_days] : []
+    content {
+      condition {
+        age = lifecycle_rule.value
+      }
+      action {
+        type = "Delete"
+      }
+    }
+  }
+
+  lifecycle_rule {
+    condition {
+      days_since_noncurrent_time = var.noncurrent_retention_days
+      with_state                 = "ARCHIVED"
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  lifecycle_rule {
+    condition {
+      age = 1
+    }
+    action {
+      type = "AbortIncompleteMultipartUpload"
+    }
+  }
+}
+
+resource "google_storage_bucket" "models" {
+  #checkov:skip=CKV_GCP_62:A handful of checkpoint reads per instance start; Cloud Audit Logs (Data Access) cover them.
+  name                        = "${var.project_id}-${var.name_prefix}-models"
+  project                     = var.project_id
+  location                    = local.bucket_location
+  storage_class               = "STANDARD"
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = var.bucket_force_destroy
+  labels                      = local.labels
+
+  versioning {
+    enabled = true
+  }
+
+  lifecycle_rule {
+    condition {
+      days_since_noncurrent_time = var.noncurrent_retention_days
+      with_state                 = "ARCHIVED"
+    }
+    action {
+      type = "Delete"
+    }
+  }
+}
+
+resource "google_storage_bucket" "build" {
+  #checkov:skip=CKV_GCP_62:Holds only Cloud Build source tarballs for a few days; Cloud Audit Logs cover access.
+  #checkov:skip=CKV_GCP_78:Source tarballs are reproducible from git and expire after 7 days; versioning adds nothing.
+  name                        = "${var.project_id}-${var.name_prefix}-build"
+  project                     = var.project_id
+  location                    = local.bucket_location
+  storage_class               = "STANDARD"
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = true
+  labels                      = local.labels
+
+  lifecycle_rule {
+    condition {
+      age = 7
+    }
+    action {
+      type = "Delete"
+    }
+  }
+}
+
+# GCS -> jobs topic: every finalized object in the inputs bucket becomes a job with the
+# worker's defaults. OBJECT_FINALIZE also fires on copy/rewrite; the worker's job_id includes
+# the object generation, so a rewrite is a new job and a redelivery is not.
+resource "google_storage_notification" "inputs_to_jobs" {
+  bucket             = google_storage_bucket.inputs.name
+  topic              = google_pubsub_topic.jobs.id
+  payload_format     = "JSON_API_V1"
+  event_types        = ["OBJECT_FINALIZE"]
+  object_name_prefix = var.notification_object_prefix
+  custom_attributes = {
+    cutq-source = "gcs-notification"
+  }
+
+  depends_on = [google_pubsub_topic_iam_member.gcs_publishes_jobs]
+}

@@ -1,0 +1,418 @@
+# ---------------------------------------------------------------------------
+# Where and what
+# ---------------------------------------------------------------------------
+
+variable "project_id" {
+  description = "Google Cloud project ID everything is created in."
+  type        = string
+}
+
+variable "region" {
+  description = "Region for Cloud Run, Artifact Registry and the buckets. It must offer Cloud Run GPUs (e.g. us-central1, europe-west1, europe-west4, asia-southeast1) when gpu_enabled is true."
+  type        = string
+  default     = "us-central1"
+}
+
+variable "name_prefix" {
+  description = "Prefix for every resource name (lower case letters, digits and dashes; at most 20 characters so derived service-account IDs stay within 30)."
+  type        = string
+  default     = "cutq"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,19}$", var.name_prefix))
+    error_message = "name_prefix must be 2-20 characters of lower case letters, digits and dashes, starting with a letter."
+  }
+}
+
+variable "labels" {
+  description = "Labels added to every resource that takes labels."
+  type        = map(string)
+  default     = {}
+}
+
+variable "image" {
+  description = "Full container image reference for the worker (e.g. us-central1-docker.pkg.dev/P/cutq/cutq:v1). While null, only the storage, queues, IAM and registry are created, so the image can be built and pushed into the registry this module creates before the Cloud Run resources reference it."
+  type        = string
+  default     = null
+}
+
+# ---------------------------------------------------------------------------
+# Storage
+# ---------------------------------------------------------------------------
+
+variable "bucket_location" {
+  description = "Location of the buckets; null means the same single region as Cloud Run (no cross-region egress between worker and storage)."
+  type        = string
+  default     = null
+}
+
+variable "bucket_force_destroy" {
+  description = "Whether terraform destroy may delete buckets that still hold objects. Keep false outside throw-away projects."
+  type        = bool
+  default     = false
+}
+
+variable "inputs_retention_days" {
+  description = "Input images are deleted this many days after upload (they are only needed until processed)."
+  type        = number
+  default     = 7
+
+  validation {
+    condition     = var.inputs_retention_days >= 1
+    error_message = "inputs_retention_days must be at least 1."
+  }
+}
+
+variable "results_nearline_after_days" {
+  description = "Results move to the NEARLINE storage class this many days after they are written; 0 disables the move."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.results_nearline_after_days >= 0
+    error_message = "results_nearline_after_days must be 0 (off) or positive."
+  }
+}
+
+variable "results_retention_days" {
+  description = "Results are deleted this many days after they are written; 0 keeps them forever."
+  type        = number
+  default     = 365
+
+  validation {
+    condition     = var.results_retention_days >= 0
+    error_message = "results_retention_days must be 0 (keep) or positive."
+  }
+}
+
+variable "noncurrent_retention_days" {
+  description = "Overwritten or deleted versions in the versioned results and models buckets are kept this many days."
+  type        = number
+  default     = 7
+}
+
+variable "output_prefix" {
+  description = "Object prefix under the results bucket for the worker's default output (CUTQ_OUTPUT = gs://<results>/<output_prefix>); the worker adds dt=YYYY-MM-DD/ below it."
+  type        = string
+  default     = "cutouts"
+}
+
+variable "notification_object_prefix" {
+  description = "Only objects under this prefix in the inputs bucket become jobs through the GCS notification; null means every object."
+  type        = string
+  default     = null
+}
+
+variable "extra_allowed_buckets" {
+  description = "Further buckets jobs may read from or write to (added to CUTQ_ALLOWED_BUCKETS). The worker service account is NOT granted access to them here: grant it where those buckets live."
+  type        = list(string)
+  default     = []
+}
+
+# ---------------------------------------------------------------------------
+# Pub/Sub
+# ---------------------------------------------------------------------------
+
+variable "ack_deadline_seconds" {
+  description = "Ack deadline of the worker's pull subscription (10-600). The client library extends leases while a job waits, so this bounds redelivery after a crash, not job duration."
+  type        = number
+  default     = 120
+
+  validation {
+    condition     = var.ack_deadline_seconds >= 10 && var.ack_deadline_seconds <= 600
+    error_message = "ack_deadline_seconds must be between 10 and 600."
+  }
+}
+
+variable "push_ack_deadline_seconds" {
+  description = "Ack deadline of the push subscription (10-600); for push it is also the HTTP request timeout, so it must cover a cold start plus one batch. The Cloud Run service timeout is set to the same value."
+  type        = number
+  default     = 300
+
+  validation {
+    condition     = var.push_ack_deadline_seconds >= 10 && var.push_ack_deadline_seconds <= 600
+    error_message = "push_ack_deadline_seconds must be between 10 and 600."
+  }
+}
+
+variable "retry_minimum_backoff_seconds" {
+  description = "Minimum delay before Pub/Sub redelivers a nacked or expired job (exponential backoff, 0-600)."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.retry_minimum_backoff_seconds >= 0 && var.retry_minimum_backoff_seconds <= 600
+    error_message = "retry_minimum_backoff_seconds must be between 0 and 600."
+  }
+}
+
+variable "retry_maximum_backoff_seconds" {
+  description = "Maximum delay between redeliveries (exponential backoff, 0-600)."
+  type        = number
+  default     = 600
+
+  validation {
+    condition     = var.retry_maximum_backoff_seconds >= 0 && var.retry_maximum_backoff_seconds <= 600
+    error_message = "retry_maximum_backoff_seconds must be between 0 and 600."
+  }
+}
+
+variable "max_delivery_attempts" {
+  description = "Deliveries of one job before Pub/Sub moves it to the dead-letter topic (5-100)."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.max_delivery_attempts >= 5 && var.max_delivery_attempts <= 100
+    error_message = "max_delivery_attempts must be between 5 and 100."
+  }
+}
+
+variable "message_retention_seconds" {
+  description = "How long unacknowledged jobs stay in the jobs subscription (600-604800 s). A backlog older than this is lost, so keep it at the 7-day maximum unless cost matters more."
+  type        = number
+  default     = 604800
+
+  validation {
+    condition     = var.message_retention_seconds >= 600 && var.message_retention_seconds <= 604800
+    error_message = "message_retention_seconds must be between 600 and 604800."
+  }
+}
+
+variable "enable_exactly_once_delivery" {
+  description = "Exactly-once delivery on the pull subscription (not available for push). Results are idempotent anyway; this only reduces duplicate work at some latency cost."
+  type        = bool
+  default     = false
+}
+
+variable "create_events_subscription" {
+  description = "Create a pull subscription on the events topic for inspecting completion events (gcloud pubsub subscriptions pull). Real consumers should create their own filtered subscriptions."
+  type        = bool
+  default     = true
+}
+
+# ---------------------------------------------------------------------------
+# Worker shape and compute
+# ---------------------------------------------------------------------------
+
+variable "worker_shape" {
+  description = "How the worker runs on Cloud Run: \"pool\" = worker pool running `cutq worker` on a pull subscription (scaled on backlog by an external autoscaler), \"service\" = Cloud Run service running `cutq serve` behind an OIDC-authenticated push subscription (request-based scale to zero)."
+  type        = string
+  default     = "pool"
+
+  validation {
+    condition     = contains(["pool", "service"], var.worker_shape)
+    error_message = "worker_shape must be \"pool\" or \"service\"."
+  }
+}
+
+variable "gpu_enabled" {
+  description = "Attach one GPU per instance. Set false to fall back to CPU inference (no GPU quota needed): no GPU limit or node selector, CPU-sized resources and CUTQ_DEVICE=cpu."
+  type        = bool
+  default     = true
+}
+
+variable "gpu_type" {
+  description = "Cloud Run GPU accelerator type (node_selector.accelerator)."
+  type        = string
+  default     = "nvidia-l4"
+}
+
+variable "gpu_zonal_redundancy_disabled" {
+  description = "Turn GPU zonal redundancy off (cheaper GPU-seconds, best-effort failover, separate quota). Only applied when gpu_enabled."
+  type        = bool
+  default     = true
+}
+
+variable "gpu_cpu" {
+  description = "vCPUs per GPU instance (Cloud Run requires at least 4 with an L4; 8 leaves headroom for decode/encode threads)."
+  type        = string
+  default     = "8"
+
+  validation {
+    condition     = contains(["4", "6", "8"], var.gpu_cpu)
+    error_message = "gpu_cpu must be \"4\", \"6\" or \"8\" (an L4 needs at least 4)."
+  }
+}
+
+variable "gpu_memory" {
+  description = "Memory per GPU instance (Cloud Run requires at least 16Gi with an L4)."
+  type        = string
+  default     = "32Gi"
+}
+
+variable "cpu_only_cpu" {
+  description = "vCPUs per instance when gpu_enabled is false."
+  type        = string
+  default     = "8"
+}
+
+variable "cpu_only_memory" {
+  description = "Memory per instance when gpu_enabled is false."
+  type        = string
+  default     = "16Gi"
+}
+
+variable "max_instances" {
+  description = "Upper bound on worker instances (GPU quota bound): the service's max_instance_count and the autoscaler's maxReplicaCount."
+  type        = number
+  default     = 3
+
+  validation {
+    condition     = var.max_instances >= 1
+    error_message = "max_instances must be at least 1."
+  }
+}
+
+variable "service_concurrency" {
+  description = "Concurrent push requests per service instance. Greater than 1 so concurrent pushes share GPU batches; roughly max_batch x 2."
+  type        = number
+  default     = 16
+}
+
+variable "service_ingress" {
+  description = "Ingress of the push service. Pub/Sub push from the same project counts as internal traffic, so INTERNAL_ONLY works and keeps the URL off the internet; IAM (run.invoker) is enforced either way."
+  type        = string
+  default     = "INGRESS_TRAFFIC_INTERNAL_ONLY"
+
+  validation {
+    condition     = contains(["INGRESS_TRAFFIC_ALL", "INGRESS_TRAFFIC_INTERNAL_ONLY", "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"], var.service_ingress)
+    error_message = "service_ingress must be one of the INGRESS_TRAFFIC_* values."
+  }
+}
+
+variable "push_path" {
+  description = "Path on the Cloud Run service that receives Pub/Sub pushes."
+  type        = string
+  default     = "/"
+}
+
+variable "worker_pool_launch_stage" {
+  description = "launch_stage sent with the worker pool. GPUs on worker pools were a preview (BETA) feature when this module was written; set \"GA\" once they are GA."
+  type        = string
+  default     = "BETA"
+}
+
+variable "deletion_protection" {
+  description = "Terraform-side deletion protection on the Cloud Run service, worker pool and job."
+  type        = bool
+  default     = false
+}
+
+# ---------------------------------------------------------------------------
+# Worker settings (become CUTQ_* environment variables)
+# ---------------------------------------------------------------------------
+
+variable "model" {
+  description = "CUTQ_MODEL: u2netp (bundled, small) or inspyrenet (production; needs a checkpoint baked into the image or checkpoint_uri)."
+  type        = string
+  default     = "inspyrenet"
+
+  validation {
+    condition     = contains(["u2netp", "inspyrenet"], var.model)
+    error_message = "model must be u2netp or inspyrenet."
+  }
+}
+
+variable "checkpoint_uri" {
+  description = "CUTQ_CHECKPOINT: gs:// URI (or path in the image) of the InSPyReNet checkpoint; null uses whatever the image sets (a checkpoint baked in at build time). The worker is granted read access to the module's models bucket only."
+  type        = string
+  default     = null
+}
+
+variable "checkpoint_sha256" {
+  description = "CUTQ_CHECKPOINT_SHA256: expected SHA-256 of the checkpoint; the worker refuses to start on a mismatch. null skips the check (or uses the image's value)."
+  type        = string
+  default     = null
+}
+
+variable "max_batch" {
+  description = "CUTQ_MAX_BATCH: largest inference batch."
+  type        = number
+  default     = 8
+}
+
+variable "max_wait_ms" {
+  description = "CUTQ_MAX_WAIT_MS: how long the batcher waits after a batch's first job for more jobs."
+  type        = number
+  default     = 20
+}
+
+variable "resize" {
+  description = "CUTQ_RESIZE: default resize mode for jobs that do not say (static or dynamic)."
+  type        = string
+  default     = "static"
+
+  validation {
+    condition     = contains(["static", "dynamic"], var.resize)
+    error_message = "resize must be static or dynamic."
+  }
+}
+
+variable "log_format" {
+  description = "CUTQ_LOG_FORMAT: json (Cloud Logging picks up severity and trace) or text."
+  type        = string
+  default     = "json"
+
+  validation {
+    condition     = contains(["json", "text"], var.log_format)
+    error_message = "log_format must be json or text."
+  }
+}
+
+variable "extra_env" {
+  description = "Further environment variables for the worker container. The worker rejects unknown CUTQ_* names, so only add settings it knows."
+  type        = map(string)
+  default     = {}
+}
+
+# ---------------------------------------------------------------------------
+# Drain job and autoscaler
+# ---------------------------------------------------------------------------
+
+variable "drain_job_enabled" {
+  description = "Create a Cloud Run job that runs `cutq worker --drain-idle-s N` on the pull subscription (pool shape only), for draining a large backlog with parallel tasks."
+  type        = bool
+  default     = true
+}
+
+variable "drain_job_tasks" {
+  description = "Default number of parallel tasks of the drain job (override per execution with `gcloud run jobs execute --tasks`). Each task holds one GPU."
+  type        = number
+  default     = 1
+}
+
+variable "drain_idle_seconds" {
+  description = "The drain job's tasks exit after this many seconds without a message."
+  type        = number
+  default     = 60
+}
+
+variable "drain_task_timeout_seconds" {
+  description = "Timeout of one drain task; Cloud Run caps GPU job tasks at 1 hour."
+  type        = number
+  default     = 3600
+
+  validation {
+    condition     = var.drain_task_timeout_seconds >= 60 && var.drain_task_timeout_seconds <= 3600
+    error_message = "drain_task_timeout_seconds must be between 60 and 3600 (GPU tasks run at most 1 h)."
+  }
+}
+
+variable "autoscaler_enabled" {
+  description = "Pool shape: create the autoscaler's service account with the permissions Cloud Run External Metrics Autoscaling (CREMA, KEDA gcp-pubsub scaler) needs, and output its configuration. The autoscaler itself is deployed with gcloud (see infra/README.md)."
+  type        = bool
+  default     = true
+}
+
+variable "autoscaler_backlog_per_instance" {
+  description = "KEDA gcp-pubsub `value`: undelivered jobs per worker instance the autoscaler aims for."
+  type        = number
+  default     = 50
+}
+
+variable "autoscaler_polling_interval_seconds" {
+  description = "How often the autoscaler polls the backlog metric. Pub/Sub metrics reach Cloud Monitoring with 1-2 min delay, so polling faster gains little."
+  type        = number
+  default     = 30
+}
