@@ -1,0 +1,129 @@
+# syntax=docker/dockerfile:1
+#
+# cutq worker image: `cutq worker` (Pub/Sub pull), `cutq serve` (Pub/Sub push) and
+# `cutq worker --drain-idle-s N` (Cloud Run job) all run from it.
+#
+# Build (Cloud Build, no local Docker needed): see infra/cloudbuild.yaml and infra/README.md.
+# Locally:   docker build -t cutq .
+# With the InSPyReNet checkpoint baked in (file placed in infra/docker/checkpoints/):
+#   docker build --build-arg INSPYRENET_CHECKPOINT=ckpt_base.pth \
+#                --build-arg INSPYRENET_CHECKPOINT_SHA256=<sha256> -t cutq .
+#
+# CUDA: the torch wheel carries its own CUDA runtime; Cloud Run mounts the NVIDIA driver.
+# The wheel's CUDA major version must be supported by that driver, so TORCH_INDEX_URL picks
+# a CUDA 12 build by default (CUDA 13 wheels need a newer driver than Cloud Run has
+# documented). An empty TORCH_INDEX_URL installs the default wheel from the package index.
+
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+# --- deps: the virtualenv with torch and every runtime dependency, no cutq code -----------
+# Rebuilt only when the torch pins or pyproject.toml change, not on source edits.
+FROM ${PYTHON_IMAGE} AS deps
+
+ARG TORCH_VERSION=2.14.1
+ARG TORCHVISION_VERSION=0.29.1
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128
+
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+
+# torch first, pinned, from the CUDA index; everything after resolves against it.
+# (DL3013: the pins are the TORCH_VERSION/TORCHVISION_VERSION build args.)
+# hadolint ignore=DL3013
+RUN pip install --no-cache-dir \
+        ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} \
+        "torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}"
+
+# Dependencies of '.[worker,inspyrenet]' from pyproject.toml alone: empty stand-ins for the
+# packages it declares let pip resolve the project, then the stand-in itself is removed.
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY infra/docker/stub_packages.py /tmp/stub_packages.py
+# (DL3013: "." is this project; its dependency ranges live in pyproject.toml.)
+# hadolint ignore=DL3013
+RUN python /tmp/stub_packages.py pyproject.toml \
+    && pip install --no-cache-dir ".[worker,inspyrenet]" \
+    && pip uninstall --yes cutq
+
+# --- checkpoint: optional InSPyReNet weights baked into the image ------------------------
+FROM ${PYTHON_IMAGE} AS checkpoint
+
+ARG INSPYRENET_CHECKPOINT=""
+ARG INSPYRENET_CHECKPOINT_SHA256=""
+
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+COPY infra/docker/checkpoints/ /checkpoint-src/
+RUN set -eu; \
+    mkdir -p /opt/cutq/checkpoints; \
+    if [ -n "$INSPYRENET_CHECKPOINT" ]; then \
+        cp "/checkpoint-src/$INSPYRENET_CHECKPOINT" /opt/cutq/checkpoints/inspyrenet.pth; \
+        if [ -n "$INSPYRENET_CHECKPOINT_SHA256" ]; then \
+            echo "$INSPYRENET_CHECKPOINT_SHA256  /opt/cutq/checkpoints/inspyrenet.pth" | sha256sum -c -; \
+        fi; \
+    fi
+
+# --- runtime -----------------------------------------------------------------------------
+FROM ${PYTHON_IMAGE} AS runtime
+
+ARG INSPYRENET_CHECKPOINT=""
+ARG INSPYRENET_CHECKPOINT_SHA256=""
+
+# libGL/glib for OpenCV (imported by transparent-background); nothing else from the distro.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install --yes --no-install-recommends libgl1 libglib2.0-0 \
+    && rm -rf /var/lib/apt/lists/*
+
+RUN groupadd --system --gid 10001 cutq \
+    && useradd --system --uid 10001 --gid cutq --create-home --home-dir /home/cutq cutq
+
+# NUMBA_CPU_NAME=generic makes pymatting's numba cache (compiled below, at build time)
+# valid on whatever CPU Cloud Run schedules the instance on, so no ~50 s JIT at start-up.
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    HOME=/home/cutq \
+    XDG_CACHE_HOME=/home/cutq/.cache \
+    TORCH_HOME=/home/cutq/.cache/torch \
+    NUMBA_CPU_NAME=generic \
+    NUMBA_CACHE_DIR=/opt/numba-cache \
+    PORT=8080
+
+# Rarely changing layers first: weights, then the dependency virtualenv.
+COPY --from=checkpoint /opt/cutq/checkpoints /opt/cutq/checkpoints
+COPY --from=deps /opt/venv /opt/venv
+
+# Pre-import (and so pre-compile) the heavy dependencies now instead of on the first job:
+# torch/torchvision, OpenCV, timm/kornia/albumentations via transparent-background, and
+# pymatting's numba kernels into NUMBA_CACHE_DIR. numba only uses a cache directory it can
+# write to, so it belongs to the runtime user.
+RUN mkdir -p "$NUMBA_CACHE_DIR" \
+    && python -c "import torch, torchvision, cv2, pymatting, transparent_background; print('torch', torch.__version__, 'cuda', torch.version.cuda)" \
+    && chown -R cutq:cutq "$NUMBA_CACHE_DIR" /home/cutq
+
+# The application itself: small, changes often, so last.
+WORKDIR /opt/cutq/src
+COPY pyproject.toml README.md ./
+COPY submitter/ submitter/
+COPY worker/ worker/
+RUN pip install --no-cache-dir --no-deps . \
+    && python -c "import cutq.submitter, cutq.worker"
+
+# The checkpoint path is set only when one was baked in; an empty value means "none"
+# (CUTQ_CHECKPOINT from the Cloud Run configuration, e.g. a gs:// URI, then applies).
+ENV CUTQ_CHECKPOINT=${INSPYRENET_CHECKPOINT:+/opt/cutq/checkpoints/inspyrenet.pth} \
+    CUTQ_CHECKPOINT_SHA256=${INSPYRENET_CHECKPOINT_SHA256}
+
+WORKDIR /home/cutq
+USER 10001:10001
+
+# No HEALTHCHECK: Cloud Run ignores Docker health checks; readiness is the service's
+# startup probe on /readyz and liveness on /healthz (infra/terraform/modules/cutq/run.tf).
+EXPOSE 8080
+ENTRYPOINT ["cutq"]
+CMD ["worker"]
