@@ -235,8 +235,12 @@ def test_wait_and_pull_wakes_up_when_a_message_is_published(state):
 def test_wait_and_pull_returns_empty_when_interrupted(state):
     subscribe(state)
     stop = threading.Event()
-    threading.Timer(0.05, lambda: (stop.set(), state.interrupt())).start()
-    assert state.wait_and_pull(SUB, 10, timeout_s=10, interrupted=stop.is_set) == []
+    stopper = threading.Timer(0.05, lambda: (stop.set(), state.interrupt()))
+    stopper.start()
+    try:
+        assert state.wait_and_pull(SUB, 10, timeout_s=10, interrupted=stop.is_set) == []
+    finally:
+        stopper.join()
 
 
 def test_filter_delivers_only_matching_messages(state):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from types import MappingProxyType
 
 MIN_ACK_DEADLINE_S = 10
@@ -92,6 +93,19 @@ class Message:
     @property
     def size(self) -> int:
         return message_size(self.data, self.attributes, self.ordering_key)
+
+
+def dead_letter_attributes(message: Message, subscription: str, deliveries: int) -> dict[str, str]:
+    """The message's attributes plus those Pub/Sub adds when it forwards to a dead-letter topic."""
+    _, project, _, subscription_id = subscription.split("/", 3)
+    published = datetime.fromtimestamp(message.publish_time, tz=timezone.utc)
+    return {
+        **message.attributes,
+        "CloudPubSubDeadLetterSourceDeliveryCount": str(deliveries),
+        "CloudPubSubDeadLetterSourceSubscription": subscription_id,
+        "CloudPubSubDeadLetterSourceSubscriptionProject": project,
+        "CloudPubSubDeadLetterSourceTopicPublishTime": published.isoformat(timespec="milliseconds"),
+    }
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ _STATUS = {
     Unsupported: grpc.StatusCode.UNIMPLEMENTED,
 }
 _Method = Callable[[Pb, grpc.ServicerContext], Pb]
+_Empty = empty_pb2.Empty
 _STREAM_POLL_S = 1.0
 """A stream re-checks its RPC and the stop flag at least this often while idle."""
 
@@ -42,7 +43,7 @@ def _abort(context: grpc.ServicerContext, error: PubSubError) -> NoReturn:
 
 
 def _message_class(name: str) -> Any:
-    return empty_pb2.Empty if name == "Empty" else getattr(pubsub, name).pb()
+    return _Empty if name == "Empty" else getattr(pubsub, name).pb()
 
 
 def _unary(method: _Method, request: str, response: str) -> grpc.RpcMethodHandler:
@@ -69,9 +70,6 @@ def _service(
     handlers = {rpc: _unary(*spec) for rpc, spec in methods.items()}
     handlers.update(streaming)
     return grpc.method_handlers_generic_handler(f"google.pubsub.v1.{name}", handlers)
-
-
-_Empty = empty_pb2.Empty
 
 
 class PublisherServicer:
@@ -246,9 +244,9 @@ class SubscriberServicer:
 
     def pull(self, request: Pb, context: grpc.ServicerContext) -> Pb:
         """Unary Pull: wait (up to `max_pull_wait_s`) for messages unless return_immediately."""
-        limit = min(request.max_messages, MAX_MESSAGES_PER_RESPONSE)
         if request.max_messages <= 0:
             raise InvalidArgument(f"max_messages must be positive, got {request.max_messages}")
+        limit = min(request.max_messages, MAX_MESSAGES_PER_RESPONSE)
         if request.return_immediately:
             deliveries = self._state.pull(request.subscription, limit)
         else:
@@ -287,7 +285,6 @@ class SubscriberServicer:
             )
         except PubSubError as error:
             _abort(context, error)
-            return
         context.add_callback(lambda: self._state.close_stream(stream))
         reader = threading.Thread(
             target=self._read_stream,

@@ -22,7 +22,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
 
 from .clock import Clock, SystemClock
 from .filters import FilterError, Predicate, compile_filter
@@ -39,6 +38,7 @@ from .model import (
     Stream,
     SubscriptionConfig,
     SubscriptionStats,
+    dead_letter_attributes,
     validate_ack_deadline,
 )
 
@@ -403,19 +403,9 @@ class PubSubState:
             sub.ready.append(entry)
 
     def _dead_letter_locked(self, sub: _Subscription, entry: _Entry, topic: str) -> None:
-        _, project, _, subscription_id = sub.config.name.split("/", 3)
-        published = datetime.fromtimestamp(entry.message.publish_time, tz=timezone.utc)
-        attributes = {
-            **entry.message.attributes,
-            "CloudPubSubDeadLetterSourceDeliveryCount": str(entry.deliveries),
-            "CloudPubSubDeadLetterSourceSubscription": subscription_id,
-            "CloudPubSubDeadLetterSourceSubscriptionProject": project,
-            "CloudPubSubDeadLetterSourceTopicPublishTime": published.isoformat(
-                timespec="milliseconds"
-            ),
-        }
-        forwarded = OutgoingMessage(entry.message.data, attributes, entry.message.ordering_key)
-        self._publish_locked(topic, forwarded)
+        message = entry.message
+        attributes = dead_letter_attributes(message, sub.config.name, entry.deliveries)
+        self._publish_locked(topic, OutgoingMessage(message.data, attributes, message.ordering_key))
         sub.dead_lettered += 1
 
 
