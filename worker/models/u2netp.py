@@ -1,0 +1,273 @@
+"""U²-Net-p, the small (1.1 M parameters) salient-object network bundled with cutq.
+
+U²-Net (Qin et al., "U²-Net: Going Deeper with Nested U-Structure for Salient Object
+Detection", Pattern Recognition 2020) stacks residual U-blocks (RSU) inside an outer U. The
+"p" variant keeps the shape but uses 16 middle / 64 output channels everywhere.
+
+The bundled weights come from rembg's ``u2netp.onnx``, where every BatchNorm is folded into
+the convolution before it, so each conv-BN-ReLU block of the paper is a biased 3×3
+convolution followed by ReLU here (see ``tools/convert_u2netp.py``).
+
+Pre- and post-processing follow rembg, which the weights were exported for: Lanczos resize,
+divide by the image's maximum, ImageNet mean/std; the fused sigmoid map min-max normalised
+per image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from cutq.worker.models.base import RESIZE_MODES, Model, ResizeMode, round_to_multiple
+
+#: Every side of the network input is a multiple of this (five 2× poolings).
+STRIDE = 32
+#: Input side in "static" mode: the resolution the weights were trained and exported at.
+STATIC_SIDE = 320
+#: Default cap on the longer side in "dynamic" mode.
+DEFAULT_MAX_SIDE = 640
+#: ImageNet statistics, applied after dividing by the image's maximum (as rembg does).
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+#: Guards the per-image min-max normalisation against a constant map.
+_EPS = 1e-8
+
+WEIGHTS_FILE = "u2netp.pt"
+
+
+def bundled_weights_path() -> Path:
+    """Where the packaged state dict lives (``cutq/worker/models/weights/u2netp.pt``)."""
+    return Path(str(resources.files("cutq.worker.models") / "weights" / WEIGHTS_FILE))
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _upsample_like(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """Bilinear resize of ``x`` to ``ref``'s spatial size (half-pixel centres, as exported)."""
+    return F.interpolate(x, size=ref.shape[2:], mode="bilinear", align_corners=False)
+
+
+def _pool(x: torch.Tensor) -> torch.Tensor:
+    """2× max pooling that keeps a trailing odd row/column, as the original network does."""
+    return F.max_pool2d(x, kernel_size=2, stride=2, ceil_mode=True)
+
+
+class ConvReLU(nn.Module):
+    """3×3 convolution (BatchNorm folded into its bias) followed by ReLU."""
+
+    def __init__(self, in_ch: int, out_ch: int, dilation: int = 1) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_ch, out_ch, 3, padding=dilation, dilation=dilation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.conv(x))
+
+
+class RSU(nn.Module):
+    """Residual U-block of height ``height`` (RSU-7 … RSU-4): a small U-Net plus a shortcut.
+
+    Layout: an input conv to ``out_ch``; an encoder of ``height - 1`` convs with a pooling
+    before each but the first; a dilated bottom conv; a decoder of ``height - 1`` convs, each
+    fed the upsampled deeper map concatenated with the encoder map of the same level.
+    """
+
+    def __init__(self, height: int, in_ch: int, mid_ch: int, out_ch: int) -> None:
+        super().__init__()
+        depth = height - 1
+        self.conv_in = ConvReLU(in_ch, out_ch)
+        self.encoder = nn.ModuleList(
+            ConvReLU(out_ch if i == 0 else mid_ch, mid_ch) for i in range(depth)
+        )
+        self.bottom = ConvReLU(mid_ch, mid_ch, dilation=2)
+        # decoder[i] produces the level-i output (i = 0 is the full-resolution level).
+        self.decoder = nn.ModuleList(
+            ConvReLU(2 * mid_ch, out_ch if i == 0 else mid_ch) for i in range(depth)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = self.conv_in(x)
+        skips: list[torch.Tensor] = []
+        h = shortcut
+        for i, conv in enumerate(self.encoder):
+            h = conv(h if i == 0 else _pool(h))
+            skips.append(h)
+        h = self.bottom(h)
+        deepest = len(self.decoder) - 1
+        for level in range(deepest, -1, -1):
+            skip = skips[level]
+            if level < deepest:  # the bottom conv already runs at the deepest level's size
+                h = _upsample_like(h, skip)
+            h = self.decoder[level](torch.cat((h, skip), dim=1))
+        return h + shortcut
+
+
+class RSUDilated(nn.Module):
+    """RSU-4F: the resolution-keeping residual block of the deepest stages.
+
+    Dilations 1, 2, 4 down and 8 at the bottom replace pooling; the decoder mirrors them.
+    """
+
+    def __init__(self, in_ch: int, mid_ch: int, out_ch: int) -> None:
+        super().__init__()
+        self.conv_in = ConvReLU(in_ch, out_ch)
+        self.encoder = nn.ModuleList(
+            ConvReLU(out_ch if i == 0 else mid_ch, mid_ch, dilation=2**i) for i in range(3)
+        )
+        self.bottom = ConvReLU(mid_ch, mid_ch, dilation=8)
+        self.decoder = nn.ModuleList(
+            ConvReLU(2 * mid_ch, out_ch if i == 0 else mid_ch, dilation=2**i) for i in range(3)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = self.conv_in(x)
+        skips: list[torch.Tensor] = []
+        h = shortcut
+        for conv in self.encoder:
+            h = conv(h)
+            skips.append(h)
+        h = self.bottom(h)
+        for level in range(len(self.decoder) - 1, -1, -1):
+            h = self.decoder[level](torch.cat((h, skips[level]), dim=1))
+        return h + shortcut
+
+
+class U2NetPNet(nn.Module):
+    """The U²-Net-p network: six encoder stages, five decoder stages, six side outputs fused.
+
+    ``forward`` returns the fused saliency map after the sigmoid (N×1×h×w). The six side
+    maps only feed the fusion here; the exported ONNX also emits them as extra outputs.
+    """
+
+    def __init__(self, mid_ch: int = 16, ch: int = 64) -> None:
+        super().__init__()
+        self.encoder = nn.ModuleList(
+            [
+                RSU(7, 3, mid_ch, ch),
+                RSU(6, ch, mid_ch, ch),
+                RSU(5, ch, mid_ch, ch),
+                RSU(4, ch, mid_ch, ch),
+                RSUDilated(ch, mid_ch, ch),
+                RSUDilated(ch, mid_ch, ch),
+            ]
+        )
+        # decoder[i] yields the stage-i map; listed shallow to deep, run deep to shallow.
+        self.decoder = nn.ModuleList(
+            [
+                RSU(7, 2 * ch, mid_ch, ch),
+                RSU(6, 2 * ch, mid_ch, ch),
+                RSU(5, 2 * ch, mid_ch, ch),
+                RSU(4, 2 * ch, mid_ch, ch),
+                RSUDilated(2 * ch, mid_ch, ch),
+            ]
+        )
+        self.sides = nn.ModuleList(nn.Conv2d(ch, 1, 3, padding=1) for _ in range(6))
+        self.fuse = nn.Conv2d(6, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips: list[torch.Tensor] = []
+        h = x
+        for i, stage in enumerate(self.encoder):
+            h = stage(h if i == 0 else _pool(h))
+            skips.append(h)
+        stage_maps = [h]  # deepest first; the deepest stage has no decoder block
+        for level in range(len(self.decoder) - 1, -1, -1):
+            skip = skips[level]
+            h = self.decoder[level](torch.cat((_upsample_like(h, skip), skip), dim=1))
+            stage_maps.append(h)
+        stage_maps.reverse()  # shallow to deep, as the side heads are numbered
+        first = self.sides[0](stage_maps[0])
+        side_logits = [first] + [
+            _upsample_like(head(m), first)
+            for head, m in zip(self.sides[1:], stage_maps[1:], strict=True)
+        ]
+        return torch.sigmoid(self.fuse(torch.cat(side_logits, dim=1)))
+
+
+def normalize_per_image(maps: torch.Tensor) -> torch.Tensor:
+    """Min-max normalise each N×1×h×w map to [0, 1] on its own (rembg's ``(p - mi) / (ma - mi)``).
+
+    Computed in float32 and returned in the input's dtype; a constant map becomes all zeros.
+    """
+    flat = maps.float().flatten(1)
+    lo = flat.amin(dim=1).view(-1, 1, 1, 1)
+    hi = flat.amax(dim=1).view(-1, 1, 1, 1)
+    return ((maps.float() - lo) / (hi - lo).clamp_min(_EPS)).to(maps.dtype)
+
+
+class U2NetP(Model):
+    """cutq's embedded default model: U²-Net-p with bundled Apache-2.0 weights."""
+
+    name = "u2netp"
+
+    def __init__(self, max_side: int = DEFAULT_MAX_SIDE, weights: Path | None = None) -> None:
+        """``max_side`` caps the longer side in "dynamic" mode (a positive multiple of 32).
+
+        ``weights`` defaults to the bundled state dict; the version is read from its sha256.
+        """
+        if max_side <= 0 or max_side % STRIDE:
+            raise ValueError(f"max_side must be a positive multiple of {STRIDE}, got {max_side}")
+        self.max_side = max_side
+        self.weights_path = weights if weights is not None else bundled_weights_path()
+        self.version = file_sha256(self.weights_path)[:12]
+        self.net: U2NetPNet | None = None
+
+    def setup(self, device: torch.device) -> None:
+        """Load the state dict (strictly), move the network to ``device`` (NHWC), eval mode."""
+        net = U2NetPNet()
+        state = torch.load(self.weights_path, map_location="cpu", weights_only=True)
+        net.load_state_dict(state, strict=True)
+        # NHWC: oneDNN on CPU (and cuDNN with fp16) run these small convolutions ~3× faster.
+        self.net = net.to(device, memory_format=torch.channels_last).eval()
+
+    def input_size(self, height: int, width: int, resize: ResizeMode) -> tuple[int, int]:
+        """320² when "static"; "dynamic" keeps the aspect ratio, longer side ≤ ``max_side``.
+
+        Images smaller than ``max_side`` keep their size (rounded to multiples of 32, at
+        least 32); larger ones are scaled down. Both sides are bounded by ``max_side``.
+        """
+        if height <= 0 or width <= 0:
+            raise ValueError(f"image size must be positive, got {height}×{width}")
+        if resize == "static":
+            return (STATIC_SIDE, STATIC_SIDE)
+        if resize != "dynamic":
+            raise ValueError(f"unknown resize mode {resize!r}; expected one of {RESIZE_MODES}")
+        scale = min(1.0, self.max_side / max(height, width))
+        return (
+            min(self.max_side, round_to_multiple(height * scale, STRIDE)),
+            min(self.max_side, round_to_multiple(width * scale, STRIDE)),
+        )
+
+    def preprocess(self, image: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+        """Lanczos resize to ``size``, divide by the image's maximum, ImageNet mean/std."""
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(
+                f"expected an H×W×3 uint8 RGB image, got shape {image.shape} {image.dtype}"
+            )
+        height, width = size
+        resized = Image.fromarray(image).resize((width, height), Image.Resampling.LANCZOS)
+        array = np.asarray(resized, dtype=np.float32)
+        array = array / max(float(array.max()), 1.0)
+        array = (array - np.asarray(MEAN, np.float32)) / np.asarray(STD, np.float32)
+        return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+
+    def predict(self, batch: torch.Tensor) -> torch.Tensor:
+        """N×3×h×w → N×1×h×w: the fused map, min-max normalised per image."""
+        if self.net is None:
+            raise RuntimeError("U2NetP.predict called before setup()")
+        with torch.inference_mode():
+            fused = self.net(batch.contiguous(memory_format=torch.channels_last))
+            return normalize_per_image(fused).contiguous()
