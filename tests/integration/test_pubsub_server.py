@@ -298,6 +298,30 @@ def test_expired_lease_is_redelivered(local):
     assert emulator.server.state.stats(sub).backlog == 0
 
 
+def test_nack_waits_out_the_retry_policy_backoff(local):
+    emulator, publisher, subscriber = local
+    clock, state = emulator.server.state.clock, emulator.server.state
+    retry = {"minimum_backoff": {"seconds": 10}, "maximum_backoff": {"seconds": 60}}
+    topic, sub = create(emulator, publisher, subscriber, retry_policy=retry)
+    publisher.publish(topic, b"flaky").result()
+    for backoff_s in (10, 20):
+        (delivery,) = subscriber.pull(
+            subscription=sub, max_messages=1, timeout=10
+        ).received_messages
+        subscriber.modify_ack_deadline(
+            subscription=sub, ack_ids=[delivery.ack_id], ack_deadline_seconds=0
+        )
+        clock.advance(backoff_s - 0.5)
+        assert state.stats(sub).delayed == 1
+        clock.advance(0.5)
+        assert state.stats(sub).ready == 1
+    policy = subscriber.get_subscription(subscription=sub).retry_policy
+    assert (policy.minimum_backoff.total_seconds(), policy.maximum_backoff.total_seconds()) == (
+        10,
+        60,
+    )
+
+
 def test_raw_stream_acks_modacks_and_redelivers_expired_leases(local):
     emulator, publisher, subscriber = local
     clock, state = emulator.server.state.clock, emulator.server.state
