@@ -22,35 +22,43 @@ locals {
   use_service      = var.worker_shape == "service"
   gpu              = var.gpu_enabled
 
-  # GPU on/off is the single switch for the quota-outage fallback.
-  resource_limits = local.gpu ? {
+  # GPU on/off is the single switch for the quota-outage fallback. Cloud Run's L4 needs
+  # >= 4 vCPU and >= 16 GiB next to the one nvidia.com/gpu (enforced in variables.tf).
+  gpu_limits = {
     cpu              = var.gpu_cpu
     memory           = var.gpu_memory
     "nvidia.com/gpu" = "1"
-    } : {
+  }
+  cpu_limits = {
     cpu    = var.cpu_only_cpu
     memory = var.cpu_only_memory
   }
+  resource_limits = local.gpu ? tomap(local.gpu_limits) : tomap(local.cpu_limits)
 
   allowed_buckets = distinct(concat(
     [google_storage_bucket.inputs.name, google_storage_bucket.results.name],
     var.extra_allowed_buckets,
   ))
 
+  # Only settings the worker knows: it rejects unknown CUTQ_* variables at start-up.
+  worker_env_base = {
+    CUTQ_MODEL           = var.model
+    CUTQ_DEVICE          = local.gpu ? "cuda" : "cpu"
+    CUTQ_EVENTS_TOPIC    = google_pubsub_topic.events.id
+    CUTQ_OUTPUT          = "gs://${google_storage_bucket.results.name}/${var.output_prefix}"
+    CUTQ_ALLOWED_BUCKETS = join(",", local.allowed_buckets)
+    CUTQ_MAX_BATCH       = tostring(var.max_batch)
+    CUTQ_MAX_WAIT_MS     = tostring(var.max_wait_ms)
+    CUTQ_RESIZE          = var.resize
+    CUTQ_LOG_FORMAT      = var.log_format
+  }
+  worker_env_optional = {
+    CUTQ_CHECKPOINT        = var.checkpoint_uri
+    CUTQ_CHECKPOINT_SHA256 = var.checkpoint_sha256
+  }
   worker_env = merge(
-    {
-      CUTQ_MODEL           = var.model
-      CUTQ_DEVICE          = local.gpu ? "cuda" : "cpu"
-      CUTQ_EVENTS_TOPIC    = google_pubsub_topic.events.id
-      CUTQ_OUTPUT          = "gs://${google_storage_bucket.results.name}/${var.output_prefix}"
-      CUTQ_ALLOWED_BUCKETS = join(",", local.allowed_buckets)
-      CUTQ_MAX_BATCH       = tostring(var.max_batch)
-      CUTQ_MAX_WAIT_MS     = tostring(var.max_wait_ms)
-      CUTQ_RESIZE          = var.resize
-      CUTQ_LOG_FORMAT      = var.log_format
-    },
-    var.checkpoint_uri == null ? {} : { CUTQ_CHECKPOINT = var.checkpoint_uri },
-    var.checkpoint_sha256 == null ? {} : { CUTQ_CHECKPOINT_SHA256 = var.checkpoint_sha256 },
+    local.worker_env_base,
+    { for name, value in local.worker_env_optional : name => value if value != null },
     var.extra_env,
   )
 

@@ -39,10 +39,11 @@ output "dead_letter_topic" {
 }
 
 output "jobs_subscription" {
-  description = "The worker's subscription (pull in the pool shape, push in the service shape; null before the image is set in the service shape)."
-  value = (
-    local.use_pool ? google_pubsub_subscription.jobs_pull[0].id :
-    (local.deploy_workloads ? google_pubsub_subscription.jobs_push[0].id : null)
+  description = "The worker's subscription (pull in the pool shape, push in the service shape; the word none before the image is set in the service shape)."
+  value = coalesce(
+    one(google_pubsub_subscription.jobs_pull[*].id),
+    one(google_pubsub_subscription.jobs_push[*].id),
+    "none",
   )
 }
 
@@ -53,7 +54,7 @@ output "dead_letter_subscription" {
 
 output "events_subscription" {
   description = "Pull subscription on the events topic for inspection (null if disabled)."
-  value       = var.create_events_subscription ? google_pubsub_subscription.events_tail[0].id : null
+  value       = one(google_pubsub_subscription.events_tail[*].id)
 }
 
 output "worker_service_account" {
@@ -78,7 +79,7 @@ output "build_service_account" {
 
 output "autoscaler_service_account" {
   description = "Email of the CREMA autoscaler's service account (pool shape; null otherwise)."
-  value       = local.autoscaler ? google_service_account.autoscaler[0].email : null
+  value       = one(google_service_account.autoscaler[*].email)
 }
 
 output "artifact_registry_repository" {
@@ -88,17 +89,17 @@ output "artifact_registry_repository" {
 
 output "worker_pool_name" {
   description = "Name of the Cloud Run worker pool (pool shape, once image is set)."
-  value       = local.use_pool && local.deploy_workloads ? google_cloud_run_v2_worker_pool.worker[0].name : null
+  value       = one(google_cloud_run_v2_worker_pool.worker[*].name)
 }
 
 output "service_url" {
   description = "URL of the Cloud Run push service (service shape, once image is set)."
-  value       = local.use_service && local.deploy_workloads ? google_cloud_run_v2_service.worker[0].uri : null
+  value       = one(google_cloud_run_v2_service.worker[*].uri)
 }
 
 output "drain_job_name" {
   description = "Name of the Cloud Run drain job (pool shape, once image is set)."
-  value       = local.use_pool && local.deploy_workloads && var.drain_job_enabled ? google_cloud_run_v2_job.drain[0].name : null
+  value       = one(google_cloud_run_v2_job.drain[*].name)
 }
 
 output "autoscaler_config_yaml" {

@@ -55,6 +55,13 @@ resource "google_storage_bucket_iam_member" "build_reads_source" {
   member = google_service_account.build.member
 }
 
+# infra/cloudbuild.yaml can bake the checkpoint in from the models bucket.
+resource "google_storage_bucket_iam_member" "build_reads_models" {
+  bucket = google_storage_bucket.models.name
+  role   = "roles/storage.objectViewer"
+  member = google_service_account.build.member
+}
+
 # Builds with a user-specified service account must log somewhere it can write; Cloud
 # Logging needs this project-level role (it has no narrower resource to bind to).
 resource "google_project_iam_member" "build_writes_logs" {

