@@ -14,7 +14,10 @@ WORKER_HINT = "the worker needs its extra: pip install 'cutq[worker]' (see the R
 
 # Each module defines register(commands) — adding a subparser with set_defaults(handler=...) —
 # and keeps heavy imports (torch) inside its handler, so `cutq submit` never loads them.
-COMMAND_MODULES = ("cutq.worker.commands.run",)
+COMMAND_MODULES = (
+    "cutq.worker.commands.run",
+    "cutq.worker.commands.worker",
+)
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:

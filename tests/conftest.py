@@ -11,6 +11,8 @@ import pytest
 
 from cutq.submitter.storage import reset_backends
 
+pytest_plugins = ["tests.support.pubsub.fixtures"]
+
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
 

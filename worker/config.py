@@ -43,8 +43,15 @@ class WorkerConfig:
     output_kind: str = "cutout"
     output_background: str | None = None  # "#rrggbb[aa]": composite cutouts onto this colour
     events_topic: str | None = None  # projects/P/topics/T; None: events go to the log only
+    subscription: str | None = None  # projects/P/subscriptions/S, for `cutq worker`
+    push_audience: str | None = None  # `cutq serve`: require push OIDC tokens for this audience
+    push_service_account: str | None = None  # … signed for this service account
+    push_certs_url: str | None = None  # where token signing keys live (default: Google's)
+    push_timeout_s: float = 600.0  # how long a push request waits for its job
     allowed_buckets: tuple[str, ...] = ()  # gs:// buckets jobs may read and write; () = any
     allowed_dirs: tuple[str, ...] = ()  # file:// roots jobs may read and write; () = any
+    storage_attempts: int = 5  # tries per storage call before the job is nacked
+    storage_deadline_s: float = 60.0  # … and the most time spent retrying one call
     grace_period_s: float = 25.0  # SIGTERM → finish or nack everything within this
     warmup: bool = True
     log_format: str = "auto"  # auto (json on Cloud Run) | json | text
@@ -61,6 +68,7 @@ class WorkerConfig:
         _check(self.max_input_bytes >= 1, "max_input_bytes must be ≥ 1")
         _check(self.max_pixels >= 1, "max_pixels must be ≥ 1")
         _check(self.grace_period_s >= 0, "grace_period_s must be ≥ 0")
+        _check(self.storage_attempts >= 1, "storage_attempts must be ≥ 1")
         _check(self.resize in RESIZES, f"resize must be one of {RESIZES}")
         _check(self.output_format in FORMATS, f"output_format must be one of {FORMATS}")
         _check(self.output_kind in KINDS, f"output_kind must be one of {KINDS}")

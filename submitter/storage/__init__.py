@@ -90,7 +90,23 @@ def to_uri(path_or_uri: str | os.PathLike[str]) -> str:
 
 
 _backends: dict[str, Storage] = {}
+_settings: dict[str, float] = {}
 _lock = threading.Lock()
+
+
+def configure(
+    *, attempts: int | None = None, deadline_s: float | None = None, timeout_s: float | None = None
+) -> None:
+    """Retry policy for ``gs://`` backends created from now on (forgets existing ones)."""
+    with _lock:
+        for name, value in (
+            ("attempts", attempts),
+            ("deadline_s", deadline_s),
+            ("timeout_s", timeout_s),
+        ):
+            if value is not None:
+                _settings[name] = value
+        _backends.clear()
 
 
 def open_storage(uri: str) -> Storage:
@@ -101,7 +117,7 @@ def open_storage(uri: str) -> Storage:
             if scheme == "gs":
                 from cutq.submitter.storage.gcs import GcsStorage
 
-                _backends[scheme] = GcsStorage()
+                _backends[scheme] = GcsStorage(**_settings)  # type: ignore[arg-type]
             else:
                 from cutq.submitter.storage.local import LocalStorage
 

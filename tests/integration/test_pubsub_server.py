@@ -22,8 +22,6 @@ from google.pubsub_v1 import types as gapic
 
 from tests.support.pubsub import FakeClock, LocalPubSubServer, PubSubEmulator
 
-pytest_plugins = ["tests.support.pubsub.fixtures"]
-
 
 def wait_for(condition: Callable[[], bool], timeout_s: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout_s

@@ -1,0 +1,214 @@
+"""A per-test slice of the local cloud: jobs/events/dead-letter topics, subscriptions, a bucket,
+and helpers to run a worker against them (in a thread or as a real `cutq worker` process)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from google.cloud import pubsub_v1
+from google.pubsub_v1 import types as gapic
+from PIL import Image, ImageDraw
+
+from cutq.submitter.contract import OutputSpec, new_job
+from cutq.submitter.storage import open_storage
+from cutq.worker.config import WorkerConfig
+from tests.support.pubsub import PubSubEmulator
+
+
+def tiny_image(seed: int, size: tuple[int, int] = (48, 40)) -> bytes:
+    """A small PNG: a bright disc on a dark backdrop (cheap for the model, still genuine)."""
+    image = Image.new("RGB", size, (20 + seed % 40, 30, 60))
+    draw = ImageDraw.Draw(image)
+    w, h = size
+    draw.ellipse((w * 0.2, h * 0.2, w * 0.8, h * 0.8), fill=(240, 200 - seed % 50, 60))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@dataclass
+class Cloud:
+    """Topics, subscriptions and a bucket made for one test."""
+
+    emulator: PubSubEmulator
+    bucket: str
+    max_delivery_attempts: int = 5
+    min_backoff_s: float = 0.0
+    jobs_topic: str = ""
+    jobs_sub: str = ""
+    events_topic: str = ""
+    events_sub: str = ""
+    dead_topic: str = ""
+    dead_sub: str = ""
+    publisher: pubsub_v1.PublisherClient = field(default_factory=pubsub_v1.PublisherClient)
+    subscriber: pubsub_v1.SubscriberClient = field(default_factory=pubsub_v1.SubscriberClient)
+
+    def __post_init__(self) -> None:
+        e = self.emulator
+        self.jobs_topic, self.events_topic, self.dead_topic = (
+            e.topic_path("jobs"),
+            e.topic_path("events"),
+            e.topic_path("dead"),
+        )
+        self.jobs_sub, self.events_sub, self.dead_sub = (
+            e.subscription_path("jobs"),
+            e.subscription_path("events"),
+            e.subscription_path("dead"),
+        )
+        for topic in (self.jobs_topic, self.events_topic, self.dead_topic):
+            self.publisher.create_topic(name=topic)
+        self.subscriber.create_subscription(
+            request=gapic.Subscription(
+                name=self.jobs_sub,
+                topic=self.jobs_topic,
+                ack_deadline_seconds=10,
+                dead_letter_policy=gapic.DeadLetterPolicy(
+                    dead_letter_topic=self.dead_topic,
+                    max_delivery_attempts=self.max_delivery_attempts,
+                ),
+                retry_policy=gapic.RetryPolicy(
+                    minimum_backoff={
+                        "seconds": int(self.min_backoff_s),
+                        "nanos": int(self.min_backoff_s % 1 * 1e9),
+                    },
+                    maximum_backoff={"seconds": 1},
+                ),
+            )
+        )
+        self.subscriber.create_subscription(name=self.events_sub, topic=self.events_topic)
+        self.subscriber.create_subscription(name=self.dead_sub, topic=self.dead_topic)
+
+    @property
+    def output(self) -> OutputSpec:
+        return OutputSpec(uri=f"gs://{self.bucket}/results")
+
+    def upload_images(self, count: int, prefix: str = "in") -> list[str]:
+        storage = open_storage(f"gs://{self.bucket}")
+        uris = [f"gs://{self.bucket}/{prefix}/{i:05d}.png" for i in range(count)]
+        for index, uri in enumerate(uris):
+            storage.write(uri, tiny_image(index), content_type="image/png")
+        return uris
+
+    def publish_jobs(self, uris: Iterable[str], **job_options: object) -> list[str]:
+        """Publish one job per input; returns the job ids."""
+        futures, ids = [], []
+        for uri in uris:
+            job = new_job(uri, self.output, **job_options)  # type: ignore[arg-type]
+            futures.append(self.publisher.publish(self.jobs_topic, job.to_message()))
+            ids.append(job.job_id)
+        for future in futures:
+            future.result(timeout=30)
+        return ids
+
+    def publish_raw(self, data: bytes, **attributes: str) -> None:
+        self.publisher.publish(self.jobs_topic, data, **attributes).result(timeout=30)
+
+    def pull_all(self, subscription: str, expected: int, timeout_s: float = 60.0) -> list[dict]:
+        """Pull and ack until ``expected`` messages arrived (or time out); JSON bodies."""
+        found: list[dict] = []
+        deadline = time.monotonic() + timeout_s
+        while len(found) < expected and time.monotonic() < deadline:
+            response = self.subscriber.pull(subscription=subscription, max_messages=500, timeout=5)
+            if response.received_messages:
+                self.subscriber.acknowledge(
+                    subscription=subscription,
+                    ack_ids=[m.ack_id for m in response.received_messages],
+                )
+            for received in response.received_messages:
+                message = received.message
+                try:
+                    body = json.loads(message.data)
+                except ValueError:
+                    body = {"raw": message.data.decode(errors="replace")}
+                found.append({"body": body, "attributes": dict(message.attributes)})
+        return found
+
+    def drain(self, subscription: str) -> list[dict]:
+        """Whatever is on ``subscription`` right now (a short pull)."""
+        return self.pull_all(subscription, expected=10**9, timeout_s=2.0)
+
+    def results(self) -> list[str]:
+        return [
+            info.uri
+            for info in open_storage(f"gs://{self.bucket}").list(f"gs://{self.bucket}/results/")
+        ]
+
+    def close(self) -> None:
+        self.publisher.stop()
+        self.publisher.transport.close()
+        self.subscriber.close()
+
+    def worker_config(self, **changes: object) -> WorkerConfig:
+        settings: dict[str, object] = dict(
+            subscription=self.jobs_sub,
+            events_topic=self.events_topic,
+            output=self.output.uri,
+            resize="dynamic",
+            max_batch=8,
+            max_wait_ms=20,
+            warmup=False,
+            grace_period_s=10,
+            storage_attempts=2,
+            storage_deadline_s=2,
+        )
+        settings.update(changes)
+        return WorkerConfig(**settings)  # type: ignore[arg-type]
+
+
+class ThreadWorker:
+    """`cutq worker`'s code path in a thread of the test process."""
+
+    def __init__(self, config: WorkerConfig, drain_idle_s: float | None = None) -> None:
+        from cutq.worker.service import start_service
+        from cutq.worker.sources.pubsub import run_subscriber
+
+        self.service = start_service(config, install_signals=False)
+        self.reason: str | None = None
+
+        def run() -> None:
+            assert config.subscription
+            self.reason = run_subscriber(
+                self.service.pipeline,
+                config.subscription,
+                self.service.stop,
+                drain_idle_s=drain_idle_s,
+                grace_s=config.grace_period_s,
+            )
+            self.service.events.close()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+
+    def stop(self, timeout_s: float = 60.0) -> None:
+        self.service.stop.set()
+        self.thread.join(timeout_s)
+        assert not self.thread.is_alive(), "worker did not stop"
+
+    @property
+    def stats(self):  # type: ignore[no-untyped-def]
+        return self.service.pipeline.stats
+
+
+def worker_process(config: WorkerConfig, *extra: str) -> subprocess.Popen:
+    """A real `cutq worker` process, configured through CUTQ_* variables like on Cloud Run."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CUTQ_")}
+    for name, value in vars(config).items():
+        if value is None:
+            continue
+        text = ",".join(value) if isinstance(value, tuple) else str(value)
+        env[f"CUTQ_{name.upper()}"] = text.lower() if isinstance(value, bool) else text
+    env["CUTQ_LOG_FORMAT"] = "json"
+    return subprocess.Popen(
+        [sys.executable, "-m", "cutq.submitter.cli", "worker", *extra],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )

@@ -1,0 +1,99 @@
+"""``cutq worker`` and ``cutq serve``: the cloud worker, pulling or pushed to."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+from cutq.submitter.cli import add_model_args, worker_config
+from cutq.submitter.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    pull = commands.add_parser(
+        "worker",
+        help="process jobs from a Pub/Sub subscription (StreamingPull)",
+        description="Load and verify the model, then pull jobs until SIGTERM (or until idle "
+        "with --drain-idle-s). Exits non-zero if start-up or warm-up fails.",
+    )
+    pull.add_argument("--subscription", help="projects/P/subscriptions/S (or CUTQ_SUBSCRIPTION)")
+    pull.add_argument("--events-topic", help="projects/P/topics/T (or CUTQ_EVENTS_TOPIC)")
+    pull.add_argument(
+        "--drain-idle-s",
+        type=float,
+        help="exit 0 after this many idle seconds (Cloud Run jobs, scale to zero)",
+    )
+    add_model_args(pull)
+    pull.set_defaults(handler=handle_worker)
+
+    push = commands.add_parser(
+        "serve",
+        help="process jobs pushed by a Pub/Sub push subscription (HTTP)",
+        description="HTTP endpoint for Pub/Sub push on $PORT (default 8080): 2xx acks, 503 "
+        "nacks. /healthz and /readyz (ready only after a successful warm-up).",
+    )
+    push.add_argument("--host", default="0.0.0.0")
+    push.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
+    push.add_argument("--events-topic", help="projects/P/topics/T (or CUTQ_EVENTS_TOPIC)")
+    add_model_args(push)
+    push.set_defaults(handler=handle_serve)
+
+
+def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    config = worker_config(args)
+    changes = {}
+    if getattr(args, "events_topic", None):
+        changes["events_topic"] = args.events_topic
+    if getattr(args, "subscription", None):
+        changes["subscription"] = args.subscription
+    return config.replace(**changes) if changes else config
+
+
+def handle_worker(args: argparse.Namespace) -> int:
+    config = _config(args)
+    if not config.subscription:
+        raise ConfigError("no subscription: pass --subscription or set CUTQ_SUBSCRIPTION")
+    from cutq.worker.service import start_service
+    from cutq.worker.sources.pubsub import run_subscriber
+
+    service = start_service(config)
+    try:
+        reason = run_subscriber(
+            service.pipeline,
+            config.subscription,
+            service.stop,
+            drain_idle_s=args.drain_idle_s,
+            grace_s=config.grace_period_s,
+        )
+    finally:
+        service.events.close()
+    return 1 if reason == "stream-error" else 0
+
+
+def handle_serve(args: argparse.Namespace) -> int:
+    config = _config(args)
+    from cutq.worker.service import start_service
+    from cutq.worker.sources.push import TokenVerifier, serve
+
+    verifier = (
+        TokenVerifier(config.push_audience, config.push_service_account, config.push_certs_url)
+        if config.push_audience
+        else None
+    )
+    service = start_service(config)
+    try:
+        serve(
+            service.pipeline,
+            service.stop,
+            host=args.host,
+            port=args.port,
+            timeout_s=config.push_timeout_s,
+            verifier=verifier,
+            grace_s=config.grace_period_s,
+        )
+    finally:
+        service.events.close()
+    return 0

@@ -1,0 +1,204 @@
+"""Jobs from Pub/Sub push requests (a Cloud Run service with request-based scale to zero).
+
+Each push request waits for its job to settle; concurrent requests feed the same pipeline, so
+they share GPU batches. The response decides Pub/Sub's next step: 2xx acks (a result, or a
+``failed`` event for a permanent error), 503 nacks (retry with backoff, then dead-letter).
+``/healthz`` answers while the process lives; ``/readyz`` only after a successful warm-up and
+until shutdown begins. With an audience configured, every push must carry a Google-signed OIDC
+token for that audience (and, if set, from that service account).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from cutq.worker.pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+MAX_BODY_BYTES = 1 << 20  # a push envelope around a job: jobs themselves are ≤ 64 KiB
+
+
+class PushDelivery:
+    """One push request's message; the handler thread waits on :meth:`wait`."""
+
+    def __init__(self, envelope: Mapping[str, Any]) -> None:
+        message = envelope["message"]
+        self.data = base64.b64decode(message.get("data", ""), validate=True)
+        self.attributes: Mapping[str, str] = message.get("attributes") or {}
+        self.message_id = str(message.get("messageId") or message.get("message_id") or "")
+        published = message.get("publishTime") or message.get("publish_time")
+        self.publish_time = (
+            datetime.fromisoformat(published.replace("Z", "+00:00"))
+            if published
+            else datetime.now(timezone.utc)
+        )
+        attempt = envelope.get("deliveryAttempt")
+        self.delivery_attempt = int(attempt) if attempt is not None else None
+        self.acked: bool | None = None
+        self._settled = threading.Event()
+
+    def ack(self) -> None:
+        self.acked = True
+        self._settled.set()
+
+    def nack(self) -> None:
+        self.acked = False
+        self._settled.set()
+
+    def wait(self, timeout_s: float) -> bool:
+        """True when acked; False when nacked or not settled in time."""
+        return self._settled.wait(timeout_s) and bool(self.acked)
+
+
+class TokenVerifier:
+    """Checks Pub/Sub push OIDC tokens; caches verified tokens until they expire."""
+
+    def __init__(
+        self, audience: str, service_account: str | None = None, certs_url: str | None = None
+    ) -> None:
+        import google.auth.transport.requests
+
+        self.audience = audience
+        self.service_account = service_account
+        self.certs_url = certs_url
+        self._request = google.auth.transport.requests.Request()
+        self._verified: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def verify(self, header: str | None) -> str | None:
+        """None when the token is good, else why not."""
+        from google.oauth2 import id_token
+
+        if not header or not header.startswith("Bearer "):
+            return "missing bearer token"
+        token = header.removeprefix("Bearer ").strip()
+        now = time.time()
+        with self._lock:
+            if self._verified.get(token, 0) > now:
+                return None
+        try:
+            kwargs = {"certs_url": self.certs_url} if self.certs_url else {}
+            claims = id_token.verify_token(token, self._request, audience=self.audience, **kwargs)
+        except Exception as error:  # malformed, expired, bad signature, wrong audience
+            return f"invalid token: {error}"
+        if self.service_account and (
+            claims.get("email") != self.service_account or not claims.get("email_verified")
+        ):
+            return f"token is for {claims.get('email')!r}, not {self.service_account!r}"
+        with self._lock:
+            if len(self._verified) > 1000:
+                self._verified = {t: e for t, e in self._verified.items() if e > now}
+            self._verified[token] = float(claims.get("exp", now + 300))
+        return None
+
+
+class PushServer(ThreadingHTTPServer):
+    """The HTTP front of a pipeline."""
+
+    daemon_threads = True
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        pipeline: Pipeline,
+        *,
+        timeout_s: float = 600.0,
+        verifier: TokenVerifier | None = None,
+    ) -> None:
+        self.pipeline = pipeline
+        self.timeout_s = timeout_s
+        self.verifier = verifier
+        self.ready = threading.Event()
+        super().__init__(address, _Handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: PushServer
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        if self.path == "/healthz":
+            self._reply(HTTPStatus.OK, {"status": "alive"})
+        elif self.path == "/readyz":
+            ready = self.server.ready.is_set()
+            self._reply(
+                HTTPStatus.OK if ready else HTTPStatus.SERVICE_UNAVAILABLE,
+                {"ready": ready, "in_flight": self.server.pipeline.in_flight()},
+            )
+        else:
+            self._reply(HTTPStatus.NOT_FOUND, {"error": "not found"})
+
+    def do_POST(self) -> None:
+        if self.server.verifier is not None:
+            problem = self.server.verifier.verify(self.headers.get("Authorization"))
+            if problem:
+                log.warning("rejected push: %s", problem)
+                self._reply(HTTPStatus.UNAUTHORIZED, {"error": problem})
+                return
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY_BYTES:
+            self._reply(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": "body too large"})
+            return
+        try:
+            delivery = PushDelivery(json.loads(self.rfile.read(length)))
+        except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as error:
+            self._reply(HTTPStatus.BAD_REQUEST, {"error": f"not a Pub/Sub push envelope: {error}"})
+            return
+        if not self.server.ready.is_set():
+            self._reply(HTTPStatus.SERVICE_UNAVAILABLE, {"error": "not ready"})
+            return
+        self.server.pipeline.submit(delivery)
+        if delivery.wait(self.server.timeout_s):
+            self._reply(HTTPStatus.OK, {"acked": True})
+        else:
+            self._reply(HTTPStatus.SERVICE_UNAVAILABLE, {"acked": False})
+
+    def _reply(self, status: HTTPStatus, body: Mapping[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("push %s - " + format, self.address_string(), *args)
+
+
+def serve(
+    pipeline: Pipeline,
+    stop: threading.Event,
+    *,
+    host: str = "0.0.0.0",
+    port: int = 8080,
+    timeout_s: float = 600.0,
+    verifier: TokenVerifier | None = None,
+    grace_s: float = 25.0,
+    started: threading.Event | None = None,
+) -> None:
+    """Serve push requests until ``stop`` is set, then drain within ``grace_s``."""
+    server = PushServer((host, port), pipeline, timeout_s=timeout_s, verifier=verifier)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="cutq-http", daemon=True
+    )
+    thread.start()
+    server.ready.set()
+    log.info("serving Pub/Sub push on %s:%d", host, server.server_address[1])
+    if started is not None:
+        started.port = server.server_address[1]  # type: ignore[attr-defined]
+        started.set()
+    stop.wait()
+    server.ready.clear()  # not ready: the platform stops routing here
+    pipeline.close(grace_s)  # waiting requests get their ack or 503
+    server.shutdown()
+    server.server_close()
