@@ -252,7 +252,11 @@ def test_push_subscription_authenticates_with_oidc(module: TerraformConfig) -> N
     assert invoker["member"] == "${google_service_account.push_invoker.member}"
     service = module.resource("google_cloud_run_v2_service", "worker")
     env = dynamic(block(block(service, "template"), "containers"), "env")
-    assert "CUTQ_PUSH_AUDIENCE = local.push_audience" in env["for_each"]
+    assert env["for_each"] == "${merge(local.worker_env, local.service_env_extra)}"
+    assert module.locals["service_env_extra"] == {
+        "CUTQ_PUSH_AUDIENCE": "${local.push_audience}",
+        "CUTQ_PUSH_SERVICE_ACCOUNT": "${google_service_account.push_invoker.email}",
+    }
 
 
 def test_push_timeout_matches_ack_deadline(module: TerraformConfig) -> None:
@@ -401,7 +405,11 @@ def test_service_is_not_on_the_internet(module: TerraformConfig) -> None:
 
 def test_worker_env_names_are_settings_the_worker_knows(module: TerraformConfig) -> None:
     known = {ENV_PREFIX + f.name.upper() for f in fields(WorkerConfig)} | _NOT_WORKER
-    names = set(module.locals["worker_env_base"]) | set(module.locals["worker_env_optional"])
+    names = (
+        set(module.locals["worker_env_base"])
+        | set(module.locals["worker_env_optional"])
+        | set(module.locals["service_env_extra"])
+    )
     assert names <= known, f"the worker would reject: {sorted(names - known)}"
     assert {"CUTQ_MODEL", "CUTQ_DEVICE", "CUTQ_EVENTS_TOPIC", "CUTQ_OUTPUT"} <= names
 

@@ -51,6 +51,8 @@ locals {
     CUTQ_MAX_WAIT_MS     = tostring(var.max_wait_ms)
     CUTQ_RESIZE          = var.resize
     CUTQ_LOG_FORMAT      = var.log_format
+    # Cloud Run kills an instance 10 s after SIGTERM: finish or nack within that.
+    CUTQ_GRACE_PERIOD_S = "8"
   }
   worker_env_optional = {
     CUTQ_CHECKPOINT        = var.checkpoint_uri
@@ -67,4 +69,10 @@ locals {
   service_name  = "${var.name_prefix}-worker"
   push_audience = "https://${local.service_name}-${data.google_project.this.number}.${var.region}.run.app"
   push_endpoint = "${local.push_audience}${var.push_path}"
+
+  # `cutq serve` rejects pushes without a Google-signed token for this audience and account.
+  service_env_extra = {
+    CUTQ_PUSH_AUDIENCE        = local.push_audience
+    CUTQ_PUSH_SERVICE_ACCOUNT = google_service_account.push_invoker.email
+  }
 }

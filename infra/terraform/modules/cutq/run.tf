@@ -124,7 +124,7 @@ resource "google_cloud_run_v2_service" "worker" {
       }
 
       dynamic "env" {
-        for_each = merge(local.worker_env, { CUTQ_PUSH_AUDIENCE = local.push_audience })
+        for_each = merge(local.worker_env, local.service_env_extra)
         content {
           name  = env.key
           value = env.value
