@@ -121,3 +121,14 @@ def test_stub_packages_cover_every_declared_package(tmp_path: Path) -> None:
     assert stubs.main(["stub_packages.py", str(tmp_path / "pyproject.toml")]) == 0
     for rel in paths:
         assert (tmp_path / rel / "__init__.py").is_file()
+
+
+def test_runtime_copies_every_package_directory() -> None:
+    spec = importlib.util.spec_from_file_location("stub_packages", STUBS)
+    assert spec and spec.loader
+    stubs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stubs)
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    tops = {rel.parts[0] for rel in stubs.package_paths(pyproject)}
+    copied = {args.split()[0].rstrip("/") for keyword, args in instructions() if keyword == "COPY"}
+    assert tops <= copied, f"Dockerfile does not COPY {sorted(tops - copied)}"
