@@ -39,8 +39,10 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# checkov lives in its own venv: its pins conflict with pytest's (infra/scripts/install-checkov.sh)
 test: lint
+	PYTHON=$(PYTHON) bash infra/scripts/install-checkov.sh
 	$(BIN)/python -m pytest
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .ruff_cache
+	rm -rf $(VENV) out .pytest_cache .ruff_cache .cache/checkov-venv

@@ -115,15 +115,24 @@ class Pipeline:
             if self._stopping.is_set():
                 delivery.nack()  # not started: straight back to the queue
                 return
-        if self._stopping.is_set():
+        item = WorkItem(delivery)
+        with self._idle:  # accept-or-refuse is atomic with close() setting the stop flag
+            accepted = not self._stopping.is_set()
+            if accepted:
+                self._in_flight.add(item)
+                self.last_activity = time.monotonic()
+        if not accepted:
             self._slots.release()
             delivery.nack()
             return
-        item = WorkItem(delivery)
-        with self._idle:
-            self._in_flight.add(item)
-            self.last_activity = time.monotonic()
-        self._fetchers.submit(self._guard, self._fetch, item)
+        self._hand_off(self._fetchers, self._fetch, item)
+
+    def _hand_off(self, pool: ThreadPoolExecutor, stage, item: WorkItem) -> None:  # type: ignore[no-untyped-def]
+        """Queue ``stage(item)`` on ``pool``; a pool already shut down returns the job."""
+        try:
+            pool.submit(self._guard, stage, item)
+        except RuntimeError:
+            self._settle(item, ack=False, error=ShuttingDown("worker stopping"))
 
     def in_flight(self) -> int:
         with self._idle:
@@ -137,7 +146,8 @@ class Pipeline:
     def close(self, grace_s: float | None = None) -> None:
         """Stop taking jobs, finish what is in flight within ``grace_s``, nack the rest."""
         grace_s = self.config.grace_period_s if grace_s is None else grace_s
-        self._stopping.set()
+        with self._idle:
+            self._stopping.set()
         finished = self.wait_idle(grace_s)
         self._batches.put(STOP)
         if not finished:
@@ -233,7 +243,7 @@ class Pipeline:
             item.mark("infer", started)
             item.batch_size = len(group)
             item.tensor = None
-            self._finishers.submit(self._guard, self._finish, item)
+            self._hand_off(self._finishers, self._finish, item)
 
     def _mask(self, item: WorkItem, saliency: torch.Tensor) -> np.ndarray:
         assert item.decoded is not None and item.job is not None

@@ -174,7 +174,7 @@ def test_killed_worker_loses_nothing(cloud: Cloud) -> None:
     assert cloud.drain(cloud.dead_sub) == []
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(240)
 def test_sigterm_drains_within_the_grace_period(cloud: Cloud) -> None:
     uris = cloud.upload_images(60)
     ids = cloud.publish_jobs(uris)
@@ -193,8 +193,10 @@ def test_sigterm_drains_within_the_grace_period(cloud: Cloud) -> None:
     assert "received SIGTERM" in log and "stopped:" in log
     finished = cloud.pull_all(cloud.events_sub, expected=len(cloud.results()), timeout_s=20)
     assert len(completed_ids(finished)) == len(cloud.results())  # each result has its event
-    worker = ThreadWorker(cloud.worker_config(), drain_idle_s=3)
-    rest = cloud.pull_all(cloud.events_sub, expected=60 - len(finished), timeout_s=90)
+    # Jobs it returned come back at once; any the client library still held when the stream
+    # closed come back when their lease expires. Either way, none is lost.
+    worker = ThreadWorker(cloud.worker_config())
+    rest = cloud.pull_all(cloud.events_sub, expected=60 - len(finished), timeout_s=120)
     worker.stop()
     assert set(completed_ids(finished + rest)) == set(ids)
     assert len(cloud.results()) == 60

@@ -16,7 +16,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -184,7 +184,7 @@ def serve(
     timeout_s: float = 600.0,
     verifier: TokenVerifier | None = None,
     grace_s: float = 25.0,
-    started: threading.Event | None = None,
+    on_ready: Callable[[int], None] | None = None,
 ) -> None:
     """Serve push requests until ``stop`` is set, then drain within ``grace_s``."""
     server = PushServer((host, port), pipeline, timeout_s=timeout_s, verifier=verifier)
@@ -194,9 +194,8 @@ def serve(
     thread.start()
     server.ready.set()
     log.info("serving Pub/Sub push on %s:%d", host, server.server_address[1])
-    if started is not None:
-        started.port = server.server_address[1]  # type: ignore[attr-defined]
-        started.set()
+    if on_ready is not None:
+        on_ready(server.server_address[1])
     stop.wait()
     server.ready.clear()  # not ready: the platform stops routing here
     pipeline.close(grace_s)  # waiting requests get their ack or 503

@@ -1,0 +1,232 @@
+"""`cutq serve`: Pub/Sub push over real HTTP, with OIDC verification against local certs."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+from google.auth import crypt, jwt
+
+from cutq.submitter.contract import new_job
+from cutq.worker.config import WorkerConfig
+from cutq.worker.service import start_service
+from cutq.worker.sources.push import TokenVerifier, serve
+from tests.support.cloud import Cloud
+from tests.support.pubsub import PubSubEmulator
+
+AUDIENCE = "https://cutq-worker.example.run.app/"
+PUSHER = "pusher@project.iam.gserviceaccount.com"
+
+
+class Endpoint:
+    """A running `cutq serve` in this process."""
+
+    def __init__(self, config: WorkerConfig, verifier: TokenVerifier | None = None) -> None:
+        self.service = start_service(config, install_signals=False)
+        ready = threading.Event()
+        self.port = 0
+
+        def on_ready(port: int) -> None:
+            self.port = port
+            ready.set()
+
+        self.thread = threading.Thread(
+            target=serve,
+            args=(self.service.pipeline, self.service.stop),
+            kwargs=dict(
+                host="127.0.0.1",
+                port=0,
+                verifier=verifier,
+                grace_s=10,
+                timeout_s=60,
+                on_ready=on_ready,
+            ),
+            daemon=True,
+        )
+        self.thread.start()
+        assert ready.wait(30)
+
+    def request(
+        self, method: str, path: str, body: dict | bytes | None = None, token: str | None = None
+    ) -> tuple[int, dict]:
+        data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}", data=data, method=method
+        )
+        request.add_header("Content-Type", "application/json")
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=90) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            with error:
+                return error.code, json.loads(error.read())
+
+    def stop(self) -> None:
+        self.service.stop.set()
+        self.thread.join(30)
+        self.service.events.close()
+
+
+def envelope(data: bytes, message_id: str = "1", attempt: int | None = None) -> dict:
+    body: dict = {
+        "message": {
+            "data": base64.b64encode(data).decode(),
+            "messageId": message_id,
+            "publishTime": "2026-11-23T10:00:00.123Z",
+            "attributes": {"origin": "push"},
+        },
+        "subscription": "projects/p/subscriptions/push",
+    }
+    if attempt is not None:
+        body["deliveryAttempt"] = attempt
+    return body
+
+
+@pytest.fixture
+def cloud(pubsub_emulator: PubSubEmulator, gcs_bucket: str) -> Iterator[Cloud]:
+    cloud = Cloud(pubsub_emulator, gcs_bucket)
+    yield cloud
+    cloud.close()
+
+
+def test_concurrent_pushes_share_batches_and_ack(cloud: Cloud) -> None:
+    uris = cloud.upload_images(16)
+    jobs = [new_job(uri, cloud.output) for uri in uris]
+    endpoint = Endpoint(cloud.worker_config(max_batch=8, max_wait_ms=200))
+    try:
+        assert endpoint.request("GET", "/healthz")[0] == 200
+        assert endpoint.request("GET", "/readyz") == (200, {"ready": True, "in_flight": 0})
+        with ThreadPoolExecutor(16) as pool:
+            replies = list(
+                pool.map(
+                    lambda pair: endpoint.request(
+                        "POST", "/", envelope(pair[1].to_message(), str(pair[0]), attempt=1)
+                    ),
+                    enumerate(jobs),
+                )
+            )
+        assert replies == [(200, {"acked": True})] * 16
+        events = cloud.pull_all(cloud.events_sub, expected=16)
+    finally:
+        endpoint.stop()
+    assert {e["body"]["data"]["job_id"] for e in events} == {job.job_id for job in jobs}
+    assert max(e["body"]["data"]["batch_size"] for e in events) > 1  # pushes shared batches
+    assert all("/dt=2026-11-23/" in e["body"]["data"]["outputs"][0]["uri"] for e in events)
+    assert len(cloud.results()) == 16
+
+
+def test_response_codes_map_to_ack_and_nack(cloud: Cloud) -> None:
+    uri = cloud.upload_images(1)[0]
+    endpoint = Endpoint(cloud.worker_config(events_topic=cloud.emulator.topic_path("gone")))
+    try:
+        # The event cannot be published (no such topic): transient, so 503 = nack, retry later.
+        job = new_job(uri, cloud.output)
+        assert endpoint.request("POST", "/", envelope(job.to_message()))[0] == 503
+        assert endpoint.request("POST", "/", b"not an envelope")[0] == 400
+        assert endpoint.request("GET", "/nope")[0] == 404
+    finally:
+        endpoint.stop()
+    endpoint = Endpoint(cloud.worker_config())
+    try:
+        # A permanent error is answered 200 (ack) after its `failed` event is published.
+        assert endpoint.request("POST", "/", envelope(b"{broken"))[0] == 200
+        failed = cloud.pull_all(cloud.events_sub, expected=1)
+        assert failed[0]["body"]["data"]["error"]["code"] == "invalid_message"
+        endpoint.service.stop.set()
+        endpoint.thread.join(30)
+        assert not endpoint.thread.is_alive()
+    finally:
+        endpoint.stop()
+
+
+class CertServer:
+    """Serves {key id: x509 PEM} like Google's token signing-cert endpoint."""
+
+    def __init__(self) -> None:
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "local-signer")])
+        now = dt.datetime.now(dt.timezone.utc)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(self.key.public_key())
+            .serial_number(1)
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .sign(self.key, hashes.SHA256())
+        )
+        body = json.dumps({"k1": cert.public_bytes(serialization.Encoding.PEM).decode()}).encode()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/certs"
+
+    def token(self, audience: str = AUDIENCE, email: str = PUSHER, ttl_s: int = 600) -> str:
+        pem = self.key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        signer = crypt.RSASigner.from_string(pem, key_id="k1")
+        now = int(time.time())
+        payload = {
+            "iss": "https://accounts.google.com",
+            "aud": audience,
+            "email": email,
+            "email_verified": True,
+            "iat": now,
+            "exp": now + ttl_s,
+            "sub": "1",
+        }
+        return jwt.encode(signer, payload).decode()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_oidc_tokens_are_verified(cloud: Cloud) -> None:
+    certs = CertServer()
+    verifier = TokenVerifier(AUDIENCE, PUSHER, certs_url=certs.url)
+    endpoint = Endpoint(cloud.worker_config(), verifier=verifier)
+    try:
+        body = envelope(b"{broken")
+        assert endpoint.request("POST", "/", body)[0] == 401
+        assert endpoint.request("POST", "/", body, token="garbage")[0] == 401
+        assert endpoint.request("POST", "/", body, token=certs.token(audience="other"))[0] == 401
+        assert endpoint.request("POST", "/", body, token=certs.token(email="x@y.z"))[0] == 401
+        assert endpoint.request("POST", "/", body, token=certs.token(ttl_s=-3600))[0] == 401
+        good = certs.token()
+        assert endpoint.request("POST", "/", body, token=good)[0] == 200
+        assert endpoint.request("POST", "/", body, token=good)[0] == 200  # cached
+        assert len(cloud.pull_all(cloud.events_sub, expected=2)) == 2
+    finally:
+        endpoint.stop()
+        certs.close()
