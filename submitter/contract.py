@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Literal
 
+from cutq.submitter import validation as v
 from cutq.submitter.errors import InvalidJob, InvalidMessage
 
 CONTRACT_VERSION = 1
@@ -22,7 +23,6 @@ MAX_MESSAGE_BYTES = 64 * 1024  # far below Pub/Sub's 10 MB: a job is a pointer, 
 MAX_ATTRIBUTES = 32
 MAX_ATTRIBUTE_KEY_BYTES = 256  # Pub/Sub's own limits for attribute keys and values
 MAX_ATTRIBUTE_VALUE_BYTES = 1024
-MAX_URI_CHARS = 2048
 JOB_ID_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.=-]{0,127}$")
 COLOR_RE = re.compile(r"^#[0-9a-fA-F]{6}([0-9a-fA-F]{2})?$")
 
@@ -199,17 +199,17 @@ def parse_job(
 
 
 def _parse_v1(body: Any, defaults: OutputSpec, publish_time: datetime) -> Job:
-    obj = _require_object(body, "job")
-    _reject_unknown(obj, _JOB_FIELDS, "job")
+    obj = v.require_object(body, "job")
+    v.reject_unknown(obj, _JOB_FIELDS, "job")
     version = obj.get("v", CONTRACT_VERSION)
     if version != CONTRACT_VERSION:
         raise InvalidJob(f"v: unsupported contract version {version!r}; this worker speaks 1")
     if "input" not in obj:
         raise InvalidJob("input: required (gs://bucket/object or file:///path)")
-    input_uri = _uri(obj["input"], "input")
-    generation = _generation(obj.get("input_generation"), "input_generation")
+    input_uri = v.uri(obj["input"], "input")
+    generation = v.generation(obj.get("input_generation"), "input_generation")
     output = _parse_output(obj.get("output"), defaults)
-    model = _optional_str(obj.get("model"), "model", pattern=r"^[a-z0-9_-]{1,64}$")
+    model = v.optional_str(obj.get("model"), "model", pattern=r"^[a-z0-9_-]{1,64}$")
     options = _parse_options(obj.get("options"))
     attributes = _parse_attributes(obj.get("attributes"))
     job_id = obj.get("job_id")
@@ -239,10 +239,10 @@ def _parse_notification(
     bucket, name = attributes.get("bucketId", ""), attributes.get("objectId", "")
     if not bucket or not name:
         raise InvalidJob("notification: bucketId and objectId attributes are required")
-    generation = _generation(attributes.get("objectGeneration"), "objectGeneration")
+    generation = v.generation(attributes.get("objectGeneration"), "objectGeneration")
     if generation is None and isinstance(body, dict):
-        generation = _generation(body.get("generation"), "generation")
-    input_uri = _uri(f"gs://{bucket}/{name}", "objectId")
+        generation = v.generation(body.get("generation"), "generation")
+    input_uri = v.uri(f"gs://{bucket}/{name}", "objectId")
     options = Options()
     job_id = derive_job_id(input_uri, generation, defaults, None, options)
     return Job(
@@ -260,11 +260,11 @@ def _parse_output(value: Any, defaults: OutputSpec) -> OutputSpec:
         return defaults
     if isinstance(value, str):
         value = {"uri": value}
-    obj = _require_object(value, "output")
-    _reject_unknown(obj, _OUTPUT_FIELDS, "output")
-    uri = _uri(obj.get("uri", defaults.uri), "output.uri")
-    fmt = _choice(obj.get("format", defaults.format), FORMATS, "output.format")
-    kind = _choice(obj.get("kind", defaults.kind), KINDS, "output.kind")
+    obj = v.require_object(value, "output")
+    v.reject_unknown(obj, _OUTPUT_FIELDS, "output")
+    uri = v.uri(obj.get("uri", defaults.uri), "output.uri")
+    fmt = v.choice(obj.get("format", defaults.format), FORMATS, "output.format")
+    kind = v.choice(obj.get("kind", defaults.kind), KINDS, "output.kind")
     background = obj.get("background", defaults.background)
     if background is not None and (
         not isinstance(background, str) or not COLOR_RE.match(background)
@@ -280,11 +280,11 @@ def _parse_output(value: Any, defaults: OutputSpec) -> OutputSpec:
 def _parse_options(value: Any) -> Options:
     if value is None:
         return Options()
-    obj = _require_object(value, "options")
-    _reject_unknown(obj, _OPTION_FIELDS, "options")
+    obj = v.require_object(value, "options")
+    v.reject_unknown(obj, _OPTION_FIELDS, "options")
     resize = obj.get("resize")
     if resize is not None:
-        resize = _choice(resize, RESIZES, "options.resize")
+        resize = v.choice(resize, RESIZES, "options.resize")
     threshold = obj.get("threshold")
     if threshold is not None:
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
@@ -298,7 +298,7 @@ def _parse_options(value: Any) -> Options:
 def _parse_attributes(value: Any) -> dict[str, str]:
     if value is None:
         return {}
-    obj = _require_object(value, "attributes")
+    obj = v.require_object(value, "attributes")
     if len(obj) > MAX_ATTRIBUTES:
         raise InvalidJob(f"attributes: at most {MAX_ATTRIBUTES} entries, got {len(obj)}")
     for key, item in obj.items():
@@ -311,62 +311,6 @@ def _parse_attributes(value: Any) -> dict[str, str]:
         if len(item.encode()) > MAX_ATTRIBUTE_VALUE_BYTES:
             raise InvalidJob(f"attributes.{key}: value over {MAX_ATTRIBUTE_VALUE_BYTES} bytes")
     return dict(obj)
-
-
-def _require_object(value: Any, name: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise InvalidJob(f"{name}: expected a JSON object, got {type(value).__name__}")
-    return value
-
-
-def _reject_unknown(obj: Mapping[str, Any], allowed: set[str], name: str) -> None:
-    unknown = sorted(set(obj) - allowed)
-    if unknown:
-        raise InvalidJob(
-            f"{name}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}"
-        )
-
-
-def _uri(value: Any, name: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidJob(f"{name}: expected a non-empty URI string, got {value!r}")
-    if len(value) > MAX_URI_CHARS:
-        raise InvalidJob(f"{name}: URI longer than {MAX_URI_CHARS} characters")
-    if "\x00" in value or "\n" in value:
-        raise InvalidJob(f"{name}: URI contains control characters")
-    scheme = value.split("://", 1)[0] if "://" in value else ""
-    if scheme not in ("gs", "file"):
-        raise InvalidJob(
-            f"{name}: unsupported URI {value[:80]!r}; use gs://bucket/object "
-            "or file:///absolute/path"
-        )
-    if scheme == "gs" and not re.match(r"^gs://[a-z0-9][a-z0-9._-]{1,221}[a-z0-9](/|$)", value):
-        raise InvalidJob(f"{name}: invalid bucket name in {value[:80]!r}")
-    return value
-
-
-def _generation(value: Any, name: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, str) and value.isdigit():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidJob(f"{name}: expected a non-negative integer, got {value!r}")
-    return value
-
-
-def _choice(value: Any, choices: tuple[str, ...], name: str) -> Any:
-    if value not in choices:
-        raise InvalidJob(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
-    return value
-
-
-def _optional_str(value: Any, name: str, *, pattern: str) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not re.match(pattern, value):
-        raise InvalidJob(f"{name}: expected a string matching {pattern}, got {value!r}")
-    return value
 
 
 def _drop_none(mapping: dict[str, Any]) -> dict[str, Any]:

@@ -26,19 +26,20 @@ import torch
 
 from cutq.submitter.contract import CONTENT_TYPES, Event, Job, OutputInfo, parse_job
 from cutq.submitter.errors import (
-    AccessDenied,
     CutqError,
     ShuttingDown,
     UnknownModel,
     error_code,
     is_permanent,
 )
-from cutq.submitter.storage import file_path, open_storage, scheme_of, split_gs_uri
+from cutq.submitter.storage import open_storage
 from cutq.worker import imaging
+from cutq.worker.access import check_allowed
 from cutq.worker.batcher import STOP, get_batch
 from cutq.worker.config import WorkerConfig
 from cutq.worker.events import EventSink
 from cutq.worker.inference import Runner
+from cutq.worker.joblog import log_job
 from cutq.worker.sources import Delivery
 
 log = logging.getLogger(__name__)
@@ -190,9 +191,9 @@ class Pipeline:
             raise UnknownModel(
                 f"job asks for model {job.model!r}; this worker serves {self.runner.model.name!r}"
             )
-        self._check_allowed(job.input, "input")
+        check_allowed(job.input, self.config, "input")
         for uri in job.result_uris().values():
-            self._check_allowed(uri, "output")
+            check_allowed(uri, self.config, "output")
         if self._emit_if_done(item):
             return
         data = open_storage(job.input).read(
@@ -238,6 +239,15 @@ class Pipeline:
         with self._stats_lock:
             self.stats.batches += 1
             self.stats.batch_items += len(group)
+        log.debug(
+            "batch of %d at %s in %.0fms; %d waiting, %d in flight",
+            len(group),
+            group[0].input_size,
+            (time.monotonic() - started) * 1000,
+            self._batches.qsize(),
+            len(self._in_flight),
+            extra={"batch_size": len(group), "queue_depth": self._batches.qsize()},
+        )
         for item in group:
             item.timings_ms["batch_wait"] = (started - item.enqueued) * 1000.0
             item.mark("infer", started)
@@ -405,34 +415,4 @@ class Pipeline:
             with self._idle:
                 self.last_activity = time.monotonic()
                 self._idle.notify_all()
-            _log_job(item, ack, event, error)
-
-    def _check_allowed(self, uri: str, role: str) -> None:
-        if scheme_of(uri) == "gs":
-            allowed = self.config.allowed_buckets
-            if allowed and split_gs_uri(uri)[0] not in allowed:
-                raise AccessDenied(f"{role} bucket of {uri} is not in the allow-list")
-            return
-        roots = self.config.allowed_dirs
-        path = file_path(uri).resolve()
-        if roots and not any(path.is_relative_to(file_path(root).resolve()) for root in roots):
-            raise AccessDenied(f"{role} {uri} is outside the allowed directories")
-
-
-def _log_job(item: WorkItem, ack: bool, event: Event | None, error: BaseException | None) -> None:
-    job_id = item.job.job_id if item.job else f"message-{item.delivery.message_id}"
-    total = item.timings_ms.get("total", 0.0)
-    stages = " ".join(
-        f"{key}={value:.0f}" for key, value in item.timings_ms.items() if key != "total"
-    )
-    extra = {"job_id": job_id, "timings_ms": dict(item.timings_ms)}
-    if not ack:
-        log.warning("%8.1fms ↺ %s retry: %s", total, job_id, error, extra=extra)
-    elif event is not None and event.status == "failed":
-        log.info(
-            "%8.1fms ✗ %s %s: %s", total, job_id, event.error_code, event.error_message, extra=extra
-        )
-    elif event is not None and event.duplicate:
-        log.info("%8.1fms = %s already done", total, job_id, extra=extra)
-    else:
-        log.info("%8.1fms ✓ %s batch=%s %s", total, job_id, item.batch_size, stages, extra=extra)
+            log_job(item, ack, event, error)

@@ -1,0 +1,68 @@
+"""Field checks for the job contract: each raises :class:`InvalidJob` naming the field."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from cutq.submitter.errors import InvalidJob
+
+MAX_URI_CHARS = 2048
+GS_URI_RE = re.compile(r"^gs://[a-z0-9][a-z0-9._-]{1,221}[a-z0-9](/|$)")
+
+
+def require_object(value: Any, name: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise InvalidJob(f"{name}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def reject_unknown(obj: Mapping[str, Any], allowed: set[str], name: str) -> None:
+    unknown = sorted(set(obj) - allowed)
+    if unknown:
+        raise InvalidJob(
+            f"{name}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}"
+        )
+
+
+def uri(value: Any, name: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidJob(f"{name}: expected a non-empty URI string, got {value!r}")
+    if len(value) > MAX_URI_CHARS:
+        raise InvalidJob(f"{name}: URI longer than {MAX_URI_CHARS} characters")
+    if "\x00" in value or "\n" in value:
+        raise InvalidJob(f"{name}: URI contains control characters")
+    scheme = value.split("://", 1)[0] if "://" in value else ""
+    if scheme not in ("gs", "file"):
+        raise InvalidJob(
+            f"{name}: unsupported URI {value[:80]!r}; use gs://bucket/object "
+            "or file:///absolute/path"
+        )
+    if scheme == "gs" and not GS_URI_RE.match(value):
+        raise InvalidJob(f"{name}: invalid bucket name in {value[:80]!r}")
+    return value
+
+
+def generation(value: Any, name: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidJob(f"{name}: expected a non-negative integer, got {value!r}")
+    return value
+
+
+def choice(value: Any, choices: tuple[str, ...], name: str) -> Any:
+    if value not in choices:
+        raise InvalidJob(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def optional_str(value: Any, name: str, *, pattern: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not re.match(pattern, value):
+        raise InvalidJob(f"{name}: expected a string matching {pattern}, got {value!r}")
+    return value
