@@ -1,0 +1,107 @@
+"""The runner's own logic with small in-test models: OOM splitting, output checks, warm-up."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from cutq.submitter.errors import DeviceOutOfMemory, WarmupFailed
+from cutq.worker.inference import Runner, batch_shapes
+from cutq.worker.models.base import Model, round_to_multiple
+
+
+class Brightness(Model):
+    """Saliency = per-pixel brightness: a genuine (if naive) salient-object rule."""
+
+    name = "brightness"
+    version = "test"
+
+    def __init__(self, max_batch_in_memory: int | None = None, broken: str | None = None):
+        self.max_batch_in_memory = max_batch_in_memory
+        self.broken = broken
+        self.batch_sizes: list[int] = []
+
+    def setup(self, device: torch.device) -> None:
+        self.device = device
+
+    def input_size(self, height: int, width: int, resize: str) -> tuple[int, int]:
+        return (
+            (32, 32)
+            if resize == "static"
+            else (round_to_multiple(height, 32), round_to_multiple(width, 32))
+        )
+
+    def preprocess(self, image: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+        tensor = torch.from_numpy(image).permute(2, 0, 1).float() / 255.0
+        return torch.nn.functional.interpolate(tensor[None], size=size, mode="bilinear")[0]
+
+    def predict(self, batch: torch.Tensor) -> torch.Tensor:
+        self.batch_sizes.append(len(batch))
+        if self.max_batch_in_memory is not None and len(batch) > self.max_batch_in_memory:
+            raise torch.cuda.OutOfMemoryError("simulated")
+        saliency = batch.mean(dim=1, keepdim=True)
+        if self.broken == "nan":
+            return saliency * float("nan")
+        if self.broken == "shape":
+            return saliency[:1]
+        if self.broken == "inverted":
+            return 1.0 - saliency
+        return saliency
+
+
+def tensors(count: int) -> list[torch.Tensor]:
+    return [torch.full((3, 32, 32), i / max(count, 1)) for i in range(count)]
+
+
+def test_out_of_memory_splits_the_batch_in_halves() -> None:
+    model = Brightness(max_batch_in_memory=2)
+    runner = Runner(model, "cpu")
+    maps = runner.predict(tensors(8))
+    assert len(maps) == 8 and model.batch_sizes == [8, 4, 2, 2, 4, 2, 2]
+    assert [float(m.mean()) for m in maps] == pytest.approx([i / 8 for i in range(8)])
+
+
+def test_out_of_memory_at_batch_one_is_a_transient_error() -> None:
+    runner = Runner(Brightness(max_batch_in_memory=0), "cpu")
+    with pytest.raises(DeviceOutOfMemory):
+        runner.predict(tensors(4))
+
+
+def test_wrong_output_shape_explains_the_contract() -> None:
+    runner = Runner(Brightness(broken="shape"), "cpu")
+    with pytest.raises(RuntimeError, match="one 1-channel map per input"):
+        runner.predict(tensors(3))
+
+
+def test_to_mask_resizes_thresholds_and_leaves_the_map_alone() -> None:
+    runner = Runner(Brightness(), "cpu")
+    saliency = torch.linspace(0, 1, 32 * 32).reshape(1, 32, 32)
+    before = saliency.clone()
+    same_size = runner.to_mask(saliency, 32, 32)
+    assert torch.equal(saliency, before)  # the runner never writes into the model's output
+    assert same_size.dtype == np.uint8 and same_size.min() == 0 and same_size.max() == 255
+    resized = runner.to_mask(saliency, 7, 300, threshold=0.5)
+    assert resized.shape == (7, 300) and set(np.unique(resized)) <= {0, 255}
+
+
+@pytest.mark.parametrize("broken", ["nan", "inverted"])
+def test_warmup_refuses_a_broken_model(broken: str) -> None:
+    runner = Runner(Brightness(broken=broken), "cpu")
+    runner.setup()
+    with pytest.raises(WarmupFailed):
+        runner.warmup("static", [1, 2])
+
+
+def test_warmup_passes_a_working_model_at_each_batch_size() -> None:
+    model = Brightness()
+    runner = Runner(model, "cpu")
+    runner.setup()
+    runner.warmup("dynamic", [1, 4], image_sizes=((16, 16), (17, 50)))
+    assert model.batch_sizes == [1, 4, 1, 4]
+
+
+def test_batch_shapes() -> None:
+    assert batch_shapes(1) == [1]
+    assert batch_shapes(8) == [1, 2, 4, 8]
+    assert batch_shapes(12) == [1, 2, 4, 8, 12]
