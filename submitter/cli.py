@@ -17,6 +17,7 @@ WORKER_HINT = "the worker needs its extra: pip install 'cutq[worker]' (see the R
 COMMAND_MODULES = (
     "cutq.worker.commands.run",
     "cutq.worker.commands.worker",
+    "cutq.worker.commands.eval",
 )
 
 
