@@ -16,7 +16,12 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from cutq.submitter.errors import ImageTooLarge, UndecodableImage, UnsupportedImage
+from cutq.submitter.errors import (
+    CutqError,
+    ImageTooLarge,
+    UndecodableImage,
+    UnsupportedImage,
+)
 
 # We do our own pixel limit (configurable, checked before decoding); Pillow's global one would
 # only warn below twice its value and raise a different error above it.
@@ -40,15 +45,33 @@ class Decoded:
 
 
 def decode(data: bytes, *, max_pixels: int) -> Decoded:
-    """Decode one image, refusing what cutq cannot or should not process."""
+    """Decode one image, refusing what cutq cannot or should not process.
+
+    Only :class:`~cutq.submitter.errors.PermanentError` subclasses escape for bad bytes:
+    Pillow's plugins raise a zoo of types on corrupt input (``struct.error``, ``IndexError``,
+    ``TypeError``, ``RuntimeError``, ``NotImplementedError``…), and any of them escaping would
+    make a bad image look like a worker bug (nack, retries, dead letter) instead of a
+    ``failed`` event. ``MemoryError`` is the one exception left alone: it says the worker,
+    not the input, is in trouble.
+    """
     if not data:
         raise UndecodableImage("input is empty (0 bytes)")
-    try:
-        image = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError:
-        raise UndecodableImage("input is not an image format Pillow recognises") from None
-    except (OSError, ValueError, SyntaxError) as error:
-        raise UndecodableImage(f"cannot read image header: {error}") from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # e.g. "Corrupt EXIF data", "palette images with …"
+        try:
+            return _decode(data, max_pixels)
+        except (CutqError, MemoryError):
+            raise
+        except UnidentifiedImageError:
+            raise UndecodableImage(_unidentified(data)) from None
+        except Exception as error:
+            raise UndecodableImage(
+                f"image data is corrupt or truncated: {type(error).__name__}: {error}"
+            ) from None
+
+
+def _decode(data: bytes, max_pixels: int) -> Decoded:
+    image = Image.open(io.BytesIO(data))
     width, height = image.size
     if width < 1 or height < 1:
         raise UnsupportedImage(f"image has a zero-sized side ({width}×{height})")
@@ -56,18 +79,25 @@ def decode(data: bytes, *, max_pixels: int) -> Decoded:
         raise ImageTooLarge(
             f"image is {width}×{height} = {width * height:,} pixels; the limit is {max_pixels:,}"
         )
-    if getattr(image, "n_frames", 1) > 1:
-        raise UnsupportedImage(f"animated images are not supported ({image.n_frames} frames)")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # e.g. "palette images with transparency..."
-            image.load()
-            image = ImageOps.exif_transpose(image)
-            return _to_rgb_alpha(image)
-    except Image.DecompressionBombError as error:  # pragma: no cover - limit disabled above
-        raise ImageTooLarge(str(error)) from None
-    except (OSError, ValueError, SyntaxError, EOFError) as error:
-        raise UndecodableImage(f"image data is corrupt or truncated: {error}") from None
+    frames = getattr(image, "n_frames", 1)  # seeks through the file: may hit corrupt data
+    if frames > 1:
+        raise UnsupportedImage(f"animated images are not supported ({frames} frames)")
+    image.load()
+    image = ImageOps.exif_transpose(image)
+    return _to_rgb_alpha(image)
+
+
+_HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")
+
+
+def _unidentified(data: bytes) -> str:
+    """Why Pillow did not recognise ``data``, naming formats people actually send."""
+    if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
+        return (
+            "HEIC/HEIF images are not supported (no HEVC decoder in this worker); "
+            "convert to JPEG, PNG, WebP or AVIF"
+        )
+    return "input is not an image format Pillow recognises"
 
 
 def _to_rgb_alpha(image: Image.Image) -> Decoded:
