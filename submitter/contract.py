@@ -189,10 +189,19 @@ def parse_job(
         raise InvalidMessage(f"message is {len(data)} bytes; the limit is {MAX_MESSAGE_BYTES}")
     try:
         body = json.loads(data.decode("utf-8"))
+        # JSON may spell lone UTF-16 surrogates ("\\ud800"), which no UTF-8 consumer (Pub/Sub
+        # attributes, storage paths, logs) accepts: refuse them here, wherever they are.
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
     except UnicodeDecodeError as error:
         raise InvalidMessage(f"message is not UTF-8: {error}") from None
+    except UnicodeEncodeError:
+        raise InvalidMessage(
+            "message contains unpaired UTF-16 surrogates (\\ud800-\\udfff)"
+        ) from None
     except json.JSONDecodeError as error:
         raise InvalidMessage(f"message is not JSON: {error}") from None
+    except RecursionError:
+        raise InvalidMessage("message is not JSON a worker accepts: nested too deeply") from None
     if attributes.get("eventType") == "OBJECT_FINALIZE" and "bucketId" in attributes:
         return _parse_notification(body, attributes, defaults, publish_time)
     return _parse_v1(body, defaults, publish_time)

@@ -41,13 +41,15 @@ def uri(value: Any, name: str) -> str:
         )
     if scheme == "gs" and not GS_URI_RE.match(value):
         raise InvalidJob(f"{name}: invalid bucket name in {value[:80]!r}")
+    if scheme == "file" and not value.startswith("file:///"):
+        raise InvalidJob(f"{name}: file URIs must be absolute (file:///path), got {value[:80]!r}")
     return value
 
 
 def generation(value: Any, name: str) -> int | None:
     if value is None:
         return None
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and value.isascii() and value.isdigit():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise InvalidJob(f"{name}: expected a non-negative integer, got {value!r}")
