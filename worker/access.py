@@ -3,7 +3,9 @@
 A job names its own input and output URIs, so without a check any publisher could make the
 worker read or overwrite any object its service account can reach. ``gs://`` URIs must be in
 ``allowed_buckets``; ``file://`` URIs must resolve (symlinks and ``..`` included) inside one
-of ``allowed_dirs``. Empty lists allow everything (local runs, tests).
+of ``allowed_dirs``. With both lists empty everything is allowed (local runs, tests); once
+either is set, a scheme without a list of its own is refused: a cloud worker configured with
+``allowed_buckets`` alone must not read or write the container's files through ``file://``.
 """
 
 from __future__ import annotations
@@ -15,12 +17,12 @@ from cutq.worker.config import WorkerConfig
 
 def check_allowed(uri: str, config: WorkerConfig, role: str) -> None:
     """Raise :class:`AccessDenied` unless ``uri`` is inside the configured allow-lists."""
+    buckets, roots = config.allowed_buckets, config.allowed_dirs
+    locked = bool(buckets or roots)
     if scheme_of(uri) == "gs":
-        allowed = config.allowed_buckets
-        if allowed and split_gs_uri(uri)[0] not in allowed:
+        if locked and split_gs_uri(uri)[0] not in buckets:
             raise AccessDenied(f"{role} bucket of {uri} is not in the allow-list")
         return
-    roots = config.allowed_dirs
     path = file_path(uri).resolve()
-    if roots and not any(path.is_relative_to(file_path(root).resolve()) for root in roots):
+    if locked and not any(path.is_relative_to(file_path(root).resolve()) for root in roots):
         raise AccessDenied(f"{role} {uri} is outside the allowed directories")

@@ -90,7 +90,7 @@ class TokenVerifier:
             kwargs = {"certs_url": self.certs_url} if self.certs_url else {}
             claims = id_token.verify_token(token, self._request, audience=self.audience, **kwargs)
         except Exception as error:  # malformed, expired, bad signature, wrong audience
-            return f"invalid token: {error}"
+            return f"invalid token: {redact(str(error), token)}"
         if self.service_account and (
             claims.get("email") != self.service_account or not claims.get("email_verified")
         ):
@@ -100,6 +100,19 @@ class TokenVerifier:
                 self._verified = {t: e for t, e in self._verified.items() if e > now}
             self._verified[token] = float(claims.get("exp", now + 300))
         return None
+
+
+def redact(text: str, token: str) -> str:
+    """``text`` without ``token`` or any of its dot-separated parts (they may be credentials).
+
+    google-auth quotes malformed tokens in its errors ("Wrong number of segments in token:
+    b'…'"); a misconfigured pusher sending an OAuth access token would otherwise have it
+    written to the log and echoed in the 401 body.
+    """
+    for secret in sorted({token, *token.split(".")}, key=len, reverse=True):
+        if len(secret) >= 8:
+            text = text.replace(secret, "<redacted>")
+    return text[:300]
 
 
 class PushServer(ThreadingHTTPServer):
