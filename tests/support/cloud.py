@@ -197,9 +197,15 @@ class ThreadWorker:
         return self.service.pipeline.stats
 
 
-def worker_process(config: WorkerConfig, *extra: str) -> subprocess.Popen:
-    """A real `cutq worker` process, configured through CUTQ_* variables like on Cloud Run."""
+def worker_process(
+    config: WorkerConfig, *extra: str, env_overrides: dict[str, str] | None = None
+) -> subprocess.Popen:
+    """A real `cutq worker` process, configured through CUTQ_* variables like on Cloud Run.
+
+    ``env_overrides`` changes other variables, e.g. STORAGE_EMULATOR_HOST to a fault proxy.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("CUTQ_")}
+    env.update(env_overrides or {})
     for name, value in vars(config).items():
         if value is None:
             continue
