@@ -1,0 +1,29 @@
+"""A reduced soak in CI: 300 jobs, 2 `cutq worker` processes, a fault every 5 s.
+
+The full run is ``python bench/soak.py --jobs 10000 --workers 2 --fault-every-s 15``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.support.pubsub import PubSubEmulator
+from tests.support.soak import SoakSettings, run_soak
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_soak_with_rotating_faults_loses_nothing(
+    pubsub_emulator: PubSubEmulator, gcs_server: str, gcs_bucket: str
+) -> None:
+    settings = SoakSettings(jobs=300, workers=2, fault_every_s=5.0, timeout_s=150.0)
+    report = run_soak(pubsub_emulator, gcs_server, gcs_bucket, settings)
+    print(json.dumps(report, indent=2))  # shown with -s, and on failure
+    assert report["lost"] == 0 and report["conflicting"] == 0, report
+    assert report["duplicate_results"] == 0, report
+    assert report["completed"] == 300 and report["dead_lettered"] == 0, report
+    kinds = {fault["fault"].split(" ")[0] for fault in report["faults"]}
+    assert {"kill_worker", "storage_503_burst"} <= kinds, report["faults"]
+    assert report["worker_processes"] >= 3  # the killed one was replaced

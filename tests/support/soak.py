@@ -1,0 +1,222 @@
+"""A soak run: many jobs through real `cutq worker` processes while faults keep coming.
+
+Every ``fault_every_s`` seconds the next fault in rotation strikes: one worker is SIGKILLed and
+a fresh one started in its place; storage answers 503 for a burst; the Pub/Sub server restarts
+under every stream (skipped when it is an external emulator). Meanwhile the resident memory of
+each worker process is sampled from ``/proc/<pid>/status``. The result says how every job
+ended (see :mod:`tests.support.ledger`), the throughput, the faults and the memory drift.
+Used by ``tests/integration/test_soak.py`` (small) and ``bench/soak.py`` (any size).
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from cutq.submitter.storage import open_storage
+from tests.support.cloud import Cloud, tiny_image, worker_process
+from tests.support.faulty_proxy import Fault, FaultyProxy
+from tests.support.ledger import collect
+from tests.support.pubsub import PubSubEmulator
+
+FAULTS = ("kill_worker", "storage_503_burst", "pubsub_restart")
+
+
+@dataclass(frozen=True)
+class SoakSettings:
+    """How big and how hostile a soak run is."""
+
+    jobs: int = 300
+    workers: int = 2
+    fault_every_s: float = 15.0
+    timeout_s: float = 600.0
+    storage_burst_s: float = 3.0
+    max_batch: int = 8
+    max_in_flight: int = 16
+    image_sizes: tuple[tuple[int, int], ...] = ((48, 40), (64, 48), (40, 56))
+
+
+def rss_mb(pid: int) -> float | None:
+    """Resident set size of ``pid`` in MiB, or None once it has gone."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        return None
+    return None
+
+
+@dataclass
+class _Worker:
+    """One `cutq worker` process, its log tail and its memory samples."""
+
+    process: subprocess.Popen
+    started: float
+    tail: collections.deque = field(default_factory=lambda: collections.deque(maxlen=50))
+    errors: int = 0
+    samples: list[tuple[float, float]] = field(default_factory=list)  # (seconds alive, MiB)
+
+    def __post_init__(self) -> None:
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
+
+    def close(self) -> None:
+        """After the process has exited: finish reading its log and close the pipe."""
+        self._reader.join(timeout=10)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+    def _drain(self) -> None:
+        """Read the log as it comes: an unread pipe would block the worker once it fills."""
+        assert self.process.stdout is not None
+        for raw in self.process.stdout:
+            line = raw.decode(errors="replace").rstrip()
+            self.tail.append(line)
+            if '"severity": "ERROR"' in line or '"severity":"ERROR"' in line:
+                self.errors += 1
+
+    def sample(self) -> None:
+        value = rss_mb(self.process.pid)
+        if value is not None and self.process.poll() is None:
+            self.samples.append((time.monotonic() - self.started, value))
+
+    def memory(self) -> dict[str, float] | None:
+        """First sample after warm-up (a quarter into its life), last and peak, in MiB."""
+        if len(self.samples) < 4:
+            return None
+        settled = self.samples[len(self.samples) // 4][1]
+        last = self.samples[-1][1]
+        return {
+            "alive_s": round(self.samples[-1][0], 1),
+            "rss_settled_mb": round(settled, 1),
+            "rss_last_mb": round(last, 1),
+            "rss_peak_mb": round(max(v for _, v in self.samples), 1),
+            "drift_mb": round(last - settled, 1),
+        }
+
+
+class _Burst:
+    """A FaultyProxy rule: 503 for every request until ``until``."""
+
+    def __init__(self) -> None:
+        self.until = 0.0
+
+    def __call__(self, method: str, path: str) -> Fault | None:
+        return Fault(503) if time.monotonic() < self.until else None
+
+
+def _upload(cloud: Cloud, count: int, sizes: tuple[tuple[int, int], ...]) -> list[str]:
+    storage = open_storage(f"gs://{cloud.bucket}")
+    uris = [f"gs://{cloud.bucket}/soak/{i:06d}.png" for i in range(count)]
+
+    def put(index: int) -> None:
+        image = tiny_image(index, sizes[index % len(sizes)])
+        storage.write(uris[index], image, content_type="image/png")
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(put, range(count)))
+    return uris
+
+
+def run_soak(
+    emulator: PubSubEmulator, gcs_url: str, bucket: str, settings: SoakSettings
+) -> dict[str, Any]:
+    """Run one soak and return its report (JSON-ready); workers are stopped on return."""
+    cloud = Cloud(emulator, bucket, max_delivery_attempts=20)
+    uris = _upload(cloud, settings.jobs, settings.image_sizes)
+    burst = _Burst()
+    workers: list[_Worker] = []
+    finished: list[_Worker] = []
+    faults: list[dict[str, Any]] = []
+    with FaultyProxy(gcs_url, rule=burst) as proxy:
+        config = cloud.worker_config(
+            max_batch=settings.max_batch,
+            max_in_flight=settings.max_in_flight,
+            max_wait_ms=20,
+            lease_extension_s=10,
+            storage_attempts=3,
+            storage_deadline_s=5,
+            grace_period_s=5,
+        )
+        env = {"STORAGE_EMULATOR_HOST": proxy.url}
+
+        def spawn() -> _Worker:
+            return _Worker(worker_process(config, env_overrides=env), time.monotonic())
+
+        workers.extend(spawn() for _ in range(settings.workers))
+        started = time.monotonic()
+        ids = cloud.publish_jobs(uris)
+        published_s = time.monotonic() - started
+        next_fault = started + settings.fault_every_s
+        next_sample = 0.0
+
+        def tick() -> None:
+            nonlocal next_fault, next_sample
+            now = time.monotonic()
+            if now >= next_sample:
+                for worker in workers:
+                    worker.sample()
+                next_sample = now + 1.0
+            if now < next_fault:
+                return
+            kind = FAULTS[len(faults) % len(FAULTS)]
+            at = round(now - started, 1)
+            if kind == "kill_worker":
+                victim = workers.pop(0)
+                victim.process.kill()
+                victim.process.wait(30)
+                finished.append(victim)
+                workers.append(spawn())
+            elif kind == "storage_503_burst":
+                burst.until = now + settings.storage_burst_s
+            elif emulator.server is not None:
+                emulator.server.restart()
+            else:
+                kind += " (skipped: external emulator)"
+            faults.append({"at_s": at, "fault": kind})
+            next_fault = now + settings.fault_every_s
+
+        try:
+            result = collect(cloud, ids, timeout_s=settings.timeout_s, on_tick=tick, settle_s=2.0)
+            elapsed = time.monotonic() - started
+        finally:
+            for worker in workers:
+                worker.process.send_signal(signal.SIGTERM)
+            for worker in workers:
+                try:
+                    worker.process.wait(30)
+                except subprocess.TimeoutExpired:
+                    worker.process.kill()
+                    worker.process.wait(30)
+            finished.extend(workers)
+            for worker in finished:
+                worker.close()
+            cloud.close()
+        ended = result.completed + result.failed + result.dead_lettered
+    memory = [m for m in (w.memory() for w in finished) if m is not None]
+    return {
+        "jobs": settings.jobs,
+        "workers": settings.workers,
+        "fault_every_s": settings.fault_every_s,
+        **result.as_dict(),
+        "elapsed_s": round(elapsed, 1),
+        "publish_s": round(published_s, 1),
+        "throughput_jobs_per_s": round(ended / elapsed, 2) if elapsed else None,
+        "faults": faults,
+        "storage_faults_served": proxy.faults_served,
+        "worker_processes": len(finished),
+        "worker_error_lines": sum(w.errors for w in finished),
+        "memory": memory,
+        "max_drift_mb": max((m["drift_mb"] for m in memory), default=None),
+        "cpu_count": os.cpu_count(),
+        "last_log_lines": [line[:300] for line in list(finished[-1].tail)[-3:]] if finished else [],
+    }
