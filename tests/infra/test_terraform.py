@@ -417,3 +417,20 @@ def test_worker_env_names_are_settings_the_worker_knows(module: TerraformConfig)
 def test_normalize_strips_hcl_quoting() -> None:
     raw = {'"x"': {"description": '"d"', "__is_block__": True, "count": "${var.n}"}}
     assert normalize(raw) == {"x": {"description": "d", "count": "${var.n}"}}
+
+
+def test_deployed_workers_are_confined_to_their_buckets(module: TerraformConfig) -> None:
+    """A job names its own URIs: the deployed worker must carry a bucket allow-list (which
+    also refuses every file:// URI, as no CUTQ_ALLOWED_DIRS is given) covering exactly the
+    inputs and results buckets plus the declared extras."""
+    env = module.locals["worker_env_base"]
+    assert env["CUTQ_ALLOWED_BUCKETS"] == '${join(",", local.allowed_buckets)}'
+    allowed = module.locals["allowed_buckets"]
+    for part in (
+        "google_storage_bucket.inputs.name",
+        "google_storage_bucket.results.name",
+        "var.extra_allowed_buckets",
+    ):
+        assert part in allowed
+    names = set(env) | set(module.locals["worker_env_optional"])
+    assert "CUTQ_ALLOWED_DIRS" not in names | set(module.locals["service_env_extra"])
