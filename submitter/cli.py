@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "cutq.worker.commands.run",
     "cutq.worker.commands.worker",
     "cutq.worker.commands.eval",
+    "cutq.submitter.commands.submit",
 )
 
 

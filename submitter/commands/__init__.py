@@ -1,0 +1,1 @@
+"""The light CLI subcommands (no torch): each module defines ``register(commands)``."""

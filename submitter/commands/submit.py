@@ -1,0 +1,234 @@
+"""``cutq submit``: publish a job per image from files, directories or a bucket prefix.
+
+Light module (no torch): prefixes are listed lazily and published with batching and flow
+control; optional skip-done, rate limit, checkpoint/resume, waiting and downloading.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cutq.submitter.cli import add_output_args
+from cutq.submitter.errors import ConfigError, InvalidJob
+
+if TYPE_CHECKING:
+    from cutq.submitter.client import JobHandle, Watcher
+
+log = logging.getLogger(__name__)
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "submit",
+        help="publish jobs for files, directories or a gs:// prefix",
+        description="Publish one job per image. Local files are uploaded to --staging under a "
+        "content-addressed name; gs:// and file:// inputs are listed lazily and published as "
+        "they are. Exits 1 if any input could not be submitted or any job failed.",
+    )
+    parser.add_argument("inputs", nargs="+", help="files, directories, gs://bucket/prefix")
+    parser.add_argument("--topic", help="jobs topic projects/P/topics/T (CUTQ_JOBS_TOPIC)")
+    parser.add_argument("--output", help="output base URI (CUTQ_SUBMITTER_OUTPUT)")
+    parser.add_argument("--staging", help="upload prefix for local files (CUTQ_SUBMITTER_STAGING)")
+    parser.add_argument("--events-topic", help="completion events topic (CUTQ_EVENTS_TOPIC)")
+    parser.add_argument("--model", help="model name the worker must serve")
+    parser.add_argument(
+        "--attribute", action="append", default=[], metavar="K=V", help="echoed into events"
+    )
+    parser.add_argument(
+        "--extensions", default=",".join(_extensions()), help="image extensions to submit"
+    )
+    parser.add_argument("--skip-done", action="store_true", help="skip jobs whose result exists")
+    parser.add_argument("--rate", help="at most this many publishes: N, N/s, N/min")
+    parser.add_argument("--resume-file", help="checkpoint file: a restart continues after it")
+    parser.add_argument("--max-in-flight", type=int, default=1000, help="unconfirmed publishes")
+    parser.add_argument("--wait", action="store_true", help="wait for every completion event")
+    parser.add_argument("--timeout-s", type=float, default=3600.0, help="how long --wait waits")
+    parser.add_argument("--download", metavar="DIR", help="with --wait: download the results")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_output_args(parser)
+    parser.set_defaults(handler=handle)
+
+
+def _extensions() -> tuple[str, ...]:
+    from cutq.submitter.bulk import IMAGE_EXTENSIONS
+
+    return IMAGE_EXTENSIONS
+
+
+@dataclass
+class Summary:
+    """What one ``cutq submit`` did."""
+
+    published: int = 0
+    skipped: int = 0
+    errors: int = 0
+    completed: int = 0
+    failed: int = 0
+    pending: int = 0
+    publish_s: float = 0.0
+    failures: list[str] = field(default_factory=list)
+
+    def render(self) -> str:
+        rate = (self.published + self.skipped) / self.publish_s if self.publish_s else 0.0
+        line = (
+            f"published {self.published}, skipped {self.skipped} (done), errors {self.errors}"
+            f" in {self.publish_s:.1f} s ({rate:.1f} jobs/s)"
+        )
+        if self.completed or self.failed or self.pending:
+            line += f"; completed {self.completed}, failed {self.failed}"
+            line += f", pending {self.pending}" if self.pending else ""
+        return "\n".join([line, *self.failures[:20]])
+
+    @property
+    def ok(self) -> bool:
+        return not (self.errors or self.failed or self.pending)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from cutq.submitter.bulk import Checkpoint, DoneIndex, TokenBucket, iter_inputs, parse_rate
+    from cutq.submitter.client import Submitter, SubmitterConfig
+    from cutq.submitter.contract import Options, OutputSpec, new_job
+
+    config = SubmitterConfig.from_env(
+        jobs_topic=args.topic,
+        output=args.output,
+        staging=args.staging,
+        events_topic=args.events_topic,
+        max_in_flight=args.max_in_flight,
+    )
+    if not config.output:
+        raise ConfigError("no output: pass --output or set CUTQ_SUBMITTER_OUTPUT")
+    if args.download and not args.wait:
+        raise ConfigError("--download needs --wait")
+    spec = OutputSpec(config.output, args.format or "png", args.kind or "cutout", args.background)
+    options = Options(resize=args.resize, threshold=args.threshold)
+    attributes = dict(_pair(text) for text in args.attribute)
+    try:  # validate the options once, not per input
+        new_job("gs://cutq-check/x", spec, options=options, attributes=attributes, model=args.model)
+    except InvalidJob as error:
+        raise ConfigError(str(error)) from None
+    checkpoint = Checkpoint(args.resume_file) if args.resume_file else None
+    limiter = TokenBucket(parse_rate(args.rate)) if args.rate else None
+    done = DoneIndex.build(spec) if args.skip_done else None
+    if done is not None:
+        log.info("skip-done: %d result files under %s", len(done), spec.uri)
+
+    summary = Summary()
+    order: deque[tuple[str, str]] = deque()  # (origin, uri) of each source handed over
+    stuck: set[str] = set()  # origins whose checkpoint must not move past an error
+    handles: list[JobHandle] = []
+    items = iter_inputs(
+        args.inputs,
+        extensions=[e for e in args.extensions.split(",") if e],
+        exclude=[spec.uri.rstrip("/") + "/"],
+        resume_after=checkpoint.positions if checkpoint else None,
+    )
+
+    def sources() -> Iterator[object]:
+        for item in items:
+            order.append((item.origin, item.uri))
+            yield item.source
+
+    def settled(ok: bool) -> None:
+        origin, uri = order.popleft()
+        if not ok:
+            stuck.add(origin)
+        elif checkpoint is not None and origin not in stuck:
+            checkpoint.advance(origin, uri)
+
+    def on_error(source: str, error: BaseException) -> None:
+        summary.errors += 1
+        summary.failures.append(f"  error {source}: {getattr(error, 'code', '')}: {error}")
+        log.warning("could not submit %s: %s", source, error)
+        settled(False)
+
+    submitter = Submitter(config)
+    watcher = submitter.watch() if args.wait else None
+    started = time.monotonic()
+    try:
+        with tqdm(unit="job", disable=args.no_progress, desc="submit") as bar:
+            for handle in submitter.submit_many(
+                sources(),  # type: ignore[arg-type]
+                output=spec,
+                options=options,
+                attributes=attributes,
+                model=args.model,
+                skip=done.lookup if done is not None else None,
+                before_publish=limiter.acquire if limiter is not None else None,
+                on_error=on_error,
+            ):
+                settled(True)
+                summary.skipped += handle.skipped
+                summary.published += not handle.skipped
+                if watcher is not None:
+                    handles.append(handle)
+                bar.update()
+        summary.publish_s = time.monotonic() - started
+        if checkpoint is not None:
+            for origin in args.inputs:
+                if origin not in stuck:
+                    checkpoint.finish(origin)
+        if watcher is not None:
+            _wait(watcher, handles, args, summary)
+    finally:
+        summary.publish_s = summary.publish_s or time.monotonic() - started
+        if checkpoint is not None:
+            checkpoint.save()
+        if watcher is not None:
+            watcher.close()
+        submitter.close()
+    print(summary.render())
+    return 0 if summary.ok else 1
+
+
+def _wait(
+    watcher: Watcher, handles: list[JobHandle], args: argparse.Namespace, summary: Summary
+) -> None:
+    from cutq.submitter.watch import WaitTimeout
+
+    try:
+        results = watcher.wait(handles, args.timeout_s, check_objects=True)
+    except WaitTimeout as error:
+        print(f"cutq: {error}")
+        results, summary.pending = error.results, len(error.pending)
+    for result in results:
+        if result.ok:
+            summary.completed += 1
+        else:
+            summary.failed += 1
+            summary.failures.append(f"  failed {result.job_id}: {result.error_code}")
+    if args.download:
+        from cutq.submitter.storage import open_storage
+
+        target = Path(args.download)
+        uris = [uri for result in results if result.ok for uri in result.outputs.values()]
+        with ThreadPoolExecutor(8, thread_name_prefix="cutq-download") as pool:
+            futures = {
+                uri: pool.submit(open_storage(uri).download_to_path, uri, target / _name(uri))
+                for uri in uris
+            }
+        for uri, future in futures.items():
+            if future.exception() is not None:
+                summary.errors += 1
+                summary.failures.append(f"  download {uri}: {future.exception()}")
+
+
+def _name(uri: str) -> str:
+    return uri.rsplit("/", 1)[-1]
+
+
+def _pair(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--attribute: expected KEY=VALUE, got {text!r}")
+    return key, value
