@@ -18,7 +18,13 @@ from cutq.submitter.errors import ConfigError
 
 ENV_PREFIX = "CUTQ_"
 # Variables that belong to the client side or to tests, not to the worker.
-_NOT_WORKER = {"CUTQ_JOBS_TOPIC", "CUTQ_SUBMITTER_OUTPUT", "CUTQ_TEST_TIMEOUT_S"}
+_NOT_WORKER = {
+    "CUTQ_JOBS_TOPIC",
+    "CUTQ_SUBMITTER_OUTPUT",
+    "CUTQ_SUBMITTER_STAGING",
+    "CUTQ_FUNCTION_ROUTES",
+    "CUTQ_TEST_TIMEOUT_S",
+}
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,8 @@ class WorkerConfig:
     output_background: str | None = None  # "#rrggbb[aa]": composite cutouts onto this colour
     events_topic: str | None = None  # projects/P/topics/T; None: events go to the log only
     subscription: str | None = None  # projects/P/subscriptions/S, for `cutq worker`
+    lease_extension_s: int = 20  # leases are renewed this far ahead: a crashed worker's jobs
+    #                              reappear for others within about this long
     push_audience: str | None = None  # `cutq serve`: require push OIDC tokens for this audience
     push_service_account: str | None = None  # … signed for this service account
     push_certs_url: str | None = None  # where token signing keys live (default: Google's)
@@ -69,6 +77,7 @@ class WorkerConfig:
         _check(self.max_pixels >= 1, "max_pixels must be ≥ 1")
         _check(self.grace_period_s >= 0, "grace_period_s must be ≥ 0")
         _check(self.storage_attempts >= 1, "storage_attempts must be ≥ 1")
+        _check(10 <= self.lease_extension_s <= 600, "lease_extension_s must be 10-600")
         _check(self.resize in RESIZES, f"resize must be one of {RESIZES}")
         _check(self.output_format in FORMATS, f"output_format must be one of {FORMATS}")
         _check(self.output_kind in KINDS, f"output_kind must be one of {KINDS}")

@@ -158,6 +158,7 @@ class Cloud:
             grace_period_s=10,
             storage_attempts=2,
             storage_deadline_s=2,
+            lease_extension_s=10,
         )
         settings.update(changes)
         return WorkerConfig(**settings)  # type: ignore[arg-type]

@@ -78,6 +78,10 @@ def run_subscriber(
         max_messages=config.max_in_flight,
         max_bytes=config.max_in_flight * 64 * 1024 + 1,  # jobs are small pointers
         max_lease_duration=3600,
+        # Short lease renewals: if this process dies, Pub/Sub redelivers its jobs to other
+        # workers after ~lease_extension_s instead of the client's default 60 s.
+        min_duration_per_lease_extension=config.lease_extension_s,
+        max_duration_per_lease_extension=config.lease_extension_s,
     )
     future = client.subscribe(
         subscription,
