@@ -170,6 +170,20 @@ _OUTPUT_FIELDS = {"uri", "format", "kind", "background"}
 _OPTION_FIELDS = {"resize", "threshold"}
 
 
+def salvage_job_id(data: bytes) -> str | None:
+    """The ``job_id`` of a message that failed validation, when it has a well-formed one.
+
+    A client waits for its own id, so a ``failed`` event should carry it even when another
+    field was wrong.
+    """
+    try:
+        body = json.loads(data.decode("utf-8")) if len(data) <= MAX_MESSAGE_BYTES else None
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    job_id = body.get("job_id") if isinstance(body, dict) else None
+    return job_id if isinstance(job_id, str) and JOB_ID_RE.match(job_id) else None
+
+
 def parse_job(
     data: bytes,
     *,

@@ -15,14 +15,19 @@ from cutq.submitter.storage import file_path, scheme_of, split_gs_uri
 from cutq.worker.config import WorkerConfig
 
 
-def check_allowed(uri: str, config: WorkerConfig, role: str) -> None:
-    """Raise :class:`AccessDenied` unless ``uri`` is inside the configured allow-lists."""
+def check_allowed(uri: str, config: WorkerConfig, role: str) -> str:
+    """The URI to use, or :class:`AccessDenied` when ``uri`` is outside the allow-lists.
+
+    For ``file://`` the returned URI is the resolved path that was checked, so a symlink
+    swapped in after the check cannot redirect the read.
+    """
     buckets, roots = config.allowed_buckets, config.allowed_dirs
     locked = bool(buckets or roots)
     if scheme_of(uri) == "gs":
         if locked and split_gs_uri(uri)[0] not in buckets:
             raise AccessDenied(f"{role} bucket of {uri} is not in the allow-list")
-        return
+        return uri
     path = file_path(uri).resolve()
     if locked and not any(path.is_relative_to(file_path(root).resolve()) for root in roots):
         raise AccessDenied(f"{role} {uri} is outside the allowed directories")
+    return path.as_uri()

@@ -24,7 +24,14 @@ from datetime import datetime, timezone
 import numpy as np
 import torch
 
-from cutq.submitter.contract import CONTENT_TYPES, Event, Job, OutputInfo, parse_job
+from cutq.submitter.contract import (
+    CONTENT_TYPES,
+    Event,
+    Job,
+    OutputInfo,
+    parse_job,
+    salvage_job_id,
+)
 from cutq.submitter.errors import (
     CutqError,
     ShuttingDown,
@@ -191,13 +198,13 @@ class Pipeline:
             raise UnknownModel(
                 f"job asks for model {job.model!r}; this worker serves {self.runner.model.name!r}"
             )
-        check_allowed(job.input, self.config, "input")
+        source = check_allowed(job.input, self.config, "input")
         for uri in job.result_uris().values():
             check_allowed(uri, self.config, "output")
         if self._emit_if_done(item):
             return
-        data = open_storage(job.input).read(
-            job.input, max_bytes=self.config.max_input_bytes, generation=job.input_generation
+        data = open_storage(source).read(
+            source, max_bytes=self.config.max_input_bytes, generation=job.input_generation
         )
         now = item.mark("download", started)
         decoded = imaging.decode(data, max_pixels=self.config.max_pixels)
@@ -362,10 +369,11 @@ class Pipeline:
             self._settle(item, ack=False, error=error)
             return
         job = item.job
+        job_id = job.job_id if job else salvage_job_id(item.delivery.data)
         self._publish_and_ack(
             item,
             Event(
-                job_id=job.job_id if job else f"message-{item.delivery.message_id}",
+                job_id=job_id or f"message-{item.delivery.message_id}",
                 status="failed",
                 input=job.input if job else None,
                 model=self.runner.model.describe(),

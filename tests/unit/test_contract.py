@@ -212,3 +212,11 @@ def test_failed_event_carries_code_and_message() -> None:
     document = event.to_cloudevent()
     assert document["data"]["error"] == {"code": "image_undecodable", "message": "truncated"}
     assert event.message_attributes()["error_code"] == "image_undecodable"
+
+
+def test_salvage_job_id_from_an_invalid_job() -> None:
+    from cutq.submitter.contract import salvage_job_id
+
+    assert salvage_job_id(b'{"job_id": "order-7", "input": 5}') == "order-7"
+    assert salvage_job_id(b'{"job_id": "../x"}') is None
+    assert salvage_job_id(b"[1]") is None and salvage_job_id(b"\xff") is None
