@@ -34,6 +34,8 @@ class WorkerConfig:
     model: str = "u2netp"
     checkpoint: str | None = None  # InSPyReNet weights: a path or gs:// URI
     checkpoint_sha256: str | None = None
+    checkpoint_cache_dir: str | None = None  # default ~/.cache/cutq/checkpoints
+    model_max_side: int | None = None  # dynamic resize: cap on the longer model-input side
     model_mode: str | None = None  # model-specific variant, e.g. inspyrenet "base" | "fast"
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto (fp16 on CUDA) | fp32 | fp16 | bf16
