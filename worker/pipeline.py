@@ -300,6 +300,12 @@ class Pipeline:
                 )
             )
         item.mark("upload", now)
+        self._complete(item, outputs, duplicate=False)
+
+    def _complete(self, item: WorkItem, outputs: list[OutputInfo], duplicate: bool) -> None:
+        """Publish the job's ``completed`` event (re-emitted for duplicates), then ack."""
+        job = item.job
+        assert job is not None
         item.timings_ms["total"] = (time.monotonic() - item.received) * 1000.0
         self._publish_and_ack(
             item,
@@ -310,9 +316,10 @@ class Pipeline:
                 outputs=tuple(outputs),
                 model=self.runner.model.describe(),
                 attempt=item.delivery.delivery_attempt,
-                batch_size=item.batch_size,
+                batch_size=None if duplicate else item.batch_size,
                 timings_ms=item.timings_ms,
                 attributes=job.attributes,
+                duplicate=duplicate,
             ),
         )
 
@@ -335,21 +342,7 @@ class Pipeline:
                     height=int(height) if height else None,
                 )
             )
-        item.timings_ms["total"] = (time.monotonic() - item.received) * 1000.0
-        self._publish_and_ack(
-            item,
-            Event(
-                job_id=job.job_id,
-                status="completed",
-                input=job.input,
-                outputs=tuple(infos),
-                model=self.runner.model.describe(),
-                attempt=item.delivery.delivery_attempt,
-                timings_ms=item.timings_ms,
-                attributes=job.attributes,
-                duplicate=True,
-            ),
-        )
+        self._complete(item, infos, duplicate=True)
         return True
 
     # --- settling ---------------------------------------------------------------------------
