@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
+from urllib.parse import unquote
 
 from cutq.submitter.errors import UnsupportedScheme
 
@@ -62,7 +63,7 @@ def split_gs_uri(uri: str) -> tuple[str, str]:
 def file_path(uri: str) -> Path:
     """``file:///a/b`` or a plain path → an absolute :class:`Path`."""
     if uri.startswith("file://"):
-        rest = uri[len("file://") :]
+        rest = unquote(uri[len("file://") :])  # file URIs are percent-encoded (RFC 8089)
         if rest and not rest.startswith("/"):
             raise UnsupportedScheme(f"file URIs must be absolute (file:///path): {uri!r}")
         return Path(rest or "/")

@@ -83,3 +83,14 @@ def test_gcs_listing_is_lazy_and_prefix_scoped(gcs_bucket: str) -> None:
     listing = storage.list(f"gs://{gcs_bucket}/p/")
     assert next(listing).uri == f"gs://{gcs_bucket}/p/000.jpg"
     assert len(list(listing)) == 24
+
+
+def test_local_uris_with_spaces_and_percent_encoding_round_trip(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    folder = tmp_path / "my photos" / "dt=2026"
+    uri = to_uri(folder / "a b%.png")
+    storage = open_storage(uri)
+    storage.write(uri, b"x", content_type="image/png")
+    assert (folder / "a b%.png").read_bytes() == b"x"
+    listed = [info.uri for info in storage.list(to_uri(tmp_path))]
+    assert [file_path(u) for u in listed] == [folder / "a b%.png"]
+    assert storage.read(listed[0], max_bytes=10) == b"x"
