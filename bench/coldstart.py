@@ -59,7 +59,7 @@ def _worker_once(settings: Settings, cloud, image_uri: str) -> dict:  # type: ig
         **{
             k: v
             for k, v in settings.config(warmup=warmup).__dict__.items()
-            if k not in ("output", "storage_attempts", "grace_period_s")
+            if v is not None and k not in ("output", "storage_attempts", "grace_period_s")
         }
     )
     events_sub = cloud.emulator.subscription_path("cold-events")
@@ -193,10 +193,25 @@ def probe_main(listing: Path, out: Path) -> int:
     raw = json.loads(os.environ["CUTQ_BENCH_CONFIG"])
     config = WorkerConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
     files = listing.read_text().splitlines()
+    baseline = current_rss_mb()
+    peak = [baseline]
+    stop = threading.Event()
+
+    def sample() -> None:  # ru_maxrss also counts import-time spikes; sample the run itself
+        while not stop.wait(0.005):
+            peak[0] = max(peak[0], current_rss_mb())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     started = time.monotonic()
     summary = run_local(files, out, config, progress=False)
+    stop.set()
+    sampler.join()
     result: dict[str, object] = {
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "rss_before_mb": round(baseline, 1),
+        "peak_rss_mb": round(max(peak[0], current_rss_mb()), 1),
+        "peak_over_before_mb": round(peak[0] - baseline, 1),
+        "ru_maxrss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "completed": summary.completed,
         "failed": summary.failed,
         "seconds": round(time.monotonic() - started, 2),
@@ -207,6 +222,12 @@ def probe_main(listing: Path, out: Path) -> int:
         result["cuda_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     print(json.dumps(result))
     return 0
+
+
+def current_rss_mb() -> float:
+    """This process's resident set now, from /proc (Linux)."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def logging_off() -> None:
