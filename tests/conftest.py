@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from cutq.submitter.storage import reset_backends
+from tests.support.servers import child_servers
 
 pytest_plugins = ["tests.support.pubsub.fixtures"]
 
@@ -17,36 +17,26 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def gcs_server() -> Iterator[str]:
-    """gcp-storage-emulator in this process; yields its URL and sets STORAGE_EMULATOR_HOST.
+    """gcp-storage-emulator in a child process; yields its URL and sets STORAGE_EMULATOR_HOST.
 
-    When the caller already points STORAGE_EMULATOR_HOST at a server, that one is used.
+    A child process, so that its request handling does not compete for this process's GIL
+    (tests.support.servers). When the caller already points STORAGE_EMULATOR_HOST at a
+    server, that one is used.
     """
     existing = os.environ.get("STORAGE_EMULATOR_HOST")
     if existing:
         yield existing
         return
-    from gcp_storage_emulator.server import create_server
-
-    port = free_port()
-    server = create_server("127.0.0.1", port, in_memory=True)
-    server.start()
-    url = f"http://127.0.0.1:{port}"
-    os.environ["STORAGE_EMULATOR_HOST"] = url
-    reset_backends()
-    try:
-        yield url
-    finally:
-        server.stop()
-        del os.environ["STORAGE_EMULATOR_HOST"]
+    with child_servers(gcs=True, pubsub=False) as addresses:
+        os.environ["STORAGE_EMULATOR_HOST"] = addresses["gcs"]
         reset_backends()
+        try:
+            yield addresses["gcs"]
+        finally:
+            del os.environ["STORAGE_EMULATOR_HOST"]
+            reset_backends()
 
 
 @pytest.fixture
