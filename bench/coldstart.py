@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import resource
 import subprocess
 import sys
 import threading
@@ -197,7 +196,9 @@ def probe_main(listing: Path, out: Path) -> int:
     peak = [baseline]
     stop = threading.Event()
 
-    def sample() -> None:  # ru_maxrss also counts import-time spikes; sample the run itself
+    # Sampled, not ru_maxrss: on Linux that keeps the high-water mark of the process this one
+    # was forked from (the benchmark, gigabytes), so it would not describe this run at all.
+    def sample() -> None:
         while not stop.wait(0.005):
             peak[0] = max(peak[0], current_rss_mb())
 
@@ -211,7 +212,6 @@ def probe_main(listing: Path, out: Path) -> int:
         "rss_before_mb": round(baseline, 1),
         "peak_rss_mb": round(max(peak[0], current_rss_mb()), 1),
         "peak_over_before_mb": round(peak[0] - baseline, 1),
-        "ru_maxrss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "completed": summary.completed,
         "failed": summary.failed,
         "seconds": round(time.monotonic() - started, 2),

@@ -33,6 +33,7 @@ class Settings:
     device: str = "cpu"
     model: str = "u2netp"
     checkpoint: str | None = None
+    random_weights: bool = False  # the checkpoint holds coldstart.random_checkpoint()'s weights
     model_mode: str | None = None
     images: int = 48
     width: int = 640
@@ -91,6 +92,8 @@ def make_runner(settings: Settings) -> Runner:
     config = settings.config()
     runner = Runner(create_model(config), config.device, config.precision)
     runner.setup()
+    if settings.random_weights:
+        runner.model.version = "random"  # warm-up then checks shapes and ranges, not the mask
     sizes = sorted({1, settings.max_batch, *settings.batch_sizes})
     runner.warmup(settings.resize, sizes, image_sizes=((settings.height, settings.width),))  # type: ignore[arg-type]
     return runner

@@ -134,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
                 changes["pubsub"] = False
             if model == "inspyrenet":
                 changes["model_mode"] = args.inspyrenet_mode
+                changes["random_weights"] = not args.checkpoint
                 changes["checkpoint"] = args.checkpoint or str(
                     coldstart.random_checkpoint(work / "ckpt", args.inspyrenet_mode)
                 )
