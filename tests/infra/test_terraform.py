@@ -169,6 +169,14 @@ def test_gpu_attached_only_when_enabled(module: TerraformConfig, rtype: str, nam
     assert limits == "${local.resource_limits}"
 
 
+def test_cpu_fallback_runs_one_image_at_a_time(module: TerraformConfig) -> None:
+    env = module.locals["worker_env_base"]
+    batch = "${tostring(local.gpu ? var.max_batch : var.cpu_only_max_batch)}"
+    assert env["CUTQ_MAX_BATCH"] == batch
+    assert env["CUTQ_DEVICE"] == '${local.gpu ? "cuda" : "cpu"}'
+    assert module.variables["cpu_only_max_batch"]["default"] == 1
+
+
 def test_gpu_limits_meet_cloud_run_l4_minimums(module: TerraformConfig) -> None:
     gpu = module.locals["gpu_limits"]
     assert gpu["nvidia.com/gpu"] == "1"

@@ -47,7 +47,7 @@ locals {
     CUTQ_EVENTS_TOPIC    = google_pubsub_topic.events.id
     CUTQ_OUTPUT          = "gs://${google_storage_bucket.results.name}/${var.output_prefix}"
     CUTQ_ALLOWED_BUCKETS = join(",", local.allowed_buckets)
-    CUTQ_MAX_BATCH       = tostring(var.max_batch)
+    CUTQ_MAX_BATCH       = tostring(local.gpu ? var.max_batch : var.cpu_only_max_batch)
     CUTQ_MAX_WAIT_MS     = tostring(var.max_wait_ms)
     CUTQ_RESIZE          = var.resize
     CUTQ_LOG_FORMAT      = var.log_format

@@ -253,6 +253,12 @@ variable "cpu_only_memory" {
   default     = "16Gi"
 }
 
+variable "cpu_only_max_batch" {
+  description = "CUTQ_MAX_BATCH when gpu_enabled is false. On CPUs batching does not pay: measured 0.95x (u2netp) and 0.79x (inspyrenet) the images/s of one image at a time (bench/README.md)."
+  type        = number
+  default     = 1
+}
+
 variable "max_instances" {
   description = "Upper bound on worker instances (GPU quota bound): the service's max_instance_count and the autoscaler's maxReplicaCount."
   type        = number
