@@ -254,7 +254,7 @@ variable "cpu_only_memory" {
 }
 
 variable "cpu_only_max_batch" {
-  description = "CUTQ_MAX_BATCH when gpu_enabled is false. On CPUs batching does not pay: measured 0.95x (u2netp) and 0.79x (inspyrenet) the images/s of one image at a time (bench/README.md)."
+  description = "CUTQ_MAX_BATCH when gpu_enabled is false. On CPUs batching does not pay: batches ran at 0.8-1.0x the images/s of one image at a time (bench/README.md)."
   type        = number
   default     = 1
 }
