@@ -6,7 +6,8 @@ must be 0), throughput and the workers' memory drift.
     python bench/soak.py --jobs 10000 --workers 2 --fault-every-s 15
 
 Uses STORAGE_EMULATOR_HOST / PUBSUB_EMULATOR_HOST when they are set (an external Pub/Sub
-emulator cannot be restarted: that fault is then skipped); otherwise starts both in-process.
+emulator cannot be restarted: that fault is then skipped); otherwise starts the GCS emulator
+in a child process and the Pub/Sub server in this one (its restart fault needs it).
 Exit status 0 when nothing was lost or duplicated, 1 otherwise.
 """
 
@@ -17,7 +18,6 @@ import contextlib
 import json
 import logging
 import os
-import socket
 import sys
 import uuid
 from collections.abc import Iterator
@@ -26,36 +26,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # tests.support holds the local servers and the soak itself
 
-from cutq.submitter.storage import open_storage, reset_backends  # noqa: E402
+from cutq.submitter.storage import open_storage  # noqa: E402
 from tests.support.pubsub import PubSubEmulator  # noqa: E402
 from tests.support.pubsub.server import LocalPubSubServer  # noqa: E402
+from tests.support.servers import local_gcs  # noqa: E402
 from tests.support.soak import SoakSettings, run_soak  # noqa: E402
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextlib.contextmanager
-def local_gcs() -> Iterator[str]:
-    """The GCS emulator in this process, unless STORAGE_EMULATOR_HOST names one."""
-    existing = os.environ.get("STORAGE_EMULATOR_HOST")
-    if existing:
-        yield existing
-        return
-    from gcp_storage_emulator.server import create_server
-
-    port = _free_port()
-    server = create_server("127.0.0.1", port, in_memory=True)
-    server.start()
-    os.environ["STORAGE_EMULATOR_HOST"] = url = f"http://127.0.0.1:{port}"
-    reset_backends()
-    try:
-        yield url
-    finally:
-        server.stop()
 
 
 @contextlib.contextmanager

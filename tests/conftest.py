@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from cutq.submitter.storage import reset_backends
-from tests.support.servers import child_servers
+from tests.support.servers import local_gcs
 
 pytest_plugins = ["tests.support.pubsub.fixtures"]
 
@@ -19,24 +17,13 @@ SAMPLES = ROOT / "samples"
 
 @pytest.fixture(scope="session")
 def gcs_server() -> Iterator[str]:
-    """gcp-storage-emulator in a child process; yields its URL and sets STORAGE_EMULATOR_HOST.
+    """gcp-storage-emulator for the session (tests.support.servers.local_gcs); its URL.
 
-    A child process, so that its request handling does not compete for this process's GIL
-    (tests.support.servers). When the caller already points STORAGE_EMULATOR_HOST at a
-    server, that one is used.
+    It runs in a child process, so that its request handling does not compete for this
+    process's GIL. When STORAGE_EMULATOR_HOST already names a server, that one is used.
     """
-    existing = os.environ.get("STORAGE_EMULATOR_HOST")
-    if existing:
-        yield existing
-        return
-    with child_servers(gcs=True, pubsub=False) as addresses:
-        os.environ["STORAGE_EMULATOR_HOST"] = addresses["gcs"]
-        reset_backends()
-        try:
-            yield addresses["gcs"]
-        finally:
-            del os.environ["STORAGE_EMULATOR_HOST"]
-            reset_backends()
+    with local_gcs() as url:
+        yield url
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -57,6 +58,29 @@ def child_servers(*, gcs: bool = True, pubsub: bool = True) -> Iterator[dict[str
             child.wait()
         if child.stdout is not None:
             child.stdout.close()
+
+
+@contextlib.contextmanager
+def local_gcs() -> Iterator[str]:
+    """gcp-storage-emulator in a child process; yields its URL.
+
+    STORAGE_EMULATOR_HOST points at it while the context lasts. When the caller already
+    points STORAGE_EMULATOR_HOST at a server, that one is used and nothing is started.
+    """
+    from cutq.submitter.storage import reset_backends
+
+    existing = os.environ.get("STORAGE_EMULATOR_HOST")
+    if existing:
+        yield existing
+        return
+    with child_servers(gcs=True, pubsub=False) as addresses:
+        os.environ["STORAGE_EMULATOR_HOST"] = addresses["gcs"]
+        reset_backends()
+        try:
+            yield addresses["gcs"]
+        finally:
+            del os.environ["STORAGE_EMULATOR_HOST"]
+            reset_backends()
 
 
 def _skip_metadata_snapshots() -> None:
