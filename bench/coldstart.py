@@ -51,9 +51,9 @@ def _worker_once(settings: Settings, cloud, image_uri: str) -> dict:  # type: ig
     from tests.support.cloud import worker_process
 
     # Random weights loaded from a file fail warm-up's "finds the subject" check by design,
-    # so inspyrenet starts without warm-up here; its first event then includes the first
-    # forward pass.
-    warmup = settings.model != "inspyrenet"
+    # so such a worker starts without warm-up; its first event then includes the first
+    # forward pass. A real checkpoint warms up as in production.
+    warmup = not settings.random_weights
     config = cloud.worker_config(
         **{
             k: v
