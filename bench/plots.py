@@ -27,13 +27,7 @@ def write_plots(report: dict, out: Path) -> list[str]:
             axes.set_xlabel("max batch size")
             axes.set_ylabel("images/s")
             axes.set_title(f"{model} on {device}: throughput vs batch size")
-            axes.grid(alpha=0.3)
-            axes.legend()
-            name = f"throughput_vs_batch_{model}.png"
-            figure.tight_layout()
-            figure.savefig(out / name, dpi=110)
-            plt.close(figure)
-            written.append(name)
+            written.append(_save(plt, figure, axes, out / f"throughput_vs_batch_{model}.png"))
         latency = section.get("latency")
         if latency:
             rows = latency["rows"]
@@ -45,11 +39,15 @@ def write_plots(report: dict, out: Path) -> list[str]:
             axes.set_xlabel("offered load (% of measured capacity)")
             axes.set_ylabel("submit → event latency (ms)")
             axes.set_title(f"{model} on {device}: latency vs load")
-            axes.grid(alpha=0.3)
-            axes.legend()
-            name = f"latency_vs_load_{model}.png"
-            figure.tight_layout()
-            figure.savefig(out / name, dpi=110)
-            plt.close(figure)
-            written.append(name)
+            written.append(_save(plt, figure, axes, out / f"latency_vs_load_{model}.png"))
     return written
+
+
+def _save(plt, figure, axes, path: Path) -> str:  # type: ignore[no-untyped-def]
+    """Grid, legend, write ``path`` and free the figure; returns the file name."""
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path.name
