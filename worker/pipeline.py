@@ -20,9 +20,9 @@ from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from cutq.submitter.contract import (
     CONTENT_TYPES,
@@ -48,6 +48,9 @@ from cutq.worker.events import EventSink
 from cutq.worker.inference import Runner
 from cutq.worker.joblog import log_job
 from cutq.worker.sources import Delivery
+
+if TYPE_CHECKING:  # a CPU worker running onnxruntime never imports torch
+    import torch
 
 log = logging.getLogger(__name__)
 

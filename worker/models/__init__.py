@@ -1,7 +1,13 @@
-"""Model registry: names jobs and configuration use → classes, imported only when asked for."""
+"""Model registry: names jobs and configuration use → classes, imported only when asked for.
+
+``engine`` picks what runs the network. ``auto`` runs u2netp through onnxruntime when the
+worker runs on a CPU and onnxruntime is installed (faster than torch there, and torch is never
+imported), and in torch everywhere else.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 from typing import TYPE_CHECKING
 
 from cutq.submitter.errors import ConfigError
@@ -13,13 +19,38 @@ if TYPE_CHECKING:
 MODELS = ("u2netp", "inspyrenet")
 
 
+def resolve_engine(config: WorkerConfig) -> str:
+    """``torch`` or ``onnxruntime`` for this configuration (see the module docstring)."""
+    from cutq.worker.inference import cuda_present
+
+    on_cpu = config.device == "cpu" or (config.device == "auto" and not cuda_present())
+    if config.engine == "onnxruntime":
+        if config.model != "u2netp":
+            raise ConfigError(f"engine onnxruntime runs u2netp only, not {config.model}")
+        if not on_cpu:
+            raise ConfigError("engine onnxruntime runs on the CPU only; use CUTQ_ENGINE=torch")
+        if importlib.util.find_spec("onnxruntime") is None:
+            raise ConfigError("engine onnxruntime needs: pip install 'cutq[worker]'")
+        return "onnxruntime"
+    auto_cpu = config.engine == "auto" and config.model == "u2netp" and on_cpu
+    if auto_cpu and importlib.util.find_spec("onnxruntime") is not None:
+        return "onnxruntime"
+    return "torch"
+
+
 def create_model(config: WorkerConfig) -> Model:
     """The configured model, not yet set up on a device."""
     extra = {"max_side": config.model_max_side} if config.model_max_side else {}
     if config.model == "u2netp":
-        from cutq.worker.models.u2netp import U2NetP
-
         try:
+            if resolve_engine(config) == "onnxruntime":
+                from cutq.worker.models.u2netp_onnx import U2NetPOnnx
+
+                return U2NetPOnnx(
+                    cache_dir=config.checkpoint_cache_dir, threads=config.threads, **extra
+                )
+            from cutq.worker.models.u2netp import U2NetP
+
             return U2NetP(**extra)
         except ValueError as error:
             raise ConfigError(f"u2netp: {error}") from None
