@@ -41,9 +41,10 @@ def resolve_engine(config: WorkerConfig) -> str:
 def create_model(config: WorkerConfig) -> Model:
     """The configured model, not yet set up on a device."""
     extra = {"max_side": config.model_max_side} if config.model_max_side else {}
+    engine = resolve_engine(config)
     if config.model == "u2netp":
         try:
-            if resolve_engine(config) == "onnxruntime":
+            if engine == "onnxruntime":
                 from cutq.worker.models.u2netp_onnx import U2NetPOnnx
 
                 return U2NetPOnnx(
