@@ -187,8 +187,8 @@ def rembg_command(python: str, inputs: Path, out: Path) -> list[str]:
     return [python, "-m", "bench.rembg_loop", str(inputs), str(out)]
 
 
-def mask_agreement(cutq_out: Path, rembg_out: Path, inputs: list[Path]) -> dict[str, float]:
-    """IoU at 0.5 of the alpha channels each tool wrote, per input; min and mean."""
+def mask_agreement(cutq_out: Path, rembg_out: Path, inputs: list[Path]) -> dict[str, object]:
+    """IoU at 0.5 of the alpha channels each tool wrote, per input; min (and where), mean."""
     import numpy as np
     from PIL import Image
 
@@ -206,7 +206,12 @@ def mask_agreement(cutq_out: Path, rembg_out: Path, inputs: list[Path]) -> dict[
         theirs_mask = np.asarray(theirs)[:, :, 3] >= 128
         union = np.logical_or(ours, theirs_mask).sum()
         scores.append(1.0 if union == 0 else np.logical_and(ours, theirs_mask).sum() / union)
-    return {"min": round(float(min(scores)), 4), "mean": round(float(np.mean(scores)), 4)}
+    worst = int(np.argmin(scores))
+    return {
+        "min": round(float(scores[worst]), 4),
+        "min_at": inputs[worst].name,
+        "mean": round(float(np.mean(scores)), 4),
+    }
 
 
 def _own_peak_rss_mb() -> float:
