@@ -42,6 +42,7 @@ class Settings:
     max_side: int | None = None
     max_batch: int | None = None  # None: the worker's default for the device (1 on a CPU)
     max_wait_ms: float = 20.0
+    io_threads: int | None = None  # None: the worker's default for the device
     rounds: int = 3
     batch_sizes: tuple[int, ...] = (1, 2, 4, 8, 16)
     loads: tuple[float, ...] = (0.25, 0.5, 0.75, 0.9)
@@ -85,6 +86,7 @@ class Settings:
             resize=self.resize,
             max_batch=self.max_batch,
             max_wait_ms=self.max_wait_ms,
+            io_threads=self.io_threads,
             max_in_flight=max(32, 4 * self.batch),
             warmup=False,
             storage_attempts=2,
