@@ -109,10 +109,12 @@ RUN mkdir -p "$NUMBA_CACHE_DIR" \
 # The application itself: small, changes often, so last.
 WORKDIR /opt/cutq/src
 COPY pyproject.toml README.md ./
+COPY core/ core/
+COPY cli/ cli/
 COPY submitter/ submitter/
 COPY worker/ worker/
 RUN pip install --no-cache-dir --no-deps . \
-    && python -c "import cutq.submitter, cutq.worker"
+    && python -c "import cutq.core, cutq.cli, cutq.submitter, cutq.worker"
 
 # The checkpoint path is set only when one was baked in; an empty value means "none"
 # (CUTQ_CHECKPOINT from the Cloud Run configuration, e.g. a gs:// URI, then applies).

@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # tests.support holds the local servers and the soak itself
 
-from cutq.submitter.storage import open_storage  # noqa: E402
+from cutq.core.storage import open_storage  # noqa: E402
 from tests.support.pubsub import PubSubEmulator  # noqa: E402
 from tests.support.pubsub.server import LocalPubSubServer  # noqa: E402
 from tests.support.servers import local_gcs  # noqa: E402

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
-from cutq.submitter.contract import COLOR_RE, FORMATS, KINDS, RESIZES, OutputSpec
-from cutq.submitter.errors import ConfigError
+from cutq.core.contract import COLOR_RE, FORMATS, KINDS, RESIZES, OutputSpec
+from cutq.core.errors import ConfigError
 
 ENV_PREFIX = "CUTQ_"
 # Variables that belong to the client side or to tests, not to the worker.
@@ -24,6 +24,8 @@ _NOT_WORKER = {
     "CUTQ_SUBMITTER_STAGING",
     "CUTQ_FUNCTION_ROUTES",
     "CUTQ_TEST_TIMEOUT_S",
+    "CUTQ_LOG_FORMAT",  # logging is the process's: the command line sets it up (cutq.cli)
+    "CUTQ_LOG_LEVEL",
 }
 
 
@@ -43,6 +45,8 @@ class WorkerConfig:
     max_batch: int = 8
     max_wait_ms: float = 20.0
     max_in_flight: int = 32  # jobs held in memory at once, all stages together
+    max_in_flight_pixels: int = 200_000_000  # decoded pixels held at once (~17 B each with
+    #                                          masks and encodings: ~3.4 GB at the default)
     io_threads: int = 4  # download + decode workers; as many again encode + upload
     max_input_bytes: int = 50 * 1024 * 1024
     max_pixels: int = 50_000_000
@@ -64,8 +68,6 @@ class WorkerConfig:
     storage_deadline_s: float = 60.0  # … and the most time spent retrying one call
     grace_period_s: float = 25.0  # SIGTERM → finish or nack everything within this
     warmup: bool = True
-    log_format: str = "auto"  # auto (json on Cloud Run) | json | text
-    log_level: str = "INFO"
 
     def __post_init__(self) -> None:
         _check(self.max_batch >= 1, "max_batch must be ≥ 1")
@@ -77,6 +79,11 @@ class WorkerConfig:
         _check(self.io_threads >= 1, "io_threads must be ≥ 1")
         _check(self.max_input_bytes >= 1, "max_input_bytes must be ≥ 1")
         _check(self.max_pixels >= 1, "max_pixels must be ≥ 1")
+        _check(
+            self.max_in_flight_pixels >= self.max_pixels,
+            f"max_in_flight_pixels ({self.max_in_flight_pixels}) must be ≥ max_pixels "
+            f"({self.max_pixels}): the largest allowed image must fit on its own",
+        )
         _check(self.grace_period_s >= 0, "grace_period_s must be ≥ 0")
         _check(self.storage_attempts >= 1, "storage_attempts must be ≥ 1")
         _check(10 <= self.lease_extension_s <= 600, "lease_extension_s must be 10-600")
@@ -95,7 +102,6 @@ class WorkerConfig:
             self.precision in ("auto", "fp32", "fp16", "bf16"),
             "precision must be auto, fp32, fp16 or bf16",
         )
-        _check(self.log_format in ("auto", "json", "text"), "log_format must be auto|json|text")
         _check(
             self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
             "device must be auto, cpu, cuda or cuda:N",

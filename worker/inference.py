@@ -19,8 +19,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cutq.submitter.errors import ConfigError, DeviceOutOfMemory, WarmupFailed
-from cutq.worker.models.base import Model, ResizeMode
+from cutq.core.contract import Resize
+from cutq.core.errors import ConfigError, DeviceOutOfMemory, WarmupFailed
+from cutq.worker.models.base import Model
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +76,12 @@ class Runner:
         except torch.cuda.OutOfMemoryError:
             if len(tensors) == 1:
                 raise DeviceOutOfMemory("out of device memory for a batch of one") from None
-            torch.cuda.empty_cache()
-            half = len(tensors) // 2
-            log.warning("CUDA out of memory on a batch of %d; splitting", len(tensors))
-            return self.predict(tensors[:half]) + self.predict(tensors[half:])
+        # Split outside the except block: inside it, the traceback would keep the failed
+        # attempt's batch and activations alive while the halves run.
+        torch.cuda.empty_cache()
+        half = len(tensors) // 2
+        log.warning("CUDA out of memory on a batch of %d; splitting", len(tensors))
+        return self.predict(tensors[:half]) + self.predict(tensors[half:])
 
     def _predict(self, tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         batch = torch.stack(list(tensors))
@@ -112,7 +115,7 @@ class Runner:
 
     def warmup(
         self,
-        resize: ResizeMode,
+        resize: Resize,
         batch_sizes: Sequence[int],
         image_sizes: Sequence[tuple[int, int]] = ((480, 640),),
     ) -> float:

@@ -99,7 +99,7 @@ def test_dockerignore_keeps_the_context_small() -> None:
         if line.strip() and not line.startswith("#")
     }
     assert {".git", ".venv", "tests", "infra/terraform"} <= patterns
-    for needed in ("submitter", "worker", "pyproject.toml", "infra/docker"):
+    for needed in ("core", "cli", "submitter", "worker", "pyproject.toml", "infra/docker"):
         assert needed not in patterns
 
 

@@ -17,9 +17,9 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from cutq.submitter import storage
-from cutq.submitter.errors import PublishFailed
-from cutq.submitter.storage import reset_backends
+from cutq.core import storage
+from cutq.core.errors import PublishFailed
+from cutq.core.storage import reset_backends
 from cutq.worker import service
 from cutq.worker.events import PubSubEventSink
 from cutq.worker.models.u2netp import U2NetP

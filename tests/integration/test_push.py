@@ -20,10 +20,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from google.auth import crypt, jwt
 
-from cutq.submitter.contract import new_job
+from cutq.core.contract import new_job
 from cutq.worker.config import WorkerConfig
-from cutq.worker.service import start_service
-from cutq.worker.sources.push import TokenVerifier, serve
+from cutq.worker.service import Service
+from cutq.worker.sources.push import PushSource, TokenVerifier
 from tests.support.cloud import Cloud
 from tests.support.pubsub import PubSubEmulator
 
@@ -35,7 +35,7 @@ class Endpoint:
     """A running `cutq serve` in this process."""
 
     def __init__(self, config: WorkerConfig, verifier: TokenVerifier | None = None) -> None:
-        self.service = start_service(config, install_signals=False)
+        self.service = Service.start(config.replace(grace_period_s=10), install_signals=False)
         ready = threading.Event()
         self.port = 0
 
@@ -43,19 +43,10 @@ class Endpoint:
             self.port = port
             ready.set()
 
-        self.thread = threading.Thread(
-            target=serve,
-            args=(self.service.pipeline, self.service.stop),
-            kwargs=dict(
-                host="127.0.0.1",
-                port=0,
-                verifier=verifier,
-                grace_s=10,
-                timeout_s=60,
-                on_ready=on_ready,
-            ),
-            daemon=True,
+        source = PushSource(
+            host="127.0.0.1", port=0, verifier=verifier, timeout_s=60, on_ready=on_ready
         )
+        self.thread = threading.Thread(target=self.service.run, args=(source,), daemon=True)
         self.thread.start()
         assert ready.wait(30)
 
@@ -79,7 +70,6 @@ class Endpoint:
     def stop(self) -> None:
         self.service.stop.set()
         self.thread.join(30)
-        self.service.events.close()
 
 
 def envelope(data: bytes, message_id: str = "1", attempt: int | None = None) -> dict:

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from cutq.submitter.storage import open_storage
+from cutq.core.storage import open_storage
 from tests.support.cloud import Cloud, tiny_image, worker_process
 from tests.support.faulty_proxy import Fault, FaultyProxy
 from tests.support.ledger import collect

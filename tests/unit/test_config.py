@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cutq.submitter.errors import ConfigError
+from cutq.core.errors import ConfigError
 from cutq.worker.config import WorkerConfig
 
 

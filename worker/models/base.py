@@ -15,13 +15,12 @@ thresholds, splitting batches on out-of-memory and warm-up checks live in
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 import numpy as np
 import torch
 
-ResizeMode = Literal["static", "dynamic"]
-RESIZE_MODES: tuple[ResizeMode, ...] = ("static", "dynamic")
+from cutq.core.contract import Resize
 
 
 class Model(ABC):
@@ -37,7 +36,7 @@ class Model(ABC):
         """Load weights, move the network to ``device`` and switch it to eval mode."""
 
     @abstractmethod
-    def input_size(self, height: int, width: int, resize: ResizeMode) -> tuple[int, int]:
+    def input_size(self, height: int, width: int, resize: Resize) -> tuple[int, int]:
         """The network input ``(h, w)`` for an image of ``height`` × ``width`` pixels.
 
         Both sides must be positive multiples of the network's stride, whatever the image

@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from cutq.worker.models.base import RESIZE_MODES, Model, ResizeMode, round_to_multiple
+from cutq.core.contract import RESIZES, Resize
+from cutq.worker.models.base import Model, round_to_multiple
 
 #: Every side of the network input is a multiple of this (five 2× poolings).
 STRIDE = 32
@@ -233,7 +234,7 @@ class U2NetP(Model):
         # NHWC: oneDNN on CPU (and cuDNN with fp16) run these small convolutions ~3× faster.
         self.net = net.to(device, memory_format=torch.channels_last).eval()
 
-    def input_size(self, height: int, width: int, resize: ResizeMode) -> tuple[int, int]:
+    def input_size(self, height: int, width: int, resize: Resize) -> tuple[int, int]:
         """320² when "static"; "dynamic" keeps the aspect ratio, longer side ≤ ``max_side``.
 
         Images smaller than ``max_side`` keep their size (rounded to multiples of 32, at
@@ -244,7 +245,7 @@ class U2NetP(Model):
         if resize == "static":
             return (STATIC_SIDE, STATIC_SIDE)
         if resize != "dynamic":
-            raise ValueError(f"unknown resize mode {resize!r}; expected one of {RESIZE_MODES}")
+            raise ValueError(f"unknown resize mode {resize!r}; expected one of {RESIZES}")
         scale = min(1.0, self.max_side / max(height, width))
         return (
             min(self.max_side, round_to_multiple(height * scale, STRIDE)),

@@ -4,8 +4,9 @@ Each push request waits for its job to settle; concurrent requests feed the same
 they share GPU batches. The response decides Pub/Sub's next step: 2xx acks (a result, or a
 ``failed`` event for a permanent error), 503 nacks (retry with backoff, then dead-letter).
 ``/healthz`` answers while the process lives; ``/readyz`` only after a successful warm-up and
-until shutdown begins. With an audience configured, every push must carry a Google-signed OIDC
-token for that audience (and, if set, from that service account).
+until shutdown begins (or the model thread dies). With an audience configured, every push
+must carry a Google-signed OIDC token for that audience (and, if set, from that service
+account).
 """
 
 from __future__ import annotations
@@ -143,7 +144,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path == "/healthz":
             self._reply(HTTPStatus.OK, {"status": "alive"})
         elif self.path == "/readyz":
-            ready = self.server.ready.is_set()
+            ready = self.server.ready.is_set() and self.server.pipeline.healthy
             self._reply(
                 HTTPStatus.OK if ready else HTTPStatus.SERVICE_UNAVAILABLE,
                 {"ready": ready, "in_flight": self.server.pipeline.in_flight()},
@@ -188,29 +189,55 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("push %s - " + format, self.address_string(), *args)
 
 
-def serve(
-    pipeline: Pipeline,
-    stop: threading.Event,
-    *,
-    host: str = "0.0.0.0",
-    port: int = 8080,
-    timeout_s: float = 600.0,
-    verifier: TokenVerifier | None = None,
-    grace_s: float = 25.0,
-    on_ready: Callable[[int], None] | None = None,
-) -> None:
-    """Serve push requests until ``stop`` is set, then drain within ``grace_s``."""
-    server = PushServer((host, port), pipeline, timeout_s=timeout_s, verifier=verifier)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="cutq-http", daemon=True
-    )
-    thread.start()
-    server.ready.set()
-    log.info("serving Pub/Sub push on %s:%d", host, server.server_address[1])
-    if on_ready is not None:
-        on_ready(server.server_address[1])
-    stop.wait()
-    server.ready.clear()  # not ready: the platform stops routing here
-    pipeline.close(grace_s)  # waiting requests get their ack or 503
-    server.shutdown()
-    server.server_close()
+class PushSource:
+    """An HTTP server taking Pub/Sub push requests for the pipeline."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "0.0.0.0",
+        port: int = 8080,
+        timeout_s: float = 600.0,
+        verifier: TokenVerifier | None = None,
+        on_ready: Callable[[int], None] | None = None,
+    ) -> None:
+        self.host, self.port = host, port
+        self.timeout_s = timeout_s
+        self.verifier = verifier
+        self.on_ready = on_ready
+        self.server: PushServer | None = None
+
+    def start(self, pipeline: Pipeline) -> None:
+        server = PushServer(
+            (self.host, self.port), pipeline, timeout_s=self.timeout_s, verifier=self.verifier
+        )
+        self.server = server
+        threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.2},
+            name="cutq-http",
+            daemon=True,
+        ).start()
+        server.ready.set()
+        log.info("serving Pub/Sub push on %s:%d", self.host, server.server_address[1])
+        if self.on_ready is not None:
+            self.on_ready(server.server_address[1])
+
+    def wait(self, stop: threading.Event) -> str:
+        assert self.server is not None
+        while not stop.wait(0.25):
+            if not self.server.pipeline.healthy:
+                return "model-failed"
+        return "signal"
+
+    def stop_intake(self) -> None:
+        """Not ready from now on: the platform stops routing pushes here."""
+        if self.server is not None:
+            self.server.ready.clear()
+
+    def close(self, pipeline: Pipeline, deadline: float) -> None:
+        """Held requests answer 503 (a nack each), then the server stops."""
+        pipeline.release_held()
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
