@@ -106,3 +106,8 @@ output "autoscaler_config_yaml" {
   description = "CREMA configuration (KEDA gcp-pubsub scaler on the jobs backlog) to store in Parameter Manager (pool shape)."
   value       = local.autoscaler ? yamlencode(local.autoscaler_config) : null
 }
+
+output "autoscaler_image" {
+  description = "CREMA image to deploy the autoscaler from (pool shape; see infra/README.md)."
+  value       = local.autoscaler ? var.autoscaler_image : null
+}
