@@ -75,7 +75,7 @@ def test_worker_pool_launch_stage_is_not_pinned_to_beta(module: TerraformConfig)
     variable = module.variables["worker_pool_launch_stage"]
     assert variable["default"] is None
     pool = module.resource("google_cloud_run_v2_worker_pool", "worker")
-    assert "${launch_stage}" in block(pool, "lifecycle")["ignore_changes"]
+    assert "launch_stage" in block(pool, "lifecycle")["ignore_changes"]
 
 
 @pytest.mark.parametrize("directory", ["modules/cutq", "examples/basic", "examples/service"])

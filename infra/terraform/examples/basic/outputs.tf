@@ -77,3 +77,8 @@ output "autoscaler_image" {
   description = "CREMA image for the autoscaler's gcloud deploy (pool shape)."
   value       = module.cutq.autoscaler_image
 }
+
+output "dashboard_url" {
+  description = "Cloud Monitoring dashboard of this deployment."
+  value       = module.cutq.dashboard_url
+}
