@@ -13,7 +13,7 @@ import os
 import sys
 from datetime import datetime, timezone
 
-_EXTRA_FIELDS = ("job_id", "timings_ms", "batch_size", "queue_depth", "status")
+_EXTRA_FIELDS = ("job_id", "timings_ms", "batch_size", "queue_depth", "status", "error_code")
 
 
 class CloudLoggingFormatter(logging.Formatter):

@@ -39,8 +39,20 @@ def log_job(item: WorkItem, ack: bool, event: Event | None, error: BaseException
     stages = " ".join(
         f"{key}={value:.0f}" for key, value in item.timings_ms.items() if key != "total"
     )
+    # status and error_code are fields (not only words in the message) so that the
+    # log-based metrics in infra/terraform/modules/cutq/monitoring.tf can count by them.
+    if not ack:
+        status = "retry"
+    elif event is not None and event.status == "failed":
+        status = "failed"
+    elif event is not None and event.duplicate:
+        status = "duplicate"
+    else:
+        status = "completed"
     extra = {
         "job_id": job_id,
+        "status": status,
+        "error_code": event.error_code if status == "failed" and event is not None else None,
         "timings_ms": dict(item.timings_ms),
         "batch_size": item.batch_size,
         "trace": trace_of(item.delivery.attributes),

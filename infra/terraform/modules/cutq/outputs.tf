@@ -111,3 +111,8 @@ output "autoscaler_image" {
   description = "CREMA image to deploy the autoscaler from (pool shape; see infra/README.md)."
   value       = local.autoscaler ? var.autoscaler_image : null
 }
+
+output "dashboard_url" {
+  description = "Cloud Monitoring dashboard of this deployment (null when monitoring_enabled is false)."
+  value       = local.monitoring ? "https://console.cloud.google.com/monitoring/dashboards/builder/${basename(google_monitoring_dashboard.cutq[0].id)}?project=${var.project_id}" : null
+}

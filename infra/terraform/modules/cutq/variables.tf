@@ -479,3 +479,68 @@ variable "autoscaler_polling_interval_seconds" {
   type        = number
   default     = 30
 }
+
+# ---------------------------------------------------------------------------
+# Monitoring and alerts (monitoring.tf)
+# ---------------------------------------------------------------------------
+
+variable "monitoring_enabled" {
+  description = "Create the log-based metrics, alert policies and dashboard in monitoring.tf. They read the worker's JSON job lines, so keep log_format = \"json\"."
+  type        = bool
+  default     = true
+}
+
+variable "notification_channels" {
+  description = "Cloud Monitoring notification channel IDs (projects/P/notificationChannels/N) every cutq alert notifies. Empty: alerts still open incidents in the console, but nobody is told."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for channel in var.notification_channels : can(regex("^projects/[^/]+/notificationChannels/[^/]+$", channel))])
+    error_message = "notification_channels must be full IDs: projects/<project>/notificationChannels/<id>."
+  }
+}
+
+variable "alert_dead_letter_threshold" {
+  description = "Alert when the dead-letter subscription holds more than this many jobs (0: any dead letter)."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.alert_dead_letter_threshold >= 0
+    error_message = "alert_dead_letter_threshold must be 0 or more."
+  }
+}
+
+variable "alert_oldest_job_seconds" {
+  description = "Alert when the oldest job waiting in the jobs subscription is older than this for 5 minutes. Leave room for a scale-up from zero (autoscaler polling + Pub/Sub metric delay + cold start and warm-up)."
+  type        = number
+  default     = 1800
+
+  validation {
+    condition     = var.alert_oldest_job_seconds >= 60
+    error_message = "alert_oldest_job_seconds must be at least 60 (Pub/Sub metrics arrive with 1-2 min delay)."
+  }
+}
+
+variable "alert_failure_ratio" {
+  description = "Alert when failed jobs / settled jobs over 10 minutes exceeds this fraction (0-1)."
+  type        = number
+  default     = 0.05
+
+  validation {
+    condition     = var.alert_failure_ratio > 0 && var.alert_failure_ratio < 1
+    error_message = "alert_failure_ratio must be a fraction between 0 and 1."
+  }
+}
+
+variable "alert_worker_exits" {
+  description = "Alert when worker containers exit non-zero more than this many times in 30 minutes (a crash loop: failed start-up or crashes)."
+  type        = number
+  default     = 3
+
+  validation {
+    condition     = var.alert_worker_exits >= 1
+    error_message = "alert_worker_exits must be at least 1."
+  }
+}
