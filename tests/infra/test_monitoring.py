@@ -145,7 +145,7 @@ def test_alert_policies_notify_the_configured_channels(
 def test_failure_ratio_is_a_ratio(module: TerraformConfig) -> None:
     condition = module.resource("google_monitoring_alert_policy", "failure_ratio")["conditions"][0]
     threshold = condition["condition_threshold"][0]
-    assert 'status!=\\"retry\\"' in threshold["denominator_filter"]
+    assert 'NOT metric.labels.status=\\"retry\\"' in threshold["denominator_filter"]
     assert threshold["denominator_aggregations"][0]["cross_series_reducer"] == "REDUCE_SUM"
 
 

@@ -264,7 +264,7 @@ resource "google_monitoring_alert_policy" "failure_ratio" {
         per_series_aligner   = "ALIGN_DELTA"
         cross_series_reducer = "REDUCE_SUM"
       }
-      denominator_filter = "metric.type=\"${local.jobs_metric}\" AND metric.labels.status!=\"retry\""
+      denominator_filter = "metric.type=\"${local.jobs_metric}\" AND NOT metric.labels.status=\"retry\""
       denominator_aggregations {
         alignment_period     = "600s"
         per_series_aligner   = "ALIGN_DELTA"
