@@ -112,7 +112,10 @@ def test_every_referenced_log_metric_is_defined(module: TerraformConfig) -> None
     }
     names = {name.replace("stage_${each.value}", "") for name in names}
     names |= {f"stage_{stage}" for stage in STAGES}
-    source = (ROOT / "infra/terraform/modules/cutq/monitoring.tf").read_text(encoding="utf-8")
+    source = "".join(
+        (ROOT / "infra/terraform/modules/cutq" / name).read_text(encoding="utf-8")
+        for name in ("monitoring.tf", "dashboard.tf")
+    )
     source = source.replace("${local.jobs_metric}", "${local.metric_prefix}_jobs")
     referenced = set(re.findall(r"\$\{local\.metric_prefix\}_([a-z_]+)", source))
     referenced |= {f"stage_{s}" for s in STAGES if "_stage_${stage}" in source}
