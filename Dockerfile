@@ -39,9 +39,10 @@ RUN pip install --no-cache-dir \
         "torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}"
 
 # Dependencies of '.[worker,inspyrenet]' from pyproject.toml alone: empty stand-ins for the
-# packages it declares let pip resolve the project, then the stand-in itself is removed.
+# packages it declares (and for the README it names) let pip resolve the project, then the
+# stand-in itself is removed. So only a pin or dependency change rebuilds this layer.
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml ./
 COPY infra/docker/stub_packages.py /tmp/stub_packages.py
 # (DL3013: "." is this project; its dependency ranges live in pyproject.toml.)
 # hadolint ignore=DL3013

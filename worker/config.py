@@ -61,7 +61,13 @@ class WorkerConfig:
     push_audience: str | None = None  # `cutq serve`: require push OIDC tokens for this audience
     push_service_account: str | None = None  # … signed for this service account
     push_certs_url: str | None = None  # where token signing keys live (default: Google's)
-    push_timeout_s: float = 600.0  # how long a push request waits for its job
+    # verify: check the token's signature and claims; claims: behind Cloud Run's run.invoker
+    # IAM check, which strips signatures, check the claims only; none: no in-app check.
+    # None: verify when push_audience is set, else none.
+    push_auth: str | None = None
+    # How long a push request waits for its job. Must equal the push subscription's ack
+    # deadline (Pub/Sub's HTTP timeout for push; 10-600 s); the Terraform sets both.
+    push_timeout_s: float = 300.0
     allowed_buckets: tuple[str, ...] = ()  # gs:// buckets jobs may read and write; () = any
     allowed_dirs: tuple[str, ...] = ()  # file:// roots jobs may read and write; () = any
     storage_attempts: int = 5  # tries per storage call before the job is nacked
@@ -88,6 +94,23 @@ class WorkerConfig:
         _check(self.storage_attempts >= 1, "storage_attempts must be ≥ 1")
         _check(10 <= self.lease_extension_s <= 600, "lease_extension_s must be 10-600")
         _check(self.resize in RESIZES, f"resize must be one of {RESIZES}")
+        _check(
+            10 <= self.push_timeout_s <= 600,
+            "push_timeout_s must be 10-600: it must equal the push subscription's ack deadline, "
+            "which Pub/Sub bounds to 10-600 s",
+        )
+        _check(
+            self.push_auth in (None, "verify", "claims", "none"),
+            "push_auth must be verify, claims or none",
+        )
+        _check(
+            self.push_auth not in ("verify", "claims") or bool(self.push_audience),
+            f"push_auth={self.push_auth} needs push_audience (the push subscription's audience)",
+        )
+        _check(
+            self.push_auth != "none" or not self.push_audience,
+            "push_auth=none contradicts push_audience: unset one of them",
+        )
         _check(self.output_format in FORMATS, f"output_format must be one of {FORMATS}")
         _check(self.output_kind in KINDS, f"output_kind must be one of {KINDS}")
         _check(

@@ -41,6 +41,8 @@ def log_job(task: Task, ack: bool, event: Event | None, error: BaseException | N
     stages = " ".join(
         f"{key}={value:.0f}" for key, value in task.timings_ms.items() if key != "total"
     )
+    # status and error_code are fields (not only words in the message) so that the
+    # log-based metrics in infra/terraform/modules/cutq/monitoring.tf can count by them.
     if not ack:
         status = "retry"
     elif event is not None and event.status == "failed":
@@ -52,6 +54,7 @@ def log_job(task: Task, ack: bool, event: Event | None, error: BaseException | N
     extra = {
         "job_id": task.label,
         "status": status,
+        "error_code": None,
         "timings_ms": dict(task.timings_ms),
         "batch_size": task.batch_size,
         "trace": trace_of(task.delivery.attributes),

@@ -68,12 +68,10 @@ def handle_worker(args: argparse.Namespace) -> int:
 def handle_serve(args: argparse.Namespace) -> int:
     config = _config(args)
     from cutq.worker.service import Service
-    from cutq.worker.sources.push import PushSource, TokenVerifier
+    from cutq.worker.sources.push import PushSource, verifier_from_config
 
-    verifier = (
-        TokenVerifier(config.push_audience, config.push_service_account, config.push_certs_url)
-        if config.push_audience
-        else None
+    verifier = verifier_from_config(
+        config.push_audience, config.push_service_account, config.push_certs_url, config.push_auth
     )
     service = Service.start(config)
     reason = service.run(
