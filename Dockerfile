@@ -39,9 +39,10 @@ RUN pip install --no-cache-dir \
         "torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}"
 
 # Dependencies of '.[worker,inspyrenet]' from pyproject.toml alone: empty stand-ins for the
-# packages it declares let pip resolve the project, then the stand-in itself is removed.
+# packages it declares (and for the README it names) let pip resolve the project, then the
+# stand-in itself is removed. So only a pin or dependency change rebuilds this layer.
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml ./
 COPY infra/docker/stub_packages.py /tmp/stub_packages.py
 # (DL3013: "." is this project; its dependency ranges live in pyproject.toml.)
 # hadolint ignore=DL3013
@@ -109,10 +110,12 @@ RUN mkdir -p "$NUMBA_CACHE_DIR" \
 # The application itself: small, changes often, so last.
 WORKDIR /opt/cutq/src
 COPY pyproject.toml README.md ./
+COPY core/ core/
+COPY cli/ cli/
 COPY submitter/ submitter/
 COPY worker/ worker/
 RUN pip install --no-cache-dir --no-deps . \
-    && python -c "import cutq.submitter, cutq.worker"
+    && python -c "import cutq.core, cutq.cli, cutq.submitter, cutq.worker"
 
 # The checkpoint path is set only when one was baked in; an empty value means "none"
 # (CUTQ_CHECKPOINT from the Cloud Run configuration, e.g. a gs:// URI, then applies).

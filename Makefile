@@ -35,9 +35,14 @@ $(VENV)/.dev: pyproject.toml $(VENV)/.torch
 demo: $(VENV)/.worker
 	$(BIN)/cutq run samples --out $(OUT)
 
+# lint-imports reads the package as installed (the editable install's import hook hides it
+# from grimp): a throwaway non-editable copy under .cache/imports.
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	rm -rf .cache/imports
+	$(BIN)/pip install --disable-pip-version-check -q --no-deps --target .cache/imports .
+	cd .cache/imports && PYTHONPATH=. $(abspath $(BIN))/lint-imports $(CURDIR)/pyproject.toml
 
 # checkov lives in its own venv: its pins conflict with pytest's (infra/scripts/install-checkov.sh)
 test: lint

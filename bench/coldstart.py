@@ -47,7 +47,7 @@ def random_checkpoint(directory: Path, mode: str) -> Path:
 def _worker_once(settings: Settings, cloud, image_uri: str) -> dict:  # type: ignore[no-untyped-def]
     from google.pubsub_v1 import types as gapic
 
-    from cutq.submitter.contract import Options
+    from cutq.core.contract import Options
     from tests.support.cloud import worker_process
 
     # Random weights loaded from a file fail warm-up's "finds the subject" check by design,
@@ -107,7 +107,7 @@ def _worker_once(settings: Settings, cloud, image_uri: str) -> dict:  # type: ig
 def cold_start(settings: Settings, work: Path) -> dict:
     """Start → ready and start → first event of real ``cutq worker`` processes."""
     from bench.servers import local_cloud
-    from cutq.submitter.storage import open_storage
+    from cutq.core.storage import open_storage
 
     repeats = 1 if settings.quick else 2
     runs = []

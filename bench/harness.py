@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from cutq.submitter.contract import Event, Options, OutputSpec, new_job
-from cutq.submitter.storage import open_storage, to_uri
+from cutq.core.contract import Event, Options, OutputSpec, new_job
+from cutq.core.storage import open_storage, to_uri
 from cutq.worker import imaging
 from cutq.worker.config import WorkerConfig
 from cutq.worker.events import EventSink, JsonlEventSink
@@ -156,7 +156,7 @@ def run_local(
             settled.acquire()
         elapsed = time.monotonic() - started
     finally:
-        pipeline.close(grace_s=0)
+        pipeline.close(deadline=time.monotonic())
         sink.close()
     return _collect(sink, submitted, elapsed)
 
@@ -169,10 +169,11 @@ def run_pubsub(
     output: str,
 ) -> RunResult:
     """Publish one job per ``gs://`` input (results under ``output``), then pull them with
-    ``run_subscriber`` until each has its event on the events topic. Timed from the
+    the Pub/Sub source until each has its event on the events topic. Timed from the
     subscriber's start, with the whole backlog waiting."""
     from cutq.worker.events import PubSubEventSink
-    from cutq.worker.sources.pubsub import run_subscriber
+    from cutq.worker.service import Service
+    from cutq.worker.sources.pubsub import PubSubSource
 
     spec = OutputSpec(uri=output, format=config.output_format)  # type: ignore[arg-type]
     jobs = [new_job(uri, spec, options=Options(resize=config.resize)) for uri in uris]  # type: ignore[arg-type]
@@ -182,21 +183,17 @@ def run_pubsub(
     ids = [job.job_id for job in jobs]
     published = time.monotonic()
     sink = RecordingSink(PubSubEventSink(cloud.events_topic))
-    pipeline = Pipeline(config.replace(output=output), runner, sink)
-    pipeline.start()
-    stop = threading.Event()
+    service = Service(config.replace(output=output, grace_period_s=5.0), runner, sink, ready_s=0)
+    service.pipeline.start()
     started = time.monotonic()
-    thread = threading.Thread(
-        target=run_subscriber, args=(pipeline, cloud.jobs_sub, stop), kwargs={"grace_s": 5.0}
-    )
+    thread = threading.Thread(target=service.run, args=(PubSubSource(cloud.jobs_sub),))
     thread.start()
     deadline = started + 600
     while len(sink.done_at) < len(ids) and time.monotonic() < deadline:
         time.sleep(0.01)
     elapsed = time.monotonic() - started
-    stop.set()
+    service.stop.set()
     thread.join(60)
-    sink.close()
     return _collect(sink, dict.fromkeys(ids, published), elapsed)
 
 

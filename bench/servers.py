@@ -17,7 +17,7 @@ from collections.abc import Iterator
 @contextlib.contextmanager
 def local_cloud() -> Iterator[object]:
     """Servers in a child process; yields a fresh ``Cloud`` on them (the env is restored)."""
-    from cutq.submitter.storage import open_storage, reset_backends
+    from cutq.core.storage import open_storage, reset_backends
     from tests.support.cloud import Cloud
     from tests.support.pubsub import PubSubEmulator
     from tests.support.servers import child_servers

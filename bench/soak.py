@@ -1,14 +1,16 @@
 """Soak cutq: N jobs through W `cutq worker` processes against local GCS and Pub/Sub servers,
-with a fault every K seconds (SIGKILL + restart of a worker, a storage 503 burst, a Pub/Sub
-server restart, in rotation). Prints one JSON report: how every job ended (lost and duplicated
-must be 0), throughput and the workers' memory drift.
+with a fault every K seconds (SIGKILL + restart of a worker, a storage 503 burst, a SIGTERM
+scale-in + restart, a Pub/Sub server restart, in rotation). Prints one JSON report: how every
+job ended (lost, duplicated, computed twice and dead-lettered must be 0), throughput and the
+workers' memory drift.
 
     python bench/soak.py --jobs 10000 --workers 2 --fault-every-s 15
 
 Uses STORAGE_EMULATOR_HOST / PUBSUB_EMULATOR_HOST when they are set (an external Pub/Sub
 emulator cannot be restarted: that fault is then skipped); otherwise starts the GCS emulator
 in a child process and the Pub/Sub server in this one (its restart fault needs it).
-Exit status 0 when nothing was lost or duplicated, 1 otherwise.
+Exit status 0 when nothing was lost, duplicated, computed twice or dead-lettered and every
+scale-in exited 0 in time; 1 otherwise.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # tests.support holds the local servers and the soak itself
 
-from cutq.submitter.storage import open_storage  # noqa: E402
+from cutq.core.storage import open_storage  # noqa: E402
 from tests.support.pubsub import PubSubEmulator  # noqa: E402
 from tests.support.pubsub.server import LocalPubSubServer  # noqa: E402
 from tests.support.servers import local_gcs  # noqa: E402
@@ -68,7 +70,14 @@ def main(argv: list[str] | None = None) -> int:
         open_storage(f"gs://{bucket}").client.create_bucket(bucket)  # type: ignore[attr-defined]
         report = run_soak(emulator, gcs_url, bucket, settings)
     print(json.dumps(report, indent=2))
-    clean = report["lost"] == 0 and report["duplicate_results"] == 0 and not report["conflicting"]
+    clean = (
+        report["lost"] == 0
+        and report["duplicate_results"] == 0
+        and not report["conflicting"]
+        and report["computed_twice"] == 0
+        and report["dead_lettered"] == 0
+        and not report["scale_in_problems"]
+    )
     return 0 if clean else 1
 
 

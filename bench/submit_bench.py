@@ -33,8 +33,8 @@ sys.path.insert(0, str(ROOT))
 def bench_publish(count: int) -> dict[str, float]:
     from google.cloud import pubsub_v1
 
+    from cutq.core.storage import ObjectInfo
     from cutq.submitter.client import Submitter, SubmitterConfig
-    from cutq.submitter.storage import ObjectInfo
     from tests.support.pubsub import LocalPubSubServer
 
     server = None

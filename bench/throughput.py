@@ -124,7 +124,7 @@ def efficiency(settings: Settings, runner: Runner, work: Path, cloud: object | N
     tensors = harness.tensors_for(runner, files, settings.resize)
     uris: list[str] = []
     if cloud is not None:
-        from cutq.submitter.storage import open_storage
+        from cutq.core.storage import open_storage
 
         bucket = cloud.bucket  # type: ignore[attr-defined]
         for path in files:

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-from cutq.submitter.contract import Job, OutputSpec
-from cutq.submitter.errors import ConfigError
-from cutq.submitter.storage import ObjectInfo, file_path, open_storage
+from cutq.core.contract import Job, OutputSpec
+from cutq.core.errors import ConfigError
+from cutq.core.storage import ObjectInfo, file_path, open_storage
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff")
 CHECKPOINT_VERSION = 1

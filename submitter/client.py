@@ -27,9 +27,9 @@ from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1
 from google.cloud.pubsub_v1 import types as pstypes
 
-from cutq.submitter.contract import Job, Options, OutputSpec, new_job
-from cutq.submitter.errors import ConfigError, CutqError, InputNotFound, PublishFailed
-from cutq.submitter.storage import ObjectInfo, file_path, open_storage, scheme_of, to_uri
+from cutq.core.contract import Job, Options, OutputSpec, new_job
+from cutq.core.errors import ConfigError, CutqError, InputNotFound, PublishFailed
+from cutq.core.storage import ObjectInfo, file_path, open_storage, scheme_of, to_uri
 from cutq.submitter.watch import JobsFailed, Result, Watcher, poll_objects, raise_for_failures
 
 log = logging.getLogger(__name__)

@@ -30,9 +30,9 @@ from typing import Any
 import functions_framework
 from cloudevents.http import CloudEvent
 
+from cutq.core.contract import Job, Options, OutputSpec, new_job
+from cutq.core.errors import ConfigError, CutqError
 from cutq.submitter.bulk import IMAGE_EXTENSIONS
-from cutq.submitter.contract import Job, Options, OutputSpec, new_job
-from cutq.submitter.errors import ConfigError, CutqError
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any, Literal
 from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1
 
-from cutq.submitter.contract import Event, event_from_cloudevent
-from cutq.submitter.errors import CutqError
-from cutq.submitter.storage import open_storage
+from cutq.core.contract import Event, event_from_cloudevent
+from cutq.core.errors import CutqError
+from cutq.core.storage import open_storage
 
 if TYPE_CHECKING:
     from cutq.submitter.client import JobHandle

@@ -29,7 +29,7 @@ def gcs_server() -> Iterator[str]:
 @pytest.fixture
 def gcs_bucket(gcs_server: str, request: pytest.FixtureRequest) -> str:
     """A fresh, empty bucket on the local GCS server; yields its name."""
-    from cutq.submitter.storage import open_storage
+    from cutq.core.storage import open_storage
 
     storage = open_storage("gs://x")
     name = "t-" + request.node.name.lower().replace("_", "-").replace("[", "-").strip("]-")[:40]

@@ -10,8 +10,8 @@ either is set, a scheme without a list of its own is refused: a cloud worker con
 
 from __future__ import annotations
 
-from cutq.submitter.errors import AccessDenied
-from cutq.submitter.storage import file_path, scheme_of, split_gs_uri
+from cutq.core.errors import AccessDenied
+from cutq.core.storage import file_path, scheme_of, split_gs_uri
 from cutq.worker.config import WorkerConfig
 
 

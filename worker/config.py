@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
-from cutq.submitter.contract import COLOR_RE, FORMATS, KINDS, RESIZES, OutputSpec
-from cutq.submitter.errors import ConfigError
+from cutq.core.contract import COLOR_RE, FORMATS, KINDS, RESIZES, OutputSpec
+from cutq.core.errors import ConfigError
 
 ENGINES = ("auto", "torch", "onnxruntime")
 
@@ -26,6 +26,8 @@ _NOT_WORKER = {
     "CUTQ_SUBMITTER_STAGING",
     "CUTQ_FUNCTION_ROUTES",
     "CUTQ_TEST_TIMEOUT_S",
+    "CUTQ_LOG_FORMAT",  # logging is the process's: the command line sets it up (cutq.cli)
+    "CUTQ_LOG_LEVEL",
 }
 
 
@@ -47,6 +49,8 @@ class WorkerConfig:
     max_batch: int | None = None  # None: 8 on a GPU, 1 on a CPU (batching is slower there)
     max_wait_ms: float = 20.0
     max_in_flight: int = 32  # jobs held in memory at once, all stages together
+    max_in_flight_pixels: int = 200_000_000  # decoded pixels held at once (~17 B each with
+    #                                          masks and encodings: ~3.4 GB at the default)
     io_threads: int | None = None  # download + decode workers, as many again encode + upload;
     #                                None: 4 on a GPU, 2 on a CPU (they share its cores)
     max_input_bytes: int = 50 * 1024 * 1024
@@ -62,15 +66,19 @@ class WorkerConfig:
     push_audience: str | None = None  # `cutq serve`: require push OIDC tokens for this audience
     push_service_account: str | None = None  # … signed for this service account
     push_certs_url: str | None = None  # where token signing keys live (default: Google's)
-    push_timeout_s: float = 600.0  # how long a push request waits for its job
+    # verify: check the token's signature and claims; claims: behind Cloud Run's run.invoker
+    # IAM check, which strips signatures, check the claims only; none: no in-app check.
+    # None: verify when push_audience is set, else none.
+    push_auth: str | None = None
+    # How long a push request waits for its job. Must equal the push subscription's ack
+    # deadline (Pub/Sub's HTTP timeout for push; 10-600 s); the Terraform sets both.
+    push_timeout_s: float = 300.0
     allowed_buckets: tuple[str, ...] = ()  # gs:// buckets jobs may read and write; () = any
     allowed_dirs: tuple[str, ...] = ()  # file:// roots jobs may read and write; () = any
     storage_attempts: int = 5  # tries per storage call before the job is nacked
     storage_deadline_s: float = 60.0  # … and the most time spent retrying one call
     grace_period_s: float = 25.0  # SIGTERM → finish or nack everything within this
     warmup: bool = True
-    log_format: str = "auto"  # auto (json on Cloud Run) | json | text
-    log_level: str = "INFO"
 
     def __post_init__(self) -> None:
         _check(
@@ -92,10 +100,32 @@ class WorkerConfig:
         _check(self.io_threads >= 1, "io_threads must be ≥ 1")
         _check(self.max_input_bytes >= 1, "max_input_bytes must be ≥ 1")
         _check(self.max_pixels >= 1, "max_pixels must be ≥ 1")
+        _check(
+            self.max_in_flight_pixels >= self.max_pixels,
+            f"max_in_flight_pixels ({self.max_in_flight_pixels}) must be ≥ max_pixels "
+            f"({self.max_pixels}): the largest allowed image must fit on its own",
+        )
         _check(self.grace_period_s >= 0, "grace_period_s must be ≥ 0")
         _check(self.storage_attempts >= 1, "storage_attempts must be ≥ 1")
         _check(10 <= self.lease_extension_s <= 600, "lease_extension_s must be 10-600")
         _check(self.resize in RESIZES, f"resize must be one of {RESIZES}")
+        _check(
+            10 <= self.push_timeout_s <= 600,
+            "push_timeout_s must be 10-600: it must equal the push subscription's ack deadline, "
+            "which Pub/Sub bounds to 10-600 s",
+        )
+        _check(
+            self.push_auth in (None, "verify", "claims", "none"),
+            "push_auth must be verify, claims or none",
+        )
+        _check(
+            self.push_auth not in ("verify", "claims") or bool(self.push_audience),
+            f"push_auth={self.push_auth} needs push_audience (the push subscription's audience)",
+        )
+        _check(
+            self.push_auth != "none" or not self.push_audience,
+            "push_auth=none contradicts push_audience: unset one of them",
+        )
         _check(self.output_format in FORMATS, f"output_format must be one of {FORMATS}")
         _check(self.output_kind in KINDS, f"output_kind must be one of {KINDS}")
         _check(
@@ -110,7 +140,6 @@ class WorkerConfig:
             self.precision in ("auto", "fp32", "fp16", "bf16"),
             "precision must be auto, fp32, fp16 or bf16",
         )
-        _check(self.log_format in ("auto", "json", "text"), "log_format must be auto|json|text")
         _check(self.engine in ENGINES, f"engine must be one of {', '.join(ENGINES)}")
         _check(self.threads is None or self.threads >= 1, "threads must be ≥ 1")
 

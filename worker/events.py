@@ -12,8 +12,8 @@ import threading
 from pathlib import Path
 from typing import Protocol
 
-from cutq.submitter.contract import Event
-from cutq.submitter.errors import PublishFailed
+from cutq.core.contract import Event
+from cutq.core.errors import PublishFailed
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class JsonlEventSink:
                 self._handle.write(line)
                 self._handle.flush()
                 os.fsync(self._handle.fileno())
-        except OSError as error:
+        except (OSError, ValueError) as error:  # ValueError: the file was closed
             raise PublishFailed(f"cannot append to {self.path}: {error}") from error
 
     def close(self) -> None:

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from cutq.submitter.errors import (
+from cutq.core.errors import (
     CutqError,
     ImageTooLarge,
+    OutputUnencodable,
     UndecodableImage,
     UnsupportedImage,
 )
@@ -44,22 +46,27 @@ class Decoded:
         return int(self.rgb.shape[1])
 
 
-def decode(data: bytes, *, max_pixels: int) -> Decoded:
+def decode(
+    data: bytes, *, max_pixels: int, reserve: Callable[[int], None] | None = None
+) -> Decoded:
     """Decode one image, refusing what cutq cannot or should not process.
 
-    Only :class:`~cutq.submitter.errors.PermanentError` subclasses escape for bad bytes:
+    Only :class:`~cutq.core.errors.PermanentError` subclasses escape for bad bytes:
     Pillow's plugins raise a zoo of types on corrupt input (``struct.error``, ``IndexError``,
     ``TypeError``, ``RuntimeError``, ``NotImplementedError``…), and any of them escaping would
     make a bad image look like a worker bug (nack, retries, dead letter) instead of a
     ``failed`` event. ``MemoryError`` is the one exception left alone: it says the worker,
     not the input, is in trouble.
+
+    ``reserve(pixels)`` is called once the header is read and the size accepted, before any
+    pixel is decoded: the worker's in-flight pixel budget blocks there.
     """
     if not data:
         raise UndecodableImage("input is empty (0 bytes)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # e.g. "Corrupt EXIF data", "palette images with …"
         try:
-            return _decode(data, max_pixels)
+            return _decode(data, max_pixels, reserve)
         except (CutqError, MemoryError):
             raise
         except UnidentifiedImageError:
@@ -70,7 +77,7 @@ def decode(data: bytes, *, max_pixels: int) -> Decoded:
             ) from None
 
 
-def _decode(data: bytes, max_pixels: int) -> Decoded:
+def _decode(data: bytes, max_pixels: int, reserve: Callable[[int], None] | None) -> Decoded:
     image = Image.open(io.BytesIO(data))
     width, height = image.size
     if width < 1 or height < 1:
@@ -82,6 +89,8 @@ def _decode(data: bytes, max_pixels: int) -> Decoded:
     frames = getattr(image, "n_frames", 1)  # seeks through the file: may hit corrupt data
     if frames > 1:
         raise UnsupportedImage(f"animated images are not supported ({frames} frames)")
+    if reserve is not None:
+        reserve(width * height)
     image.load()
     image = ImageOps.exif_transpose(image)
     return _to_rgb_alpha(image)
@@ -159,12 +168,24 @@ def mask_image(alpha: np.ndarray) -> Image.Image:
     return Image.fromarray(alpha, "L")
 
 
+WEBP_MAX_SIDE = 16383  # the WebP format's own limit
+
+
 def encode(image: Image.Image, fmt: str) -> bytes:
-    """PNG (fast zlib level) or lossless WebP bytes."""
+    """PNG (fast zlib level) or lossless WebP bytes.
+
+    A WebP side over 16383 px can never be encoded: :class:`OutputUnencodable` (permanent; the
+    job can ask for PNG), never a fall-back to another format behind a ``.webp`` name.
+    """
     buffer = io.BytesIO()
     if fmt == "png":
         image.save(buffer, format="PNG", compress_level=1)
     elif fmt == "webp":
+        if max(image.size) > WEBP_MAX_SIDE:
+            raise OutputUnencodable(
+                f"WebP cannot hold a {image.width}×{image.height} image (at most "
+                f"{WEBP_MAX_SIDE} px a side); ask for png"
+            )
         image.save(buffer, format="WEBP", lossless=True, quality=50, method=2, exact=True)
     else:
         raise ValueError(f"unsupported output format {fmt!r}")

@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cutq.submitter.errors import ConfigError, DeviceOutOfMemory, WarmupFailed
-from cutq.worker.models.base import Model, ResizeMode
+from cutq.core.contract import Resize
+from cutq.core.errors import ConfigError, DeviceOutOfMemory, WarmupFailed
+from cutq.worker.models.base import Model
 
 if TYPE_CHECKING:
     import torch
@@ -129,10 +130,12 @@ class Runner:
         except torch.cuda.OutOfMemoryError:
             if len(tensors) == 1:
                 raise DeviceOutOfMemory("out of device memory for a batch of one") from None
-            torch.cuda.empty_cache()
-            half = len(tensors) // 2
-            log.warning("CUDA out of memory on a batch of %d; splitting", len(tensors))
-            return self.predict(tensors[:half]) + self.predict(tensors[half:])
+        # Split outside the except block: inside it, the traceback would keep the failed
+        # attempt's batch and activations alive while the halves run.
+        torch.cuda.empty_cache()
+        half = len(tensors) // 2
+        log.warning("CUDA out of memory on a batch of %d; splitting", len(tensors))
+        return self.predict(tensors[:half]) + self.predict(tensors[half:])
 
     def _predict(self, tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         import torch
@@ -182,7 +185,7 @@ class Runner:
 
     def warmup(
         self,
-        resize: ResizeMode,
+        resize: Resize,
         batch_sizes: Sequence[int],
         image_sizes: Sequence[tuple[int, int]] = ((480, 640),),
     ) -> float:

@@ -1,97 +1,103 @@
-"""The worker pipeline: fetch → decode → batch → infer → encode → upload → event → ack.
+"""The worker pipeline: one job's life as named stages.
 
-Every source (Pub/Sub pull, push, local files) feeds :meth:`Pipeline.submit`. A semaphore of
-``max_in_flight`` slots bounds the jobs held in memory across all stages, which gives
-back-pressure to the source. Download, decode and preprocessing run in one thread pool,
-encoding and uploads in another; a single thread owns the model and forms batches.
+    submit ─▶ admit ─▶ skip if done ─▶ load ─▶ infer ─▶ write ─▶ emit ─▶ settle
+              (loaders pool)                  (model   (writers pool)   (ledger)
+                                               thread)
 
-Each job is settled exactly once (see :class:`_Settle`): acked after its result objects and its
-event are durable, acked after a ``failed`` event for permanent errors, or nacked for
-transient ones so Pub/Sub retries it (and eventually dead-letters it).
+* **admit**: parse the message, check the model and the allow-lists, fix the input and result
+  URIs once (the resolved paths that were checked); then lead the job, or follow a delivery of
+  it that is already running (:mod:`cutq.worker.ledger`): one computation per job.
+* **skip if done**: at-least-once delivery; when every result exists, re-emit and ack.
+* **load**: read, decode (inside the pixel budget) and preprocess into a model input.
+* **infer**: the model thread forms batches (:func:`~cutq.worker.batcher.get_batch`) of
+  same-sized inputs and runs them.
+* **write**: mask, encode, and create each result object *only if absent*, so of two workers
+  racing on one job exactly one writes; the other reports a duplicate.
+* **emit**: publish the ``completed`` or ``failed`` event; **settle**: ack (or nack for
+  transient errors) in the ledger, once.
+
+Any error settles the job by its class (:mod:`cutq.core.errors`): permanent → ``failed`` event
+and ack; anything else → nack, so Pub/Sub retries it and eventually dead-letters it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
-import numpy as np
-
-from cutq.submitter.contract import (
-    CONTENT_TYPES,
-    Event,
-    Job,
-    OutputInfo,
-    parse_job,
-    salvage_job_id,
-)
-from cutq.submitter.errors import (
+from cutq.core.contract import CONTENT_TYPES, Event, Job, OutputInfo, parse_job, salvage_job_id
+from cutq.core.errors import (
+    AlreadyExists,
     CutqError,
     ShuttingDown,
     UnknownModel,
     error_code,
     is_permanent,
 )
-from cutq.submitter.storage import open_storage
+from cutq.core.storage import ObjectInfo, open_storage
 from cutq.worker import imaging
 from cutq.worker.access import check_allowed
 from cutq.worker.batcher import STOP, get_batch
 from cutq.worker.config import WorkerConfig
 from cutq.worker.events import EventSink
 from cutq.worker.inference import Runner
-from cutq.worker.joblog import log_job
+from cutq.worker.ledger import Ledger, Task
 from cutq.worker.sources import Delivery
 
 if TYPE_CHECKING:  # a CPU worker running onnxruntime never imports torch
     import torch
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
-@dataclass(eq=False)
-class WorkItem:
-    """A job on its way through the stages; gathers what each stage produced and its timings."""
+@dataclass(frozen=True)
+class Result:
+    """One object a job writes: ``uri`` as the job and its event name it, ``target`` as
+    checked against the allow-lists (``file://``: the resolved path) and written."""
 
-    delivery: Delivery
-    received: float = field(default_factory=time.monotonic)
-    job: Job | None = None
-    decoded: imaging.Decoded | None = None
-    tensor: torch.Tensor | None = None
-    input_size: tuple[int, int] = (0, 0)
-    enqueued: float = 0.0
-    saliency: torch.Tensor | None = None
-    mask: np.ndarray | None = None
-    batch_size: int | None = None
-    timings_ms: dict[str, float] = field(default_factory=dict)
-
-    def mark(self, stage: str, since: float) -> float:
-        now = time.monotonic()
-        self.timings_ms[stage] = (now - since) * 1000.0
-        return now
+    kind: str
+    uri: str
+    target: str
 
 
-@dataclass
-class Stats:
-    """Counts since start; read by the CLI summary, health checks and logs."""
+@dataclass(frozen=True)
+class Admitted:
+    """A parsed, allowed job with its URIs fixed once: read ``source``, write ``results``."""
 
-    completed: int = 0
-    failed: int = 0
-    duplicates: int = 0
-    retried: int = 0
-    batches: int = 0
-    batch_items: int = 0
-    failures: Counter = field(default_factory=Counter)  # error code → count
+    task: Task
+    job: Job
+    source: str
+    results: tuple[Result, ...]  # in the job's order: the first one decides who computed it
 
-    @property
-    def settled(self) -> int:
-        return self.completed + self.failed + self.duplicates + self.retried
+
+@dataclass(frozen=True)
+class Loaded:
+    """A decoded image and its model input, waiting for a batch."""
+
+    admitted: Admitted
+    image: imaging.Decoded
+    tensor: torch.Tensor
+    input_size: tuple[int, int]
+    enqueued: float
+
+
+@dataclass(frozen=True)
+class Inferred:
+    """A decoded image and its saliency map, ready to be written."""
+
+    admitted: Admitted
+    image: imaging.Decoded
+    saliency: torch.Tensor
 
 
 class Pipeline:
@@ -101,100 +107,76 @@ class Pipeline:
         self.config = config
         self.runner = runner
         self.events = events
-        self.stats = Stats()
-        self._stats_lock = threading.Lock()
-        self._slots = threading.BoundedSemaphore(config.max_in_flight)
+        self.ledger = Ledger(config.max_in_flight, config.max_in_flight_pixels)
+        self.stats = self.ledger.stats
+        self.failure: BaseException | None = None  # why the model thread died, if it did
         self._batches: queue.Queue = queue.Queue()
-        self._fetchers = ThreadPoolExecutor(config.io_threads, thread_name_prefix="cutq-fetch")
-        self._finishers = ThreadPoolExecutor(config.io_threads, thread_name_prefix="cutq-finish")
+        self._loaders = ThreadPoolExecutor(config.io_threads, thread_name_prefix="cutq-load")
+        self._writers = ThreadPoolExecutor(config.io_threads, thread_name_prefix="cutq-write")
         self._model_thread = threading.Thread(
             target=self._model_loop, name="cutq-model", daemon=True
         )
         self._stopping = threading.Event()
-        self._in_flight: set[WorkItem] = set()
-        self._idle = threading.Condition()
-        self.last_activity = time.monotonic()
+        self._released = threading.Event()
 
-    # --- lifecycle --------------------------------------------------------------------------
+    # --- taking jobs ------------------------------------------------------------------------
 
     def start(self) -> None:
         self._model_thread.start()
 
     def submit(self, delivery: Delivery) -> None:
-        """Take a job; blocks while ``max_in_flight`` jobs are already held (back-pressure)."""
-        while not self._slots.acquire(timeout=0.1):
-            if self._stopping.is_set():
-                delivery.nack()  # not started: straight back to the queue
-                return
-        item = WorkItem(delivery)
-        with self._idle:  # accept-or-refuse is atomic with close() setting the stop flag
-            accepted = not self._stopping.is_set()
-            if accepted:
-                self._in_flight.add(item)
-                self.last_activity = time.monotonic()
-        if not accepted:
-            self._slots.release()
-            delivery.nack()
-            return
-        self._hand_off(self._fetchers, self._fetch, item)
+        """Take a job; blocks while ``max_in_flight`` jobs are held (back-pressure).
 
-    def _hand_off(self, pool: ThreadPoolExecutor, stage, item: WorkItem) -> None:  # type: ignore[no-untyped-def]
-        """Queue ``stage(item)`` on ``pool``; a pool already shut down returns the job."""
-        try:
-            pool.submit(self._guard, stage, item)
-        except RuntimeError:
-            self._settle(item, ack=False, error=ShuttingDown("worker stopping"))
+        Once the pipeline is stopping, a new delivery is held here, unstarted and still leased,
+        until :meth:`release_held`, then nacked once: returning it at once would free room for
+        the source to deliver (and nack) the next one, burning the backlog's delivery attempts.
+        """
+        while not self._stopping.is_set():
+            if self.ledger.take_slot(0.1):
+                task = self.ledger.open(delivery)
+                if task is not None:
+                    self._hand_off(self._loaders, self._start, task, task)
+                    return
+                break  # closed between the slot and the open
+        self._released.wait()
+        delivery.nack()
+
+    @property
+    def healthy(self) -> bool:
+        """False once the model thread has died: the worker must stop and report it."""
+        return self.failure is None
+
+    @property
+    def last_activity(self) -> float:
+        return self.ledger.last_activity
 
     def in_flight(self) -> int:
-        with self._idle:
-            return len(self._in_flight)
+        return self.ledger.in_flight()
 
     def wait_idle(self, timeout_s: float | None = None) -> bool:
-        """Wait until no job is in flight; False on timeout."""
-        with self._idle:
-            return self._idle.wait_for(lambda: not self._in_flight, timeout_s)
-
-    def close(self, grace_s: float | None = None) -> None:
-        """Stop taking jobs, finish what is in flight within ``grace_s``, nack the rest."""
-        grace_s = self.config.grace_period_s if grace_s is None else grace_s
-        with self._idle:
-            self._stopping.set()
-        finished = self.wait_idle(grace_s)
-        self._batches.put(STOP)
-        if not finished:
-            with self._idle:
-                left = list(self._in_flight)
-            log.warning("grace period over: returning %d unfinished job(s) to the queue", len(left))
-            for item in left:
-                self._settle(item, ack=False, error=ShuttingDown("worker stopping"))
-        self._model_thread.join(timeout=max(grace_s, 1.0))
-        self._fetchers.shutdown(wait=True, cancel_futures=True)
-        self._finishers.shutdown(wait=True, cancel_futures=True)
-        s = self.stats
-        log.info(
-            "stopped: %d completed, %d failed, %d duplicates, %d returned to the queue, "
-            "%d batches (mean size %.1f)",
-            s.completed,
-            s.failed,
-            s.duplicates,
-            s.retried,
-            s.batches,
-            s.batch_items / max(s.batches, 1),
-        )
+        return self.ledger.wait_idle(timeout_s)
 
     # --- stages -----------------------------------------------------------------------------
 
-    def _fetch(self, item: WorkItem) -> None:
-        started = time.monotonic()
-        delivery = item.delivery
+    def _start(self, task: Task) -> None:
+        """Loaders pool: admit, skip if done, load, then queue for the model."""
+        admitted = self._admit(task)
+        if not self.ledger.lead(task, admitted.results[0].target):
+            return  # another delivery of this job is running: settled with it
+        if self._skip_if_done(admitted):
+            return
+        self._batches.put(self._load(admitted))
+
+    def _admit(self, task: Task) -> Admitted:
+        delivery = task.delivery
         job = parse_job(
             delivery.data,
             defaults=self.config.default_output,
             attributes=delivery.attributes,
             publish_time=delivery.publish_time,
         )
-        item.job = job
-        item.timings_ms["queue"] = max(
+        task.job = job
+        task.timings_ms["queue"] = max(
             0.0, (datetime.now(timezone.utc) - delivery.publish_time).total_seconds() * 1000
         )
         if job.model is not None and job.model != self.runner.model.name:
@@ -202,221 +184,284 @@ class Pipeline:
                 f"job asks for model {job.model!r}; this worker serves {self.runner.model.name!r}"
             )
         source = check_allowed(job.input, self.config, "input")
-        for uri in job.result_uris().values():
-            check_allowed(uri, self.config, "output")
-        if self._emit_if_done(item):
-            return
-        data = open_storage(source).read(
-            source, max_bytes=self.config.max_input_bytes, generation=job.input_generation
+        results = tuple(
+            Result(kind, uri, check_allowed(uri, self.config, "output"))
+            for kind, uri in job.result_uris().items()
         )
-        now = item.mark("download", started)
-        decoded = imaging.decode(data, max_pixels=self.config.max_pixels)
+        return Admitted(task, job, source, results)
+
+    def _skip_if_done(self, admitted: Admitted) -> bool:
+        """At-least-once delivery: when every result exists, re-emit the event and ack."""
+        outputs = []
+        for result in admitted.results:
+            info = open_storage(result.target).stat(result.target)
+            if info is None:
+                return False
+            outputs.append(_output(result, info))
+        self._complete(admitted, tuple(outputs), duplicate=True)
+        return True
+
+    def _load(self, admitted: Admitted) -> Loaded:
+        task, job = admitted.task, admitted.job
+        started = time.monotonic()
+        data = open_storage(admitted.source).read(
+            admitted.source, max_bytes=self.config.max_input_bytes, generation=job.input_generation
+        )
+        now = task.mark("download", started)
+        image = imaging.decode(
+            data, max_pixels=self.config.max_pixels, reserve=lambda n: self._reserve(task, n)
+        )
         del data
-        resize = job.options.resize or self.config.resize
-        item.input_size = self.runner.model.input_size(decoded.height, decoded.width, resize)
-        item.tensor = self.runner.model.preprocess(decoded.rgb, item.input_size)
-        item.decoded = decoded
-        item.enqueued = item.mark("decode", now)
-        self._batches.put(item)
+        model = self.runner.model
+        size = model.input_size(image.height, image.width, job.options.resize or self.config.resize)
+        tensor = model.preprocess(image.rgb, size)
+        return Loaded(admitted, image, tensor, size, task.mark("decode", now))
+
+    def _reserve(self, task: Task, pixels: int) -> None:
+        """Hold ``pixels`` of the in-flight pixel budget until the task settles."""
+        if not self.ledger.pixels.reserve(pixels, cancelled=self._stopping.is_set):
+            raise ShuttingDown("worker stopping")
+        task.pixels = pixels
 
     def _model_loop(self) -> None:
+        """The model thread: batches until STOP. An error fails its batch, never the thread."""
         max_wait_s = self.config.max_wait_ms / 1000.0
-        while True:
-            batch = get_batch(self._batches, self.config.max_batch, max_wait_s)
-            if batch is None:
-                return
-            groups: dict[tuple[int, int], list[WorkItem]] = defaultdict(list)
-            for item in batch:
-                groups[item.input_size].append(item)
-            for group in groups.values():
-                self._infer(group)
+        try:
+            while (
+                batch := get_batch(self._batches, self.config.max_batch, max_wait_s)
+            ) is not None:
+                groups: dict[tuple[int, int], list[Loaded]] = defaultdict(list)
+                for loaded in batch:
+                    groups[loaded.input_size].append(loaded)
+                del batch
+                for group in groups.values():
+                    self._infer(group)
+        except BaseException as error:  # _infer catches every Exception: this is worse
+            self.failure = error
+            log.critical("the model thread died: the worker is no longer healthy", exc_info=True)
 
-    def _infer(self, group: list[WorkItem]) -> None:
+    def _infer(self, group: list[Loaded]) -> None:
         started = time.monotonic()
         try:
-            maps = self.runner.predict([item.tensor for item in group])  # type: ignore[misc]
-            if self.runner.cuda:  # upsample on the GPU while we own it
-                for item, saliency in zip(group, maps, strict=True):
-                    item.mask = self._mask(item, saliency)
-            else:  # on CPU the finish pool upsamples in parallel
-                for item, saliency in zip(group, maps, strict=True):
-                    item.saliency = saliency
+            maps = self.runner.predict([loaded.tensor for loaded in group])
+            inferred = []
+            for loaded, saliency in zip(group, maps, strict=True):
+                task = loaded.admitted.task
+                task.timings_ms["batch_wait"] = (started - loaded.enqueued) * 1000.0
+                task.mark("infer", started)
+                task.batch_size = len(group)
+                inferred.append(Inferred(loaded.admitted, loaded.image, saliency))
+            del maps
         except Exception as error:  # one bad batch fails each of its jobs on its own
-            log.exception("batch of %d failed", len(group))
-            for item in group:
-                self._finish_error(item, error)
+            log.error("batch of %d failed: %s: %s", len(group), type(error).__name__, error)
+            for loaded in group:
+                self._fail(loaded.admitted.task, error)
             return
-        with self._stats_lock:
-            self.stats.batches += 1
-            self.stats.batch_items += len(group)
+        self.ledger.count_batch(len(group))
         log.debug(
-            "batch of %d at %s in %.0fms; %d waiting, %d in flight",
+            "batch of %d at %s in %.0fms; %d waiting",
             len(group),
             group[0].input_size,
             (time.monotonic() - started) * 1000,
             self._batches.qsize(),
-            len(self._in_flight),
             extra={"batch_size": len(group), "queue_depth": self._batches.qsize()},
         )
-        for item in group:
-            item.timings_ms["batch_wait"] = (started - item.enqueued) * 1000.0
-            item.mark("infer", started)
-            item.batch_size = len(group)
-            item.tensor = None
-            self._hand_off(self._finishers, self._finish, item)
+        for item in inferred:
+            self._hand_off(self._writers, self._write, item, item.admitted.task)
 
-    def _mask(self, item: WorkItem, saliency: torch.Tensor) -> np.ndarray:
-        assert item.decoded is not None and item.job is not None
-        return self.runner.to_mask(
-            saliency, item.decoded.height, item.decoded.width, item.job.options.threshold
-        )
-
-    def _finish(self, item: WorkItem) -> None:
+    def _write(self, inferred: Inferred) -> None:
+        """Writers pool: mask, encode, create each result only if absent, then emit."""
+        admitted, image = inferred.admitted, inferred.image
+        task, job = admitted.task, admitted.job
         started = time.monotonic()
-        job, decoded = item.job, item.decoded
-        assert job is not None and decoded is not None
-        mask = item.mask if item.mask is not None else self._mask(item, item.saliency)  # type: ignore[arg-type]
-        alpha = imaging.combine_alpha(mask, decoded.alpha)
-        encoded: dict[str, bytes] = {}
-        for kind, uri in job.result_uris().items():
-            image = (
-                imaging.cutout(decoded.rgb, alpha, job.output.background)
-                if kind == "cutout"
-                else imaging.mask_image(mask)
-            )
-            encoded[uri] = imaging.encode(image, job.output.format)
-        item.decoded = item.saliency = item.mask = None
-        now = item.mark("encode", started)
-        outputs = []
-        for (kind, uri), data in zip(job.result_uris().items(), encoded.values(), strict=True):
-            metadata = {
-                "cutq-width": str(decoded.width),
-                "cutq-height": str(decoded.height),
-                "cutq-job-id": job.job_id,
-            }
-            info = open_storage(uri).write(
-                uri, data, content_type=CONTENT_TYPES[job.output.format], metadata=metadata
-            )
-            outputs.append(
-                OutputInfo(
-                    kind=kind, uri=uri, size=info.size, width=decoded.width, height=decoded.height
-                )
-            )
-        item.mark("upload", now)
-        self._complete(item, outputs, duplicate=False)
-
-    def _complete(self, item: WorkItem, outputs: list[OutputInfo], duplicate: bool) -> None:
-        """Publish the job's ``completed`` event (re-emitted for duplicates), then ack."""
-        job = item.job
-        assert job is not None
-        item.timings_ms["total"] = (time.monotonic() - item.received) * 1000.0
-        self._publish_and_ack(
-            item,
-            Event(
-                job_id=job.job_id,
-                status="completed",
-                input=job.input,
-                outputs=tuple(outputs),
-                model=self.runner.model.describe(),
-                attempt=item.delivery.delivery_attempt,
-                batch_size=None if duplicate else item.batch_size,
-                timings_ms=item.timings_ms,
-                attributes=job.attributes,
-                duplicate=duplicate,
-            ),
+        mask = self.runner.to_mask(
+            inferred.saliency, image.height, image.width, job.options.threshold
         )
-
-    def _emit_if_done(self, item: WorkItem) -> bool:
-        """At-least-once delivery: when every result exists, re-emit the event and ack."""
-        job = item.job
-        assert job is not None
-        infos = []
-        for kind, uri in job.result_uris().items():
-            info = open_storage(uri).stat(uri)
-            if info is None:
-                return False
-            width, height = info.metadata.get("cutq-width"), info.metadata.get("cutq-height")
-            infos.append(
-                OutputInfo(
-                    kind=kind,
-                    uri=uri,
-                    size=info.size,
-                    width=int(width) if width else None,
-                    height=int(height) if height else None,
-                )
+        alpha = imaging.combine_alpha(mask, image.alpha)
+        encoded = {
+            kind: imaging.encode(
+                imaging.cutout(image.rgb, alpha, job.output.background)
+                if kind == "cutout"
+                else imaging.mask_image(mask),
+                job.output.format,
             )
-        self._complete(item, infos, duplicate=True)
-        return True
+            for kind in (result.kind for result in admitted.results)
+        }
+        del mask, alpha, inferred
+        now = task.mark("encode", started)
+        metadata = {
+            "cutq-width": str(image.width),
+            "cutq-height": str(image.height),
+            "cutq-job-id": job.job_id,
+        }
+        outputs, duplicate = [], False
+        for index, result in enumerate(admitted.results):
+            storage = open_storage(result.target)
+            try:
+                info = storage.write(
+                    result.target,
+                    encoded.pop(result.kind),
+                    content_type=CONTENT_TYPES[job.output.format],
+                    metadata=metadata,
+                    if_absent=True,
+                )
+            except AlreadyExists:  # another delivery (another worker) got there first
+                duplicate = duplicate or index == 0  # the first result decides who computed it
+                found = storage.stat(result.target)
+                if found is None:  # pragma: no cover - created, then deleted at once
+                    raise
+                info = found
+            outputs.append(
+                OutputInfo(result.kind, result.uri, info.size, image.width, image.height)
+            )
+        task.mark("upload", now)
+        self._complete(admitted, tuple(outputs), duplicate=duplicate)
 
-    # --- settling ---------------------------------------------------------------------------
+    def _complete(
+        self, admitted: Admitted, outputs: tuple[OutputInfo, ...], *, duplicate: bool
+    ) -> None:
+        task = admitted.task
+        task.timings_ms["total"] = (time.monotonic() - task.received) * 1000.0
+        event = Event.completed(
+            admitted.job,
+            outputs,
+            model=self.runner.model.describe(),
+            attempt=task.delivery.delivery_attempt,
+            batch_size=task.batch_size,
+            timings_ms=task.timings_ms,
+            duplicate=duplicate,
+        )
+        self._emit(task, event)
 
-    def _guard(self, stage, item: WorkItem) -> None:  # type: ignore[no-untyped-def]
-        """Run a stage; any error settles the job instead of killing a thread."""
-        try:
-            stage(item)
-        except Exception as error:
-            self._finish_error(item, error)
+    # --- ending a job -----------------------------------------------------------------------
 
-    def _finish_error(self, item: WorkItem, error: BaseException) -> None:
-        item.timings_ms["total"] = (time.monotonic() - item.received) * 1000.0
+    def _fail(self, task: Task, error: BaseException) -> None:
+        """Settle ``task`` by the class of ``error``: a ``failed`` event, or back to the queue."""
+        task.timings_ms["total"] = (time.monotonic() - task.received) * 1000.0
         if not is_permanent(error):
             if not isinstance(error, CutqError):
-                log.error("unexpected error; the job goes back to the queue", exc_info=error)
-            self._settle(item, ack=False, error=error)
+                log.error(
+                    "unexpected %s; the job goes back to the queue",
+                    type(error).__name__,
+                    exc_info=error,
+                )
+            self._settle(task, ack=False, error=error)
             return
-        job = item.job
-        job_id = job.job_id if job else salvage_job_id(item.delivery.data)
-        self._publish_and_ack(
-            item,
-            Event(
-                job_id=job_id or f"message-{item.delivery.message_id}",
-                status="failed",
-                input=job.input if job else None,
-                model=self.runner.model.describe(),
-                attempt=item.delivery.delivery_attempt,
-                timings_ms=item.timings_ms,
-                error_code=error_code(error),
-                error_message=str(error)[:1000],
+        job, delivery = task.job, task.delivery
+        self._emit(
+            task,
+            Event.failed(
+                (job.job_id if job else salvage_job_id(delivery.data)) or task.label,
+                job.input if job else None,
+                error_code(error),
+                str(error),
                 attributes=job.attributes if job else {},
+                model=self.runner.model.describe(),
+                attempt=delivery.delivery_attempt,
+                timings_ms=task.timings_ms,
             ),
         )
 
-    def _publish_and_ack(self, item: WorkItem, event: Event) -> None:
+    def _emit(self, task: Task, event: Event) -> None:
+        """Publish ``event``, then ack; unless the task was nacked meanwhile (grace over)."""
+        if not self.ledger.begin_emit(task):
+            return
         try:
             self.events.publish(event)
         except Exception as error:
-            self._settle(item, ack=False, error=error)
+            self._settle(task, ack=False, error=error)
             return
-        self._settle(item, ack=True, event=event)
+        self._settle(task, ack=True, event=event)
 
     def _settle(
         self,
-        item: WorkItem,
+        task: Task,
         *,
         ack: bool,
         event: Event | None = None,
         error: BaseException | None = None,
     ) -> None:
-        """Ack or nack once, release the slot, count and log one line for the job."""
-        with self._idle:
-            if item not in self._in_flight:
-                return  # already settled (e.g. nacked at the end of the grace period)
-            self._in_flight.discard(item)
+        """Ack or nack once; then the deliveries that waited on this job share its outcome."""
+        for follower in self.ledger.settle(task, ack=ack, event=event, error=error):
+            if ack and event is not None and follower.job is not None:
+                self._emit(follower, _followed(event, follower))
+            else:
+                self._settle(follower, ack=False, error=error)
+
+    def _hand_off(
+        self, pool: ThreadPoolExecutor, stage: Callable[[T], None], item: T, task: Task
+    ) -> None:
+        """Run ``stage(item)`` on ``pool``; any error settles ``task`` instead of a thread."""
+
+        def run() -> None:
+            try:
+                stage(item)
+            except Exception as error:
+                self._fail(task, error)
+
         try:
-            item.delivery.ack() if ack else item.delivery.nack()
-        finally:
-            self._slots.release()
-            with self._stats_lock:
-                if not ack:
-                    self.stats.retried += 1
-                elif event is not None and event.duplicate:
-                    self.stats.duplicates += 1
-                elif event is not None and event.status == "completed":
-                    self.stats.completed += 1
-                else:
-                    self.stats.failed += 1
-                    self.stats.failures[event.error_code if event else "internal"] += 1
-            with self._idle:
-                self.last_activity = time.monotonic()
-                self._idle.notify_all()
-            log_job(item, ack, event, error)
+            pool.submit(run)
+        except RuntimeError:  # the pool is shut down: the worker is stopping
+            self._settle(task, ack=False, error=ShuttingDown("worker stopping"))
+
+    # --- shutdown ---------------------------------------------------------------------------
+
+    def stop_taking(self) -> None:
+        """New deliveries are held unstarted from now on (see :meth:`submit`)."""
+        self._stopping.set()
+        self.ledger.close()
+
+    def release_held(self) -> None:
+        """Nack the deliveries held since :meth:`stop_taking`, once each (and any later one)."""
+        self._released.set()
+
+    def close(self, deadline: float) -> None:
+        """Finish what is in flight by ``deadline`` (monotonic), return the rest; stop threads.
+
+        Never waits past ``deadline``: a job stuck in storage is nacked and its thread left to
+        the process's exit. A job already publishing its event is not nacked (its ack follows).
+        """
+        # 1. Take no new work: the source's new deliveries wait, still leased.
+        self.stop_taking()
+        # 2. Let running jobs finish: their acks and nacks still reach the source.
+        if not self.ledger.wait_idle(max(0.0, deadline - time.monotonic())):
+            # 3. Grace over: back to the queue, once each, unless publishing their event now.
+            left = self.ledger.unsettled()
+            log.warning("grace period over: returning %d unfinished job(s) to the queue", len(left))
+            for task in left:
+                self.ledger.settle(
+                    task, ack=False, error=ShuttingDown("worker stopping"), unless_emitting=True
+                )
+            self.ledger.wait_idle(max(0.0, deadline - time.monotonic()))
+        # 4. Stop the model thread and the pools; never wait on a stuck call.
+        self._batches.put(STOP)
+        self._loaders.shutdown(wait=False, cancel_futures=True)
+        self._writers.shutdown(wait=False, cancel_futures=True)
+        self._model_thread.join(timeout=max(0.0, deadline - time.monotonic()))
+
+
+def _output(result: Result, info: ObjectInfo) -> OutputInfo:
+    """What the event says of a result object found in storage (sizes from its metadata)."""
+    width, height = info.metadata.get("cutq-width"), info.metadata.get("cutq-height")
+    return OutputInfo(
+        kind=result.kind,
+        uri=result.uri,
+        size=info.size,
+        width=int(width) if width else None,
+        height=int(height) if height else None,
+    )
+
+
+def _followed(event: Event, follower: Task) -> Event:
+    """The leader's outcome as ``follower``'s own event: computed once, reported for each."""
+    assert follower.job is not None
+    follower.timings_ms["total"] = (time.monotonic() - follower.received) * 1000.0
+    return dataclasses.replace(
+        event,
+        attempt=follower.delivery.delivery_attempt,
+        batch_size=None,
+        timings_ms=dict(follower.timings_ms),
+        attributes=follower.job.attributes,
+        duplicate=event.status == "completed",
+        time=datetime.now(timezone.utc),
+    )

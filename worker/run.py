@@ -8,7 +8,6 @@ cloud worker, with the local directory as the job source.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -17,14 +16,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from cutq.submitter.contract import Event, Options, parse_job
-from cutq.submitter.storage import to_uri
+from cutq.core.contract import Event, Options, parse_job
+from cutq.core.storage import to_uri
 from cutq.worker.config import WorkerConfig
 from cutq.worker.events import JsonlEventSink
-from cutq.worker.inference import Runner
-from cutq.worker.models import create_model
-from cutq.worker.pipeline import Pipeline
-from cutq.worker.sources.local import LocalDelivery, LocalSource, expand_paths
+from cutq.worker.service import Service
+from cutq.worker.sources.local import LocalSource, expand_paths
 
 log = logging.getLogger(__name__)
 
@@ -71,64 +68,48 @@ def run_local(
     out = Path(out_dir).absolute()
     config = config.replace(output=to_uri(out))
     files = list(expand_paths(inputs))
-    started = time.monotonic()
-    runner = Runner(create_model(config), config.device, config.precision)
-    runner.setup()
-    if config.warmup:
-        runner.warmup(
-            options.resize if options and options.resize else config.resize,  # type: ignore[arg-type]
-            batch_sizes=sorted({1, min(config.max_batch, max(len(files), 1))}),
-        )
-    warmup_s = time.monotonic() - started
-
+    if options and options.resize:
+        config = config.replace(resize=options.resize)  # warm up at the shapes the run uses
     events_path = out / "events.jsonl"
-    sink = JsonlEventSink(events_path)
-    source = LocalSource(files, config.default_output, options, max_attempts=3)
-    pipeline = Pipeline(config, runner, sink)
-    done = threading.Event()
+    started = time.monotonic()
+    service = Service.start(
+        config,
+        JsonlEventSink(events_path),
+        warmup_batch_sizes=[1, min(config.max_batch, max(len(files), 1))],
+        install_signals=False,
+    )
+    warmup_s = time.monotonic() - started
     bar = tqdm(total=len(files), unit="img", disable=not progress, dynamic_ncols=True)
-    counted = 0
-    lock = threading.Lock()
-
-    def settled(delivery: LocalDelivery, acked: bool) -> None:
-        nonlocal counted
-        with lock:
-            counted += 1
-            bar.update(1)
-            if counted == len(files):
-                done.set()
-
-    source.retry = pipeline.submit
-    source.settled = settled
-    pipeline.start()
+    source = LocalSource(
+        files,
+        config.default_output,
+        options,
+        max_attempts=3,
+        on_settled=lambda delivery, acked: bar.update(1),
+    )
     began = time.monotonic()
     try:
-        for delivery in source.deliveries():
-            pipeline.submit(delivery)
-        if files:
-            done.wait()
-        pipeline.wait_idle()
+        service.run(source)
     finally:
-        pipeline.close(grace_s=0)
         bar.close()
     elapsed = time.monotonic() - began
+    sink = JsonlEventSink(events_path)  # the service closed its own
     for delivery in source.exhausted:  # the local dead letters: still one event each
         job = parse_job(delivery.data, defaults=config.default_output)
         sink.publish(
-            Event(
-                job_id=job.job_id,
-                status="failed",
-                input=job.input,
-                model=runner.model.describe(),
-                attempt=delivery.delivery_attempt,
-                error_code="retries_exhausted",
-                error_message=f"gave up after {delivery.delivery_attempt} attempts; "
+            Event.failed(
+                job.job_id,
+                job.input,
+                "retries_exhausted",
+                f"gave up after {delivery.delivery_attempt} attempts; "
                 "see the log for each attempt's error",
+                attributes=job.attributes,
+                model=service.runner.model.describe(),
+                attempt=delivery.delivery_attempt,
             )
         )
     sink.close()
-    stats = pipeline.stats
-    failures = stats.failures + Counter({"retries_exhausted": len(source.exhausted)})
+    stats = service.pipeline.stats
     return RunSummary(
         total=len(files),
         completed=stats.completed,
@@ -137,6 +118,6 @@ def run_local(
         elapsed_s=elapsed,
         warmup_s=warmup_s,
         events_path=events_path,
-        failures=failures,
-        mean_batch=stats.batch_items / max(stats.batches, 1),
+        failures=stats.failures + Counter({"retries_exhausted": len(source.exhausted)}),
+        mean_batch=stats.mean_batch,
     )

@@ -39,6 +39,11 @@ def main(argv: list[str]) -> int:
         path.mkdir(parents=True, exist_ok=True)
         (path / "__init__.py").touch()
         print(f"stub package {rel}")
+    # The readme pyproject.toml names must exist for the build, not its text: the Dockerfile
+    # leaves the real one out of the dependency layer so that README edits do not rebuild it.
+    readme = pyproject.get("project", {}).get("readme")
+    if isinstance(readme, str):
+        (pyproject_path.parent / readme).touch()
     return 0
 
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cutq.submitter.cli import add_output_args
-from cutq.submitter.errors import ConfigError, InvalidJob
+from cutq.core.errors import ConfigError, InvalidJob
+from cutq.core.flags import add_output_args
 
 if TYPE_CHECKING:
     from cutq.submitter.client import JobHandle, Watcher
@@ -95,9 +95,9 @@ class Summary:
 def handle(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from cutq.core.contract import Options, OutputSpec, new_job
     from cutq.submitter.bulk import Checkpoint, DoneIndex, TokenBucket, iter_inputs, parse_rate
     from cutq.submitter.client import Submitter, SubmitterConfig
-    from cutq.submitter.contract import Options, OutputSpec, new_job
 
     config = SubmitterConfig.from_env(
         jobs_topic=args.topic,
@@ -208,7 +208,7 @@ def _wait(
             summary.failed += 1
             summary.failures.append(f"  failed {result.job_id}: {result.error_code}")
     if args.download:
-        from cutq.submitter.storage import open_storage
+        from cutq.core.storage import open_storage
 
         target = Path(args.download)
         uris = [uri for result in results if result.ok for uri in result.outputs.values()]

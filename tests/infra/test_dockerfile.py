@@ -99,7 +99,7 @@ def test_dockerignore_keeps_the_context_small() -> None:
         if line.strip() and not line.startswith("#")
     }
     assert {".git", ".venv", "tests", "infra/terraform"} <= patterns
-    for needed in ("submitter", "worker", "pyproject.toml", "infra/docker"):
+    for needed in ("core", "cli", "submitter", "worker", "pyproject.toml", "infra/docker"):
         assert needed not in patterns
 
 
@@ -121,6 +121,7 @@ def test_stub_packages_cover_every_declared_package(tmp_path: Path) -> None:
     assert stubs.main(["stub_packages.py", str(tmp_path / "pyproject.toml")]) == 0
     for rel in paths:
         assert (tmp_path / rel / "__init__.py").is_file()
+    assert (tmp_path / pyproject["project"]["readme"]).is_file()  # the deps stage has no README
 
 
 def test_runtime_copies_every_package_directory() -> None:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from cutq.core.storage import open_storage
 from cutq.submitter.client import Submitter, SubmitterConfig
-from cutq.submitter.storage import open_storage
 from tests.support.cloud import Cloud, ThreadWorker, tiny_image
 from tests.support.pubsub import PubSubEmulator
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cutq.submitter.cli import main
+from cutq.cli import main
 from cutq.worker.evaluation.dataset import DEFAULT_SEED, generate
 from cutq.worker.evaluation.evaluate import evaluate
 from cutq.worker.inference import Runner

@@ -17,9 +17,9 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from cutq.submitter import storage
-from cutq.submitter.errors import PublishFailed
-from cutq.submitter.storage import reset_backends
+from cutq.core import storage
+from cutq.core.errors import PublishFailed
+from cutq.core.storage import reset_backends
 from cutq.worker import service
 from cutq.worker.events import PubSubEventSink
 from cutq.worker.models.u2netp import U2NetP
@@ -188,7 +188,7 @@ def test_out_of_memory_at_batch_one_is_dead_lettered_never_dropped(
     cloud = Cloud(pubsub_emulator, gcs_bucket, max_delivery_attempts=5)
     monkeypatch.setattr(service, "create_model", lambda config: OutOfMemoryAbove(0))
     ids = cloud.publish_jobs(cloud.upload_images(3))
-    caplog.set_level(logging.WARNING, logger="cutq.worker.pipeline")
+    caplog.set_level(logging.WARNING, logger="cutq.worker")
     worker = ThreadWorker(cloud.worker_config(max_batch=4))
     try:
         result = collect(cloud, ids, timeout_s=90)

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import functions_framework
 import pytest
 
+from cutq.core.contract import OutputSpec, derive_job_id, parse_job
 from cutq.submitter import function
-from cutq.submitter.contract import OutputSpec, derive_job_id, parse_job
 from tests.integration.test_submitter import Topic, make_topic
 
 pytest_plugins = ["tests.support.pubsub.fixtures"]

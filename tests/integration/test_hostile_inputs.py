@@ -26,9 +26,9 @@ import numpy as np
 import pytest
 from PIL import Image, features
 
-from cutq.submitter.contract import MAX_MESSAGE_BYTES
-from cutq.submitter.storage import open_storage
-from cutq.worker.pipeline import Stats
+from cutq.core.contract import MAX_MESSAGE_BYTES
+from cutq.core.storage import open_storage
+from cutq.worker.ledger import Stats
 from tests.support.cloud import Cloud, ThreadWorker
 from tests.support.pubsub import PubSubEmulator
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cutq.submitter.cli import main
+from cutq.cli import main
 from cutq.worker.models.inspyrenet import InSPyReNet
 from tests.conftest import SAMPLES
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cutq.submitter.cli import main
+from cutq.cli import main
 from tests.conftest import SAMPLES
 
 

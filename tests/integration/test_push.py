@@ -20,10 +20,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from google.auth import crypt, jwt
 
-from cutq.submitter.contract import new_job
+from cutq.core.contract import new_job
 from cutq.worker.config import WorkerConfig
-from cutq.worker.service import start_service
-from cutq.worker.sources.push import TokenVerifier, serve
+from cutq.worker.service import Service
+from cutq.worker.sources.push import PushSource, TokenVerifier
 from tests.support.cloud import Cloud
 from tests.support.pubsub import PubSubEmulator
 
@@ -35,7 +35,7 @@ class Endpoint:
     """A running `cutq serve` in this process."""
 
     def __init__(self, config: WorkerConfig, verifier: TokenVerifier | None = None) -> None:
-        self.service = start_service(config, install_signals=False)
+        self.service = Service.start(config.replace(grace_period_s=10), install_signals=False)
         ready = threading.Event()
         self.port = 0
 
@@ -43,19 +43,10 @@ class Endpoint:
             self.port = port
             ready.set()
 
-        self.thread = threading.Thread(
-            target=serve,
-            args=(self.service.pipeline, self.service.stop),
-            kwargs=dict(
-                host="127.0.0.1",
-                port=0,
-                verifier=verifier,
-                grace_s=10,
-                timeout_s=60,
-                on_ready=on_ready,
-            ),
-            daemon=True,
+        source = PushSource(
+            host="127.0.0.1", port=0, verifier=verifier, timeout_s=60, on_ready=on_ready
         )
+        self.thread = threading.Thread(target=self.service.run, args=(source,), daemon=True)
         self.thread.start()
         assert ready.wait(30)
 
@@ -79,7 +70,6 @@ class Endpoint:
     def stop(self) -> None:
         self.service.stop.set()
         self.thread.join(30)
-        self.service.events.close()
 
 
 def envelope(data: bytes, message_id: str = "1", attempt: int | None = None) -> dict:
@@ -223,6 +213,9 @@ def test_oidc_tokens_are_verified(cloud: Cloud) -> None:
         assert endpoint.request("POST", "/", body, token=certs.token(audience="other"))[0] == 401
         assert endpoint.request("POST", "/", body, token=certs.token(email="x@y.z"))[0] == 401
         assert endpoint.request("POST", "/", body, token=certs.token(ttl_s=-3600))[0] == 401
+        # Not behind Cloud Run's IAM check (mode "verify"), an unsigned token proves nothing.
+        stripped = strip_signature(certs.token())
+        assert endpoint.request("POST", "/", body, token=stripped)[0] == 401
         good = certs.token()
         assert endpoint.request("POST", "/", body, token=good)[0] == 200
         assert endpoint.request("POST", "/", body, token=good)[0] == 200  # cached
@@ -230,3 +223,91 @@ def test_oidc_tokens_are_verified(cloud: Cloud) -> None:
     finally:
         endpoint.stop()
         certs.close()
+
+
+def strip_signature(token: str) -> str:
+    """The token as a Cloud Run service behind run.invoker receives it: Cloud Run checked it,
+    then replaced its signature (https://cloud.google.com/run/docs/troubleshooting#signature-removed)."""
+    header, payload, _signature = token.split(".")
+    return f"{header}.{payload}.SIGNATURE_REMOVED_BY_GOOGLE"
+
+
+def forge(token: str, **claims: object) -> str:
+    """The token with its claims rewritten and its (now wrong) signature kept."""
+    header, payload, signature = token.split(".")
+    decoded = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    decoded.update(claims)
+    forged = base64.urlsafe_b64encode(json.dumps(decoded).encode()).rstrip(b"=").decode()
+    return f"{header}.{forged}.{signature}"
+
+
+def raw_post(port: int, head: str, body: bytes = b"", timeout_s: float = 5.0) -> str:
+    """Send a hand-written request (headers urllib would refuse) and return the status line."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as sock:
+        sock.sendall(head.replace("\n", "\r\n").encode() + b"\r\n" + body)
+        reply = b""
+        while b"\r\n" not in reply:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            reply += chunk
+    return reply.split(b"\r\n", 1)[0].decode()
+
+
+def test_signature_stripped_tokens_behind_cloud_run_iam(cloud: Cloud) -> None:
+    """CUTQ_PUSH_AUTH=claims (the Terraform service shape): a token whose signature Cloud Run
+    removed is accepted on its claims, which are still checked; signed tokens are verified."""
+    certs = CertServer()
+    verifier = TokenVerifier(AUDIENCE, PUSHER, certs_url=certs.url, mode="claims")
+    endpoint = Endpoint(cloud.worker_config(), verifier=verifier)
+    body = envelope(b"{broken")
+    try:
+        stripped = strip_signature(certs.token())
+        assert endpoint.request("POST", "/", body, token=stripped)[0] == 200
+        for bad in (
+            strip_signature(certs.token(audience="https://other.example/")),
+            strip_signature(certs.token(email="x@y.z")),
+            strip_signature(certs.token(ttl_s=-3600)),
+            strip_signature(forge(certs.token(), iss="https://evil.example")),
+            strip_signature(forge(certs.token(), email_verified=False)),
+            "e30.bm90IGpzb24.SIGNATURE_REMOVED_BY_GOOGLE",
+        ):
+            assert endpoint.request("POST", "/", body, token=bad)[0] == 401, bad
+        # A token that still has a signature is verified in full: a forged one is refused.
+        assert endpoint.request("POST", "/", body, token=certs.token())[0] == 200
+        forged = forge(certs.token(), email=PUSHER, aud=AUDIENCE, exp=int(time.time()) + 900)
+        assert endpoint.request("POST", "/", body, token=forged)[0] == 401
+        assert len(cloud.pull_all(cloud.events_sub, expected=2)) == 2
+    finally:
+        endpoint.stop()
+        certs.close()
+
+
+def test_bad_content_length_is_refused_cleanly(cloud: Cloud) -> None:
+    """Regression: a negative Content-Length read the body with no size limit (the handler
+    blocked until the client went away) and a non-numeric one dropped the connection with a
+    traceback. Each now gets its status, and the server keeps serving."""
+    endpoint = Endpoint(cloud.worker_config())
+    data = json.dumps(envelope(b"{broken")).encode()
+    head = "POST / HTTP/1.1\nHost: x\nContent-Type: application/json\n"
+    try:
+        cases = {
+            "Content-Length: -1\n": "400",
+            "Content-Length: abc\n": "400",
+            "Content-Length: +5\n": "400",
+            "Content-Length: 1_0\n": "400",
+            "Content-Length: 5\nContent-Length: 6\n": "400",
+            "Content-Length: 99999999999\n": "413",
+            "Transfer-Encoding: chunked\n": "411",
+        }
+        for headers, status in cases.items():
+            line = raw_post(endpoint.port, head + headers, data)
+            assert line.startswith(f"HTTP/1.1 {status} "), (headers, line)
+        assert raw_post(endpoint.port, head + f"Content-Length: {len(data)}\n", data).startswith(
+            "HTTP/1.1 200 "
+        )
+        assert endpoint.request("GET", "/healthz")[0] == 200
+    finally:
+        endpoint.stop()

@@ -24,6 +24,7 @@ def test_soak_with_rotating_faults_loses_nothing(
     assert report["lost"] == 0 and report["conflicting"] == 0, report
     assert report["duplicate_results"] == 0, report
     assert report["completed"] == 300 and report["dead_lettered"] == 0, report
+    assert report["computed_twice"] == 0 and report["scale_in_problems"] == [], report
     kinds = {fault["fault"].split(" ")[0] for fault in report["faults"]}
-    assert {"kill_worker", "storage_503_burst"} <= kinds, report["faults"]
+    assert {"kill_worker", "storage_503_burst", "sigterm_scale_in"} <= kinds, report["faults"]
     assert report["worker_processes"] >= 3  # the killed one was replaced

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 
 import pytest
 
-from cutq.submitter.errors import InputNotFound, InputTooLarge, UnsupportedScheme
-from cutq.submitter.storage import file_path, open_storage, scheme_of, to_uri
+from cutq.core.errors import AlreadyExists, InputNotFound, InputTooLarge, UnsupportedScheme
+from cutq.core.storage import file_path, open_storage, scheme_of, to_uri
 
 
 def test_unknown_schemes_are_rejected() -> None:
@@ -94,3 +95,47 @@ def test_local_uris_with_spaces_and_percent_encoding_round_trip(tmp_path) -> Non
     listed = [info.uri for info in storage.list(to_uri(tmp_path))]
     assert [file_path(u) for u in listed] == [folder / "a b%.png"]
     assert storage.read(listed[0], max_bytes=10) == b"x"
+
+
+def create_only_race(uri: str, writers: int = 8) -> tuple[list[bytes], bytes]:
+    """``writers`` threads create ``uri`` at once; returns who won and what was stored."""
+    storage = open_storage(uri)
+    start = threading.Barrier(writers)
+    won: list[bytes] = []
+    lost = 0
+
+    def write(index: int) -> None:
+        nonlocal lost
+        data = f"writer-{index}".encode()
+        start.wait()
+        try:
+            storage.write(uri, data, content_type="image/png", if_absent=True)
+            won.append(data)
+        except AlreadyExists:
+            lost += 1
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert lost == writers - len(won)
+    return won, storage.read(uri, max_bytes=100)
+
+
+def test_create_only_writes_have_exactly_one_winner_on_gcs(gcs_bucket: str) -> None:
+    """Cloud Storage answers 412 to ifGenerationMatch=0 on an existing object; the tests'
+    server is made to do the same (tests/support/servers.py), and GcsStorage maps it."""
+    uri = f"gs://{gcs_bucket}/race/result.png"
+    won, stored = create_only_race(uri)
+    assert len(won) == 1 and stored == won[0]
+    with pytest.raises(AlreadyExists):
+        open_storage(uri).write(uri, b"later", content_type="image/png", if_absent=True)
+    assert open_storage(uri).write(uri, b"replace", content_type="image/png").size == 7
+
+
+def test_create_only_writes_have_exactly_one_winner_on_local_files(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    uri = to_uri(tmp_path / "race" / "result.png")
+    won, stored = create_only_race(uri)
+    assert len(won) == 1 and stored == won[0]
+    assert sorted(os.listdir(tmp_path / "race")) == ["result.png"]  # no temporary left behind

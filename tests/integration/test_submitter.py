@@ -22,10 +22,10 @@ import pytest
 from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1
 
-from cutq.submitter.cli import main
+from cutq.cli import main
+from cutq.core.contract import Event, OutputInfo, OutputSpec, new_job, parse_job
+from cutq.core.storage import open_storage
 from cutq.submitter.client import Submitter, SubmitterConfig
-from cutq.submitter.contract import Event, OutputInfo, OutputSpec, new_job, parse_job
-from cutq.submitter.storage import open_storage
 from cutq.submitter.watch import JobsFailed, WaitTimeout, raise_for_failures
 from tests.support.pubsub import PubSubEmulator
 
@@ -197,7 +197,7 @@ def test_resume_after_interruption_continues_after_the_checkpoint(
             "--resume-file", str(resume)]  # fmt: skip
     env = {**os.environ, "PUBSUB_EMULATOR_HOST": pubsub_emulator.host}
     process = subprocess.Popen(
-        [sys.executable, "-m", "cutq.submitter.cli", "submit", "--no-progress", "--rate",
+        [sys.executable, "-m", "cutq.cli", "submit", "--no-progress", "--rate",
          "1000/s", *argv],
         env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip

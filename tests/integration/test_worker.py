@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from cutq.submitter.storage import open_storage, reset_backends
+from cutq.core.storage import open_storage, reset_backends
 from tests.support.cloud import Cloud, ThreadWorker, worker_process
 from tests.support.faulty_proxy import Fault, FaultyProxy
 from tests.support.pubsub import PubSubEmulator

@@ -17,8 +17,8 @@ from google.cloud import pubsub_v1
 from google.pubsub_v1 import types as gapic
 from PIL import Image, ImageDraw
 
-from cutq.submitter.contract import OutputSpec, new_job
-from cutq.submitter.storage import open_storage
+from cutq.core.contract import OutputSpec, new_job
+from cutq.core.storage import open_storage
 from cutq.worker.config import WorkerConfig
 from tests.support.pubsub import PubSubEmulator
 
@@ -169,22 +169,16 @@ class ThreadWorker:
     """`cutq worker`'s code path in a thread of the test process."""
 
     def __init__(self, config: WorkerConfig, drain_idle_s: float | None = None) -> None:
-        from cutq.worker.service import start_service
-        from cutq.worker.sources.pubsub import run_subscriber
+        from cutq.worker.service import Service
+        from cutq.worker.sources.pubsub import PubSubSource
 
-        self.service = start_service(config, install_signals=False)
+        assert config.subscription
+        self.service = Service.start(config, install_signals=False)
         self.reason: str | None = None
+        source = PubSubSource(config.subscription, drain_idle_s=drain_idle_s)
 
         def run() -> None:
-            assert config.subscription
-            self.reason = run_subscriber(
-                self.service.pipeline,
-                config.subscription,
-                self.service.stop,
-                drain_idle_s=drain_idle_s,
-                grace_s=config.grace_period_s,
-            )
-            self.service.events.close()
+            self.reason = self.service.run(source)
 
         self.thread = threading.Thread(target=run, daemon=True)
         self.thread.start()
@@ -215,7 +209,7 @@ def worker_process(
         env[f"CUTQ_{name.upper()}"] = text.lower() if isinstance(value, bool) else text
     env["CUTQ_LOG_FORMAT"] = "json"
     return subprocess.Popen(
-        [sys.executable, "-m", "cutq.submitter.cli", "worker", *extra],
+        [sys.executable, "-m", "cutq.cli", "worker", *extra],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

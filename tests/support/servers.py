@@ -19,6 +19,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -67,7 +68,7 @@ def local_gcs() -> Iterator[str]:
     STORAGE_EMULATOR_HOST points at it while the context lasts. When the caller already
     points STORAGE_EMULATOR_HOST at a server, that one is used and nothing is started.
     """
-    from cutq.submitter.storage import reset_backends
+    from cutq.core.storage import reset_backends
 
     existing = os.environ.get("STORAGE_EMULATOR_HOST")
     if existing:
@@ -96,6 +97,58 @@ def _skip_metadata_snapshots() -> None:
     Storage._write_config_to_file = lambda self: None  # type: ignore[method-assign]
 
 
+def _honour_create_only_writes() -> None:
+    """Make gcp-storage-emulator answer ``ifGenerationMatch=0`` the way Cloud Storage does.
+
+    Cloud Storage's JSON API creates the object only if none exists when the request carries
+    ``ifGenerationMatch=0``, and answers 412 Precondition Failed otherwise; the emulator ignores
+    the parameter and overwrites. The worker's result writes are create-only (of two workers
+    racing on one job exactly one may write), so the tests' server must decide like the real
+    one: check and create under one lock, for media and multipart uploads (results are small;
+    resumable uploads are not covered).
+    """
+    from http import HTTPStatus
+
+    from gcp_storage_emulator.exceptions import NotFound
+    from gcp_storage_emulator.handlers import objects
+    from gcp_storage_emulator.server import HANDLERS
+
+    original = objects.insert
+    lock = threading.Lock()
+
+    def insert(request, response, storage, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if request.query.get("ifGenerationMatch") != ["0"]:
+            return original(request, response, storage, *args, **kwargs)
+        name = (request.query.get("name") or [None])[0]
+        if name is None and isinstance(request.data, dict):
+            name = request.data.get("meta", {}).get("name")
+        with lock:
+            try:
+                storage.get_file_obj(request.params["bucket_name"], name)
+            except NotFound:
+                return original(request, response, storage, *args, **kwargs)
+            message = "At least one of the pre-conditions you specified did not hold."
+            response.status = HTTPStatus.PRECONDITION_FAILED
+            response.json(
+                {
+                    "error": {
+                        "code": 412,
+                        "message": message,
+                        "errors": [
+                            {"message": message, "domain": "global", "reason": "conditionNotMet"}
+                        ],
+                    }
+                }
+            )
+            return None
+
+    objects.insert = insert
+    for _, handlers in HANDLERS:
+        for method, handler in list(handlers.items()):
+            if handler is original:
+                handlers[method] = insert
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gcs", action="store_true", help="start gcp-storage-emulator")
@@ -107,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
             from gcp_storage_emulator.server import create_server
 
             _skip_metadata_snapshots()
+            _honour_create_only_writes()
             port = free_port()
             gcs = create_server("127.0.0.1", port, in_memory=True)
             gcs.start()

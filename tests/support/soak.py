@@ -1,8 +1,12 @@
 """A soak run: many jobs through real `cutq worker` processes while faults keep coming.
 
 Every ``fault_every_s`` seconds the next fault in rotation strikes: one worker is SIGKILLed and
-a fresh one started in its place; storage answers 503 for a burst; the Pub/Sub server restarts
-under every stream (skipped when it is an external emulator). Meanwhile the resident memory of
+a fresh one started in its place; storage answers 503 for a burst; one worker is scaled in with
+SIGTERM (it must exit 0 within its grace period plus 1 s) and a fresh one started; the Pub/Sub
+server restarts under every stream (skipped when it is an external emulator). Every worker's
+job lines are read: a job that ended (completed or duplicate) more than once after running the
+model was computed twice (a transient failure's retry is not counted: it had to recompute).
+Meanwhile the resident memory of
 each worker process is sampled from ``/proc/<pid>/status``. The result says how every job
 ended (see :mod:`tests.support.ledger`), the throughput, the faults and the memory drift.
 Used by ``tests/integration/test_soak.py`` (small) and ``bench/soak.py`` (any size).
@@ -11,6 +15,7 @@ Used by ``tests/integration/test_soak.py`` (small) and ``bench/soak.py`` (any si
 from __future__ import annotations
 
 import collections
+import json
 import os
 import signal
 import subprocess
@@ -20,13 +25,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from cutq.submitter.storage import open_storage
+from cutq.core.storage import open_storage
 from tests.support.cloud import Cloud, tiny_image, worker_process
 from tests.support.faulty_proxy import Fault, FaultyProxy
 from tests.support.ledger import collect
 from tests.support.pubsub import PubSubEmulator
 
-FAULTS = ("kill_worker", "storage_503_burst", "pubsub_restart")
+FAULTS = ("kill_worker", "storage_503_burst", "sigterm_scale_in", "pubsub_restart")
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,7 @@ class _Worker:
 
     process: subprocess.Popen
     started: float
+    computed: collections.Counter  # job id → deliveries that ran the model, shared by workers
     tail: collections.deque = field(default_factory=lambda: collections.deque(maxlen=50))
     errors: int = 0
     samples: list[tuple[float, float]] = field(default_factory=list)  # (seconds alive, MiB)
@@ -83,6 +89,11 @@ class _Worker:
             self.tail.append(line)
             if '"severity": "ERROR"' in line or '"severity":"ERROR"' in line:
                 self.errors += 1
+            if line.startswith("{") and '"cutq.worker.joblog"' in line:
+                entry = json.loads(line)
+                ended = entry.get("status") in ("completed", "duplicate")
+                if ended and "infer" in (entry.get("timings_ms") or {}):
+                    self.computed[entry["job_id"]] += 1
 
     def sample(self) -> None:
         value = rss_mb(self.process.pid)
@@ -149,8 +160,10 @@ def run_soak(
         )
         env = {"STORAGE_EMULATOR_HOST": proxy.url}
 
+        computed: collections.Counter = collections.Counter()  # updated by reader threads
+
         def spawn() -> _Worker:
-            return _Worker(worker_process(config, env_overrides=env), time.monotonic())
+            return _Worker(worker_process(config, env_overrides=env), time.monotonic(), computed)
 
         workers.extend(spawn() for _ in range(settings.workers))
         started = time.monotonic()
@@ -158,6 +171,7 @@ def run_soak(
         published_s = time.monotonic() - started
         next_fault = started + settings.fault_every_s
         next_sample = 0.0
+        scale_in_problems: list[str] = []
 
         def tick() -> None:
             nonlocal next_fault, next_sample
@@ -178,6 +192,20 @@ def run_soak(
                 workers.append(spawn())
             elif kind == "storage_503_burst":
                 burst.until = now + settings.storage_burst_s
+            elif kind == "sigterm_scale_in":
+                victim = workers.pop(0)
+                victim.process.send_signal(signal.SIGTERM)
+                try:
+                    code = victim.process.wait(config.grace_period_s + 30)
+                except subprocess.TimeoutExpired:
+                    victim.process.kill()
+                    code = victim.process.wait(30)
+                took = time.monotonic() - now
+                finished.append(victim)
+                workers.append(spawn())
+                kind += f" (exit {code} in {took:.1f}s)"
+                if code != 0 or took > config.grace_period_s + 1.0:
+                    scale_in_problems.append(kind)
             elif emulator.server is not None:
                 emulator.server.restart()
             else:
@@ -208,6 +236,8 @@ def run_soak(
         "workers": settings.workers,
         "fault_every_s": settings.fault_every_s,
         **result.as_dict(),
+        "computed_twice": sum(count > 1 for count in computed.values()),
+        "scale_in_problems": scale_in_problems,
         "elapsed_s": round(elapsed, 1),
         "publish_s": round(published_s, 1),
         "throughput_jobs_per_s": round(ended / elapsed, 2) if elapsed else None,

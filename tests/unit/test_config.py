@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cutq.submitter.errors import ConfigError
+from cutq.core.errors import ConfigError
 from cutq.worker.config import WorkerConfig
 
 
@@ -73,3 +73,37 @@ def test_batch_and_io_threads_follow_the_device(monkeypatch: pytest.MonkeyPatch)
     for present, expected in ((True, 8), (False, 1)):  # auto asks the CUDA driver
         monkeypatch.setattr(inference, "cuda_present", lambda present=present: present)
         assert WorkerConfig().max_batch == expected
+
+
+def test_push_timeout_defaults_to_the_platforms_and_is_bounded_by_pubsub() -> None:
+    # Cloud Run's default request timeout and the Terraform push ack deadline are 300 s.
+    assert WorkerConfig().push_timeout_s == 300
+    assert WorkerConfig.from_env({"CUTQ_PUSH_TIMEOUT_S": "600"}).push_timeout_s == 600
+    for bad in ("601", "9", "0"):
+        with pytest.raises(ConfigError, match="push_timeout_s must be 10-600"):
+            WorkerConfig.from_env({"CUTQ_PUSH_TIMEOUT_S": bad})
+
+
+@pytest.mark.parametrize(
+    ("env", "fragment"),
+    [
+        ({"CUTQ_PUSH_AUTH": "signature"}, "push_auth must be"),
+        ({"CUTQ_PUSH_AUTH": "claims"}, "needs push_audience"),
+        ({"CUTQ_PUSH_AUTH": "verify"}, "needs push_audience"),
+        ({"CUTQ_PUSH_AUTH": "none", "CUTQ_PUSH_AUDIENCE": "https://a/"}, "contradicts"),
+    ],
+)
+def test_push_auth_choices_are_checked(env: dict[str, str], fragment: str) -> None:
+    with pytest.raises(ConfigError, match=fragment):
+        WorkerConfig.from_env(env)
+
+
+def test_push_auth_picks_the_verifier() -> None:
+    from cutq.worker.sources.push import verifier_from_config
+
+    assert verifier_from_config(None, None, None, None) is None
+    assert verifier_from_config("https://a/", None, None, "none") is None
+    verify = verifier_from_config("https://a/", "p@x", None, None)
+    claims = verifier_from_config("https://a/", "p@x", None, "claims")
+    assert verify is not None and verify.mode == "verify"
+    assert claims is not None and claims.mode == "claims" and claims.service_account == "p@x"

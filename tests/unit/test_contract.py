@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from cutq.submitter.contract import (
+from cutq.core.contract import (
     Event,
     Options,
     OutputInfo,
@@ -17,7 +17,7 @@ from cutq.submitter.contract import (
     new_job,
     parse_job,
 )
-from cutq.submitter.errors import InvalidJob, InvalidMessage
+from cutq.core.errors import InvalidJob, InvalidMessage
 
 DEFAULTS = OutputSpec(uri="gs://results/cutouts")
 WHEN = datetime(2026, 11, 23, 23, 59, 59, tzinfo=timezone.utc)
@@ -132,6 +132,20 @@ def test_derived_id_is_independent_of_key_order() -> None:
         (b'{"input": "gs://inputs/a", "input_generation": true}', InvalidJob, "input_generation"),
         (b'{"input": "gs://inputs/a", "job_id": "../../etc/passwd"}', InvalidJob, "job_id"),
         (b'{"input": "gs://inputs/a", "job_id": ""}', InvalidJob, "job_id"),
+        (b'{"input": "gs://inputs/a", "job_id": "abc\\n"}', InvalidJob, "job_id"),
+        (b'{"input": "gs://inputs/a\\r\\nb"}', InvalidJob, "control characters"),
+        (b'{"input": "file:///tmp/a%00.png"}', InvalidJob, "encodes control characters"),
+        (b'{"input": "file:///tmp/a%0A.png"}', InvalidJob, "encodes control characters"),
+        (
+            b'{"input": "gs://inputs/' + b"x" * 1025 + b'"}',
+            InvalidJob,
+            "1025 bytes; Cloud Storage allows 1024",
+        ),
+        (
+            b'{"input": "gs://inputs/a", "output": "gs://out/' + b"y" * 1000 + b'"}',
+            InvalidJob,
+            "output (cutout result): object name is",
+        ),
         (b'{"input": "gs://inputs/a", "model": "Bad Model"}', InvalidJob, "model"),
         (b'{"input": "gs://inputs/a", "attributes": {"k": 1}}', InvalidJob, "strings"),
         (b'{"input": "gs://inputs/a", "attributes": {"googx": "1"}}', InvalidJob, "invalid key"),
@@ -201,6 +215,24 @@ def test_event_is_a_cloudevent_and_round_trips() -> None:
     assert event.message_attributes() == {"sku": "9", "job_id": "j1", "status": "completed"}
 
 
+def test_a_duplicate_completion_round_trips_as_a_duplicate() -> None:
+    job = parse(b'{"input": "gs://inputs/a", "attributes": {"sku": "1"}}')
+    outputs = (OutputInfo("cutout", "gs://o/dt=2026-11-23/x.png", 5, 2, 2),)
+    event = Event.completed(job, outputs, attempt=3, batch_size=8, duplicate=True)
+    assert event.duplicate and event.batch_size is None  # not computed by this delivery
+    back = event_from_cloudevent(json.loads(event.to_json()))
+    assert back.duplicate is True and back.attempt == 3 and back.outputs == outputs
+    fresh = event_from_cloudevent(json.loads(Event.completed(job, outputs).to_json()))
+    assert fresh.duplicate is False and fresh.attributes == {"sku": "1"}
+
+
+def test_event_failed_keeps_the_code_and_bounds_the_message() -> None:
+    event = Event.failed("j3", "gs://inputs/a", "image_too_large", "x" * 5000, attempt=2)
+    data = event.to_cloudevent()["data"]
+    assert data["error"]["code"] == "image_too_large" and len(data["error"]["message"]) == 1000
+    assert event_from_cloudevent(event.to_cloudevent()).error_code == "image_too_large"
+
+
 def test_failed_event_carries_code_and_message() -> None:
     event = Event(
         job_id="j2",
@@ -215,7 +247,7 @@ def test_failed_event_carries_code_and_message() -> None:
 
 
 def test_salvage_job_id_from_an_invalid_job() -> None:
-    from cutq.submitter.contract import salvage_job_id
+    from cutq.core.contract import salvage_job_id
 
     assert salvage_job_id(b'{"job_id": "order-7", "input": 5}') == "order-7"
     assert salvage_job_id(b'{"job_id": "../x"}') is None

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from cutq.submitter.contract import (
+from cutq.core.contract import (
     MAX_MESSAGE_BYTES,
     Event,
     Job,
@@ -32,7 +32,7 @@ from cutq.submitter.contract import (
     new_job,
     parse_job,
 )
-from cutq.submitter.errors import InvalidJob, InvalidMessage, PermanentError
+from cutq.core.errors import InvalidJob, InvalidMessage, PermanentError
 from cutq.worker import imaging
 
 DEFAULTS = OutputSpec("gs://results-bucket/cutouts")

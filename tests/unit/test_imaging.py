@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cutq.submitter.errors import ImageTooLarge, UndecodableImage, UnsupportedImage
+from cutq.core.errors import ImageTooLarge, UndecodableImage, UnsupportedImage
 from cutq.worker import imaging
 
 LIMIT = 50_000_000

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import pytest
 import torch
 
-from cutq.submitter.errors import DeviceOutOfMemory, WarmupFailed
+from cutq.core.errors import DeviceOutOfMemory, WarmupFailed
 from cutq.worker.inference import Runner, batch_shapes, mask_from_array
 from cutq.worker.models.base import Model, round_to_multiple
 
@@ -60,6 +62,29 @@ def test_out_of_memory_splits_the_batch_in_halves() -> None:
     maps = runner.predict(tensors(8))
     assert len(maps) == 8 and model.batch_sizes == [8, 4, 2, 2, 4, 2, 2]
     assert [float(m.mean()) for m in maps] == pytest.approx([i / 8 for i in range(8)])
+
+
+def test_out_of_memory_frees_the_failed_batch_before_the_halves_run() -> None:
+    """The split happens outside the ``except`` block: the traceback no longer pins the failed
+    attempt's batch (and whatever activations its frames held) while the halves run."""
+
+    class Remembers(Brightness):
+        def __init__(self) -> None:
+            super().__init__(max_batch_in_memory=2)
+            self.failed: list[weakref.ref] = []
+            self.alive_while_retrying: list[bool] = []
+
+        def predict(self, batch: torch.Tensor) -> torch.Tensor:
+            self.alive_while_retrying.append(any(ref() is not None for ref in self.failed))
+            activations = batch.repeat(1, 4, 1, 1)  # stands in for the network's temporaries
+            if len(batch) > 2:
+                self.failed += [weakref.ref(batch), weakref.ref(activations)]
+            return super().predict(batch)
+
+    model = Remembers()
+    Runner(model, "cpu").predict(tensors(8))
+    assert model.batch_sizes == [8, 4, 2, 2, 4, 2, 2]
+    assert model.alive_while_retrying == [False] * 7
 
 
 def test_out_of_memory_at_batch_one_is_a_transient_error() -> None:

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import torch
 
-from cutq.submitter.errors import ConfigError, UnsupportedScheme
-from cutq.submitter.storage import open_storage
+from cutq.core.errors import ConfigError, UnsupportedScheme
+from cutq.core.storage import open_storage
 from cutq.worker.models.inspyrenet import (
     IMAGENET_MEAN,
     IMAGENET_STD,

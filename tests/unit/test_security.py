@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cutq.submitter.errors import AccessDenied
+from cutq.core.errors import AccessDenied
 from cutq.worker.access import check_allowed
 from cutq.worker.config import WorkerConfig
 from cutq.worker.sources.push import TokenVerifier, redact
@@ -52,9 +52,22 @@ def test_file_uris_cannot_leave_the_allowed_directories(jail: Path, relative: st
         check_allowed(uri + "/dt=2026-01-01/x.png", local_config(jail), "output")
 
 
-@pytest.mark.parametrize("relative", ["in/a.png", "in/../in/a.png", "in/inside.png", "new/x.png"])
-def test_file_uris_inside_the_allowed_directories_pass(jail: Path, relative: str) -> None:
-    check_allowed(f"file://{jail}/{relative}", local_config(jail), "input")
+@pytest.mark.parametrize(
+    ("relative", "resolved"),
+    [
+        ("in/a.png", "in/a.png"),
+        ("in/../in/a.png", "in/a.png"),
+        ("in/inside.png", "in/real.png"),  # a symlink inside: the target that was checked
+        ("new/x.png", "new/x.png"),
+    ],
+)
+def test_file_uris_inside_the_allowed_directories_pass_as_the_path_checked(
+    jail: Path, relative: str, resolved: str
+) -> None:
+    """The URI to use is the resolved path that passed the check: a symlink swapped in after
+    the check cannot redirect the read or the write."""
+    uri = check_allowed(f"file://{jail}/{relative}", local_config(jail), "input")
+    assert uri == (jail.resolve() / resolved).as_uri()
 
 
 def test_bucket_allow_list_is_exact() -> None:

@@ -7,6 +7,9 @@ from datetime import datetime, timezone
 
 import pytest
 
+from cutq.core.contract import Job, OutputSpec, new_job
+from cutq.core.errors import ConfigError
+from cutq.core.storage import open_storage
 from cutq.submitter.bulk import (
     Checkpoint,
     DoneIndex,
@@ -15,9 +18,6 @@ from cutq.submitter.bulk import (
     listing_key,
     parse_rate,
 )
-from cutq.submitter.contract import Job, OutputSpec, new_job
-from cutq.submitter.errors import ConfigError
-from cutq.submitter.storage import open_storage
 
 
 class FakeClock:

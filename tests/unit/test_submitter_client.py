@@ -9,9 +9,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from cutq.core.contract import OutputSpec
+from cutq.core.errors import ConfigError, InputNotFound
 from cutq.submitter.client import JobHandle, Submitter, SubmitterConfig, _sniff
-from cutq.submitter.contract import OutputSpec
-from cutq.submitter.errors import ConfigError, InputNotFound
 from cutq.submitter.function import FunctionConfig
 from cutq.submitter.watch import JobsFailed, Result, raise_for_failures
 
@@ -24,7 +24,7 @@ def test_importing_the_submitter_never_loads_torch():
         "import sys\n"
         "import cutq.submitter.client, cutq.submitter.bulk, cutq.submitter.function\n"
         "import cutq.submitter.commands.submit\n"
-        "from cutq.submitter.cli import build_parser\n"
+        "from cutq.cli import build_parser\n"
         "build_parser().parse_args(['submit', 'x.png', '--topic', 'projects/p/topics/t'])\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
         "assert 'PIL' not in sys.modules, 'Pillow was imported'\n"

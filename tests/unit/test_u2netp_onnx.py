@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from cutq.submitter.errors import ConfigError
+from cutq.core.errors import ConfigError
 from cutq.worker.config import WorkerConfig
 from cutq.worker.inference import Runner
 from cutq.worker.models import create_model, onnx_engine

@@ -7,8 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from cutq.submitter.cli import add_model_args, worker_config
-from cutq.submitter.errors import ConfigError
+from cutq.core.errors import ConfigError
+from cutq.worker.commands.args import add_model_args, worker_config
 
 # Mirrors cutq.worker.evaluation.dataset's defaults without importing numpy/scipy here.
 DEFAULT_COUNT = 80

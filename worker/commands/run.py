@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from cutq.submitter.cli import add_model_args, add_output_args, worker_config
-from cutq.submitter.errors import ConfigError
+from cutq.core.errors import ConfigError
+from cutq.core.flags import add_output_args
+from cutq.worker.commands.args import add_model_args, worker_config
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -28,7 +29,7 @@ def handle(args: argparse.Namespace) -> int:
     if args.threshold is not None and not 0 < args.threshold < 1:
         raise ConfigError("--threshold must be between 0 and 1")
     config = worker_config(args)
-    from cutq.submitter.contract import Options
+    from cutq.core.contract import Options
     from cutq.worker.run import run_local
 
     options = Options(resize=args.resize, threshold=args.threshold)

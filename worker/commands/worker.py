@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
+import threading
 
-from cutq.submitter.cli import add_model_args, worker_config
-from cutq.submitter.errors import ConfigError
+from cutq.core.errors import ConfigError
+from cutq.worker.commands.args import add_model_args, worker_config
+from cutq.worker.config import WorkerConfig
 
 log = logging.getLogger(__name__)
 
@@ -42,58 +45,55 @@ def register(commands: argparse._SubParsersAction) -> None:
     push.set_defaults(handler=handle_serve)
 
 
-def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    config = worker_config(args)
-    changes = {}
-    if getattr(args, "events_topic", None):
-        changes["events_topic"] = args.events_topic
-    if getattr(args, "subscription", None):
-        changes["subscription"] = args.subscription
-    return config.replace(**changes) if changes else config
+def _config(args: argparse.Namespace) -> WorkerConfig:
+    return worker_config(
+        args,
+        events_topic=getattr(args, "events_topic", None),
+        subscription=getattr(args, "subscription", None),
+    )
 
 
 def handle_worker(args: argparse.Namespace) -> int:
     config = _config(args)
     if not config.subscription:
         raise ConfigError("no subscription: pass --subscription or set CUTQ_SUBSCRIPTION")
-    from cutq.worker.service import start_service
-    from cutq.worker.sources.pubsub import run_subscriber
+    from cutq.worker.service import Service
+    from cutq.worker.sources.pubsub import PubSubSource
 
-    service = start_service(config)
-    try:
-        reason = run_subscriber(
-            service.pipeline,
-            config.subscription,
-            service.stop,
-            drain_idle_s=args.drain_idle_s,
-            grace_s=config.grace_period_s,
-        )
-    finally:
-        service.events.close()
-    return 1 if reason == "stream-error" else 0
+    service = Service.start(config)
+    reason = service.run(PubSubSource(config.subscription, drain_idle_s=args.drain_idle_s))
+    return _exit(1 if reason in ("stream-error", "model-failed") else 0)
 
 
 def handle_serve(args: argparse.Namespace) -> int:
     config = _config(args)
-    from cutq.worker.service import start_service
-    from cutq.worker.sources.push import TokenVerifier, serve
+    from cutq.worker.service import Service
+    from cutq.worker.sources.push import PushSource, verifier_from_config
 
-    verifier = (
-        TokenVerifier(config.push_audience, config.push_service_account, config.push_certs_url)
-        if config.push_audience
-        else None
+    verifier = verifier_from_config(
+        config.push_audience, config.push_service_account, config.push_certs_url, config.push_auth
     )
-    service = start_service(config)
-    try:
-        serve(
-            service.pipeline,
-            service.stop,
-            host=args.host,
-            port=args.port,
-            timeout_s=config.push_timeout_s,
-            verifier=verifier,
-            grace_s=config.grace_period_s,
+    service = Service.start(config)
+    reason = service.run(
+        PushSource(
+            host=args.host, port=args.port, timeout_s=config.push_timeout_s, verifier=verifier
         )
-    finally:
-        service.events.close()
-    return 0
+    )
+    return _exit(1 if reason == "model-failed" else 0)
+
+
+def _exit(code: int) -> int:
+    """``code``, now: the service is closed, so a thread still stuck in a storage or publish
+    call past the grace period must not hold the process (the platform would SIGKILL it)."""
+    stuck = [
+        t.name
+        for t in threading.enumerate()
+        if t.is_alive() and not t.daemon and t.name != "MainThread"
+    ]
+    if not stuck:
+        return code
+    log.warning("exiting with %d thread(s) still busy: %s", len(stuck), ", ".join(stuck))
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

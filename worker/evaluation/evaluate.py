@@ -19,10 +19,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from cutq.core.contract import Resize
 from cutq.worker.evaluation.dataset import Sample
 from cutq.worker.evaluation.metrics import Scorer, Scores, mean_scores
 from cutq.worker.inference import Runner
-from cutq.worker.models.base import Model, ResizeMode
+from cutq.worker.models.base import Model
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +142,7 @@ def evaluate(
     runner: Runner,
     samples: Iterable[Sample],
     *,
-    resize: ResizeMode = "static",
+    resize: Resize = "static",
     max_batch: int = 8,
     seed: int | None = None,
     save_dir: Path | None = None,
@@ -193,7 +194,7 @@ def evaluate(
 
 
 def _batches(
-    samples: Iterable[Sample], model: Model, resize: ResizeMode, max_batch: int
+    samples: Iterable[Sample], model: Model, resize: Resize, max_batch: int
 ) -> Iterator[tuple[tuple[int, int], list[Sample]]]:
     """Same-sized batches, formed within windows of a few batches' worth of samples."""
     iterator = iter(samples)

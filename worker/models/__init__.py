@@ -1,4 +1,4 @@
-"""Model registry: names jobs and configuration use → classes, imported only when asked for.
+"""Model registry: names jobs and configuration use → factories, imported only when asked for.
 
 ``engine`` picks what runs the network. ``auto`` runs u2netp through onnxruntime when the
 worker runs on a CPU and onnxruntime is installed (faster than torch there, and torch is never
@@ -8,15 +8,14 @@ imported), and in torch everywhere else.
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from cutq.submitter.errors import ConfigError
+from cutq.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from cutq.worker.config import WorkerConfig
     from cutq.worker.models.base import Model
-
-MODELS = ("u2netp", "inspyrenet")
 
 
 def resolve_engine(config: WorkerConfig) -> str:
@@ -38,40 +37,49 @@ def resolve_engine(config: WorkerConfig) -> str:
     return "torch"
 
 
+def _u2netp(config: WorkerConfig, extra: dict[str, int]) -> Model:
+    if resolve_engine(config) == "onnxruntime":
+        from cutq.worker.models.u2netp_onnx import U2NetPOnnx
+
+        return U2NetPOnnx(cache_dir=config.checkpoint_cache_dir, threads=config.threads, **extra)
+    from cutq.worker.models.u2netp import U2NetP
+
+    return U2NetP(**extra)
+
+
+def _inspyrenet(config: WorkerConfig, extra: dict[str, int]) -> Model:
+    resolve_engine(config)  # refuses engine=onnxruntime
+    if not config.checkpoint:
+        raise ConfigError("model inspyrenet needs CUTQ_CHECKPOINT (a path or gs:// URI)")
+    try:
+        from cutq.worker.models.inspyrenet import InSPyReNet
+    except ImportError as error:
+        raise ConfigError(
+            f"model inspyrenet needs the extra: pip install 'cutq[inspyrenet]' ({error})"
+        ) from None
+    return InSPyReNet(
+        checkpoint=config.checkpoint,
+        mode=config.model_mode or "base",  # type: ignore[arg-type]
+        checksum_sha256=config.checkpoint_sha256,
+        cache_dir=config.checkpoint_cache_dir,
+        **extra,
+    )
+
+
+REGISTRY: dict[str, Callable[[WorkerConfig, dict[str, int]], Model]] = {
+    "u2netp": _u2netp,
+    "inspyrenet": _inspyrenet,
+}
+MODELS = tuple(REGISTRY)
+
+
 def create_model(config: WorkerConfig) -> Model:
     """The configured model, not yet set up on a device."""
+    factory = REGISTRY.get(config.model)
+    if factory is None:
+        raise ConfigError(f"unknown model {config.model!r}; choose one of {', '.join(MODELS)}")
     extra = {"max_side": config.model_max_side} if config.model_max_side else {}
-    engine = resolve_engine(config)
-    if config.model == "u2netp":
-        try:
-            if engine == "onnxruntime":
-                from cutq.worker.models.u2netp_onnx import U2NetPOnnx
-
-                return U2NetPOnnx(
-                    cache_dir=config.checkpoint_cache_dir, threads=config.threads, **extra
-                )
-            from cutq.worker.models.u2netp import U2NetP
-
-            return U2NetP(**extra)
-        except ValueError as error:
-            raise ConfigError(f"u2netp: {error}") from None
-    if config.model == "inspyrenet":
-        if not config.checkpoint:
-            raise ConfigError("model inspyrenet needs CUTQ_CHECKPOINT (a path or gs:// URI)")
-        try:
-            from cutq.worker.models.inspyrenet import InSPyReNet
-        except ImportError as error:
-            raise ConfigError(
-                f"model inspyrenet needs the extra: pip install 'cutq[inspyrenet]' ({error})"
-            ) from None
-        try:
-            return InSPyReNet(
-                checkpoint=config.checkpoint,
-                mode=config.model_mode or "base",  # type: ignore[arg-type]
-                checksum_sha256=config.checkpoint_sha256,
-                cache_dir=config.checkpoint_cache_dir,
-                **extra,
-            )
-        except ValueError as error:
-            raise ConfigError(f"inspyrenet: {error}") from None
-    raise ConfigError(f"unknown model {config.model!r}; choose one of {', '.join(MODELS)}")
+    try:
+        return factory(config, extra)
+    except ValueError as error:
+        raise ConfigError(f"{config.model}: {error}") from None

@@ -20,15 +20,14 @@ thresholds, splitting batches on out-of-memory and warm-up checks live in
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from cutq.core.contract import Resize
+
 if TYPE_CHECKING:  # torch is imported only by models that run in it
     import torch
-
-ResizeMode = Literal["static", "dynamic"]
-RESIZE_MODES: tuple[ResizeMode, ...] = ("static", "dynamic")
 
 
 class Model(ABC):
@@ -49,7 +48,7 @@ class Model(ABC):
         """
 
     @abstractmethod
-    def input_size(self, height: int, width: int, resize: ResizeMode) -> tuple[int, int]:
+    def input_size(self, height: int, width: int, resize: Resize) -> tuple[int, int]:
         """The network input ``(h, w)`` for an image of ``height`` × ``width`` pixels.
 
         Both sides must be positive multiples of the network's stride, whatever the image

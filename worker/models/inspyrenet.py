@@ -35,10 +35,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cutq.submitter.errors import ConfigError, PermanentError
-from cutq.submitter.storage import file_path, open_storage, scheme_of
+from cutq.core.contract import Resize
+from cutq.core.errors import ConfigError, PermanentError
+from cutq.core.storage import file_path, open_storage, scheme_of
 
-from .base import Model, ResizeMode, round_to_multiple
+from .base import Model, round_to_multiple
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +119,7 @@ class InSPyReNet(Model):
         self.net = net.to(device).eval()
         log.info("inspyrenet %s loaded on %s (version %s)", self.mode, device, self.version)
 
-    def input_size(self, height: int, width: int, resize: ResizeMode) -> tuple[int, int]:
+    def input_size(self, height: int, width: int, resize: Resize) -> tuple[int, int]:
         """Static: the mode's fixed square. Dynamic: the package's rule, bounded and never 0.
 
         Dynamic keeps the aspect ratio: the shorter side is capped at 1280 (base) or 384 (fast),

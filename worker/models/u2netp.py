@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cutq.worker.models.base import Model, ResizeMode
+from cutq.core.contract import Resize
+from cutq.worker.models.base import Model
 from cutq.worker.models.u2netp_spec import (
     DEFAULT_MAX_SIDE,
     MEAN,
@@ -248,7 +249,7 @@ class U2NetP(Model):
         # NHWC: oneDNN on CPU (and cuDNN with fp16) run these small convolutions ~3× faster.
         self.net = net.to(device, memory_format=torch.channels_last).eval()
 
-    def input_size(self, height: int, width: int, resize: ResizeMode) -> tuple[int, int]:
+    def input_size(self, height: int, width: int, resize: Resize) -> tuple[int, int]:
         """See :func:`cutq.worker.models.u2netp_spec.input_size`."""
         return input_size(height, width, resize, self.max_side)
 

@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from cutq.core.contract import Resize
 from cutq.worker.models import onnx_engine
-from cutq.worker.models.base import Model, ResizeMode
+from cutq.worker.models.base import Model
 from cutq.worker.models.u2netp_spec import (
     DEFAULT_MAX_SIDE,
     STATIC_SIDE,
@@ -121,7 +122,7 @@ class U2NetPOnnx(Model):
             export(self.weights_path, self.onnx_path)
         self.exported_s = time.perf_counter() - started
 
-    def input_size(self, height: int, width: int, resize: ResizeMode) -> tuple[int, int]:
+    def input_size(self, height: int, width: int, resize: Resize) -> tuple[int, int]:
         """See :func:`cutq.worker.models.u2netp_spec.input_size`."""
         return input_size(height, width, resize, self.max_side)
 

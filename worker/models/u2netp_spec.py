@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cutq.worker.models.base import RESIZE_MODES, ResizeMode, round_to_multiple
+from cutq.core.contract import RESIZES, Resize
+from cutq.worker.models.base import round_to_multiple
 
 #: Every side of the network input is a multiple of this (five 2× poolings).
 STRIDE = 32
@@ -52,7 +53,7 @@ def check_max_side(max_side: int) -> int:
     return max_side
 
 
-def input_size(height: int, width: int, resize: ResizeMode, max_side: int) -> tuple[int, int]:
+def input_size(height: int, width: int, resize: Resize, max_side: int) -> tuple[int, int]:
     """320² when "static"; "dynamic" keeps the aspect ratio, longer side ≤ ``max_side``.
 
     Images smaller than ``max_side`` keep their size (rounded to multiples of 32, at least 32);
@@ -63,7 +64,7 @@ def input_size(height: int, width: int, resize: ResizeMode, max_side: int) -> tu
     if resize == "static":
         return (STATIC_SIDE, STATIC_SIDE)
     if resize != "dynamic":
-        raise ValueError(f"unknown resize mode {resize!r}; expected one of {RESIZE_MODES}")
+        raise ValueError(f"unknown resize mode {resize!r}; expected one of {RESIZES}")
     scale = min(1.0, max_side / max(height, width))
     return (
         min(max_side, round_to_multiple(height * scale, STRIDE)),

@@ -1,7 +1,8 @@
 """Jobs from local files: the source behind ``cutq run`` (no cloud at all).
 
-Each file becomes a v1 job with a ``file://`` input whose generation is the file's mtime, so
-running twice over unchanged files finds the results already there and recomputes nothing.
+Each file becomes a v1 job with a ``file://`` input whose generation (and publish time) is the
+file's mtime, so running twice over unchanged files, on any day, finds the results already
+there and recomputes nothing.
 A nacked job is retried up to ``max_attempts`` times, then reported as a ``failed`` event with
 code ``retries_exhausted`` (the local stand-in for a dead-letter topic).
 """
@@ -14,10 +15,14 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PIL import Image
 
-from cutq.submitter.contract import Options, OutputSpec, new_job
+from cutq.core.contract import Options, OutputSpec, new_job
+
+if TYPE_CHECKING:
+    from cutq.worker.pipeline import Pipeline
 
 IMAGE_SUFFIXES = frozenset(Image.registered_extensions())
 
@@ -55,7 +60,11 @@ class LocalDelivery:
 
 
 class LocalSource:
-    """Turns files into deliveries and tracks them until each is acked or given up on."""
+    """Turns files into deliveries and tracks them until each is acked or given up on.
+
+    A job's publish time is its file's modification time, so its results land in the same
+    ``dt=`` partition whichever day the run happens: a rerun finds them and recomputes nothing.
+    """
 
     def __init__(
         self,
@@ -64,22 +73,24 @@ class LocalSource:
         options: Options | None = None,
         model: str | None = None,
         max_attempts: int = 3,
+        on_settled: Callable[[LocalDelivery, bool], None] | None = None,
     ) -> None:
         self.files = files
         self.output = output
         self.options = options or Options()
         self.model = model
         self.max_attempts = max_attempts
+        self.on_settled = on_settled
         self.exhausted: list[LocalDelivery] = []
-        self.retry: Callable[[LocalDelivery], None] | None = None
-        self.settled: Callable[[LocalDelivery, bool], None] | None = None
+        self._pipeline: Pipeline | None = None
         self._lock = threading.Lock()
+        self._settled = 0
+        self._done = threading.Event()
 
     def deliveries(self) -> Iterator[LocalDelivery]:
-        started = datetime.now(timezone.utc)  # one date partition for the whole run
         for index, path in enumerate(self.files):
             try:
-                generation = path.stat().st_mtime_ns
+                generation: int | None = path.stat().st_mtime_ns
             except OSError:
                 generation = None  # the pipeline reports it as input_not_found
             job = new_job(
@@ -89,21 +100,55 @@ class LocalSource:
                 model=self.model,
                 options=self.options,
             )
+            published = datetime.fromtimestamp((generation or 0) / 1e9, timezone.utc)
             yield LocalDelivery(
                 data=job.to_message(),
                 message_id=str(index),
                 on_settle=self._on_settle,
-                publish_time=started,
+                publish_time=published,
             )
+
+    # --- the Source protocol ----------------------------------------------------------------
+
+    def start(self, pipeline: Pipeline) -> None:
+        self._pipeline = pipeline
+        if not self.files:
+            self._done.set()
+        threading.Thread(target=self._feed, name="cutq-local", daemon=True).start()
+
+    def _feed(self) -> None:
+        assert self._pipeline is not None
+        for delivery in self.deliveries():
+            self._pipeline.submit(delivery)
+
+    def wait(self, stop: threading.Event) -> str:
+        """``done`` once every file is settled; ``signal`` if stopped first."""
+        assert self._pipeline is not None
+        while not self._done.wait(0.1):
+            if stop.is_set():
+                return "signal"
+            if not self._pipeline.healthy:
+                return "model-failed"
+        return "done"
+
+    def stop_intake(self) -> None:
+        """Nothing to tell: files are offered by this process."""
+
+    def close(self, pipeline: Pipeline, deadline: float) -> None:
+        pipeline.release_held()
 
     def _on_settle(self, delivery: LocalDelivery, acked: bool) -> None:
         attempt = delivery.delivery_attempt or 1
-        if not acked and attempt < self.max_attempts and self.retry is not None:
-            delivery.delivery_attempt = attempt + 1
-            threading.Thread(target=self.retry, args=(delivery,), daemon=True).start()
+        pipeline = self._pipeline
+        if not acked and attempt < self.max_attempts and pipeline is not None:
+            delivery.delivery_attempt = attempt + 1  # the local stand-in for a redelivery
+            threading.Thread(target=pipeline.submit, args=(delivery,), daemon=True).start()
             return
-        if not acked:
-            with self._lock:
+        with self._lock:
+            if not acked:
                 self.exhausted.append(delivery)
-        if self.settled is not None:
-            self.settled(delivery, acked)
+            self._settled += 1
+            if self._settled == len(self.files):
+                self._done.set()
+        if self.on_settled is not None:
+            self.on_settled(delivery, acked)

@@ -4,8 +4,9 @@ Each push request waits for its job to settle; concurrent requests feed the same
 they share GPU batches. The response decides Pub/Sub's next step: 2xx acks (a result, or a
 ``failed`` event for a permanent error), 503 nacks (retry with backoff, then dead-letter).
 ``/healthz`` answers while the process lives; ``/readyz`` only after a successful warm-up and
-until shutdown begins. With an audience configured, every push must carry a Google-signed OIDC
-token for that audience (and, if set, from that service account).
+until shutdown begins (or the model thread dies). With an audience configured, every push
+must carry an OIDC token for that audience (and, if set, from that service account);
+``CUTQ_PUSH_AUTH`` says how much of it this process checks (see :class:`TokenVerifier`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import base64
 import binascii
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -26,6 +28,12 @@ from cutq.worker.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 1 << 20  # a push envelope around a job: jobs themselves are ≤ 64 KiB
+PUSH_AUTH_MODES = ("verify", "claims", "none")
+# What Cloud Run puts in place of a token's signature once its own IAM check (run.invoker)
+# has verified the token: https://cloud.google.com/run/docs/troubleshooting#signature-removed
+SIGNATURE_REMOVED = "SIGNATURE_REMOVED_BY_GOOGLE"
+GOOGLE_ISSUERS = ("https://accounts.google.com", "accounts.google.com")
+_DIGITS = re.compile(r"[0-9]{1,19}")
 
 
 class PushDelivery:
@@ -61,24 +69,45 @@ class PushDelivery:
 
 
 class TokenVerifier:
-    """Checks Pub/Sub push OIDC tokens; caches verified tokens until they expire."""
+    """Checks Pub/Sub push OIDC tokens; caches accepted tokens until they expire.
+
+    ``mode="verify"``: the token's RS256 signature must check out against Google's signing
+    certificates, then its claims (audience, issuer, expiry, and the service account when one
+    is configured). Use it wherever the endpoint is reachable without Cloud Run's IAM check.
+
+    ``mode="claims"``: for a Cloud Run service that requires ``run.invoker`` (the Terraform
+    service shape). Cloud Run verifies the token itself and, before the request reaches the
+    container, replaces its signature with ``SIGNATURE_REMOVED_BY_GOOGLE`` (Cloud Run's
+    troubleshooting guide, https://cloud.google.com/run/docs/troubleshooting#signature-removed),
+    so a signature check here would refuse every push. A token in exactly that shape has its
+    claims checked from the unsigned payload: audience, issuer, expiry, the service account
+    and ``email_verified``. Any other token is verified in full, as in ``verify``. The
+    signature-less path is only as strong as the IAM check in front of it: never use
+    ``claims`` on an endpoint that ``allUsers`` may invoke.
+    """
 
     def __init__(
-        self, audience: str, service_account: str | None = None, certs_url: str | None = None
+        self,
+        audience: str,
+        service_account: str | None = None,
+        certs_url: str | None = None,
+        *,
+        mode: str = "verify",
     ) -> None:
         import google.auth.transport.requests
 
+        if mode not in ("verify", "claims"):
+            raise ValueError(f"token mode must be verify or claims, not {mode!r}")
         self.audience = audience
         self.service_account = service_account
         self.certs_url = certs_url
+        self.mode = mode
         self._request = google.auth.transport.requests.Request()
         self._verified: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def verify(self, header: str | None) -> str | None:
         """None when the token is good, else why not."""
-        from google.oauth2 import id_token
-
         if not header or not header.startswith("Bearer "):
             return "missing bearer token"
         token = header.removeprefix("Bearer ").strip()
@@ -87,12 +116,19 @@ class TokenVerifier:
             if self._verified.get(token, 0) > now:
                 return None
         try:
-            kwargs = {"certs_url": self.certs_url} if self.certs_url else {}
-            claims = id_token.verify_token(token, self._request, audience=self.audience, **kwargs)
+            if token.endswith("." + SIGNATURE_REMOVED):
+                if self.mode != "claims":
+                    return (
+                        "token signature was removed (a Cloud Run IAM check in front?); "
+                        "set CUTQ_PUSH_AUTH=claims only behind Cloud Run's run.invoker check"
+                    )
+                claims = self._unsigned_claims(token, now)
+            else:
+                claims = self._signed_claims(token)
         except Exception as error:  # malformed, expired, bad signature, wrong audience
             return f"invalid token: {redact(str(error), token)}"
         if self.service_account and (
-            claims.get("email") != self.service_account or not claims.get("email_verified")
+            claims.get("email") != self.service_account or claims.get("email_verified") is not True
         ):
             return f"token is for {claims.get('email')!r}, not {self.service_account!r}"
         with self._lock:
@@ -100,6 +136,54 @@ class TokenVerifier:
                 self._verified = {t: e for t, e in self._verified.items() if e > now}
             self._verified[token] = float(claims.get("exp", now + 300))
         return None
+
+    def _signed_claims(self, token: str) -> Mapping[str, Any]:
+        from google.oauth2 import id_token
+
+        kwargs = {"certs_url": self.certs_url} if self.certs_url else {}
+        claims = id_token.verify_token(token, self._request, audience=self.audience, **kwargs)
+        if claims.get("iss") not in GOOGLE_ISSUERS:
+            raise ValueError(f"issuer {claims.get('iss')!r} is not Google")
+        return claims
+
+    def _unsigned_claims(self, token: str, now: float) -> Mapping[str, Any]:
+        """The claims of a token whose signature Cloud Run removed, checked as google-auth
+        checks a signed one (audience, expiry with its clock skew) plus the issuer."""
+        header, payload, _ = token.split(".")
+        if not isinstance(_b64json(header), dict):
+            raise ValueError("token header is not a JSON object")
+        claims = _b64json(payload)
+        if not isinstance(claims, dict):
+            raise ValueError("token payload is not a JSON object")
+        if claims.get("aud") != self.audience:
+            raise ValueError(f"token audience {claims.get('aud')!r} is not {self.audience!r}")
+        if claims.get("iss") not in GOOGLE_ISSUERS:
+            raise ValueError(f"issuer {claims.get('iss')!r} is not Google")
+        expires, issued = claims.get("exp"), claims.get("iat")
+        if not isinstance(expires, (int, float)) or not isinstance(issued, (int, float)):
+            raise ValueError("token has no numeric exp/iat")
+        skew = 10  # google-auth's default clock skew for verify_token
+        if now > expires + skew:
+            raise ValueError("token expired")
+        if issued > now + skew:
+            raise ValueError("token used too early")
+        return claims
+
+
+def _b64json(segment: str) -> Any:
+    return json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+
+
+def verifier_from_config(
+    audience: str | None, service_account: str | None, certs_url: str | None, mode: str | None
+) -> TokenVerifier | None:
+    """The verifier ``cutq serve`` runs with: ``mode`` None means verify when an audience is
+    set and no check otherwise (``WorkerConfig`` has already refused contradictions)."""
+    mode = mode or ("verify" if audience else "none")
+    if mode == "none":
+        return None
+    assert audience, "verify and claims need an audience"
+    return TokenVerifier(audience, service_account, certs_url, mode=mode)
 
 
 def redact(text: str, token: str) -> str:
@@ -125,7 +209,7 @@ class PushServer(ThreadingHTTPServer):
         address: tuple[str, int],
         pipeline: Pipeline,
         *,
-        timeout_s: float = 600.0,
+        timeout_s: float = 300.0,
         verifier: TokenVerifier | None = None,
     ) -> None:
         self.pipeline = pipeline
@@ -143,7 +227,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path == "/healthz":
             self._reply(HTTPStatus.OK, {"status": "alive"})
         elif self.path == "/readyz":
-            ready = self.server.ready.is_set()
+            ready = self.server.ready.is_set() and self.server.pipeline.healthy
             self._reply(
                 HTTPStatus.OK if ready else HTTPStatus.SERVICE_UNAVAILABLE,
                 {"ready": ready, "in_flight": self.server.pipeline.in_flight()},
@@ -158,9 +242,11 @@ class _Handler(BaseHTTPRequestHandler):
                 log.warning("rejected push: %s", problem)
                 self._reply(HTTPStatus.UNAUTHORIZED, {"error": problem})
                 return
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY_BYTES:
-            self._reply(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": "body too large"})
+        length, problem = self._content_length()
+        if problem is not None:
+            status, message = problem
+            self.close_connection = True  # the body, if any, was not read
+            self._reply(status, {"error": message})
             return
         try:
             delivery = PushDelivery(json.loads(self.rfile.read(length)))
@@ -176,6 +262,20 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._reply(HTTPStatus.SERVICE_UNAVAILABLE, {"acked": False})
 
+    def _content_length(self) -> tuple[int, tuple[HTTPStatus, str] | None]:
+        """The body's length, or the status that refuses the request: 411 without a length
+        (chunked bodies included), 400 when it is not one non-negative decimal number, 413
+        over MAX_BODY_BYTES. ``int()`` alone would take "-1", "+5", " 5" and "1_0"."""
+        values = self.headers.get_all("Content-Length") or []
+        if not values:
+            return 0, (HTTPStatus.LENGTH_REQUIRED, "Content-Length required")
+        if len(set(values)) != 1 or not _DIGITS.fullmatch(values[0]):
+            return 0, (HTTPStatus.BAD_REQUEST, "invalid Content-Length")
+        length = int(values[0])
+        if length > MAX_BODY_BYTES:
+            return 0, (HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "body too large")
+        return length, None
+
     def _reply(self, status: HTTPStatus, body: Mapping[str, Any]) -> None:
         data = json.dumps(body).encode()
         self.send_response(status)
@@ -188,29 +288,55 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("push %s - " + format, self.address_string(), *args)
 
 
-def serve(
-    pipeline: Pipeline,
-    stop: threading.Event,
-    *,
-    host: str = "0.0.0.0",
-    port: int = 8080,
-    timeout_s: float = 600.0,
-    verifier: TokenVerifier | None = None,
-    grace_s: float = 25.0,
-    on_ready: Callable[[int], None] | None = None,
-) -> None:
-    """Serve push requests until ``stop`` is set, then drain within ``grace_s``."""
-    server = PushServer((host, port), pipeline, timeout_s=timeout_s, verifier=verifier)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="cutq-http", daemon=True
-    )
-    thread.start()
-    server.ready.set()
-    log.info("serving Pub/Sub push on %s:%d", host, server.server_address[1])
-    if on_ready is not None:
-        on_ready(server.server_address[1])
-    stop.wait()
-    server.ready.clear()  # not ready: the platform stops routing here
-    pipeline.close(grace_s)  # waiting requests get their ack or 503
-    server.shutdown()
-    server.server_close()
+class PushSource:
+    """An HTTP server taking Pub/Sub push requests for the pipeline."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "0.0.0.0",
+        port: int = 8080,
+        timeout_s: float = 300.0,
+        verifier: TokenVerifier | None = None,
+        on_ready: Callable[[int], None] | None = None,
+    ) -> None:
+        self.host, self.port = host, port
+        self.timeout_s = timeout_s
+        self.verifier = verifier
+        self.on_ready = on_ready
+        self.server: PushServer | None = None
+
+    def start(self, pipeline: Pipeline) -> None:
+        server = PushServer(
+            (self.host, self.port), pipeline, timeout_s=self.timeout_s, verifier=self.verifier
+        )
+        self.server = server
+        threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.2},
+            name="cutq-http",
+            daemon=True,
+        ).start()
+        server.ready.set()
+        log.info("serving Pub/Sub push on %s:%d", self.host, server.server_address[1])
+        if self.on_ready is not None:
+            self.on_ready(server.server_address[1])
+
+    def wait(self, stop: threading.Event) -> str:
+        assert self.server is not None
+        while not stop.wait(0.25):
+            if not self.server.pipeline.healthy:
+                return "model-failed"
+        return "signal"
+
+    def stop_intake(self) -> None:
+        """Not ready from now on: the platform stops routing pushes here."""
+        if self.server is not None:
+            self.server.ready.clear()
+
+    def close(self, pipeline: Pipeline, deadline: float) -> None:
+        """Held requests answer 503 (a nack each), then the server stops."""
+        pipeline.release_held()
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()

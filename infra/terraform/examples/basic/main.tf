@@ -34,8 +34,11 @@ module "cutq" {
   model                = var.model
   checkpoint_uri       = var.checkpoint_uri
   checkpoint_sha256    = var.checkpoint_sha256
+  checkpoint_in_image  = var.checkpoint_in_image
   max_instances        = var.max_instances
   bucket_force_destroy = var.bucket_force_destroy
+
+  notification_channels = var.notification_channels
 
   depends_on = [google_project_service.apis]
 }

@@ -72,3 +72,13 @@ output "autoscaler_config_yaml" {
   description = "CREMA configuration to store in Parameter Manager (pool shape)."
   value       = module.cutq.autoscaler_config_yaml
 }
+
+output "autoscaler_image" {
+  description = "CREMA image for the autoscaler's gcloud deploy (pool shape)."
+  value       = module.cutq.autoscaler_image
+}
+
+output "dashboard_url" {
+  description = "Cloud Monitoring dashboard of this deployment."
+  value       = module.cutq.dashboard_url
+}

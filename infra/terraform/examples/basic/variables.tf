@@ -28,9 +28,15 @@ variable "gpu_enabled" {
 }
 
 variable "model" {
-  description = "u2netp (bundled; good for a first smoke test) or inspyrenet (production; needs checkpoint_uri or a checkpoint baked into the image)."
+  description = "u2netp (bundled; the first deployment's smoke test) or inspyrenet (production; needs checkpoint_uri or checkpoint_in_image = true, else plan fails)."
   type        = string
-  default     = "inspyrenet"
+  default     = "u2netp"
+}
+
+variable "checkpoint_in_image" {
+  description = "The image was built with the InSPyReNet checkpoint baked in (_CHECKPOINT_GCS), so inspyrenet needs no checkpoint_uri."
+  type        = bool
+  default     = false
 }
 
 variable "checkpoint_uri" {
@@ -55,4 +61,10 @@ variable "bucket_force_destroy" {
   description = "Allow terraform destroy to delete non-empty buckets (trial projects only)."
   type        = bool
   default     = false
+}
+
+variable "notification_channels" {
+  description = "Cloud Monitoring notification channel IDs (projects/P/notificationChannels/N) that cutq's alerts notify; empty = alerts open incidents in the console only."
+  type        = list(string)
+  default     = []
 }

@@ -17,3 +17,28 @@ output "results_bucket" {
   description = "Results appear here."
   value       = module.cutq.results_bucket
 }
+
+output "models_bucket" {
+  description = "Upload the InSPyReNet checkpoint here."
+  value       = module.cutq.models_bucket
+}
+
+output "artifact_registry_repository" {
+  description = "Tag the image as <this>/cutq:<tag>."
+  value       = module.cutq.artifact_registry_repository
+}
+
+output "build_service_account" {
+  description = "Pass to gcloud builds submit --service-account."
+  value       = module.cutq.build_service_account
+}
+
+output "build_bucket" {
+  description = "Cloud Build source staging bucket."
+  value       = module.cutq.build_bucket
+}
+
+output "dashboard_url" {
+  description = "Cloud Monitoring dashboard of this deployment."
+  value       = module.cutq.dashboard_url
+}

@@ -37,6 +37,9 @@ locals {
               value            = tostring(var.autoscaler_backlog_per_instance)
               # Any undelivered job wakes the pool from zero.
               activationValue = "0"
+              # An idle subscription can have no recent backlog sample: read that as an
+              # empty backlog instead of an error that leaves the count where it was.
+              valueIfNull = "0"
             }
             authenticationRef = { name = "adc" }
           }]

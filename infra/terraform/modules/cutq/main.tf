@@ -70,9 +70,17 @@ locals {
   push_audience = "https://${local.service_name}-${data.google_project.this.number}.${var.region}.run.app"
   push_endpoint = "${local.push_audience}${var.push_path}"
 
-  # `cutq serve` rejects pushes without a Google-signed token for this audience and account.
+  # Push authentication. The service requires run.invoker (granted to the push invoker
+  # only), so Cloud Run verifies each push's OIDC token and then replaces its signature with
+  # SIGNATURE_REMOVED_BY_GOOGLE before the request reaches the container
+  # (https://cloud.google.com/run/docs/troubleshooting#signature-removed). `cutq serve`
+  # therefore checks the claims (audience, issuer, expiry, invoker account) of such tokens and
+  # still verifies the signature of any token that has one (CUTQ_PUSH_AUTH=claims).
+  # The request waits for its job exactly as long as Pub/Sub waits for the response.
   service_env_extra = {
+    CUTQ_PUSH_AUTH            = "claims"
     CUTQ_PUSH_AUDIENCE        = local.push_audience
     CUTQ_PUSH_SERVICE_ACCOUNT = google_service_account.push_invoker.email
+    CUTQ_PUSH_TIMEOUT_S       = tostring(var.push_ack_deadline_seconds)
   }
 }

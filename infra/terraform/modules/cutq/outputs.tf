@@ -106,3 +106,13 @@ output "autoscaler_config_yaml" {
   description = "CREMA configuration (KEDA gcp-pubsub scaler on the jobs backlog) to store in Parameter Manager (pool shape)."
   value       = local.autoscaler ? yamlencode(local.autoscaler_config) : null
 }
+
+output "autoscaler_image" {
+  description = "CREMA image to deploy the autoscaler from (pool shape; see infra/README.md)."
+  value       = local.autoscaler ? var.autoscaler_image : null
+}
+
+output "dashboard_url" {
+  description = "Cloud Monitoring dashboard of this deployment (null when monitoring_enabled is false)."
+  value       = local.monitoring ? "https://console.cloud.google.com/monitoring/dashboards/builder/${basename(google_monitoring_dashboard.cutq[0].id)}?project=${var.project_id}" : null
+}

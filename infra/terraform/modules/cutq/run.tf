@@ -62,7 +62,9 @@ resource "google_cloud_run_v2_worker_pool" "worker" {
 
   lifecycle {
     # The autoscaler owns the instance count; Terraform must not reset it to 0 on apply.
-    ignore_changes = [scaling[0].manual_instance_count]
+    # launch_stage is computed by the API (the provider's own example ignores it too), so a
+    # value set here would show as a diff on every plan.
+    ignore_changes = [scaling[0].manual_instance_count, launch_stage]
   }
 
   depends_on = [

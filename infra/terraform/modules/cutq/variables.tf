@@ -14,13 +14,13 @@ variable "region" {
 }
 
 variable "name_prefix" {
-  description = "Prefix for every resource name (lower case letters, digits and dashes; at most 20 characters so derived service-account IDs stay within 30)."
+  description = "Prefix for every resource name (lower case letters, digits and dashes; at most 17 characters: the longest derived service-account ID, <prefix>-push-invoker, must fit in 30)."
   type        = string
   default     = "cutq"
 
   validation {
-    condition     = can(regex("^[a-z][a-z0-9-]{1,19}$", var.name_prefix))
-    error_message = "name_prefix must be 2-20 characters of lower case letters, digits and dashes, starting with a letter."
+    condition     = can(regex("^[a-z][a-z0-9-]{0,15}[a-z0-9]$", var.name_prefix))
+    error_message = "name_prefix must be 2-17 characters of lower case letters, digits and dashes, starting with a letter and not ending with a dash (<prefix>-push-invoker must be a valid 30-character service-account ID)."
   }
 }
 
@@ -213,9 +213,14 @@ variable "gpu_enabled" {
 }
 
 variable "gpu_type" {
-  description = "Cloud Run GPU accelerator type (node_selector.accelerator)."
+  description = "Cloud Run GPU accelerator type (node_selector.accelerator). Only nvidia-l4 is accepted: the CPU and memory checks below encode its rules."
   type        = string
   default     = "nvidia-l4"
+
+  validation {
+    condition     = contains(["nvidia-l4"], var.gpu_type)
+    error_message = "gpu_type must be \"nvidia-l4\" (the GPU whose CPU and memory rules this module checks)."
+  }
 }
 
 variable "gpu_zonal_redundancy_disabled" {
@@ -236,21 +241,44 @@ variable "gpu_cpu" {
 }
 
 variable "gpu_memory" {
-  description = "Memory per GPU instance (Cloud Run requires at least 16Gi with an L4)."
+  description = "Memory per GPU instance, in Gi: an L4 needs at least 16Gi, and Cloud Run allows at most 4 GiB per vCPU (16Gi at 4 vCPU, 24Gi at 6, 32Gi at 8)."
   type        = string
   default     = "32Gi"
+
+  validation {
+    condition = (
+      can(regex("^[0-9]+Gi$", var.gpu_memory))
+      && try(tonumber(trimsuffix(var.gpu_memory, "Gi")) >= 16, false)
+      && try(tonumber(trimsuffix(var.gpu_memory, "Gi")) <= 4 * tonumber(var.gpu_cpu), false)
+    )
+    error_message = "gpu_memory must be <N>Gi with 16 <= N <= 4 x gpu_cpu (an L4 needs 16Gi; Cloud Run allows 4 GiB per vCPU)."
+  }
 }
 
 variable "cpu_only_cpu" {
-  description = "vCPUs per instance when gpu_enabled is false."
+  description = "vCPUs per instance when gpu_enabled is false (1, 2, 4, 6 or 8)."
   type        = string
   default     = "8"
+
+  validation {
+    condition     = contains(["1", "2", "4", "6", "8"], var.cpu_only_cpu)
+    error_message = "cpu_only_cpu must be \"1\", \"2\", \"4\", \"6\" or \"8\"."
+  }
 }
 
 variable "cpu_only_memory" {
-  description = "Memory per instance when gpu_enabled is false."
+  description = "Memory per instance when gpu_enabled is false, in Gi: at most 4 GiB per vCPU."
   type        = string
   default     = "16Gi"
+
+  validation {
+    condition = (
+      can(regex("^[0-9]+Gi$", var.cpu_only_memory))
+      && try(tonumber(trimsuffix(var.cpu_only_memory, "Gi")) >= 1, false)
+      && try(tonumber(trimsuffix(var.cpu_only_memory, "Gi")) <= 4 * tonumber(var.cpu_only_cpu), false)
+    )
+    error_message = "cpu_only_memory must be <N>Gi with 1 <= N <= 4 x cpu_only_cpu (Cloud Run allows 4 GiB per vCPU)."
+  }
 }
 
 variable "cpu_only_max_batch" {
@@ -294,9 +322,14 @@ variable "push_path" {
 }
 
 variable "worker_pool_launch_stage" {
-  description = "launch_stage sent with the worker pool. GPUs on worker pools were a preview (BETA) feature when this module was written; set \"GA\" once they are GA."
+  description = "launch_stage sent when the worker pool is created; null lets the API decide (GA). Set \"BETA\" only to use a preview feature. The field is computed, so later changes are ignored (lifecycle.ignore_changes)."
   type        = string
-  default     = "BETA"
+  default     = null
+
+  validation {
+    condition     = var.worker_pool_launch_stage == null || contains(["ALPHA", "BETA", "GA"], var.worker_pool_launch_stage)
+    error_message = "worker_pool_launch_stage must be null, ALPHA, BETA or GA."
+  }
 }
 
 variable "deletion_protection" {
@@ -310,7 +343,7 @@ variable "deletion_protection" {
 # ---------------------------------------------------------------------------
 
 variable "model" {
-  description = "CUTQ_MODEL: u2netp (bundled, small) or inspyrenet (production; needs a checkpoint baked into the image or checkpoint_uri)."
+  description = "CUTQ_MODEL: u2netp (bundled, small) or inspyrenet (production; needs checkpoint_uri, or checkpoint_in_image = true for an image built with the checkpoint baked in)."
   type        = string
   default     = "inspyrenet"
 
@@ -318,12 +351,30 @@ variable "model" {
     condition     = contains(["u2netp", "inspyrenet"], var.model)
     error_message = "model must be u2netp or inspyrenet."
   }
+
+  # Without a checkpoint the worker exits at start-up and never pulls: the backlog stays,
+  # so the autoscaler keeps a GPU instance crash-looping (and billed). Refuse that at plan.
+  validation {
+    condition     = var.image == null || var.model != "inspyrenet" || var.checkpoint_uri != null || var.checkpoint_in_image
+    error_message = "model = \"inspyrenet\" needs checkpoint_uri (gs://<models bucket>/...) or checkpoint_in_image = true (an image built with _CHECKPOINT_GCS); otherwise use model = \"u2netp\"."
+  }
 }
 
 variable "checkpoint_uri" {
-  description = "CUTQ_CHECKPOINT: gs:// URI (or path in the image) of the InSPyReNet checkpoint; null uses whatever the image sets (a checkpoint baked in at build time). The worker is granted read access to the module's models bucket only."
+  description = "CUTQ_CHECKPOINT: gs:// URI (or absolute path in the image) of the InSPyReNet checkpoint; null uses whatever the image sets (a checkpoint baked in at build time, see checkpoint_in_image). The worker is granted read access to the module's models bucket only."
   type        = string
   default     = null
+
+  validation {
+    condition     = var.checkpoint_uri == null || can(regex("^(gs://[a-z0-9._-]+/.+|/.+)$", var.checkpoint_uri))
+    error_message = "checkpoint_uri must be gs://<bucket>/<object> or an absolute path inside the image."
+  }
+}
+
+variable "checkpoint_in_image" {
+  description = "The image has the InSPyReNet checkpoint baked in (built with _CHECKPOINT_GCS / INSPYRENET_CHECKPOINT), so model = \"inspyrenet\" needs no checkpoint_uri. Terraform cannot look inside the image: this is your word for it."
+  type        = bool
+  default     = false
 }
 
 variable "checkpoint_sha256" {
@@ -417,8 +468,79 @@ variable "autoscaler_backlog_per_instance" {
   default     = 50
 }
 
+variable "autoscaler_image" {
+  description = "CREMA (Cloud Run External Metrics Autoscaler) image for the gcloud deploy command in infra/README.md (output autoscaler_image). CREMA's README: images before 1.2 leak memory, use 1.2."
+  type        = string
+  default     = "us-central1-docker.pkg.dev/cloud-run-oss-images/crema-v1/autoscaler:1.2"
+}
+
 variable "autoscaler_polling_interval_seconds" {
   description = "How often the autoscaler polls the backlog metric. Pub/Sub metrics reach Cloud Monitoring with 1-2 min delay, so polling faster gains little."
   type        = number
   default     = 30
+}
+
+# ---------------------------------------------------------------------------
+# Monitoring and alerts (monitoring.tf)
+# ---------------------------------------------------------------------------
+
+variable "monitoring_enabled" {
+  description = "Create the log-based metrics, alert policies and dashboard in monitoring.tf. They read the worker's JSON job lines, so keep log_format = \"json\"."
+  type        = bool
+  default     = true
+}
+
+variable "notification_channels" {
+  description = "Cloud Monitoring notification channel IDs (projects/P/notificationChannels/N) every cutq alert notifies. Empty: alerts still open incidents in the console, but nobody is told."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for channel in var.notification_channels : can(regex("^projects/[^/]+/notificationChannels/[^/]+$", channel))])
+    error_message = "notification_channels must be full IDs: projects/<project>/notificationChannels/<id>."
+  }
+}
+
+variable "alert_dead_letter_threshold" {
+  description = "Alert when the dead-letter subscription holds more than this many jobs (0: any dead letter)."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.alert_dead_letter_threshold >= 0
+    error_message = "alert_dead_letter_threshold must be 0 or more."
+  }
+}
+
+variable "alert_oldest_job_seconds" {
+  description = "Alert when the oldest job waiting in the jobs subscription is older than this for 5 minutes. Leave room for a scale-up from zero (autoscaler polling + Pub/Sub metric delay + cold start and warm-up)."
+  type        = number
+  default     = 1800
+
+  validation {
+    condition     = var.alert_oldest_job_seconds >= 60
+    error_message = "alert_oldest_job_seconds must be at least 60 (Pub/Sub metrics arrive with 1-2 min delay)."
+  }
+}
+
+variable "alert_failure_ratio" {
+  description = "Alert when failed jobs / settled jobs over 10 minutes exceeds this fraction (0-1)."
+  type        = number
+  default     = 0.05
+
+  validation {
+    condition     = var.alert_failure_ratio > 0 && var.alert_failure_ratio < 1
+    error_message = "alert_failure_ratio must be a fraction between 0 and 1."
+  }
+}
+
+variable "alert_worker_exits" {
+  description = "Alert when worker containers exit non-zero more than this many times in 30 minutes (a crash loop: failed start-up or crashes)."
+  type        = number
+  default     = 3
+
+  validation {
+    condition     = var.alert_worker_exits >= 1
+    error_message = "alert_worker_exits must be at least 1."
+  }
 }

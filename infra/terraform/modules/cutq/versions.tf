@@ -5,9 +5,10 @@ terraform {
   required_providers {
     google = {
       source = "hashicorp/google"
-      # google_cloud_run_v2_worker_pool with GPU, node_selector and
-      # gpu_zonal_redundancy_disabled on services, jobs and worker pools.
-      version = ">= 7.0, < 9.0"
+      # 7.18.0 fixed a permanent diff on google_cloud_run_v2_worker_pool's
+      # scaling.scaling_mode; tests/infra/provider_arguments.json pins the arguments
+      # used here against the 7.45.0 documentation.
+      version = ">= 7.18, < 9.0"
     }
   }
 }

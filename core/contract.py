@@ -15,15 +15,15 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from cutq.submitter import validation as v
-from cutq.submitter.errors import InvalidJob, InvalidMessage
+from cutq.core import validation as v
+from cutq.core.errors import InvalidJob, InvalidMessage
 
 CONTRACT_VERSION = 1
 MAX_MESSAGE_BYTES = 64 * 1024  # far below Pub/Sub's 10 MB: a job is a pointer, never an image
 MAX_ATTRIBUTES = 32
 MAX_ATTRIBUTE_KEY_BYTES = 256  # Pub/Sub's own limits for attribute keys and values
 MAX_ATTRIBUTE_VALUE_BYTES = 1024
-JOB_ID_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.=-]{0,127}$")
+JOB_ID_RE = re.compile(r"\A[A-Za-z0-9_][A-Za-z0-9_.=-]{0,127}\Z")  # \Z: "id\n" is not an id
 COLOR_RE = re.compile(r"^#[0-9a-fA-F]{6}([0-9a-fA-F]{2})?$")
 
 Format = Literal["png", "webp"]
@@ -243,16 +243,25 @@ def _parse_v1(body: Any, defaults: OutputSpec, publish_time: datetime) -> Job:
             "job_id: must be 1-128 characters of A-Z a-z 0-9 _ . = -, "
             f"not starting with '.' or '-'; got {job_id!r}"
         )
-    return Job(
-        job_id=job_id,
-        input=input_uri,
-        output=output,
-        input_generation=generation,
-        model=model,
-        options=options,
-        attributes=attributes,
-        publish_time=publish_time,
+    return _results_fit(
+        Job(
+            job_id=job_id,
+            input=input_uri,
+            output=output,
+            input_generation=generation,
+            model=model,
+            options=options,
+            attributes=attributes,
+            publish_time=publish_time,
+        )
     )
+
+
+def _results_fit(job: Job) -> Job:
+    """The result objects' names, too, must be ones storage accepts."""
+    for kind, uri in job.result_uris().items():
+        v.object_name_fits(uri, f"output ({kind} result)")
+    return job
 
 
 def _parse_notification(
@@ -268,13 +277,15 @@ def _parse_notification(
     input_uri = v.uri(f"gs://{bucket}/{name}", "objectId")
     options = Options()
     job_id = derive_job_id(input_uri, generation, defaults, None, options)
-    return Job(
-        job_id=job_id,
-        input=input_uri,
-        output=defaults,
-        input_generation=generation,
-        options=options,
-        publish_time=publish_time,
+    return _results_fit(
+        Job(
+            job_id=job_id,
+            input=input_uri,
+            output=defaults,
+            input_generation=generation,
+            options=options,
+            publish_time=publish_time,
+        )
     )
 
 
@@ -374,6 +385,58 @@ class Event:
     attributes: Mapping[str, str] = field(default_factory=dict)
     duplicate: bool = False
     time: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+    @classmethod
+    def completed(
+        cls,
+        job: Job,
+        outputs: tuple[OutputInfo, ...],
+        *,
+        model: Mapping[str, str] | None = None,
+        attempt: int | None = None,
+        batch_size: int | None = None,
+        timings_ms: Mapping[str, float] | None = None,
+        duplicate: bool = False,
+    ) -> Event:
+        """``job`` done: ``outputs`` are durable. ``duplicate``: computed by an earlier delivery."""
+        return cls(
+            job_id=job.job_id,
+            status="completed",
+            input=job.input,
+            outputs=outputs,
+            model=model,
+            attempt=attempt,
+            batch_size=None if duplicate else batch_size,
+            timings_ms=dict(timings_ms or {}),
+            attributes=job.attributes,
+            duplicate=duplicate,
+        )
+
+    @classmethod
+    def failed(
+        cls,
+        job_id: str,
+        input: str | None,
+        code: str,
+        message: str,
+        *,
+        attributes: Mapping[str, str] | None = None,
+        model: Mapping[str, str] | None = None,
+        attempt: int | None = None,
+        timings_ms: Mapping[str, float] | None = None,
+    ) -> Event:
+        """The job can never succeed as sent: ``code`` is a stable error code."""
+        return cls(
+            job_id=job_id,
+            status="failed",
+            input=input,
+            model=model,
+            attempt=attempt,
+            timings_ms=dict(timings_ms or {}),
+            error_code=code,
+            error_message=message[:1000],
+            attributes=dict(attributes or {}),
+        )
 
     def with_time(self, time: datetime) -> Event:
         return replace(self, time=time)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import unquote
 
-from cutq.submitter.errors import InvalidJob
+from cutq.core.errors import InvalidJob
 
 MAX_URI_CHARS = 2048
+MAX_OBJECT_NAME_BYTES = 1024  # Cloud Storage's limit, in UTF-8 bytes
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # CR and LF included: never in a name or a log line
 GS_URI_RE = re.compile(r"^gs://[a-z0-9][a-z0-9._-]{1,221}[a-z0-9](/|$)")
 
 
@@ -31,7 +34,7 @@ def uri(value: Any, name: str) -> str:
         raise InvalidJob(f"{name}: expected a non-empty URI string, got {value!r}")
     if len(value) > MAX_URI_CHARS:
         raise InvalidJob(f"{name}: URI longer than {MAX_URI_CHARS} characters")
-    if "\x00" in value or "\n" in value:
+    if _CONTROL.search(value):
         raise InvalidJob(f"{name}: URI contains control characters")
     scheme = value.split("://", 1)[0] if "://" in value else ""
     if scheme not in ("gs", "file"):
@@ -43,7 +46,22 @@ def uri(value: Any, name: str) -> str:
         raise InvalidJob(f"{name}: invalid bucket name in {value[:80]!r}")
     if scheme == "file" and not value.startswith("file:///"):
         raise InvalidJob(f"{name}: file URIs must be absolute (file:///path), got {value[:80]!r}")
+    if scheme == "file" and _CONTROL.search(unquote(value)):  # %00, %0A…: no path holds them
+        raise InvalidJob(f"{name}: file URI encodes control characters")
+    object_name_fits(value, name)
     return value
+
+
+def object_name_fits(value: str, name: str) -> None:
+    """Cloud Storage refuses object names over 1024 bytes of UTF-8: refuse them here, once,
+    as ``invalid_job``, instead of as a storage error after the model ran."""
+    if value.startswith("gs://"):
+        object_name = value[len("gs://") :].partition("/")[2]
+        size = len(object_name.encode("utf-8", "surrogatepass"))
+        if size > MAX_OBJECT_NAME_BYTES:
+            raise InvalidJob(
+                f"{name}: object name is {size} bytes; Cloud Storage allows {MAX_OBJECT_NAME_BYTES}"
+            )
 
 
 def generation(value: Any, name: str) -> int | None:

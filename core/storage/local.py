@@ -9,12 +9,19 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
-from cutq.submitter.errors import AccessDenied, InputNotFound, InputTooLarge, StorageUnavailable
-from cutq.submitter.storage import ObjectInfo, file_path
+from cutq.core.errors import (
+    AccessDenied,
+    AlreadyExists,
+    InputNotFound,
+    InputTooLarge,
+    StorageUnavailable,
+)
+from cutq.core.storage import ObjectInfo, file_path
 
 
 class LocalStorage:
-    """Objects are files; writes go to a temporary file renamed into place (atomic)."""
+    """Objects are files, written to a temporary file then renamed into place (or, create-only,
+    linked: ``link`` never replaces). Atomic either way."""
 
     def read(self, uri: str, *, max_bytes: int, generation: int | None = None) -> bytes:
         path = file_path(uri)
@@ -34,10 +41,16 @@ class LocalStorage:
             raise StorageUnavailable(f"{uri}: {error}") from error
 
     def write(
-        self, uri: str, data: bytes, *, content_type: str, metadata: Mapping[str, str] | None = None
+        self,
+        uri: str,
+        data: bytes,
+        *,
+        content_type: str,
+        metadata: Mapping[str, str] | None = None,
+        if_absent: bool = False,
     ) -> ObjectInfo:
         path = file_path(uri)
-        with self._atomic(path) as handle:
+        with self._atomic(path, exclusive=if_absent) as handle:
             handle.write(data)
         return self._info(path)
 
@@ -83,8 +96,9 @@ class LocalStorage:
     class _atomic:
         """Write to a hidden temporary file in the target directory, then rename over it."""
 
-        def __init__(self, path: Path) -> None:
+        def __init__(self, path: Path, exclusive: bool = False) -> None:
             self.path = path
+            self.exclusive = exclusive
 
         def __enter__(self) -> BinaryIO:
             try:
@@ -99,8 +113,16 @@ class LocalStorage:
 
         def __exit__(self, kind: object, error: object, traceback: object) -> None:
             self.handle.close()
-            if kind is None:
-                os.chmod(self.tmp, 0o644)
+            if kind is not None:
+                os.unlink(self.tmp)
+                return
+            os.chmod(self.tmp, 0o644)
+            if not self.exclusive:
                 os.replace(self.tmp, self.path)
-            else:
+                return
+            try:  # link() never replaces: of two writers exactly one creates the file
+                os.link(self.tmp, self.path)
+            except FileExistsError:
+                raise AlreadyExists(f"{self.path.as_uri()} already exists") from None
+            finally:
                 os.unlink(self.tmp)

@@ -74,6 +74,18 @@ class UnsupportedImage(PermanentError):
     code = "image_unsupported"
 
 
+class StorageRejected(PermanentError):
+    """Storage refused the request as malformed (HTTP 400), e.g. an object name it won't take."""
+
+    code = "storage_rejected"
+
+
+class OutputUnencodable(PermanentError):
+    """The result cannot be written in the requested format (e.g. WebP past 16383 px a side)."""
+
+    code = "output_unencodable"
+
+
 class UnknownModel(PermanentError):
     """The job names a model this worker does not serve."""
 
@@ -95,6 +107,12 @@ class StorageUnavailable(TransientError):
     code = "storage_unavailable"
 
 
+class InputChanged(TransientError):
+    """The input object was overwritten while it was being read; a retry reads the new one."""
+
+    code = "input_changed"
+
+
 class PublishFailed(TransientError):
     """An event could not be published after bounded retries."""
 
@@ -111,6 +129,15 @@ class ShuttingDown(TransientError):
     """The worker is stopping; the job goes back to the queue untouched."""
 
     code = "shutting_down"
+
+
+# --- neither: a signal between stages -------------------------------------------------------
+
+
+class AlreadyExists(CutqError):
+    """A create-only write found the object already there: another delivery wrote it first."""
+
+    code = "already_exists"
 
 
 # --- start-up: exit non-zero, never serve -----------------------------------------------------

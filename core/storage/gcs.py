@@ -27,8 +27,17 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from cutq.submitter.errors import AccessDenied, InputNotFound, InputTooLarge, StorageUnavailable
-from cutq.submitter.storage import ObjectInfo, split_gs_uri
+from cutq.core.errors import (
+    AccessDenied,
+    AlreadyExists,
+    CutqError,
+    InputChanged,
+    InputNotFound,
+    InputTooLarge,
+    StorageRejected,
+    StorageUnavailable,
+)
+from cutq.core.storage import ObjectInfo, split_gs_uri
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -78,21 +87,34 @@ class GcsStorage:
                 raise InputTooLarge(f"{uri} is over {max_bytes} bytes")
             return data
 
-        return self._call(uri, attempt)
+        return self._call(
+            uri, attempt, changed=lambda: InputChanged(f"{uri} was overwritten while being read")
+        )
 
     def write(
-        self, uri: str, data: bytes, *, content_type: str, metadata: Mapping[str, str] | None = None
+        self,
+        uri: str,
+        data: bytes,
+        *,
+        content_type: str,
+        metadata: Mapping[str, str] | None = None,
+        if_absent: bool = False,
     ) -> ObjectInfo:
         def attempt() -> ObjectInfo:
             blob = self._blob(uri)
             if metadata:
                 blob.metadata = dict(metadata)
             blob.upload_from_string(
-                data, content_type=content_type, retry=None, timeout=self.timeout_s
+                data,
+                content_type=content_type,
+                if_generation_match=0 if if_absent else None,
+                retry=None,
+                timeout=self.timeout_s,
             )
             return self._info(uri, blob)
 
-        return self._call(uri, attempt)
+        # A retried create whose first try landed also answers 412: the caller stats it then.
+        return self._call(uri, attempt, changed=lambda: AlreadyExists(f"{uri} already exists"))
 
     def upload(self, uri: str, source: BinaryIO, *, content_type: str) -> ObjectInfo:
         start = source.tell()
@@ -183,8 +205,17 @@ class GcsStorage:
             metadata=dict(blob.metadata or {}),
         )
 
-    def _call(self, uri: str, function: Callable[[], T]) -> T:
-        """Run ``function`` with bounded retries; map client errors to cutq's."""
+    def _call(
+        self,
+        uri: str,
+        function: Callable[[], T],
+        changed: Callable[[], CutqError] | None = None,
+    ) -> T:
+        """Run ``function`` with bounded retries; map client errors to cutq's.
+
+        A failed precondition (HTTP 412) means the object changed under a generation check:
+        ``changed()`` says what that means to the caller (default: it is gone).
+        """
         retrying = Retrying(
             retry=retry_if_exception_type(TRANSIENT),
             stop=stop_after_attempt(self.attempts) | stop_after_delay(self.deadline_s),
@@ -194,8 +225,14 @@ class GcsStorage:
         )
         try:
             return retrying(function)
-        except (gexc.NotFound, gexc.PreconditionFailed):
+        except gexc.PreconditionFailed:
+            if changed is None:
+                raise InputNotFound(f"{uri}: no such object or bucket") from None
+            raise changed() from None
+        except gexc.NotFound:
             raise InputNotFound(f"{uri}: no such object or bucket") from None
+        except gexc.BadRequest as error:
+            raise StorageRejected(f"{uri}: {error.message}") from None
         except (gexc.Forbidden, gexc.Unauthorized) as error:
             raise AccessDenied(f"{uri}: {error.message}") from None
         except TRANSIENT as error:

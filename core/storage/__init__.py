@@ -1,7 +1,7 @@
 """Storage chosen by URI scheme: ``gs://bucket/object`` or ``file:///path`` (or a plain path).
 
 :func:`open_storage` is the one entry point; it rejects unknown schemes. Every backend meets
-:class:`Storage`, raises :mod:`cutq.submitter.errors` types (never a client library's), and
+:class:`Storage`, raises :mod:`cutq.core.errors` types (never a client library's), and
 writes atomically: a reader sees a whole object or none.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 from urllib.parse import unquote
 
-from cutq.submitter.errors import UnsupportedScheme
+from cutq.core.errors import UnsupportedScheme
 
 
 @dataclass(frozen=True)
@@ -35,9 +35,19 @@ class Storage(Protocol):
         """The whole object; :class:`InputTooLarge` past ``max_bytes``."""
 
     def write(
-        self, uri: str, data: bytes, *, content_type: str, metadata: Mapping[str, str] | None = None
+        self,
+        uri: str,
+        data: bytes,
+        *,
+        content_type: str,
+        metadata: Mapping[str, str] | None = None,
+        if_absent: bool = False,
     ) -> ObjectInfo:
-        """Create or replace the object in one atomic step."""
+        """Create or replace the object in one atomic step.
+
+        ``if_absent``: create only; :class:`AlreadyExists` when the object is already there
+        (decided by the store itself, so of two concurrent writers exactly one wins).
+        """
 
     def upload(self, uri: str, source: BinaryIO, *, content_type: str) -> ObjectInfo:
         """Stream a file object of any size (resumable where the backend has it)."""
@@ -116,11 +126,11 @@ def open_storage(uri: str) -> Storage:
     with _lock:
         if scheme not in _backends:
             if scheme == "gs":
-                from cutq.submitter.storage.gcs import GcsStorage
+                from cutq.core.storage.gcs import GcsStorage
 
                 _backends[scheme] = GcsStorage(**_settings)  # type: ignore[arg-type]
             else:
-                from cutq.submitter.storage.local import LocalStorage
+                from cutq.core.storage.local import LocalStorage
 
                 _backends[scheme] = LocalStorage()
         return _backends[scheme]

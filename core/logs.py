@@ -13,7 +13,10 @@ import os
 import sys
 from datetime import datetime, timezone
 
-_EXTRA_FIELDS = ("job_id", "timings_ms", "batch_size", "queue_depth", "status")
+from cutq.core.errors import ConfigError
+
+LOG_FORMATS = ("auto", "json", "text")
+_EXTRA_FIELDS = ("job_id", "status", "error_code", "timings_ms", "batch_size", "queue_depth")
 
 
 class CloudLoggingFormatter(logging.Formatter):
@@ -38,7 +41,14 @@ class CloudLoggingFormatter(logging.Formatter):
 
 
 def setup_logging(fmt: str = "auto", level: str = "INFO") -> None:
-    """Configure the root logger once; ``auto`` means JSON when running on Cloud Run."""
+    """Configure the root logger once; ``auto`` means JSON when running on Cloud Run.
+
+    Raises :class:`ConfigError` for a format or level it does not know.
+    """
+    if fmt not in LOG_FORMATS:
+        raise ConfigError(f"log format must be one of {', '.join(LOG_FORMATS)}, not {fmt!r}")
+    if not isinstance(logging.getLevelName(level.upper()), int):
+        raise ConfigError(f"unknown log level {level!r}; use DEBUG, INFO, WARNING or ERROR")
     if fmt == "auto":
         on_cloud_run = bool(
             os.environ.get("K_SERVICE")

@@ -1,0 +1,82 @@
+"""The ``cutq`` command: one entry point above both sides.
+
+Each subcommand lives with its side (``cutq.worker.commands.*``, ``cutq.submitter.commands.*``)
+and defines ``register(commands)``, adding a subparser with ``set_defaults(handler=...)``.
+Registering is light: heavy imports (torch, numpy) happen inside handlers, so ``cutq submit``
+never loads them and a light install (``pip install cutq``) can still print every command's help.
+A handler that needs an extra the install lacks ends with the ``pip install`` line to run and
+exit status 2, like every other configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+from cutq.core.errors import ConfigError, CutqError
+
+# module → the extra its handlers need beyond the light client
+COMMAND_MODULES = {
+    "cutq.worker.commands.run": "worker",
+    "cutq.worker.commands.worker": "worker",
+    "cutq.worker.commands.eval": "eval",
+    "cutq.submitter.commands.submit": None,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cutq", description="Background removal as a queue-driven, scale-to-zero service."
+    )
+    parser.add_argument(
+        "--log-level", default=None, help="DEBUG, INFO (default), WARNING (or CUTQ_LOG_LEVEL)"
+    )
+    parser.add_argument(
+        "--log-format",
+        default=None,
+        help="auto (JSON on Cloud Run, default), json or text (or CUTQ_LOG_FORMAT)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, extra in COMMAND_MODULES.items():
+        before = set(commands.choices)
+        importlib.import_module(name).register(commands)
+        for command in set(commands.choices) - before:
+            commands.choices[command].set_defaults(extra=extra)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        from cutq.core.logs import setup_logging
+
+        setup_logging(
+            args.log_format or os.environ.get("CUTQ_LOG_FORMAT", "auto"),
+            args.log_level or os.environ.get("CUTQ_LOG_LEVEL", "INFO"),
+        )
+        return int(args.handler(args))
+    except ModuleNotFoundError as error:
+        if not _is_third_party(error) or args.extra is None:
+            raise
+        print(
+            f"cutq {args.command}: {error}: this command needs the {args.extra!r} extra: "
+            f"pip install 'cutq[{args.extra}]' (install torch first; see the README)",
+            file=sys.stderr,
+        )
+        return 2
+    except ConfigError as error:
+        print(f"cutq: configuration error: {error}", file=sys.stderr)
+        return 2
+    except CutqError as error:
+        print(f"cutq: {error.code}: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _is_third_party(error: ModuleNotFoundError) -> bool:
+    """A missing dependency, not a missing module of cutq's own (that is a bug: re-raise)."""
+    return bool(error.name) and error.name.partition(".")[0] != "cutq"

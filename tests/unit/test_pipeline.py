@@ -1,0 +1,300 @@
+"""The pipeline's stages and settling, with an in-test model, file:// storage and no cloud.
+
+What each test pins: one computation per job (a second delivery follows the first; a racing
+worker's create-only write loses and reports a duplicate), shutdown that holds new deliveries
+and nacks each once, a grace period that is never overrun and never followed by an event, a
+model thread that survives bad batches, and memory bounded by a pixel budget.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cutq.core.contract import Event, OutputSpec, new_job
+from cutq.worker.config import WorkerConfig
+from cutq.worker.inference import Runner
+from cutq.worker.models.base import Model
+from cutq.worker.pipeline import Pipeline
+
+
+class Gated(Model):
+    """Brightness as saliency; each batch waits for ``gate`` and is recorded."""
+
+    name = "gated"
+    version = "test"
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.gate.set()
+        self.batches: list[int] = []
+        self.entered = threading.Semaphore(0)
+        self.fail_next: BaseException | None = None
+        self.during: list[object] = []
+        self.probe = lambda: None
+
+    def setup(self, device: torch.device) -> None:
+        pass
+
+    def input_size(self, height: int, width: int, resize: str) -> tuple[int, int]:
+        return (32, 32)
+
+    def preprocess(self, image: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+        tensor = torch.from_numpy(image.copy()).permute(2, 0, 1).float() / 255
+        return torch.nn.functional.interpolate(tensor[None], size=size, mode="bilinear")[0]
+
+    def predict(self, batch: torch.Tensor) -> torch.Tensor:
+        self.entered.release()
+        self.during.append(self.probe())
+        self.gate.wait(30)
+        self.batches.append(len(batch))
+        if self.fail_next is not None:
+            error, self.fail_next = self.fail_next, None
+            raise error
+        return batch.mean(dim=1, keepdim=True)
+
+
+class Message:
+    """A delivery that records how it was settled."""
+
+    def __init__(self, data: bytes, message_id: str, attributes: dict | None = None) -> None:
+        self.data = data
+        self.message_id = message_id
+        self.attributes = attributes or {}
+        self.publish_time = datetime(2026, 11, 29, tzinfo=timezone.utc)
+        self.delivery_attempt = 1
+        self.settled: list[str] = []
+        self.done = threading.Event()
+
+    def ack(self) -> None:
+        self.settled.append("ack")
+        self.done.set()
+
+    def nack(self) -> None:
+        self.settled.append("nack")
+        self.done.set()
+
+
+class Events:
+    def __init__(self) -> None:
+        self.published: list[Event] = []
+
+    def publish(self, event: Event) -> None:
+        self.published.append(event)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def photos(tmp_path: Path):  # type: ignore[no-untyped-def]
+    def make(count: int, size: tuple[int, int] = (40, 30)) -> list[Path]:
+        paths = []
+        for index in range(count):
+            path = tmp_path / "in" / f"{index}.png"
+            path.parent.mkdir(exist_ok=True)
+            Image.new("RGB", size, (index * 20 % 256, 80, 160)).save(path)
+            paths.append(path)
+        return paths
+
+    return make
+
+
+def pipeline_for(tmp_path: Path, model: Gated, **config: object) -> tuple[Pipeline, Events]:
+    settings: dict[str, object] = dict(
+        output=(tmp_path / "out").as_uri(), warmup=False, max_batch=4, max_wait_ms=5, io_threads=2
+    )
+    settings.update(config)
+    events = Events()
+    pipeline = Pipeline(WorkerConfig(**settings), Runner(model, "cpu"), events)  # type: ignore[arg-type]
+    pipeline.start()
+    return pipeline, events
+
+
+def message(path: Path, tmp_path: Path, message_id: str, **attributes: str) -> Message:
+    job = new_job(path.as_uri(), OutputSpec((tmp_path / "out").as_uri()))
+    return Message(job.to_message(), message_id, attributes)
+
+
+def settle_all(messages: list[Message], timeout_s: float = 30) -> None:
+    for item in messages:
+        assert item.done.wait(timeout_s), f"message {item.message_id} never settled"
+
+
+def test_a_second_delivery_of_a_running_job_follows_it_and_is_not_computed(
+    tmp_path: Path, photos
+) -> None:  # type: ignore[no-untyped-def]
+    model = Gated()
+    model.gate.clear()
+    pipeline, events = pipeline_for(tmp_path, model)
+    (path,) = photos(1)
+    first, second = message(path, tmp_path, "1"), message(path, tmp_path, "2")
+    pipeline.submit(first)
+    assert model.entered.acquire(timeout=10)  # the first delivery is in the model
+    pipeline.submit(second)
+    time.sleep(0.3)  # the second is admitted meanwhile and must not reach the model
+    model.gate.set()
+    settle_all([first, second])
+    pipeline.close(time.monotonic() + 5)
+    assert model.batches == [1]
+    assert first.settled == ["ack"] and second.settled == ["ack"]
+    assert sorted(e.duplicate for e in events.published) == [False, True]
+    assert {e.status for e in events.published} == {"completed"}
+    assert len(list((tmp_path / "out").rglob("*.png"))) == 1
+
+
+def test_of_two_workers_racing_on_one_job_the_create_only_write_decides(
+    tmp_path: Path, photos
+) -> None:  # type: ignore[no-untyped-def]
+    slow_model, fast_model = Gated(), Gated()
+    slow_model.gate.clear()
+    slow, slow_events = pipeline_for(tmp_path, slow_model)
+    fast, fast_events = pipeline_for(tmp_path, fast_model)
+    (path,) = photos(1)
+    loser, winner = message(path, tmp_path, "a"), message(path, tmp_path, "b")
+    slow.submit(loser)
+    assert slow_model.entered.acquire(timeout=10)  # past "skip if done": nothing existed yet
+    fast.submit(winner)
+    settle_all([winner])
+    (result,) = (tmp_path / "out").rglob("*.png")
+    written = result.stat()
+    slow_model.gate.set()
+    settle_all([loser])
+    for pipeline in (slow, fast):
+        pipeline.close(time.monotonic() + 5)
+    assert [e.duplicate for e in fast_events.published] == [False]
+    assert [e.duplicate for e in slow_events.published] == [True]
+    assert (result.stat().st_ino, result.stat().st_mtime_ns) == (
+        written.st_ino,
+        written.st_mtime_ns,
+    )
+    assert loser.settled == ["ack"] and winner.settled == ["ack"]
+
+
+def test_shutdown_holds_new_deliveries_and_nacks_each_exactly_once(tmp_path: Path, photos) -> None:  # type: ignore[no-untyped-def]
+    model = Gated()
+    model.gate.clear()
+    pipeline, events = pipeline_for(tmp_path, model, max_batch=2, max_in_flight=2)
+    paths = photos(6)
+    running = [message(p, tmp_path, str(i)) for i, p in enumerate(paths[:2])]
+    for item in running:
+        pipeline.submit(item)
+    assert model.entered.acquire(timeout=10)
+    closer = threading.Thread(target=pipeline.close, args=(time.monotonic() + 20,))
+    closer.start()
+    time.sleep(0.2)
+    late = [message(p, tmp_path, f"late-{i}") for i, p in enumerate(paths[2:])]
+    submitters = [threading.Thread(target=pipeline.submit, args=(item,)) for item in late]
+    for thread in submitters:
+        thread.start()
+    time.sleep(0.3)
+    assert all(item.settled == [] for item in late), "held deliveries must not be nacked yet"
+    model.gate.set()
+    closer.join(20)
+    assert not closer.is_alive()
+    assert all(item.settled == ["ack"] for item in running)
+    assert all(item.settled == [] for item in late)
+    pipeline.release_held()
+    for thread in submitters:
+        thread.join(5)
+    assert all(item.settled == ["nack"] for item in late)
+    assert len(events.published) == 2 and model.batches == [2]
+
+
+def test_grace_over_nacks_running_jobs_once_and_no_event_follows(tmp_path: Path, photos) -> None:  # type: ignore[no-untyped-def]
+    model = Gated()
+    model.gate.clear()
+    pipeline, events = pipeline_for(tmp_path, model, max_batch=2)
+    items = [message(p, tmp_path, str(i)) for i, p in enumerate(photos(2))]
+    for item in items:
+        pipeline.submit(item)
+    assert model.entered.acquire(timeout=10)
+    started = time.monotonic()
+    pipeline.close(started + 0.5)
+    assert time.monotonic() - started < 1.0, "close() must not overrun its deadline"
+    assert all(item.settled == ["nack"] for item in items)
+    model.gate.set()  # the batch finishes after its messages went back to the queue
+    time.sleep(1.0)
+    assert events.published == []
+    assert all(item.settled == ["nack"] for item in items)
+
+
+def test_a_failed_batch_goes_back_to_the_queue_and_the_model_thread_serves_on(
+    tmp_path: Path, photos
+) -> None:  # type: ignore[no-untyped-def]
+    model = Gated()
+    model.fail_next = RuntimeError("a bug in the model")
+    pipeline, _ = pipeline_for(tmp_path, model, max_batch=1)
+    first, second = (message(p, tmp_path, str(i)) for i, p in enumerate(photos(2)))
+    pipeline.submit(first)
+    settle_all([first])
+    pipeline.submit(second)
+    settle_all([second])
+    pipeline.close(time.monotonic() + 5)
+    assert first.settled == ["nack"] and second.settled == ["ack"]
+    assert pipeline.healthy
+    assert pipeline.stats.retried == 1 and pipeline.stats.completed == 1
+
+
+def test_a_model_thread_that_dies_anyway_makes_the_pipeline_unhealthy(
+    tmp_path: Path, photos
+) -> None:  # type: ignore[no-untyped-def]
+    class Fatal(BaseException):
+        pass
+
+    model = Gated()
+    model.fail_next = Fatal()
+    pipeline, _ = pipeline_for(tmp_path, model, max_batch=1)
+    assert pipeline.healthy
+    (path,) = photos(1)
+    pipeline.submit(message(path, tmp_path, "1"))
+    deadline = time.monotonic() + 10
+    while pipeline.healthy and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not pipeline.healthy and isinstance(pipeline.failure, Fatal)
+    pipeline.close(time.monotonic() + 1)
+
+
+def test_attributes_that_are_not_strings_never_take_a_thread_down(tmp_path: Path, photos) -> None:  # type: ignore[no-untyped-def]
+    model = Gated()
+    pipeline, events = pipeline_for(tmp_path, model)
+    (path,) = photos(1)
+    item = message(path, tmp_path, "1")
+    item.attributes = {"traceparent": 7, "googclient_traceparent": None}  # type: ignore[dict-item]
+    pipeline.submit(item)
+    settle_all([item])
+    pipeline.close(time.monotonic() + 5)
+    assert item.settled == ["ack"] and pipeline.healthy
+    assert [e.status for e in events.published] == ["completed"]
+
+
+def test_decoded_pixels_in_flight_stay_within_the_budget(tmp_path: Path, photos) -> None:  # type: ignore[no-untyped-def]
+    model = Gated()
+    pixels = 40 * 30
+    pipeline, events = pipeline_for(
+        tmp_path,
+        model,
+        max_batch=8,
+        max_in_flight=16,
+        io_threads=4,
+        max_pixels=pixels,
+        max_in_flight_pixels=2 * pixels,
+    )
+    model.probe = lambda: pipeline.ledger.pixels.used
+    items = [message(p, tmp_path, str(i)) for i, p in enumerate(photos(8))]
+    for item in items:
+        pipeline.submit(item)
+    settle_all(items)
+    pipeline.close(time.monotonic() + 5)
+    assert Counter(e.status for e in events.published) == {"completed": 8}
+    assert max(model.during) <= 2 * pixels  # type: ignore[type-var]
+    assert max(model.batches) <= 2, "only two images' pixels may be held, so batches of ≤ 2"
+    assert pipeline.ledger.pixels.used == 0

@@ -1,0 +1,233 @@
+"""The ledger: every job held by the worker, and the one place a job is settled.
+
+A :class:`Task` is one delivery's life from :meth:`Pipeline.submit` to ack or nack. The
+:class:`Ledger` holds every open task and keeps the promises that span jobs:
+
+* **bounded memory**: at most ``max_in_flight`` tasks (a slot each) and at most
+  ``max_in_flight_pixels`` decoded pixels at once (:class:`PixelBudget`);
+* **one computation per job**: the first delivery of a job leads; another delivery of the same
+  job (the same result object) while the leader runs becomes its follower and is settled when
+  the leader is, never computed again;
+* **settled once**: :meth:`Ledger.settle` acks or nacks each task exactly once, counts it and
+  writes its log line; a task nacked at the end of the grace period can never publish an event
+  afterwards (:meth:`Ledger.begin_emit`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from cutq.core.contract import Event, Job
+from cutq.worker.joblog import log_job
+from cutq.worker.sources import Delivery
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class Task:
+    """One delivery on its way through the stages, with the timings each stage adds."""
+
+    delivery: Delivery
+    received: float = field(default_factory=time.monotonic)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    job: Job | None = None  # once admitted
+    key: str | None = None  # the job's first result URI, once it leads or follows
+    batch_size: int | None = None
+    pixels: int = 0  # reserved from the pixel budget while its image is held
+    followers: list[Task] = field(default_factory=list)
+    emitting: bool = False  # its event is being published: it can no longer be nacked
+
+    def mark(self, stage: str, since: float) -> float:
+        now = time.monotonic()
+        self.timings_ms[stage] = (now - since) * 1000.0
+        return now
+
+    @property
+    def label(self) -> str:
+        return self.job.job_id if self.job else f"message-{self.delivery.message_id}"
+
+
+@dataclass
+class Stats:
+    """Counts since start; read by the CLI summary, health checks and logs."""
+
+    completed: int = 0
+    failed: int = 0
+    duplicates: int = 0
+    retried: int = 0
+    batches: int = 0
+    batch_items: int = 0
+    failures: Counter = field(default_factory=Counter)  # error code → count
+
+    @property
+    def settled(self) -> int:
+        return self.completed + self.failed + self.duplicates + self.retried
+
+    @property
+    def mean_batch(self) -> float:
+        return self.batch_items / max(self.batches, 1)
+
+
+class PixelBudget:
+    """Decoded pixels held at once, across all jobs: memory bounded in bytes, not job count."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self._used = 0
+        self._changed = threading.Condition()
+
+    def reserve(self, pixels: int, cancelled: Callable[[], bool]) -> bool:
+        """Block until ``pixels`` fit; False when ``cancelled()`` turns true while waiting."""
+        pixels = min(pixels, self.total)  # one image larger than the budget still runs alone
+        with self._changed:
+            while self._used + pixels > self.total:
+                if cancelled():
+                    return False
+                self._changed.wait(0.1)
+            self._used += pixels
+            return True
+
+    def release(self, pixels: int) -> None:
+        with self._changed:
+            self._used -= min(pixels, self.total)
+            self._changed.notify_all()
+
+    @property
+    def used(self) -> int:
+        with self._changed:
+            return self._used
+
+
+class Ledger:
+    """Open tasks, their slots and pixels, the job registry, and settling."""
+
+    def __init__(self, max_in_flight: int, max_pixels: int) -> None:
+        self.stats = Stats()
+        self.pixels = PixelBudget(max_pixels)
+        self.last_activity = time.monotonic()
+        self._slots = threading.BoundedSemaphore(max_in_flight)
+        self._changed = threading.Condition()
+        self._open: set[Task] = set()
+        self._leaders: dict[str, Task] = {}
+        self._closed = False
+
+    # --- opening ----------------------------------------------------------------------------
+
+    def take_slot(self, timeout_s: float) -> bool:
+        return self._slots.acquire(timeout=timeout_s)
+
+    def open(self, delivery: Delivery) -> Task | None:
+        """Hold a new task in a slot already taken; None (slot given back) once closed."""
+        task = Task(delivery)
+        with self._changed:
+            if self._closed:
+                self._slots.release()
+                return None
+            self._open.add(task)
+            self.last_activity = time.monotonic()
+        return task
+
+    def close(self) -> None:
+        """Open no more tasks."""
+        with self._changed:
+            self._closed = True
+
+    def lead(self, task: Task, key: str) -> bool:
+        """True when ``task`` runs its job; False when it follows a running delivery of it."""
+        with self._changed:
+            task.key = key
+            leader = self._leaders.get(key)
+            if leader is None:
+                self._leaders[key] = task
+                return True
+            leader.followers.append(task)
+            return False
+
+    def begin_emit(self, task: Task) -> bool:
+        """Claim the right to publish ``task``'s event; False when it was already settled."""
+        with self._changed:
+            if task not in self._open:
+                return False
+            task.emitting = True
+            return True
+
+    # --- settling ---------------------------------------------------------------------------
+
+    def settle(
+        self,
+        task: Task,
+        *,
+        ack: bool,
+        event: Event | None = None,
+        error: BaseException | None = None,
+        unless_emitting: bool = False,
+    ) -> list[Task]:
+        """Ack or nack ``task`` once; returns the followers now waiting on its outcome.
+
+        ``unless_emitting``: leave it alone if its event is being published (checked atomically
+        with :meth:`begin_emit`, so a nacked task never publishes afterwards).
+        """
+        with self._changed:
+            if task not in self._open or (unless_emitting and task.emitting):
+                return []  # already settled (e.g. nacked at the end of the grace period)
+            self._open.discard(task)
+            if task.key is not None and self._leaders.get(task.key) is task:
+                del self._leaders[task.key]
+            followers, task.followers = task.followers, []
+        try:
+            task.delivery.ack() if ack else task.delivery.nack()
+        except Exception:  # the source's transport failed: Pub/Sub redelivers on its own
+            log.exception("could not %s %s", "ack" if ack else "nack", task.label)
+        finally:
+            self.pixels.release(task.pixels)
+            task.pixels = 0
+            self._slots.release()
+            self._count(ack, event)
+            with self._changed:
+                self.last_activity = time.monotonic()
+                self._changed.notify_all()
+            task.timings_ms.setdefault("total", (time.monotonic() - task.received) * 1000.0)
+            try:
+                log_job(task, ack, event, error)
+            except Exception:  # a log line must never take a thread down with it
+                log.exception("could not log %s", task.label)
+        return followers
+
+    def _count(self, ack: bool, event: Event | None) -> None:
+        with self._changed:
+            stats = self.stats
+            if not ack:
+                stats.retried += 1
+            elif event is not None and event.duplicate:
+                stats.duplicates += 1
+            elif event is not None and event.status == "completed":
+                stats.completed += 1
+            else:
+                stats.failed += 1
+                stats.failures[event.error_code if event else "internal"] += 1
+
+    def count_batch(self, size: int) -> None:
+        with self._changed:
+            self.stats.batches += 1
+            self.stats.batch_items += size
+
+    # --- draining ---------------------------------------------------------------------------
+
+    def in_flight(self) -> int:
+        with self._changed:
+            return len(self._open)
+
+    def wait_idle(self, timeout_s: float | None = None) -> bool:
+        """Wait until no task is open; False on timeout."""
+        with self._changed:
+            return self._changed.wait_for(lambda: not self._open, timeout_s)
+
+    def unsettled(self) -> list[Task]:
+        with self._changed:
+            return list(self._open)
