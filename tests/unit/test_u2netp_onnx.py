@@ -93,6 +93,15 @@ def test_damaged_cache_file_is_exported_again(tmp_path: Path) -> None:
     assert model.predict(probe_batches()[1]).shape == (1, 1, 96, 160)
 
 
+def test_a_failed_export_says_why(tmp_path: Path) -> None:
+    weights = tmp_path / "broken.pt"
+    weights.write_bytes(b"not a state dict")
+    model = U2NetPOnnx(cache_dir=tmp_path / "cache", weights=weights)
+    with pytest.raises(RuntimeError, match="exporting u2netp for onnxruntime failed"):
+        model.setup("cpu")
+    assert not model.onnx_path.exists()
+
+
 def test_export_that_disagrees_with_torch_is_refused(tmp_path: Path) -> None:
     module = NormalisedU2NetP(load_network(U2NetPOnnx().weights_path))
     target = tmp_path / "strict.onnx"
@@ -141,22 +150,24 @@ def test_engine_choice(monkeypatch: pytest.MonkeyPatch, cache: Path) -> None:
         model(device="cpu", engine="onnxruntime")
 
 
-def test_cpu_worker_never_imports_torch(
-    onnx_model: U2NetPOnnx, cache: Path, tmp_path: Path
-) -> None:
-    """The whole local run (model load, warm-up, pipeline, masks) on the onnxruntime engine."""
+@pytest.mark.timeout(240)
+def test_cpu_worker_never_imports_torch(tmp_path: Path) -> None:
+    """The whole local run (export on first use, model load, warm-up, pipeline, masks) on the
+    onnxruntime engine, from an empty cache: the export runs in a child process."""
+    cache = tmp_path / "empty-cache"
     code = f"""
 import sys
 from cutq.worker.config import WorkerConfig
 from cutq.worker.run import run_local
 config = WorkerConfig(device="cpu", checkpoint_cache_dir={str(cache)!r})
-summary = run_local([{str(REPO / "samples")!r}], {str(tmp_path)!r}, config, progress=False)
+summary = run_local([{str(REPO / "samples")!r}], {str(tmp_path / "out")!r}, config, progress=False)
 assert summary.completed == 8 and summary.mean_batch == 1.0, summary.render()
 print("torch imported:", "torch" in sys.modules)
 """
     env = dict(os.environ)
     done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=100, env=env
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=230, env=env
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "torch imported: False" in done.stdout
+    assert len(list(cache.glob("u2netp-*.onnx"))) == 1

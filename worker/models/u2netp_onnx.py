@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -112,14 +114,27 @@ class U2NetPOnnx(Model):
             self.session = onnx_engine.load_session(self.onnx_path, self.threads, self.spinning)
 
     def _export(self) -> None:
+        """Export in a child process: torch (half a gigabyte with a CUDA build) is loaded
+        there and gone when it exits, so even a first start leaves this process torch-free."""
         started = time.perf_counter()
         try:
-            export(self.weights_path, self.onnx_path)
-        except OSError as error:  # read-only cache: keep the export in a private directory
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            writable = os.access(self.cache_dir, os.W_OK)
+        except OSError:
+            writable = False
+        if not writable:  # a read-only cache: keep the export in a private directory
             scratch = Path(tempfile.mkdtemp(prefix="cutq-onnx-"))
-            log.warning("cannot write %s (%s); using %s", self.onnx_path, error, scratch)
+            log.warning("cannot write to %s; exporting into %s", self.cache_dir, scratch)
             self.onnx_path = scratch / self.onnx_path.name
-            export(self.weights_path, self.onnx_path)
+        log.info("exporting u2netp for onnxruntime into %s (once)", self.onnx_path)
+        command = [sys.executable, "-m", __name__, "--weights", str(self.weights_path)]
+        command += ["--out", str(self.onnx_path)]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"exporting u2netp for onnxruntime failed (exit {done.returncode}):\n"
+                + done.stderr[-3000:]
+            )
         self.exported_s = time.perf_counter() - started
 
     def input_size(self, height: int, width: int, resize: Resize) -> tuple[int, int]:
@@ -140,12 +155,14 @@ class U2NetPOnnx(Model):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Export u2netp for onnxruntime into a cache.")
     parser.add_argument("--cache-dir", type=Path, help="default ~/.cache/cutq/onnx")
+    parser.add_argument("--weights", type=Path, help="default: the bundled state dict")
+    parser.add_argument("--out", type=Path, help="write exactly here (default: in the cache)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    model = U2NetPOnnx(cache_dir=args.cache_dir)
-    model.onnx_path.unlink(missing_ok=True)
-    model.setup()
-    print(model.onnx_path)
+    model = U2NetPOnnx(cache_dir=args.cache_dir, weights=args.weights)
+    target = args.out or model.onnx_path
+    export(model.weights_path, target)
+    print(target)
     return 0
 
 
