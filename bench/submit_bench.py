@@ -35,7 +35,7 @@ def bench_publish(count: int) -> dict[str, float]:
 
     from cutq.core.storage import ObjectInfo
     from cutq.submitter.client import Submitter, SubmitterConfig
-    from tests.support.pubsub import LocalPubSubServer
+    from tests.doubles.pubsub import LocalPubSubServer
 
     server = None
     if not os.environ.get("PUBSUB_EMULATOR_HOST"):

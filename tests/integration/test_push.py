@@ -25,7 +25,7 @@ from cutq.worker.config import WorkerConfig
 from cutq.worker.service import Service
 from cutq.worker.sources.push import PushSource, TokenVerifier
 from tests.support.cloud import Cloud
-from tests.support.pubsub import PubSubEmulator
+from tests.support.emulators import PubSubEmulator
 
 AUDIENCE = "https://cutq-worker.example.run.app/"
 PUSHER = "pusher@project.iam.gserviceaccount.com"

@@ -27,9 +27,9 @@ from cutq.core.contract import Event, OutputInfo, OutputSpec, new_job, parse_job
 from cutq.core.storage import open_storage
 from cutq.submitter.client import Submitter, SubmitterConfig
 from cutq.submitter.watch import JobsFailed, WaitTimeout, raise_for_failures
-from tests.support.pubsub import PubSubEmulator
+from tests.support.emulators import PubSubEmulator
 
-pytest_plugins = ["tests.support.pubsub.fixtures"]
+pytest_plugins = ["tests.doubles.pubsub.fixtures"]
 
 PNG = b"\x89PNG\r\n\x1a\n"
 ROOT = Path(__file__).resolve().parents[2]

@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw
 from cutq.core.contract import OutputSpec, new_job
 from cutq.core.storage import open_storage
 from cutq.worker.config import WorkerConfig
-from tests.support.pubsub import PubSubEmulator
+from tests.support.emulators import PubSubEmulator
 
 
 def tiny_image(seed: int, size: tuple[int, int] = (48, 40)) -> bytes:

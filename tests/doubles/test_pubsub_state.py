@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from tests.support.pubsub import (
+from tests.doubles.pubsub import (
     DeadLetterPolicy,
     FakeClock,
     OutgoingMessage,
@@ -14,8 +14,8 @@ from tests.support.pubsub import (
     RetryPolicy,
     SubscriptionConfig,
 )
-from tests.support.pubsub.filters import FilterError, compile_filter
-from tests.support.pubsub.model import AlreadyExists, InvalidArgument, NotFound
+from tests.doubles.pubsub.filters import FilterError, compile_filter
+from tests.doubles.pubsub.model import AlreadyExists, InvalidArgument, NotFound
 
 TOPIC = "projects/p/topics/jobs"
 SUB = "projects/p/subscriptions/jobs-sub"

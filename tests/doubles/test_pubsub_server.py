@@ -20,7 +20,8 @@ from google.cloud.pubsub_v1.subscriber.message import Message
 from google.cloud.pubsub_v1.types import FlowControl
 from google.pubsub_v1 import types as gapic
 
-from tests.support.pubsub import FakeClock, LocalPubSubServer, PubSubEmulator
+from tests.doubles.pubsub import FakeClock, LocalPubSubServer
+from tests.support.emulators import PubSubEmulator
 
 
 def wait_for(condition: Callable[[], bool], timeout_s: float = 10.0) -> bool:
