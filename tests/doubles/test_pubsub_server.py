@@ -1,7 +1,7 @@
-"""The real google-cloud-pubsub client against the local Pub/Sub server.
+"""The real google-cloud-pubsub client against our Pub/Sub double: what only the double
+serves (a fake clock, restarts with state kept, a raw stream under a controlled clock).
 
-Tests taking `pubsub_emulator` run against whatever PUBSUB_EMULATOR_HOST names (Google's
-emulator too); those needing a fake clock or a restart build their own LocalPubSubServer.
+What both serve is compared with Google's emulator in test_differential.py.
 """
 
 from __future__ import annotations
@@ -100,49 +100,8 @@ def local(local_server: LocalPubSubServer) -> Iterator[tuple[PubSubEmulator, obj
         publisher.transport.close()
 
 
-def test_publish_and_pull_round_trip_with_attributes(
-    pubsub_emulator, pubsub_publisher, pubsub_subscriber
-):
-    topic, sub = create(pubsub_emulator, pubsub_publisher, pubsub_subscriber)
-    sent = {
-        pubsub_publisher.publish(topic, b"job-%d" % i, kind="cutout", n=str(i)).result(): i
-        for i in range(3)
-    }
-    got: dict[str, gapic.ReceivedMessage] = {}
-    while len(got) < 3:
-        response = pubsub_subscriber.pull(subscription=sub, max_messages=10, timeout=10)
-        got.update({r.message.message_id: r for r in response.received_messages})
-    assert set(got) == set(sent)
-    for message_id, i in sent.items():
-        message = got[message_id].message
-        assert message.data == b"job-%d" % i
-        assert dict(message.attributes) == {"kind": "cutout", "n": str(i)}
-        assert abs(message.publish_time.timestamp() - time.time()) < 60
-        assert got[message_id].delivery_attempt == 0
-    pubsub_subscriber.acknowledge(subscription=sub, ack_ids=[r.ack_id for r in got.values()])
-
-    assert pubsub_publisher.get_topic(topic=topic).name == topic
-    assert list(pubsub_publisher.list_topic_subscriptions(topic=topic)) == [sub]
-    assert pubsub_subscriber.get_subscription(subscription=sub).ack_deadline_seconds == 10
-
-
-def test_admin_errors_match_pubsub(pubsub_emulator, pubsub_publisher, pubsub_subscriber):
-    topic, sub = create(pubsub_emulator, pubsub_publisher, pubsub_subscriber)
-    with pytest.raises(exceptions.AlreadyExists):
-        pubsub_publisher.create_topic(name=topic)
-    with pytest.raises(exceptions.AlreadyExists):
-        pubsub_subscriber.create_subscription(name=sub, topic=topic)
-    with pytest.raises(exceptions.NotFound):
-        pubsub_publisher.publish(pubsub_emulator.topic_path("missing"), b"x").result(timeout=30)
-    with pytest.raises(exceptions.NotFound):
-        pubsub_subscriber.get_subscription(subscription=pubsub_emulator.subscription_path())
-    with pytest.raises(exceptions.InvalidArgument):
-        pubsub_subscriber.create_subscription(
-            name=pubsub_emulator.subscription_path(), topic=topic, ack_deadline_seconds=5
-        )
-
-
-def test_update_and_list_subscriptions(pubsub_emulator, pubsub_publisher, pubsub_subscriber):
+def test_update_and_list_subscriptions(local):
+    pubsub_emulator, pubsub_publisher, pubsub_subscriber = local
     topic = pubsub_emulator.topic_path("listed")
     pubsub_publisher.create_topic(name=topic)
     project = f"projects/list-{uuid.uuid4().hex[:8]}"
@@ -167,116 +126,6 @@ def test_update_and_list_subscriptions(pubsub_emulator, pubsub_publisher, pubsub
     pubsub_subscriber.delete_subscription(subscription=names[0])
     with pytest.raises(exceptions.NotFound):
         pubsub_subscriber.get_subscription(subscription=names[0])
-
-
-def test_filter_delivers_only_matching_messages(
-    pubsub_emulator, pubsub_publisher, pubsub_subscriber
-):
-    topic, sub = create(
-        pubsub_emulator, pubsub_publisher, pubsub_subscriber, filter='attributes.kind = "mask"'
-    )
-    pubsub_publisher.publish(topic, b"no", kind="cutout").result()
-    wanted = pubsub_publisher.publish(topic, b"yes", kind="mask").result()
-    response = pubsub_subscriber.pull(subscription=sub, max_messages=10, timeout=10)
-    assert [r.message.message_id for r in response.received_messages] == [wanted]
-
-
-def test_streaming_pull_delivers_200_messages_each_once(
-    pubsub_emulator, pubsub_publisher, pubsub_subscriber
-):
-    topic, sub = create(pubsub_emulator, pubsub_publisher, pubsub_subscriber)
-    futures = [pubsub_publisher.publish(topic, b"%d" % i) for i in range(200)]
-    sent = {future.result() for future in futures}
-    received = Received()
-
-    def callback(message: Message) -> None:
-        received.add(message)
-        message.ack()
-
-    with streaming(pubsub_subscriber, sub, callback):
-        assert wait_for(lambda: set(received.ids()) == sent)
-        pause = threading.Event()
-        pause.wait(1.0)  # any redelivery would show up now
-    assert sorted(received.ids()) == sorted(sent)
-    if pubsub_emulator.server is not None:
-        assert wait_for(lambda: pubsub_emulator.server.state.stats(sub).backlog == 0)
-
-
-def test_nacked_message_is_redelivered(pubsub_emulator, pubsub_publisher, pubsub_subscriber):
-    topic, sub = create(pubsub_emulator, pubsub_publisher, pubsub_subscriber)
-    message_id = pubsub_publisher.publish(topic, b"retry me").result()
-    received = Received()
-
-    def callback(message: Message) -> None:
-        if received.add(message) == 1:
-            message.nack()
-        else:
-            message.ack()
-
-    with streaming(pubsub_subscriber, sub, callback):
-        assert wait_for(lambda: len(received.ids()) == 2)
-    assert received.ids() == [message_id, message_id]
-    assert [m.delivery_attempt for m in received.messages] == [None, None]
-
-
-def test_dead_letter_after_max_delivery_attempts(
-    pubsub_emulator, pubsub_publisher, pubsub_subscriber
-):
-    dead_topic = pubsub_emulator.topic_path("dead")
-    pubsub_publisher.create_topic(name=dead_topic)
-    dead_sub = pubsub_emulator.subscription_path("dead")
-    pubsub_subscriber.create_subscription(name=dead_sub, topic=dead_topic)
-    policy = {"dead_letter_topic": dead_topic, "max_delivery_attempts": 5}
-    topic, sub = create(
-        pubsub_emulator, pubsub_publisher, pubsub_subscriber, dead_letter_policy=policy
-    )
-    pubsub_publisher.publish(topic, b"poison", kind="cutout").result()
-    received = Received()
-
-    def callback(message: Message) -> None:
-        received.add(message)
-        message.nack()
-
-    with streaming(pubsub_subscriber, sub, callback):
-        response = pubsub_subscriber.pull(subscription=dead_sub, max_messages=1, timeout=30)
-        while not response.received_messages:
-            response = pubsub_subscriber.pull(subscription=dead_sub, max_messages=1, timeout=30)
-    (dead,) = response.received_messages
-    assert [m.delivery_attempt for m in received.messages] == [1, 2, 3, 4, 5]
-    assert dead.message.data == b"poison"
-    attributes = dict(dead.message.attributes)
-    assert attributes["kind"] == "cutout"
-    assert attributes["CloudPubSubDeadLetterSourceDeliveryCount"] == "5"
-    assert attributes["CloudPubSubDeadLetterSourceSubscription"] == sub.rsplit("/", 1)[1]
-
-
-def test_flow_control_caps_messages_in_flight(pubsub_emulator, pubsub_publisher, pubsub_subscriber):
-    topic, sub = create(pubsub_emulator, pubsub_publisher, pubsub_subscriber)
-    for future in [pubsub_publisher.publish(topic, b"%d" % i) for i in range(30)]:
-        future.result()
-    lock = threading.Lock()
-    in_flight, peak, server_peak = 0, 0, 0
-    done = threading.Event()
-    received = Received()
-    server = pubsub_emulator.server
-
-    def callback(message: Message) -> None:
-        nonlocal in_flight, peak, server_peak
-        with lock:
-            in_flight += 1
-            peak = max(peak, in_flight)
-            if server is not None:
-                server_peak = max(server_peak, server.state.stats(sub).outstanding)
-        done.wait(0.01)  # stands in for work
-        with lock:
-            in_flight -= 1
-        received.add(message)
-        message.ack()
-
-    with streaming(pubsub_subscriber, sub, callback, flow_control=FlowControl(max_messages=2)):
-        assert wait_for(lambda: len(set(received.ids())) == 30)
-    assert peak <= 2
-    assert server_peak <= 2
 
 
 def test_expired_lease_is_redelivered(local):
@@ -356,12 +205,6 @@ def test_raw_stream_acks_modacks_and_redelivers_expired_leases(local):
     finally:
         requests.put(None)
         responses.cancel()
-
-
-def test_stream_on_missing_subscription_fails_with_not_found(pubsub_emulator, pubsub_subscriber):
-    future = pubsub_subscriber.subscribe(pubsub_emulator.subscription_path("gone"), print)
-    with pytest.raises(exceptions.NotFound):
-        future.result(timeout=30)
 
 
 @pytest.mark.parametrize(

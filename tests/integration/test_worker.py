@@ -46,24 +46,55 @@ def completed_ids(events: list[dict]) -> Counter:
     )
 
 
+def completed_split(events: list[dict]) -> tuple[Counter, Counter]:
+    """(first completions, re-emitted ones) per job id: ``"duplicate": false`` and ``true``."""
+    first, again = Counter(), Counter()
+    for e in events:
+        data = e["body"]["data"]
+        if data["status"] == "completed":
+            (again if data["duplicate"] else first)[data["job_id"]] += 1
+    return first, again
+
+
+def pull_until_each_completed(cloud: Cloud, ids: list[str], timeout_s: float) -> list[dict]:
+    """Events until every job has its first ``completed`` event, then 2 s more for late ones."""
+    events: list[dict] = []
+    deadline = time.monotonic() + timeout_s
+    while not set(ids) <= set(completed_split(events)[0]) and time.monotonic() < deadline:
+        events += cloud.pull_all(cloud.events_sub, expected=1, timeout_s=5)
+    return events + cloud.pull_all(cloud.events_sub, expected=10**9, timeout_s=2)
+
+
 @pytest.mark.timeout(300)
 def test_thousand_jobs_one_result_and_one_event_each(cloud: Cloud) -> None:
+    """Every job is computed once: one result object and one ``completed`` event with
+    ``"duplicate": false``. Pub/Sub may deliver a job again (Google's emulator does, for a
+    few percent of these jobs: see the README's Development section); a redelivery finds the
+    result and re-emits the event with ``"duplicate": true``, never a second first one."""
     uris = cloud.upload_images(1000)
     ids = cloud.publish_jobs(uris, attributes={"batch": "b1"})
     worker = ThreadWorker(cloud.worker_config(max_batch=16, max_in_flight=64, io_threads=6))
-    events = cloud.pull_all(cloud.events_sub, expected=1000, timeout_s=240)
+    events = pull_until_each_completed(cloud, ids, timeout_s=240)
     worker.stop()
-    assert completed_ids(events) == Counter(ids)  # every job once, nothing else
+    first, again = completed_split(events)
+    attempts = Counter(
+        e["body"]["data"]["attempt"] for e in events if e["body"]["data"]["duplicate"]
+    )
+    print(
+        f"{len(events)} events, {len(again)} jobs re-emitted (attempts {attempts}); {worker.stats}"
+    )
+    assert first == Counter(ids)  # every job completed once as a first completion
+    assert set(again) <= set(ids)  # anything more is a marked re-emission of a known job
     assert all(
         e["attributes"]["status"] == "completed" and e["attributes"]["batch"] == "b1"
         for e in events
     )
     assert len(cloud.results()) == 1000
     assert cloud.drain(cloud.events_sub) == [] and cloud.drain(cloud.dead_sub) == []
-    assert (
-        worker.stats.batches < 1000 and max(e["body"]["data"]["batch_size"] for e in events) > 1
-    )  # jobs shared batches
-    sample = events[0]["body"]["data"]
+    computed = [e["body"]["data"] for e in events if not e["body"]["data"]["duplicate"]]
+    assert worker.stats.batches < 1000 and max(d["batch_size"] for d in computed) > 1  # shared
+    assert worker.stats.completed == 1000 and worker.stats.duplicates == sum(again.values())
+    sample = computed[0]
     assert set(sample["timings_ms"]) >= {
         "queue",
         "download",
