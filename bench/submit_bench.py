@@ -3,7 +3,7 @@
 Prints one JSON object. Two measurements:
 
 * ``publish``: ``Submitter.submit_many`` over N already-listed objects (no staging) against a
-  local google.pubsub.v1 server (tests/support/pubsub), or the one ``PUBSUB_EMULATOR_HOST``
+  local google.pubsub.v1 server (tests/doubles/pubsub), or the one ``PUBSUB_EMULATOR_HOST``
   names: jobs/s with batching and flow control, confirmed by the server.
 * ``listing``: ``iter_inputs`` over a ``file://`` directory of M empty files, with peak RSS
   and the tracemalloc peak. It is a ``file://`` directory because gcp-storage-emulator

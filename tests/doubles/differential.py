@@ -111,8 +111,19 @@ def error_name(call: Callable[[], object]) -> str:
 
 
 def format_table(rows: list[Row]) -> str:
+    """One line per observation: a scenario observing several things gets one line each."""
     header = ("scenario", "Google's emulator", "ours", "equal?")
-    lines = [(r.scenario, _short(r.google), _short(r.ours), _verdict(r)) for r in rows]
+    lines = []
+    for row in rows:
+        if isinstance(row.google, dict) and isinstance(row.ours, dict):
+            keys = list(dict.fromkeys([*row.google, *row.ours]))
+            for i, key in enumerate(keys):
+                google, ours = row.google.get(key), row.ours.get(key)
+                verdict = "yes" if google == ours else (f"no: {row.note}" if row.note else "NO")
+                name = f"{row.scenario}: {key}" if i == 0 else f"  … {key}"
+                lines.append((name, _short(google), _short(ours), verdict))
+        else:
+            lines.append((row.scenario, _short(row.google), _short(row.ours), _verdict(row)))
     widths = [max(len(str(x[i])) for x in [header, *lines]) for i in range(4)]
     out = [" | ".join(str(cell).ljust(w) for cell, w in zip(header, widths, strict=True))]
     out.append("-+-".join("-" * w for w in widths))
@@ -127,8 +138,5 @@ def _verdict(row: Row) -> str:
 
 
 def _short(value: Any) -> str:
-    if isinstance(value, dict):
-        text = ", ".join(f"{k}={v}" for k, v in value.items())
-    else:
-        text = str(value)
-    return text if len(text) <= 70 else text[:67] + "..."
+    text = str(value)
+    return text if len(text) <= 90 else text[:87] + "..."

@@ -138,7 +138,9 @@ def dead_letter(b: Backend) -> object:
     return {
         "attempts": attempts,
         "dead data": dead.message.data.decode(),
-        "dead attrs": sorted(attributes),
+        "dead attrs (CloudPubSubDeadLetter…)": sorted(
+            k.removeprefix("CloudPubSubDeadLetter") for k in attributes
+        ),
         "count": attributes.get("CloudPubSubDeadLetterSourceDeliveryCount"),
         "source": attributes.get("CloudPubSubDeadLetterSourceSubscription") == sub.split("/")[-1],
         "left on source": len(b.pull(sub, timeout_s=1)),

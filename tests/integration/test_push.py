@@ -120,6 +120,38 @@ def test_concurrent_pushes_share_batches_and_ack(cloud: Cloud) -> None:
     assert len(cloud.results()) == 16
 
 
+def test_googles_emulator_pushes_jobs_to_cutq_serve(cloud: Cloud) -> None:
+    """The real push path: a push subscription on Google's emulator POSTs each job to the
+    endpoint, which answers 200 (ack) after the job's event is published."""
+    uris = cloud.upload_images(6)
+    endpoint = Endpoint(cloud.worker_config(max_batch=8, max_wait_ms=200))
+    try:
+        push_sub = cloud.emulator.subscription_path("push")
+        cloud.subscriber.create_subscription(
+            name=push_sub,
+            topic=cloud.jobs_topic,
+            push_config={"push_endpoint": f"http://127.0.0.1:{endpoint.port}/"},
+            ack_deadline_seconds=60,
+        )
+        ids = cloud.publish_jobs(uris)
+        cloud.publish_raw(b"{broken")
+        events = cloud.pull_all(cloud.events_sub, expected=7, timeout_s=90)
+        time.sleep(1.0)  # a retried (nacked) push would arrive now
+        events += cloud.drain(cloud.events_sub)
+    finally:
+        endpoint.stop()
+    completed = sorted(
+        e["body"]["data"]["job_id"] for e in events if e["body"]["data"]["status"] == "completed"
+    )
+    failed = [
+        e["body"]["data"]["error"]["code"]
+        for e in events
+        if e["body"]["data"]["status"] == "failed"
+    ]
+    assert completed == sorted(ids) and failed == ["invalid_message"]
+    assert len(cloud.results()) == 6
+
+
 def test_response_codes_map_to_ack_and_nack(cloud: Cloud) -> None:
     uri = cloud.upload_images(1)[0]
     endpoint = Endpoint(cloud.worker_config(events_topic=cloud.emulator.topic_path("gone")))

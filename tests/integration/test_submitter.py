@@ -29,8 +29,6 @@ from cutq.submitter.client import Submitter, SubmitterConfig
 from cutq.submitter.watch import JobsFailed, WaitTimeout, raise_for_failures
 from tests.support.emulators import PubSubEmulator
 
-pytest_plugins = ["tests.doubles.pubsub.fixtures"]
-
 PNG = b"\x89PNG\r\n\x1a\n"
 ROOT = Path(__file__).resolve().parents[2]
 
