@@ -68,6 +68,7 @@ def test_make_stack_then_submit_samples_wait_and_download(
         for line in env_file.read_text().splitlines():
             key, _, value = line.removeprefix("export ").partition("=")
             client_env[key] = value
+        _check_subscription(client_env["PUBSUB_EMULATOR_HOST"])
         started = time.monotonic()
         submit = subprocess.run(
             [sys.executable, "-m", "cutq.submitter.cli", "submit", str(SAMPLES), "--wait",
@@ -90,3 +91,24 @@ def test_make_stack_then_submit_samples_wait_and_download(
     downloaded = sorted((tmp_path / "out").iterdir())
     assert len(downloaded) == len(samples) == 8
     assert all(p.suffix == ".png" and p.stat().st_size > 0 for p in downloaded)
+
+
+def _check_subscription(host: str) -> None:
+    """The jobs subscription on the stack's emulator has the Terraform module's policies."""
+    from google.cloud import pubsub_v1
+
+    from tests.doubles.differential import pointed_at
+
+    with pointed_at(host):
+        subscriber = pubsub_v1.SubscriberClient()
+    try:
+        names = stack.names()
+        sub = subscriber.get_subscription(subscription=names["jobs_subscription"])
+    finally:
+        subscriber.close()
+    assert sub.topic == names["jobs_topic"]
+    assert sub.ack_deadline_seconds == stack.ACK_DEADLINE_S
+    assert sub.retry_policy.minimum_backoff.total_seconds() == stack.RETRY_MIN_BACKOFF_S
+    assert sub.retry_policy.maximum_backoff.total_seconds() == stack.RETRY_MAX_BACKOFF_S
+    assert sub.dead_letter_policy.dead_letter_topic == names["dead_letter_topic"]
+    assert sub.dead_letter_policy.max_delivery_attempts == stack.MAX_DELIVERY_ATTEMPTS

@@ -117,7 +117,11 @@ class Cloud:
         found: list[dict] = []
         deadline = time.monotonic() + timeout_s
         while len(found) < expected and time.monotonic() < deadline:
-            response = self.subscriber.pull(subscription=subscription, max_messages=500, timeout=5)
+            # Google's emulator holds an empty Pull open until its deadline: keep it short.
+            wait_s = min(2.0, max(0.5, deadline - time.monotonic()))
+            response = self.subscriber.pull(
+                subscription=subscription, max_messages=500, timeout=wait_s
+            )
             if response.received_messages:
                 self.subscriber.acknowledge(
                     subscription=subscription,
