@@ -10,11 +10,9 @@ import contextlib
 import queue
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
-from google.api_core import exceptions
 from google.cloud import pubsub_v1
 from google.cloud.pubsub_v1.subscriber.message import Message
 from google.cloud.pubsub_v1.types import FlowControl
@@ -98,34 +96,6 @@ def local(local_server: LocalPubSubServer) -> Iterator[tuple[PubSubEmulator, obj
         subscriber.close()
         publisher.stop()
         publisher.transport.close()
-
-
-def test_update_and_list_subscriptions(local):
-    pubsub_emulator, pubsub_publisher, pubsub_subscriber = local
-    topic = pubsub_emulator.topic_path("listed")
-    pubsub_publisher.create_topic(name=topic)
-    project = f"projects/list-{uuid.uuid4().hex[:8]}"
-    names = [f"{project}/subscriptions/sub-{i}" for i in range(5)]
-    for name in names:
-        pubsub_subscriber.create_subscription(name=name, topic=topic)
-    listed = pubsub_subscriber.list_subscriptions(request={"project": project, "page_size": 2})
-    assert sorted(s.name for s in listed) == names
-
-    dead = pubsub_emulator.topic_path("dead")
-    pubsub_publisher.create_topic(name=dead)
-    updated = pubsub_subscriber.update_subscription(
-        subscription={
-            "name": names[0],
-            "ack_deadline_seconds": 30,
-            "dead_letter_policy": {"dead_letter_topic": dead, "max_delivery_attempts": 7},
-        },
-        update_mask={"paths": ["ack_deadline_seconds", "dead_letter_policy"]},
-    )
-    assert updated.ack_deadline_seconds == 30
-    assert updated.dead_letter_policy.max_delivery_attempts == 7
-    pubsub_subscriber.delete_subscription(subscription=names[0])
-    with pytest.raises(exceptions.NotFound):
-        pubsub_subscriber.get_subscription(subscription=names[0])
 
 
 def test_expired_lease_is_redelivered(local):

@@ -261,14 +261,6 @@ def test_deleting_the_topic_detaches_but_keeps_subscriptions(state):
         publish(state, b"more")
 
 
-def test_update_subscription_changes_settings_but_not_the_filter(state):
-    subscribe(state, filter="attributes:kind")
-    state.update_subscription(SubscriptionConfig(SUB, TOPIC, 60, filter="attributes:kind"))
-    assert state.get_subscription(SUB)[0].ack_deadline_s == 60
-    with pytest.raises(InvalidArgument):
-        state.update_subscription(SubscriptionConfig(SUB, TOPIC, 60))
-
-
 @pytest.mark.parametrize(
     "make",
     [

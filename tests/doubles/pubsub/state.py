@@ -95,14 +95,6 @@ class PubSubState:
         with self._changed:
             return self._topic(name).resource
 
-    def list_topics(self, project: str) -> list[str]:
-        with self._changed:
-            return sorted(n for n in self._topics if n.startswith(f"{project}/topics/"))
-
-    def topic_subscriptions(self, name: str) -> list[str]:
-        with self._changed:
-            return sorted(self._topic(name).subscriptions)
-
     def delete_topic(self, name: str) -> None:
         """Delete a topic; its subscriptions stay, detached (their topic reads _deleted-topic_)."""
         with self._changed:
@@ -140,23 +132,6 @@ class PubSubState:
         with self._changed:
             sub = self._subscription(name)
             return sub.config, sub.resource
-
-    def update_subscription(self, config: SubscriptionConfig, resource: object = None) -> None:
-        """Replace settings; topic and filter cannot change (as in Pub/Sub)."""
-        with self._changed:
-            sub = self._subscription(config.name)
-            if config.topic != sub.config.topic:
-                raise InvalidArgument("the topic of a subscription cannot be changed")
-            if config.filter != sub.config.filter:
-                raise InvalidArgument("the filter of a subscription cannot be changed")
-            self._check_dead_letter_topic(config)
-            sub.config, sub.resource = config, resource
-            self._changed.notify_all()
-
-    def list_subscriptions(self, project: str) -> list[str]:
-        with self._changed:
-            prefix = f"{project}/subscriptions/"
-            return sorted(n for n in self._subscriptions if n.startswith(prefix))
 
     def delete_subscription(self, name: str) -> None:
         with self._changed:
