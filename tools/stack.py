@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nIn another shell:\n  source {os.path.relpath(args.env_file)}")
         print("  cutq submit samples/ --wait --download out/stack\n", flush=True)
         worker = subprocess.Popen(
-            [sys.executable, "-m", "cutq.submitter.cli", "worker"],
+            [sys.executable, "-m", "cutq.cli", "worker"],
             env=worker_env(n, pubsub.host, gcs_url),
         )
         stack.callback(_stop, worker)

@@ -71,7 +71,7 @@ def test_make_stack_then_submit_samples_wait_and_download(
         _check_subscription(client_env["PUBSUB_EMULATOR_HOST"])
         started = time.monotonic()
         submit = subprocess.run(
-            [sys.executable, "-m", "cutq.submitter.cli", "submit", str(SAMPLES), "--wait",
+            [sys.executable, "-m", "cutq.cli", "submit", str(SAMPLES), "--wait",
              "--timeout-s", "120", "--download", str(tmp_path / "out")],
             env=client_env,
             capture_output=True,
