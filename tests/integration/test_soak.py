@@ -20,7 +20,7 @@ def test_soak_with_rotating_faults_loses_nothing(
 ) -> None:
     """On our double: it kills workers and restarts Pub/Sub, and Google's emulator neither
     keeps state over a restart nor delivers a subscription's messages again after a streaming
-    client went away (tests/doubles/test_emulator_quirks.py)."""
+    client went away (tests/doubles/test_differential.py)."""
     settings = SoakSettings(jobs=300, workers=2, fault_every_s=5.0, timeout_s=150.0)
     report = run_soak(pubsub_double, gcs_server, gcs_bucket, settings)
     print(json.dumps(report, indent=2))  # shown with -s, and on failure

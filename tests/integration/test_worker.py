@@ -34,7 +34,7 @@ def cloud(pubsub_emulator: PubSubEmulator, gcs_bucket: str) -> Iterator[Cloud]:
 def cloud_double(pubsub_double: PubSubEmulator, gcs_bucket: str) -> Iterator[Cloud]:
     """On our Pub/Sub double: for a second worker taking over a subscription after the first
     one's stream went away, which Google's emulator does not serve (see
-    tests/doubles/test_emulator_quirks.py)."""
+    tests/doubles/test_differential.py)."""
     cloud = Cloud(pubsub_double, gcs_bucket)
     yield cloud
     cloud.close()
