@@ -196,7 +196,7 @@ def test_resume_after_interruption_continues_after_the_checkpoint(
     env = {**os.environ, "PUBSUB_EMULATOR_HOST": pubsub_emulator.host}
     process = subprocess.Popen(
         [sys.executable, "-m", "cutq.cli", "submit", "--no-progress", "--rate",
-         "1000/s", *argv],
+         "300/s", *argv],  # 10 s: the interrupt lands mid-run
         env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
