@@ -1,5 +1,7 @@
-# The two commands of the README:
+# The commands of the README:
 #   make demo   set up and run the local batch on the bundled samples with the bundled model
+#   make stack  the queue path on this machine: Google's Pub/Sub emulator, a local GCS and a
+#               worker (then, in another shell: source out/stack.env; cutq submit samples/ --wait)
 #   make test   set up and run every test (what .ci/run calls)
 # Both create .venv and install torch with an explicit pin first, so pip never picks a
 # multi-GB build by accident; override with e.g. `make demo TORCH="torch==2.13.0"`.
@@ -15,7 +17,7 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 endif
 OUT ?= out/demo
 
-.PHONY: demo test lint bench clean
+.PHONY: demo stack test lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +36,9 @@ $(VENV)/.dev: pyproject.toml $(VENV)/.torch
 
 demo: $(VENV)/.worker
 	$(BIN)/cutq run samples --out $(OUT)
+
+stack: $(VENV)/.dev
+	$(BIN)/python -m tools.stack
 
 # lint-imports reads the package as installed (the editable install's import hook hides it
 # from grimp): a throwaway non-editable copy under .cache/imports.

@@ -19,7 +19,7 @@ def local_cloud() -> Iterator[object]:
     """Servers in a child process; yields a fresh ``Cloud`` on them (the env is restored)."""
     from cutq.core.storage import open_storage, reset_backends
     from tests.support.cloud import Cloud
-    from tests.support.pubsub import PubSubEmulator
+    from tests.support.emulators import PubSubEmulator
     from tests.support.servers import child_servers
 
     saved = {k: os.environ.get(k) for k in ("STORAGE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST")}

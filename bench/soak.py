@@ -29,8 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # tests.support holds the local servers and the soak itself
 
 from cutq.core.storage import open_storage  # noqa: E402
-from tests.support.pubsub import PubSubEmulator  # noqa: E402
-from tests.support.pubsub.server import LocalPubSubServer  # noqa: E402
+from tests.doubles.pubsub.server import LocalPubSubServer  # noqa: E402
+from tests.support.emulators import PubSubEmulator  # noqa: E402
 from tests.support.servers import local_gcs  # noqa: E402
 from tests.support.soak import SoakSettings, run_soak  # noqa: E402
 

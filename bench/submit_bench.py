@@ -3,7 +3,7 @@
 Prints one JSON object. Two measurements:
 
 * ``publish``: ``Submitter.submit_many`` over N already-listed objects (no staging) against a
-  local google.pubsub.v1 server (tests/support/pubsub), or the one ``PUBSUB_EMULATOR_HOST``
+  local google.pubsub.v1 server (tests/doubles/pubsub), or the one ``PUBSUB_EMULATOR_HOST``
   names: jobs/s with batching and flow control, confirmed by the server.
 * ``listing``: ``iter_inputs`` over a ``file://`` directory of M empty files, with peak RSS
   and the tracemalloc peak. It is a ``file://`` directory because gcp-storage-emulator
@@ -35,7 +35,7 @@ def bench_publish(count: int) -> dict[str, float]:
 
     from cutq.core.storage import ObjectInfo
     from cutq.submitter.client import Submitter, SubmitterConfig
-    from tests.support.pubsub import LocalPubSubServer
+    from tests.doubles.pubsub import LocalPubSubServer
 
     server = None
     if not os.environ.get("PUBSUB_EMULATOR_HOST"):

@@ -28,6 +28,8 @@ _NOT_WORKER = {
     "CUTQ_TEST_TIMEOUT_S",
     "CUTQ_LOG_FORMAT",  # logging is the process's: the command line sets it up (cutq.cli)
     "CUTQ_LOG_LEVEL",
+    "CUTQ_PUBSUB_EMULATOR",  # the tests' and `make stack`'s path to Google's Pub/Sub emulator
+    "CUTQ_REQUIRE_EMULATORS",  # .ci/run: a missing emulator fails the tests instead of skipping
 }
 
 

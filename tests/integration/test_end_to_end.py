@@ -14,7 +14,7 @@ import pytest
 from cutq.core.storage import open_storage
 from cutq.submitter.client import Submitter, SubmitterConfig
 from tests.support.cloud import Cloud, ThreadWorker, tiny_image
-from tests.support.pubsub import PubSubEmulator
+from tests.support.emulators import PubSubEmulator
 
 
 @pytest.fixture

@@ -20,12 +20,22 @@ import pytest
 
 from cutq.core.contract import new_job
 from tests.support.cloud import Cloud, ThreadWorker, worker_process
-from tests.support.pubsub import PubSubEmulator
+from tests.support.emulators import PubSubEmulator
 
 
 @pytest.fixture
 def cloud(pubsub_emulator: PubSubEmulator, gcs_bucket: str) -> Iterator[Cloud]:
+    """On Google's Pub/Sub emulator."""
     cloud = Cloud(pubsub_emulator, gcs_bucket)
+    yield cloud
+    cloud.close()
+
+
+@pytest.fixture
+def cloud_double(pubsub_double: PubSubEmulator, gcs_bucket: str) -> Iterator[Cloud]:
+    """On our double: a second worker takes over the subscription after the first one's stream
+    went away, which Google's emulator does not serve (tests/doubles/test_differential.py)."""
+    cloud = Cloud(pubsub_double, gcs_bucket)
     yield cloud
     cloud.close()
 
@@ -80,7 +90,10 @@ def test_one_job_twice_in_the_backlog_with_two_workers_ends_once(cloud: Cloud) -
 
 
 @pytest.mark.timeout(300)
-def test_sigterm_mid_backlog_exits_in_grace_and_burns_no_delivery_attempts(cloud: Cloud) -> None:
+def test_sigterm_mid_backlog_exits_in_grace_and_burns_no_delivery_attempts(
+    cloud_double: Cloud,
+) -> None:
+    cloud = cloud_double
     grace_s = 5.0
     ids = cloud.publish_jobs(cloud.upload_images(200))
     process = worker_process(

@@ -13,8 +13,6 @@ from cutq.core.contract import OutputSpec, derive_job_id, parse_job
 from cutq.submitter import function
 from tests.integration.test_submitter import Topic, make_topic
 
-pytest_plugins = ["tests.support.pubsub.fixtures"]
-
 ROUTES = [
     {"prefix": "shop/", "output": "gs://results-bucket/shop", "kind": "both"},
     {"bucket": "uploads", "prefix": "misc/", "output": "gs://uploads/out", "format": "webp",

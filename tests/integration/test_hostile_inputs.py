@@ -30,7 +30,7 @@ from cutq.core.contract import MAX_MESSAGE_BYTES
 from cutq.core.storage import open_storage
 from cutq.worker.ledger import Stats
 from tests.support.cloud import Cloud, ThreadWorker
-from tests.support.pubsub import PubSubEmulator
+from tests.support.emulators import PubSubEmulator
 
 BUCKET = "t-hostile-inputs"
 MISSING_BUCKET = "t-hostile-no-such-bucket"

@@ -25,7 +25,7 @@ from cutq.worker.config import WorkerConfig
 from cutq.worker.service import Service
 from cutq.worker.sources.push import PushSource, TokenVerifier
 from tests.support.cloud import Cloud
-from tests.support.pubsub import PubSubEmulator
+from tests.support.emulators import PubSubEmulator
 
 AUDIENCE = "https://cutq-worker.example.run.app/"
 PUSHER = "pusher@project.iam.gserviceaccount.com"
@@ -118,6 +118,38 @@ def test_concurrent_pushes_share_batches_and_ack(cloud: Cloud) -> None:
     assert max(e["body"]["data"]["batch_size"] for e in events) > 1  # pushes shared batches
     assert all("/dt=2026-11-23/" in e["body"]["data"]["outputs"][0]["uri"] for e in events)
     assert len(cloud.results()) == 16
+
+
+def test_googles_emulator_pushes_jobs_to_cutq_serve(cloud: Cloud) -> None:
+    """The real push path: a push subscription on Google's emulator POSTs each job to the
+    endpoint, which answers 200 (ack) after the job's event is published."""
+    uris = cloud.upload_images(6)
+    endpoint = Endpoint(cloud.worker_config(max_batch=8, max_wait_ms=200))
+    try:
+        push_sub = cloud.emulator.subscription_path("push")
+        cloud.subscriber.create_subscription(
+            name=push_sub,
+            topic=cloud.jobs_topic,
+            push_config={"push_endpoint": f"http://127.0.0.1:{endpoint.port}/"},
+            ack_deadline_seconds=60,
+        )
+        ids = cloud.publish_jobs(uris)
+        cloud.publish_raw(b"{broken")
+        events = cloud.pull_all(cloud.events_sub, expected=7, timeout_s=90)
+        time.sleep(1.0)  # a retried (nacked) push would arrive now
+        events += cloud.drain(cloud.events_sub)
+    finally:
+        endpoint.stop()
+    completed = sorted(
+        e["body"]["data"]["job_id"] for e in events if e["body"]["data"]["status"] == "completed"
+    )
+    failed = [
+        e["body"]["data"]["error"]["code"]
+        for e in events
+        if e["body"]["data"]["status"] == "failed"
+    ]
+    assert completed == sorted(ids) and failed == ["invalid_message"]
+    assert len(cloud.results()) == 6
 
 
 def test_response_codes_map_to_ack_and_nack(cloud: Cloud) -> None:

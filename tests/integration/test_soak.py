@@ -9,17 +9,20 @@ import json
 
 import pytest
 
-from tests.support.pubsub import PubSubEmulator
+from tests.support.emulators import PubSubEmulator
 from tests.support.soak import SoakSettings, run_soak
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_soak_with_rotating_faults_loses_nothing(
-    pubsub_emulator: PubSubEmulator, gcs_server: str, gcs_bucket: str
+    pubsub_double: PubSubEmulator, gcs_server: str, gcs_bucket: str
 ) -> None:
+    """On our double: it kills workers and restarts Pub/Sub, and Google's emulator neither
+    keeps state over a restart nor delivers a subscription's messages again after a streaming
+    client went away (tests/doubles/test_differential.py)."""
     settings = SoakSettings(jobs=300, workers=2, fault_every_s=5.0, timeout_s=150.0)
-    report = run_soak(pubsub_emulator, gcs_server, gcs_bucket, settings)
+    report = run_soak(pubsub_double, gcs_server, gcs_bucket, settings)
     print(json.dumps(report, indent=2))  # shown with -s, and on failure
     assert report["lost"] == 0 and report["conflicting"] == 0, report
     assert report["duplicate_results"] == 0, report

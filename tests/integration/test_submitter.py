@@ -27,9 +27,7 @@ from cutq.core.contract import Event, OutputInfo, OutputSpec, new_job, parse_job
 from cutq.core.storage import open_storage
 from cutq.submitter.client import Submitter, SubmitterConfig
 from cutq.submitter.watch import JobsFailed, WaitTimeout, raise_for_failures
-from tests.support.pubsub import PubSubEmulator
-
-pytest_plugins = ["tests.support.pubsub.fixtures"]
+from tests.support.emulators import PubSubEmulator
 
 PNG = b"\x89PNG\r\n\x1a\n"
 ROOT = Path(__file__).resolve().parents[2]
@@ -198,7 +196,7 @@ def test_resume_after_interruption_continues_after_the_checkpoint(
     env = {**os.environ, "PUBSUB_EMULATOR_HOST": pubsub_emulator.host}
     process = subprocess.Popen(
         [sys.executable, "-m", "cutq.cli", "submit", "--no-progress", "--rate",
-         "1000/s", *argv],
+         "300/s", *argv],  # 10 s: the interrupt lands mid-run
         env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:

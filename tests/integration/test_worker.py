@@ -17,13 +17,25 @@ import pytest
 
 from cutq.core.storage import open_storage, reset_backends
 from tests.support.cloud import Cloud, ThreadWorker, worker_process
+from tests.support.emulators import PubSubEmulator
 from tests.support.faulty_proxy import Fault, FaultyProxy
-from tests.support.pubsub import PubSubEmulator
 
 
 @pytest.fixture
 def cloud(pubsub_emulator: PubSubEmulator, gcs_bucket: str) -> Iterator[Cloud]:
+    """On Google's Pub/Sub emulator. One worker per subscription: after a streaming client
+    disconnects, the emulator may not deliver that subscription's messages again."""
     cloud = Cloud(pubsub_emulator, gcs_bucket)
+    yield cloud
+    cloud.close()
+
+
+@pytest.fixture
+def cloud_double(pubsub_double: PubSubEmulator, gcs_bucket: str) -> Iterator[Cloud]:
+    """On our Pub/Sub double: for a second worker taking over a subscription after the first
+    one's stream went away, which Google's emulator does not serve (see
+    tests/doubles/test_differential.py)."""
+    cloud = Cloud(pubsub_double, gcs_bucket)
     yield cloud
     cloud.close()
 
@@ -34,24 +46,56 @@ def completed_ids(events: list[dict]) -> Counter:
     )
 
 
+def completed_split(events: list[dict]) -> tuple[Counter, Counter]:
+    """(first completions, re-emitted ones) per job id: ``"duplicate": false`` and ``true``."""
+    first, again = Counter(), Counter()
+    for e in events:
+        data = e["body"]["data"]
+        if data["status"] == "completed":
+            (again if data["duplicate"] else first)[data["job_id"]] += 1
+    return first, again
+
+
+def pull_until_each_completed(cloud: Cloud, ids: list[str], timeout_s: float) -> list[dict]:
+    """Events until every job has its first ``completed`` event."""
+    events: list[dict] = []
+    deadline = time.monotonic() + timeout_s
+    while not set(ids) <= set(completed_split(events)[0]) and time.monotonic() < deadline:
+        events += cloud.pull_all(cloud.events_sub, expected=1, timeout_s=5)
+    return events
+
+
 @pytest.mark.timeout(300)
 def test_thousand_jobs_one_result_and_one_event_each(cloud: Cloud) -> None:
+    """Every job is computed once: one result object and one ``completed`` event with
+    ``"duplicate": false``. Pub/Sub may deliver a job again (Google's emulator does, for a
+    few percent of these jobs: see the README's Development section); a redelivery finds the
+    result and re-emits the event with ``"duplicate": true``, never a second first one."""
     uris = cloud.upload_images(1000)
     ids = cloud.publish_jobs(uris, attributes={"batch": "b1"})
     worker = ThreadWorker(cloud.worker_config(max_batch=16, max_in_flight=64, io_threads=6))
-    events = cloud.pull_all(cloud.events_sub, expected=1000, timeout_s=240)
+    events = pull_until_each_completed(cloud, ids, timeout_s=240)
     worker.stop()
-    assert completed_ids(events) == Counter(ids)  # every job once, nothing else
+    events += cloud.drain(cloud.events_sub)  # whatever it published until it stopped
+    first, again = completed_split(events)
+    attempts = Counter(
+        e["body"]["data"]["attempt"] for e in events if e["body"]["data"]["duplicate"]
+    )
+    print(
+        f"{len(events)} events, {len(again)} jobs re-emitted (attempts {attempts}); {worker.stats}"
+    )
+    assert first == Counter(ids)  # every job completed once as a first completion
+    assert set(again) <= set(ids)  # anything more is a marked re-emission of a known job
     assert all(
         e["attributes"]["status"] == "completed" and e["attributes"]["batch"] == "b1"
         for e in events
     )
     assert len(cloud.results()) == 1000
-    assert cloud.drain(cloud.events_sub) == [] and cloud.drain(cloud.dead_sub) == []
-    assert (
-        worker.stats.batches < 1000 and max(e["body"]["data"]["batch_size"] for e in events) > 1
-    )  # jobs shared batches
-    sample = events[0]["body"]["data"]
+    assert cloud.drain(cloud.dead_sub) == []
+    computed = [e["body"]["data"] for e in events if not e["body"]["data"]["duplicate"]]
+    assert worker.stats.batches < 1000 and max(d["batch_size"] for d in computed) > 1  # shared
+    assert worker.stats.completed == 1000 and worker.stats.duplicates == sum(again.values())
+    sample = computed[0]
     assert set(sample["timings_ms"]) >= {
         "queue",
         "download",
@@ -149,7 +193,8 @@ def _wait_for_results(cloud: Cloud, count: int, timeout_s: float) -> None:
 
 
 @pytest.mark.timeout(240)
-def test_killed_worker_loses_nothing(cloud: Cloud) -> None:
+def test_killed_worker_loses_nothing(cloud_double: Cloud) -> None:
+    cloud = cloud_double
     uris = cloud.upload_images(120)
     ids = cloud.publish_jobs(uris)
     config = cloud.worker_config(max_batch=4, max_in_flight=16, max_wait_ms=200)
@@ -175,7 +220,8 @@ def test_killed_worker_loses_nothing(cloud: Cloud) -> None:
 
 
 @pytest.mark.timeout(240)
-def test_sigterm_drains_within_the_grace_period(cloud: Cloud) -> None:
+def test_sigterm_drains_within_the_grace_period(cloud_double: Cloud) -> None:
+    cloud = cloud_double
     uris = cloud.upload_images(60)
     ids = cloud.publish_jobs(uris)
     process = worker_process(

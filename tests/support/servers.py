@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             stack.callback(gcs.stop)
             addresses["gcs"] = f"http://127.0.0.1:{port}"
         if args.pubsub:
-            from tests.support.pubsub import LocalPubSubServer
+            from tests.doubles.pubsub import LocalPubSubServer
 
             addresses["pubsub"] = stack.enter_context(LocalPubSubServer()).address
         print(json.dumps(addresses), flush=True)

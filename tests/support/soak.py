@@ -27,9 +27,9 @@ from typing import Any
 
 from cutq.core.storage import open_storage
 from tests.support.cloud import Cloud, tiny_image, worker_process
+from tests.support.emulators import PubSubEmulator
 from tests.support.faulty_proxy import Fault, FaultyProxy
 from tests.support.ledger import collect
-from tests.support.pubsub import PubSubEmulator
 
 FAULTS = ("kill_worker", "storage_503_burst", "sigterm_scale_in", "pubsub_restart")
 

@@ -19,7 +19,7 @@ from google.pubsub_v1.types import pubsub
 
 from . import resources
 from .model import AlreadyExists, InvalidArgument, NotFound, PubSubError, Stream, Unsupported
-from .resources import Pb, check_name, check_project, page, received
+from .resources import Pb, check_name, received
 from .state import PubSubState
 
 logger = logging.getLogger(__name__)
@@ -84,12 +84,6 @@ class PublisherServicer:
             {
                 "CreateTopic": (self.create_topic, "Topic", "Topic"),
                 "GetTopic": (self.get_topic, "GetTopicRequest", "Topic"),
-                "ListTopics": (self.list_topics, "ListTopicsRequest", "ListTopicsResponse"),
-                "ListTopicSubscriptions": (
-                    self.list_topic_subscriptions,
-                    "ListTopicSubscriptionsRequest",
-                    "ListTopicSubscriptionsResponse",
-                ),
                 "DeleteTopic": (self.delete_topic, "DeleteTopicRequest", "Empty"),
                 "Publish": (self.publish, "PublishRequest", "PublishResponse"),
             },
@@ -105,23 +99,6 @@ class PublisherServicer:
 
     def get_topic(self, request: Pb, context: grpc.ServicerContext) -> Pb:
         return self._state.get_topic(request.topic)
-
-    def list_topics(self, request: Pb, context: grpc.ServicerContext) -> Pb:
-        names = self._state.list_topics(check_project(request.project))
-        chosen, token = page(names, request.page_size, request.page_token)
-        topics = []
-        for name in chosen:
-            try:
-                topics.append(self._state.get_topic(name))
-            except NotFound:
-                continue  # deleted while listing
-        return pubsub.ListTopicsResponse.pb()(topics=topics, next_page_token=token)
-
-    def list_topic_subscriptions(self, request: Pb, context: grpc.ServicerContext) -> Pb:
-        names = self._state.topic_subscriptions(request.topic)
-        chosen, token = page(names, request.page_size, request.page_token)
-        response = pubsub.ListTopicSubscriptionsResponse.pb()
-        return response(subscriptions=chosen, next_page_token=token)
 
     def delete_topic(self, request: Pb, context: grpc.ServicerContext) -> Pb:
         self._state.delete_topic(request.topic)
@@ -161,16 +138,6 @@ class SubscriberServicer:
                     "GetSubscriptionRequest",
                     "Subscription",
                 ),
-                "UpdateSubscription": (
-                    self.update_subscription,
-                    "UpdateSubscriptionRequest",
-                    "Subscription",
-                ),
-                "ListSubscriptions": (
-                    self.list_subscriptions,
-                    "ListSubscriptionsRequest",
-                    "ListSubscriptionsResponse",
-                ),
                 "DeleteSubscription": (
                     self.delete_subscription,
                     "DeleteSubscriptionRequest",
@@ -203,25 +170,6 @@ class SubscriberServicer:
         answer.CopyFrom(resource)
         answer.topic = config.topic  # reads _deleted-topic_ once the topic is gone
         return answer
-
-    def update_subscription(self, request: Pb, context: grpc.ServicerContext) -> Pb:
-        name = request.subscription.name
-        _, current = self._state.get_subscription(name)
-        merged = resources.updated_subscription(current, request.subscription, request.update_mask)
-        config, resource = resources.subscription_config(merged)
-        self._state.update_subscription(config, resource)
-        return self._resource(name)
-
-    def list_subscriptions(self, request: Pb, context: grpc.ServicerContext) -> Pb:
-        names = self._state.list_subscriptions(check_project(request.project))
-        chosen, token = page(names, request.page_size, request.page_token)
-        found = []
-        for name in chosen:
-            try:
-                found.append(self._resource(name))
-            except NotFound:
-                continue  # deleted while listing
-        return pubsub.ListSubscriptionsResponse.pb()(subscriptions=found, next_page_token=token)
 
     def delete_subscription(self, request: Pb, context: grpc.ServicerContext) -> Pb:
         self._state.delete_subscription(request.subscription)

@@ -1,4 +1,4 @@
-"""google.pubsub.v1 protobuf messages ↔ the plain model: names, settings, messages, pages.
+"""google.pubsub.v1 protobuf messages ↔ the plain model: names, settings, messages.
 
 The servicers work on the raw protobuf classes under the proto-plus types of the installed
 `google.pubsub_v1` package (`Type.pb()`): fast, and exactly what travels on the wire.
@@ -7,10 +7,8 @@ The servicers work on the raw protobuf classes under the proto-plus types of the
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from typing import Any
 
-from google.protobuf import field_mask_pb2
 from google.pubsub_v1.types import pubsub
 
 from .model import (
@@ -34,32 +32,11 @@ Subscription = pubsub.Subscription.pb()
 PubsubMessage = pubsub.PubsubMessage.pb()
 ReceivedMessage = pubsub.ReceivedMessage.pb()
 
-DEFAULT_PAGE_SIZE = 100
 _RESOURCE_ID = r"[A-Za-z][A-Za-z0-9\-_.~+%]{2,254}"
-_PROJECT_NAME = re.compile(r"projects/[^/]+")
 _NAMES = {
     kind: re.compile(rf"(projects/[^/]+)/{kind}/({_RESOURCE_ID})")
     for kind in ("topics", "subscriptions")
 }
-# Subscription fields UpdateSubscription may change; topic and filter are immutable.
-_UPDATABLE = frozenset(
-    {
-        "ack_deadline_seconds",
-        "dead_letter_policy",
-        "retry_policy",
-        "labels",
-        "message_retention_duration",
-        "retain_acked_messages",
-        "expiration_policy",
-        "push_config",
-    }
-)
-
-
-def check_project(name: str) -> str:
-    if not _PROJECT_NAME.fullmatch(name):
-        raise InvalidArgument(f"invalid project name {name!r}: expected projects/<project-id>")
-    return name
 
 
 def check_name(name: str, kind: str) -> str:
@@ -134,33 +111,6 @@ def subscription_config(request: Pb) -> tuple[SubscriptionConfig, Pb]:
         retry_policy=retry,
     )
     return config, resource
-
-
-def updated_subscription(current: Pb, patch: Pb, mask: field_mask_pb2.FieldMask) -> Pb:
-    """Apply UpdateSubscription's `patch` under `mask` to a copy of `current`."""
-    if not mask.paths:
-        raise InvalidArgument("update_mask must name at least one field")
-    not_updatable = sorted(set(mask.paths) - _UPDATABLE)
-    if not_updatable:
-        raise InvalidArgument(f"these fields cannot be updated: {', '.join(not_updatable)}")
-    if patch.name != current.name:
-        raise InvalidArgument(f"subscription.name must be {current.name!r}")
-    result = Subscription()
-    result.CopyFrom(current)
-    mask.MergeMessage(patch, result, replace_message_field=True, replace_repeated_field=True)
-    return result
-
-
-def page(names: Sequence[str], page_size: int, page_token: str) -> tuple[list[str], str]:
-    """One page of a sorted listing; the token is the offset of the next page."""
-    try:
-        start = int(page_token or 0)
-    except ValueError as error:
-        raise InvalidArgument(f"invalid page_token {page_token!r}") from error
-    if start < 0 or page_size < 0:
-        raise InvalidArgument("page_size and page_token must not be negative")
-    end = start + (page_size or DEFAULT_PAGE_SIZE)
-    return list(names[start:end]), (str(end) if end < len(names) else "")
 
 
 def _reject_unsupported(resource: Pb) -> None:

@@ -2,11 +2,14 @@
 
 `LocalPubSubServer` serves google.pubsub.v1 (topics, subscriptions, Publish, Pull,
 StreamingPull, Acknowledge, ModifyAckDeadline) over `PubSubState`, an in-memory model of
-Pub/Sub's delivery semantics with an injectable clock. `fixtures` holds the pytest fixtures.
+Pub/Sub's delivery semantics with an injectable clock.
+
+It is a test double, not the reference: Google's emulator (tests.support.emulators) is. It
+serves only what Google's cannot: restarts with state kept, a controllable clock, injected
+stream faults; tests/doubles/test_differential.py shows where the two agree.
 """
 
 from .clock import Clock, FakeClock, SystemClock
-from .emulator import PubSubEmulator
 from .model import (
     DeadLetterPolicy,
     Delivery,
@@ -26,7 +29,6 @@ __all__ = [
     "FakeClock",
     "LocalPubSubServer",
     "OutgoingMessage",
-    "PubSubEmulator",
     "PubSubError",
     "PubSubState",
     "RetryPolicy",

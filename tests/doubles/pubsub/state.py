@@ -24,7 +24,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from .clock import Clock, SystemClock
-from .filters import FilterError, Predicate, compile_filter
 from .model import (
     DELETED_TOPIC,
     MAX_ACK_DEADLINE_S,
@@ -58,7 +57,6 @@ class _Entry:
 class _Subscription:
     config: SubscriptionConfig
     resource: object
-    matches: Predicate
     ready: deque[_Entry] = field(default_factory=deque)
     delayed: list[tuple[float, int, _Entry]] = field(default_factory=list)
     leases: dict[str, _Entry] = field(default_factory=dict)
@@ -97,14 +95,6 @@ class PubSubState:
         with self._changed:
             return self._topic(name).resource
 
-    def list_topics(self, project: str) -> list[str]:
-        with self._changed:
-            return sorted(n for n in self._topics if n.startswith(f"{project}/topics/"))
-
-    def topic_subscriptions(self, name: str) -> list[str]:
-        with self._changed:
-            return sorted(self._topic(name).subscriptions)
-
     def delete_topic(self, name: str) -> None:
         """Delete a topic; its subscriptions stay, detached (their topic reads _deleted-topic_)."""
         with self._changed:
@@ -116,7 +106,7 @@ class PubSubState:
                 sub.config = replace(sub.config, topic=DELETED_TOPIC)
 
     def publish(self, topic: str, messages: Sequence[OutgoingMessage]) -> list[Message]:
-        """Store the messages in every subscription of `topic` whose filter they match."""
+        """Store the messages in every subscription of `topic`."""
         if not messages:
             raise InvalidArgument("a publish request needs at least one message")
         for outgoing in messages:
@@ -130,36 +120,18 @@ class PubSubState:
     # Subscriptions ----------------------------------------------------------------------------
 
     def create_subscription(self, config: SubscriptionConfig, resource: object = None) -> None:
-        matches = _compile(config.filter)
         with self._changed:
             if config.name in self._subscriptions:
                 raise AlreadyExists(f"subscription {config.name} already exists")
             topic = self._topic(config.topic)
             self._check_dead_letter_topic(config)
-            self._subscriptions[config.name] = _Subscription(config, resource, matches)
+            self._subscriptions[config.name] = _Subscription(config, resource)
             topic.subscriptions.add(config.name)
 
     def get_subscription(self, name: str) -> tuple[SubscriptionConfig, object]:
         with self._changed:
             sub = self._subscription(name)
             return sub.config, sub.resource
-
-    def update_subscription(self, config: SubscriptionConfig, resource: object = None) -> None:
-        """Replace settings; topic and filter cannot change (as in Pub/Sub)."""
-        with self._changed:
-            sub = self._subscription(config.name)
-            if config.topic != sub.config.topic:
-                raise InvalidArgument("the topic of a subscription cannot be changed")
-            if config.filter != sub.config.filter:
-                raise InvalidArgument("the filter of a subscription cannot be changed")
-            self._check_dead_letter_topic(config)
-            sub.config, sub.resource = config, resource
-            self._changed.notify_all()
-
-    def list_subscriptions(self, project: str) -> list[str]:
-        with self._changed:
-            prefix = f"{project}/subscriptions/"
-            return sorted(n for n in self._subscriptions if n.startswith(prefix))
 
     def delete_subscription(self, name: str) -> None:
         with self._changed:
@@ -332,9 +304,9 @@ class PubSubState:
         )
         for sub_name in self._topics[topic].subscriptions:
             sub = self._subscriptions[sub_name]
-            # A message the filter rejects is acknowledged at once: never delivered.
-            if sub.matches(message.attributes):
-                sub.ready.append(_Entry(message))
+            # Filters are stored, not applied: as Google's emulator does (the service applies
+            # them; nothing the double serves needs them).
+            sub.ready.append(_Entry(message))
         return message
 
     def _take_locked(
@@ -407,10 +379,3 @@ class PubSubState:
         attributes = dead_letter_attributes(message, sub.config.name, entry.deliveries)
         self._publish_locked(topic, OutgoingMessage(message.data, attributes, message.ordering_key))
         sub.dead_lettered += 1
-
-
-def _compile(text: str) -> Predicate:
-    try:
-        return compile_filter(text)
-    except FilterError as error:
-        raise InvalidArgument(f"invalid filter: {error}") from error
