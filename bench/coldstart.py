@@ -216,9 +216,10 @@ def probe_main(listing: Path, out: Path) -> int:
         "failed": summary.failed,
         "seconds": round(time.monotonic() - started, 2),
     }
-    import torch
+    if "torch" in sys.modules:  # a CPU worker on onnxruntime never imports it
+        import torch
 
-    if torch.cuda.is_available():
+    if "torch" in sys.modules and torch.cuda.is_available():
         result["cuda_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     print(json.dumps(result))
     return 0

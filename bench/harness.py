@@ -18,9 +18,9 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from PIL import Image
 
 from cutq.core.contract import Event, Options, OutputSpec, new_job
@@ -31,6 +31,9 @@ from cutq.worker.events import EventSink, JsonlEventSink
 from cutq.worker.inference import Runner
 from cutq.worker.pipeline import Pipeline
 from cutq.worker.sources.local import LocalDelivery
+
+if TYPE_CHECKING:
+    import torch
 
 
 def photo_like(seed: int, width: int, height: int) -> np.ndarray:
@@ -71,6 +74,8 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 def sync(runner: Runner) -> None:
     if runner.cuda:
+        import torch
+
         torch.cuda.synchronize(runner.device)
 
 
@@ -192,7 +197,7 @@ def run_pubsub(
     return _collect(sink, dict.fromkeys(ids, published), elapsed)
 
 
-def tensors_for(runner: Runner, files: Sequence[Path], resize: str) -> list[torch.Tensor]:
+def tensors_for(runner: Runner, files: Sequence[Path], resize: str) -> list[torch.Tensor | Any]:
     """The model inputs the pipeline would make from ``files``."""
     out = []
     for path in files:
@@ -202,7 +207,7 @@ def tensors_for(runner: Runner, files: Sequence[Path], resize: str) -> list[torc
     return out
 
 
-def bare_rate(runner: Runner, tensors: Sequence[torch.Tensor], batch: int) -> float:
+def bare_rate(runner: Runner, tensors: Sequence[torch.Tensor | Any], batch: int) -> float:
     """Images/s of ``Runner.predict`` alone over ``tensors`` in batches of ``batch``."""
     sync(runner)
     started = time.perf_counter()

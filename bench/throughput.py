@@ -40,13 +40,23 @@ class Settings:
     height: int = 480
     resize: str = "static"
     max_side: int | None = None
-    max_batch: int = 8
+    max_batch: int | None = None  # None: the worker's default for the device (1 on a CPU)
     max_wait_ms: float = 20.0
+    io_threads: int | None = None  # None: the worker's default for the device
     rounds: int = 3
     batch_sizes: tuple[int, ...] = (1, 2, 4, 8, 16)
     loads: tuple[float, ...] = (0.25, 0.5, 0.75, 0.9)
     load_duration_s: float = 30.0
     pubsub: bool = True
+
+    def __post_init__(self) -> None:
+        if self.max_batch is None:  # what the worker would pick on this device
+            object.__setattr__(self, "max_batch", WorkerConfig(device=self.device).max_batch)
+
+    @property
+    def batch(self) -> int:
+        assert self.max_batch is not None
+        return self.max_batch
 
     @classmethod
     def quick_mode(cls, **changes: object) -> Settings:
@@ -76,7 +86,8 @@ class Settings:
             resize=self.resize,
             max_batch=self.max_batch,
             max_wait_ms=self.max_wait_ms,
-            max_in_flight=max(32, 4 * self.max_batch),
+            io_threads=self.io_threads,
+            max_in_flight=max(32, 4 * self.batch),
             warmup=False,
             storage_attempts=2,
             grace_period_s=5,
@@ -94,7 +105,7 @@ def make_runner(settings: Settings) -> Runner:
     runner.setup()
     if settings.random_weights:
         runner.model.version = "random"  # warm-up then checks shapes and ranges, not the mask
-    sizes = sorted({1, settings.max_batch, *settings.batch_sizes})
+    sizes = sorted({1, settings.batch, *settings.batch_sizes})
     runner.warmup(settings.resize, sizes, image_sizes=((settings.height, settings.width),))  # type: ignore[arg-type]
     return runner
 
@@ -121,7 +132,7 @@ def efficiency(settings: Settings, runner: Runner, work: Path, cloud: object | N
             open_storage(uri).write(uri, path.read_bytes(), content_type="image/jpeg")
             uris.append(uri)
     config = settings.config()
-    batch = settings.max_batch
+    batch = settings.batch
     rounds: list[dict] = []
     for index in range(settings.rounds):
         row: dict = {}
@@ -213,7 +224,7 @@ def latency(settings: Settings, runner: Runner, work: Path, capacity: float, bar
         path = pool_dir / f"job-{index:05d}.jpg"
         os.link(base[index % len(base)], path)
         pool.append(path)
-    batch_ms = settings.max_batch / bare * 1000.0
+    batch_ms = settings.batch / bare * 1000.0
     bound_ms = 2 * (settings.max_wait_ms + batch_ms)
     config = settings.config()
     rows = []

@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, help="images per throughput run")
     parser.add_argument("--rounds", type=int, help="alternating rounds for the ratios")
     parser.add_argument("--max-batch", type=int, help="batch size for efficiency and latency")
+    parser.add_argument("--io-threads", type=int, help="I/O threads per pool (default: device's)")
     parser.add_argument("--load-duration-s", type=float, help="seconds of arrivals per load")
     parser.add_argument("--no-pubsub", action="store_true", help="skip the GCS + Pub/Sub variant")
     parser.add_argument("--out", type=Path, help="results folder (default bench/results/<ts>)")
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(scratch)
         for model in args.models.split(","):
             changes: dict[str, object] = {"device": args.device, "model": model}
-            for key in ("images", "rounds", "max_batch", "load_duration_s"):
+            for key in ("images", "rounds", "max_batch", "io_threads", "load_duration_s"):
                 if getattr(args, key) is not None:
                     changes[key] = getattr(args, key)
             if args.no_pubsub:

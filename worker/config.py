@@ -16,6 +16,8 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 from cutq.core.contract import COLOR_RE, FORMATS, KINDS, RESIZES, OutputSpec
 from cutq.core.errors import ConfigError
 
+ENGINES = ("auto", "torch", "onnxruntime")
+
 ENV_PREFIX = "CUTQ_"
 # Variables that belong to the client side or to tests, not to the worker.
 _NOT_WORKER = {
@@ -43,13 +45,16 @@ class WorkerConfig:
     model_mode: str | None = None  # model-specific variant, e.g. inspyrenet "base" | "fast"
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto (fp16 on CUDA) | fp32 | fp16 | bf16
+    engine: str = "auto"  # auto (u2netp on a CPU: onnxruntime) | torch | onnxruntime
+    threads: int | None = None  # the model's intra-op threads on a CPU; None: one per core
     resize: str = "static"  # default for jobs that do not say
-    max_batch: int = 8
+    max_batch: int | None = None  # None: 8 on a GPU, 1 on a CPU (batching is slower there)
     max_wait_ms: float = 20.0
     max_in_flight: int = 32  # jobs held in memory at once, all stages together
     max_in_flight_pixels: int = 200_000_000  # decoded pixels held at once (~17 B each with
     #                                          masks and encodings: ~3.4 GB at the default)
-    io_threads: int = 4  # download + decode workers; as many again encode + upload
+    io_threads: int | None = None  # download + decode workers, as many again encode + upload;
+    #                                None: 4 on a GPU, 2 on a CPU (they share its cores)
     max_input_bytes: int = 50 * 1024 * 1024
     max_pixels: int = 50_000_000
     output: str = "file:///tmp/cutq-results"  # default output base URI
@@ -78,6 +83,16 @@ class WorkerConfig:
     warmup: bool = True
 
     def __post_init__(self) -> None:
+        _check(
+            self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
+            "device must be auto, cpu, cuda or cuda:N",
+        )
+        # Defaults that depend on the device, resolved once here (frozen: hence __setattr__).
+        if self.max_batch is None:
+            object.__setattr__(self, "max_batch", 8 if self.on_gpu else 1)
+        if self.io_threads is None:
+            object.__setattr__(self, "io_threads", 4 if self.on_gpu else 2)
+        assert self.max_batch is not None and self.io_threads is not None
         _check(self.max_batch >= 1, "max_batch must be ≥ 1")
         _check(self.max_wait_ms >= 0, "max_wait_ms must be ≥ 0")
         _check(
@@ -127,10 +142,17 @@ class WorkerConfig:
             self.precision in ("auto", "fp32", "fp16", "bf16"),
             "precision must be auto, fp32, fp16 or bf16",
         )
-        _check(
-            self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
-            "device must be auto, cpu, cuda or cuda:N",
-        )
+        _check(self.engine in ENGINES, f"engine must be one of {', '.join(ENGINES)}")
+        _check(self.threads is None or self.threads >= 1, "threads must be ≥ 1")
+
+    @property
+    def on_gpu(self) -> bool:
+        """Whether the model runs on a GPU (``auto``: whether the CUDA driver sees one)."""
+        if self.device == "auto":
+            from cutq.worker.inference import cuda_present
+
+            return cuda_present()
+        return self.device.startswith("cuda")
 
     @property
     def default_output(self) -> OutputSpec:

@@ -32,9 +32,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TypeVar
-
-import torch
+from typing import TYPE_CHECKING, TypeVar
 
 from cutq.core.contract import CONTENT_TYPES, Event, Job, OutputInfo, parse_job, salvage_job_id
 from cutq.core.errors import (
@@ -54,6 +52,9 @@ from cutq.worker.events import EventSink
 from cutq.worker.inference import Runner
 from cutq.worker.ledger import Ledger, Task
 from cutq.worker.sources import Delivery
+
+if TYPE_CHECKING:  # a CPU worker running onnxruntime never imports torch
+    import torch
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

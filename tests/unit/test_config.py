@@ -60,6 +60,21 @@ def test_default_output_spec() -> None:
     )
 
 
+def test_batch_and_io_threads_follow_the_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One image per batch and two I/O threads per pool on a CPU; 8 and 4 on a GPU."""
+    from cutq.worker import inference
+
+    cpu = WorkerConfig(device="cpu")
+    assert (cpu.max_batch, cpu.io_threads) == (1, 2)
+    gpu = WorkerConfig(device="cuda")
+    assert (gpu.max_batch, gpu.io_threads) == (8, 4)
+    assert WorkerConfig(device="cpu", max_batch=4, io_threads=6).max_batch == 4
+    assert WorkerConfig.from_env({"CUTQ_MAX_BATCH": "", "CUTQ_DEVICE": "cuda:1"}).max_batch == 8
+    for present, expected in ((True, 8), (False, 1)):  # auto asks the CUDA driver
+        monkeypatch.setattr(inference, "cuda_present", lambda present=present: present)
+        assert WorkerConfig().max_batch == expected
+
+
 def test_push_timeout_defaults_to_the_platforms_and_is_bounded_by_pubsub() -> None:
     # Cloud Run's default request timeout and the Terraform push ack deadline are 300 s.
     assert WorkerConfig().push_timeout_s == 300

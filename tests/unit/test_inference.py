@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from cutq.core.errors import DeviceOutOfMemory, WarmupFailed
-from cutq.worker.inference import Runner, batch_shapes
+from cutq.worker.inference import Runner, batch_shapes, mask_from_array
 from cutq.worker.models.base import Model, round_to_multiple
 
 
@@ -130,3 +130,63 @@ def test_batch_shapes() -> None:
     assert batch_shapes(1) == [1]
     assert batch_shapes(8) == [1, 2, 4, 8]
     assert batch_shapes(12) == [1, 2, 4, 8, 12]
+
+
+class NumpyBrightness(Brightness):
+    """The same rule on numpy arrays: what an onnxruntime model looks like to the runner."""
+
+    engine = "numpy"
+
+    def preprocess(self, image: np.ndarray, size: tuple[int, int]) -> np.ndarray:  # type: ignore[override]
+        return super().preprocess(image, size).numpy()
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:  # type: ignore[override]
+        out = super().predict(torch.from_numpy(batch))
+        return out.numpy()
+
+
+def test_numpy_models_get_arrays_and_the_same_masks_as_torch() -> None:
+    torch_runner = Runner(Brightness(), "cpu")
+    numpy_runner = Runner(NumpyBrightness(), "auto")
+    assert numpy_runner.arrays and not numpy_runner.cuda and numpy_runner.device == "cpu"
+    images = [np.random.default_rng(i).integers(0, 255, (40, 70, 3), np.uint8) for i in range(3)]
+    size = (32, 64)
+    maps = numpy_runner.predict([numpy_runner.model.preprocess(im, size) for im in images])
+    expected = torch_runner.predict([torch_runner.model.preprocess(im, size) for im in images])
+    for got, want in zip(maps, expected, strict=True):
+        assert isinstance(got, np.ndarray) and got.shape == (1, *size)
+        assert np.allclose(got, want.numpy(), atol=1e-6)
+        for threshold in (None, 0.5):
+            ours = numpy_runner.to_mask(got, 40, 70, threshold)
+            theirs = torch_runner.to_mask(want, 40, 70, threshold)
+            assert ours.dtype == np.uint8 and np.array_equal(ours, theirs)
+
+
+@pytest.mark.parametrize(
+    ("source", "target"),
+    [((320, 320), (480, 640)), ((320, 320), (17, 5)), ((32, 64), (700, 333)), ((96, 96), (96, 96))],
+)
+def test_numpy_upsampling_is_torch_bilinear(
+    source: tuple[int, int], target: tuple[int, int]
+) -> None:
+    """Half-pixel centres, clamped edges, no antialiasing, in row chunks (700 rows > 256)."""
+    runner = Runner(Brightness(), "cpu")
+    rng = np.random.default_rng(sum(source + target))
+    saliency = rng.random((1, *source), dtype=np.float32) * 1.2 - 0.1  # also outside [0, 1]
+    ours = mask_from_array(saliency[0], *target)
+    theirs = runner.to_mask(torch.from_numpy(saliency), *target)
+    assert ours.shape == target
+    # float rounding may move a value across a .5 boundary: at most one level, rarely
+    difference = np.abs(ours.astype(int) - theirs.astype(int))
+    assert difference.max() <= 1 and (difference > 0).mean() < 1e-3
+
+
+def test_numpy_runner_checks_shapes_and_warms_up() -> None:
+    runner = Runner(NumpyBrightness(broken="shape"), "cpu")
+    with pytest.raises(RuntimeError, match="one 1-channel map per input"):
+        runner.predict([np.zeros((3, 32, 32), np.float32)] * 2)
+    with pytest.raises(WarmupFailed):
+        Runner(NumpyBrightness(broken="inverted"), "cpu").warmup("static", [1])
+    model = NumpyBrightness()
+    Runner(model, "cpu").warmup("static", [1, 2])
+    assert model.batch_sizes == [1, 2]

@@ -14,7 +14,7 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--checkpoint", help="inspyrenet weights: a path or gs:// URI")
     group.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     group.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"))
-    group.add_argument("--max-batch", type=int, help="largest batch (default 8)")
+    group.add_argument("--max-batch", type=int, help="largest batch (default: 8 on GPU, 1 on CPU)")
     group.add_argument(
         "--max-wait-ms",
         type=float,

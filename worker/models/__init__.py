@@ -1,7 +1,13 @@
-"""Model registry: names jobs and configuration use → factories, imported only when asked for."""
+"""Model registry: names jobs and configuration use → factories, imported only when asked for.
+
+``engine`` picks what runs the network. ``auto`` runs u2netp through onnxruntime when the
+worker runs on a CPU and onnxruntime is installed (faster than torch there, and torch is never
+imported), and in torch everywhere else.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -12,13 +18,37 @@ if TYPE_CHECKING:
     from cutq.worker.models.base import Model
 
 
+def resolve_engine(config: WorkerConfig) -> str:
+    """``torch`` or ``onnxruntime`` for this configuration (see the module docstring)."""
+    from cutq.worker.inference import cuda_present
+
+    on_cpu = config.device == "cpu" or (config.device == "auto" and not cuda_present())
+    if config.engine == "onnxruntime":
+        if config.model != "u2netp":
+            raise ConfigError(f"engine onnxruntime runs u2netp only, not {config.model}")
+        if not on_cpu:
+            raise ConfigError("engine onnxruntime runs on the CPU only; use CUTQ_ENGINE=torch")
+        if importlib.util.find_spec("onnxruntime") is None:
+            raise ConfigError("engine onnxruntime needs: pip install 'cutq[worker]'")
+        return "onnxruntime"
+    auto_cpu = config.engine == "auto" and config.model == "u2netp" and on_cpu
+    if auto_cpu and importlib.util.find_spec("onnxruntime") is not None:
+        return "onnxruntime"
+    return "torch"
+
+
 def _u2netp(config: WorkerConfig, extra: dict[str, int]) -> Model:
+    if resolve_engine(config) == "onnxruntime":
+        from cutq.worker.models.u2netp_onnx import U2NetPOnnx
+
+        return U2NetPOnnx(cache_dir=config.checkpoint_cache_dir, threads=config.threads, **extra)
     from cutq.worker.models.u2netp import U2NetP
 
     return U2NetP(**extra)
 
 
 def _inspyrenet(config: WorkerConfig, extra: dict[str, int]) -> Model:
+    resolve_engine(config)  # refuses engine=onnxruntime
     if not config.checkpoint:
         raise ConfigError("model inspyrenet needs CUTQ_CHECKPOINT (a path or gs:// URI)")
     try:

@@ -7,6 +7,11 @@ A model turns RGB images into saliency maps. It only knows about its own network
 * :meth:`Model.preprocess` turns one decoded image into a CPU tensor (runs in I/O threads),
 * :meth:`Model.predict` maps a batch on the device to one saliency map per image.
 
+``engine`` says what runs the network. ``"torch"`` models take and return torch tensors (on
+the device the runner picked). ``"onnxruntime"`` models run on a CPU and use numpy arrays
+throughout, so a CPU worker never imports torch (half a gigabyte of memory and seconds of
+start-up with a CUDA build of torch).
+
 Moving tensors to the device, mixed precision, upsampling masks back to the original size,
 thresholds, splitting batches on out-of-memory and warm-up checks live in
 :mod:`cutq.worker.inference`, once, for every model.
@@ -15,12 +20,14 @@ thresholds, splitting batches on out-of-memory and warm-up checks live in
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import torch
 
 from cutq.core.contract import Resize
+
+if TYPE_CHECKING:  # torch is imported only by models that run in it
+    import torch
 
 
 class Model(ABC):
@@ -30,10 +37,15 @@ class Model(ABC):
     name: ClassVar[str]
     #: Identifies the weights (e.g. the first hex digits of their sha256); goes into events.
     version: str = "unknown"
+    #: What runs the network: "torch" (tensors) or "onnxruntime" (numpy arrays, CPU only).
+    engine: ClassVar[str] = "torch"
 
     @abstractmethod
-    def setup(self, device: torch.device) -> None:
-        """Load weights, move the network to ``device`` and switch it to eval mode."""
+    def setup(self, device: torch.device | Any) -> None:
+        """Load weights, move the network to ``device`` and switch it to eval mode.
+
+        ``device`` is a ``torch.device`` for torch models and ``"cpu"`` for onnxruntime ones.
+        """
 
     @abstractmethod
     def input_size(self, height: int, width: int, resize: Resize) -> tuple[int, int]:
@@ -44,11 +56,12 @@ class Model(ABC):
         """
 
     @abstractmethod
-    def preprocess(self, image: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
-        """``image`` (H×W×3 uint8 RGB) → a float32 CPU tensor 3×h×w for :meth:`predict`."""
+    def preprocess(self, image: np.ndarray, size: tuple[int, int]) -> torch.Tensor | Any:
+        """``image`` (H×W×3 uint8 RGB) → a float32 CPU tensor (or array) 3×h×w for
+        :meth:`predict`."""
 
     @abstractmethod
-    def predict(self, batch: torch.Tensor) -> torch.Tensor:
+    def predict(self, batch: torch.Tensor | Any) -> torch.Tensor | Any:
         """``batch`` (N×3×h×w on the device) → N×1×h×w saliency in [0, 1].
 
         Each output depends on its own input only: batching must never change a result.

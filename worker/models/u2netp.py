@@ -15,46 +15,45 @@ per image.
 
 from __future__ import annotations
 
-import hashlib
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import nn
 
-from cutq.core.contract import RESIZES, Resize
-from cutq.worker.models.base import Model, round_to_multiple
+from cutq.core.contract import Resize
+from cutq.worker.models.base import Model
+from cutq.worker.models.u2netp_spec import (
+    DEFAULT_MAX_SIDE,
+    MEAN,
+    STATIC_SIDE,
+    STD,
+    STRIDE,
+    bundled_weights_path,
+    check_max_side,
+    file_sha256,
+    input_size,
+    preprocess_array,
+)
 
-#: Every side of the network input is a multiple of this (five 2× poolings).
-STRIDE = 32
-#: Input side in "static" mode: the resolution the weights were trained and exported at.
-STATIC_SIDE = 320
-#: Default cap on the longer side in "dynamic" mode.
-DEFAULT_MAX_SIDE = 640
-#: ImageNet statistics, applied after dividing by the image's maximum (as rembg does).
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
+__all__ = [
+    "DEFAULT_MAX_SIDE",
+    "MEAN",
+    "STATIC_SIDE",
+    "STD",
+    "STRIDE",
+    "NormalisedU2NetP",
+    "U2NetP",
+    "U2NetPNet",
+    "bundled_weights_path",
+    "file_sha256",
+    "load_network",
+    "normalize_per_image",
+]
+
 #: Guards the per-image min-max normalisation against a constant map.
 _EPS = 1e-8
-
-WEIGHTS_FILE = "u2netp.pt"
-
-
-def bundled_weights_path() -> Path:
-    """Where the packaged state dict lives (``cutq/worker/models/weights/u2netp.pt``)."""
-    return Path(str(resources.files("cutq.worker.models") / "weights" / WEIGHTS_FILE))
-
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _upsample_like(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
@@ -209,6 +208,26 @@ def normalize_per_image(maps: torch.Tensor) -> torch.Tensor:
     return ((maps.float() - lo) / (hi - lo).clamp_min(_EPS)).to(maps.dtype)
 
 
+class NormalisedU2NetP(nn.Module):
+    """The network plus the per-image normalisation: what :meth:`U2NetP.predict` computes,
+    as one module (the graph exported for onnxruntime)."""
+
+    def __init__(self, net: U2NetPNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return normalize_per_image(self.net(x))
+
+
+def load_network(weights: Path) -> U2NetPNet:
+    """The network on the CPU in eval mode, its state dict loaded strictly from ``weights``."""
+    net = U2NetPNet()
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    net.load_state_dict(state, strict=True)
+    return net.eval()
+
+
 class U2NetP(Model):
     """cutq's embedded default model: U²-Net-p with bundled Apache-2.0 weights."""
 
@@ -219,51 +238,24 @@ class U2NetP(Model):
 
         ``weights`` defaults to the bundled state dict; the version is read from its sha256.
         """
-        if max_side <= 0 or max_side % STRIDE:
-            raise ValueError(f"max_side must be a positive multiple of {STRIDE}, got {max_side}")
-        self.max_side = max_side
+        self.max_side = check_max_side(max_side)
         self.weights_path = weights if weights is not None else bundled_weights_path()
         self.version = file_sha256(self.weights_path)[:12]
         self.net: U2NetPNet | None = None
 
     def setup(self, device: torch.device) -> None:
         """Load the state dict (strictly), move the network to ``device`` (NHWC), eval mode."""
-        net = U2NetPNet()
-        state = torch.load(self.weights_path, map_location="cpu", weights_only=True)
-        net.load_state_dict(state, strict=True)
+        net = load_network(self.weights_path)
         # NHWC: oneDNN on CPU (and cuDNN with fp16) run these small convolutions ~3× faster.
         self.net = net.to(device, memory_format=torch.channels_last).eval()
 
     def input_size(self, height: int, width: int, resize: Resize) -> tuple[int, int]:
-        """320² when "static"; "dynamic" keeps the aspect ratio, longer side ≤ ``max_side``.
-
-        Images smaller than ``max_side`` keep their size (rounded to multiples of 32, at
-        least 32); larger ones are scaled down. Both sides are bounded by ``max_side``.
-        """
-        if height <= 0 or width <= 0:
-            raise ValueError(f"image size must be positive, got {height}×{width}")
-        if resize == "static":
-            return (STATIC_SIDE, STATIC_SIDE)
-        if resize != "dynamic":
-            raise ValueError(f"unknown resize mode {resize!r}; expected one of {RESIZES}")
-        scale = min(1.0, self.max_side / max(height, width))
-        return (
-            min(self.max_side, round_to_multiple(height * scale, STRIDE)),
-            min(self.max_side, round_to_multiple(width * scale, STRIDE)),
-        )
+        """See :func:`cutq.worker.models.u2netp_spec.input_size`."""
+        return input_size(height, width, resize, self.max_side)
 
     def preprocess(self, image: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
         """Lanczos resize to ``size``, divide by the image's maximum, ImageNet mean/std."""
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(
-                f"expected an H×W×3 uint8 RGB image, got shape {image.shape} {image.dtype}"
-            )
-        height, width = size
-        resized = Image.fromarray(image).resize((width, height), Image.Resampling.LANCZOS)
-        array = np.asarray(resized, dtype=np.float32)
-        array = array / max(float(array.max()), 1.0)
-        array = (array - np.asarray(MEAN, np.float32)) / np.asarray(STD, np.float32)
-        return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+        return torch.from_numpy(preprocess_array(image, size))
 
     def predict(self, batch: torch.Tensor) -> torch.Tensor:
         """N×3×h×w → N×1×h×w: the fused map, min-max normalised per image."""

@@ -1,0 +1,173 @@
+"""u2netp through onnxruntime: parity with torch, the export cache, engine choice, no torch.
+
+The export is made once per test module into a temporary cache directory (a few seconds).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cutq.core.errors import ConfigError
+from cutq.worker.config import WorkerConfig
+from cutq.worker.inference import Runner
+from cutq.worker.models import create_model, onnx_engine
+from cutq.worker.models.u2netp import NormalisedU2NetP, U2NetP, load_network
+from cutq.worker.models.u2netp_onnx import EXPORT_FORMAT, U2NetPOnnx, probe_batches
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _scene(seed: int, height: int, width: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:height, :width].astype(np.float32)
+    image = np.empty((height, width, 3), np.float32)
+    image[...] = rng.uniform(30, 140, 3) + 50 * (yy / height)[..., None]
+    for _ in range(3):
+        cy, cx = rng.uniform(0.2, 0.8) * height, rng.uniform(0.2, 0.8) * width
+        r = rng.uniform(0.1, 0.3) * min(height, width)
+        image[(yy - cy) ** 2 + (xx - cx) ** 2 < r**2] = rng.uniform(0, 255, 3)
+    image += rng.normal(0, 4, image.shape)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("onnx-cache")
+
+
+@pytest.fixture(scope="module")
+def onnx_model(cache: Path) -> U2NetPOnnx:
+    model = U2NetPOnnx(cache_dir=cache)
+    model.setup("cpu")
+    assert model.exported_s is not None  # the first setup exported
+    return model
+
+
+@pytest.fixture(scope="module")
+def torch_model() -> U2NetP:
+    model = U2NetP()
+    model.setup(torch.device("cpu"))
+    return model
+
+
+@pytest.mark.parametrize(
+    ("size", "count"), [((320, 320), 1), ((320, 320), 3), ((480, 352), 1), ((96, 160), 2)]
+)
+def test_onnxruntime_matches_torch(
+    onnx_model: U2NetPOnnx, torch_model: U2NetP, size: tuple[int, int], count: int
+) -> None:
+    images = [_scene(40 + i, 300 + 17 * i, 420) for i in range(count)]
+    arrays = np.stack([onnx_model.preprocess(image, size) for image in images])
+    tensors = torch.stack([torch_model.preprocess(image, size) for image in images])
+    assert np.array_equal(arrays, tensors.numpy())  # one preprocessing for both engines
+    got = onnx_model.predict(arrays)
+    expected = torch_model.predict(tensors).numpy()
+    assert got.shape == expected.shape == (count, 1, *size)
+    assert np.abs(got - expected).max() <= 1e-4
+    flat = got.reshape(count, -1)  # normalised per image, in the graph
+    assert np.allclose(flat.min(1), 0.0, atol=1e-6) and np.allclose(flat.max(1), 1.0, atol=1e-6)
+
+
+def test_cached_export_is_reused(onnx_model: U2NetPOnnx, cache: Path) -> None:
+    path = onnx_model.onnx_path
+    assert path.parent == cache and EXPORT_FORMAT in path.name and onnx_model.version in path.name
+    before = path.stat().st_mtime_ns
+    again = U2NetPOnnx(cache_dir=cache)
+    again.setup("cpu")
+    assert again.exported_s is None and path.stat().st_mtime_ns == before
+    assert list(cache.iterdir()) == [path]  # no scratch files left behind
+
+
+def test_damaged_cache_file_is_exported_again(tmp_path: Path) -> None:
+    model = U2NetPOnnx(cache_dir=tmp_path)
+    model.onnx_path.write_bytes(b"not an onnx graph")
+    model.setup("cpu")
+    assert model.exported_s is not None and model.onnx_path.stat().st_size > 1_000_000
+    assert model.predict(probe_batches()[1]).shape == (1, 1, 96, 160)
+
+
+def test_a_failed_export_says_why(tmp_path: Path) -> None:
+    weights = tmp_path / "broken.pt"
+    weights.write_bytes(b"not a state dict")
+    model = U2NetPOnnx(cache_dir=tmp_path / "cache", weights=weights)
+    with pytest.raises(RuntimeError, match="exporting u2netp for onnxruntime failed"):
+        model.setup("cpu")
+    assert not model.onnx_path.exists()
+
+
+def test_export_that_disagrees_with_torch_is_refused(tmp_path: Path) -> None:
+    module = NormalisedU2NetP(load_network(U2NetPOnnx().weights_path))
+    target = tmp_path / "strict.onnx"
+    with pytest.raises(onnx_engine.ExportMismatch, match="differs from torch"):
+        onnx_engine.export_checked(module, probe_batches()[1:], target, tolerance=1e-12)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_runs_on_the_cpu_only(cache: Path) -> None:
+    with pytest.raises(ValueError, match="CPU only"):
+        U2NetPOnnx(cache_dir=cache).setup("cuda")
+    with pytest.raises(ConfigError, match="runs on the CPU"):
+        Runner(U2NetPOnnx(cache_dir=cache), device="cuda")
+    with pytest.raises(ConfigError, match="fp32"):
+        Runner(U2NetPOnnx(cache_dir=cache), device="cpu", precision="fp16")
+    with pytest.raises(RuntimeError, match="setup"):
+        U2NetPOnnx(cache_dir=cache).predict(probe_batches()[1])
+
+
+def test_engine_choice(monkeypatch: pytest.MonkeyPatch, cache: Path) -> None:
+    def model(**settings: object) -> object:
+        return create_model(WorkerConfig(checkpoint_cache_dir=str(cache), **settings))  # type: ignore[arg-type]
+
+    assert type(model(device="cpu")) is U2NetPOnnx
+    assert type(model(device="cpu", engine="torch")) is U2NetP
+    assert type(model(device="cuda", max_batch=1)) is U2NetP
+    assert type(model(device="cpu", threads=3)).__name__ == "U2NetPOnnx"
+    assert model(device="cpu", threads=3).threads == 3  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match="CPU only"):
+        model(device="cuda", engine="onnxruntime")
+    with pytest.raises(ConfigError, match="u2netp only"):
+        model(model="inspyrenet", checkpoint="x.pth", device="cpu", engine="onnxruntime")
+    with pytest.raises(ConfigError, match="engine must be one of"):
+        WorkerConfig(engine="tensorrt")
+    # Without onnxruntime installed, auto falls back to torch; asking for it is an error.
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "onnxruntime" else real(name, *a),
+    )
+    assert type(model(device="cpu")) is U2NetP
+    with pytest.raises(ConfigError, match="needs"):
+        model(device="cpu", engine="onnxruntime")
+
+
+@pytest.mark.timeout(240)
+def test_cpu_worker_never_imports_torch(tmp_path: Path) -> None:
+    """The whole local run (export on first use, model load, warm-up, pipeline, masks) on the
+    onnxruntime engine, from an empty cache: the export runs in a child process."""
+    cache = tmp_path / "empty-cache"
+    code = f"""
+import sys
+from cutq.worker.config import WorkerConfig
+from cutq.worker.run import run_local
+config = WorkerConfig(device="cpu", checkpoint_cache_dir={str(cache)!r})
+summary = run_local([{str(REPO / "samples")!r}], {str(tmp_path / "out")!r}, config, progress=False)
+assert summary.completed == 8 and summary.mean_batch == 1.0, summary.render()
+print("torch imported:", "torch" in sys.modules)
+"""
+    env = dict(os.environ)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=230, env=env
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "torch imported: False" in done.stdout
+    assert len(list(cache.glob("u2netp-*.onnx"))) == 1

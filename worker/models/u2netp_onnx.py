@@ -1,0 +1,170 @@
+"""U²-Net-p on a CPU through onnxruntime: the default engine when there is no GPU.
+
+The same bundled weights, the same preprocessing and the same per-image normalisation as
+:class:`~cutq.worker.models.u2netp.U2NetP`, exported from it once into a cache (see
+:mod:`cutq.worker.models.onnx_engine`) and checked against torch to 1e-4. With the export
+cached, nothing here imports torch: start-up is onnxruntime's session load (~0.1 s).
+
+Pre-export (e.g. while building an image), so that the first start does not need torch::
+
+    python -m cutq.worker.models.u2netp_onnx --cache-dir /opt/cutq/onnx
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cutq.core.contract import Resize
+from cutq.worker.models import onnx_engine
+from cutq.worker.models.base import Model
+from cutq.worker.models.u2netp_spec import (
+    DEFAULT_MAX_SIDE,
+    STATIC_SIDE,
+    bundled_weights_path,
+    check_max_side,
+    file_sha256,
+    input_size,
+    preprocess_array,
+)
+
+log = logging.getLogger(__name__)
+
+#: Bumped whenever the exported graph changes for the same weights (new cache file name).
+EXPORT_FORMAT = f"norm-opset{onnx_engine.OPSET}-v1"
+#: Largest allowed |onnxruntime − torch| on the probes.
+PARITY_TOLERANCE = 1e-4
+
+
+def probe_batches() -> list[np.ndarray]:
+    """Fixed inputs the export is checked on: two scenes at 320² (batch 2) and one at 96×160."""
+    rng = np.random.default_rng(20261129)
+    batches = []
+    for count, (height, width) in ((2, (STATIC_SIDE, STATIC_SIDE)), (1, (96, 160))):
+        images = []
+        for _ in range(count):
+            yy, xx = np.mgrid[0:240, 0:300]
+            scene = np.empty((240, 300, 3), np.float32)
+            scene[...] = rng.uniform(20, 120, 3) + 40 * (yy / 240.0)[..., None]
+            cy, cx, r = rng.uniform(80, 160), rng.uniform(100, 200), rng.uniform(40, 90)
+            scene[(yy - cy) ** 2 + (xx - cx) ** 2 < r**2] = rng.uniform(150, 255, 3)
+            scene += rng.normal(0, 5, scene.shape)
+            image = np.clip(scene, 0, 255).astype(np.uint8)
+            images.append(preprocess_array(image, (height, width)))
+        batches.append(np.stack(images))
+    return batches
+
+
+def export(weights: Path, target: Path) -> float:
+    """Export the torch model for ``weights`` to ``target``; returns the parity reached."""
+    from cutq.worker.models.u2netp import NormalisedU2NetP, load_network
+
+    module = NormalisedU2NetP(load_network(weights))
+    return onnx_engine.export_checked(module, probe_batches(), target, PARITY_TOLERANCE)
+
+
+class U2NetPOnnx(Model):
+    """cutq's embedded default model on a CPU: U²-Net-p in onnxruntime."""
+
+    name = "u2netp"
+    engine = "onnxruntime"
+
+    def __init__(
+        self,
+        max_side: int = DEFAULT_MAX_SIDE,
+        weights: Path | None = None,
+        cache_dir: str | Path | None = None,
+        threads: int | None = None,
+        spinning: bool = False,
+    ) -> None:
+        """``cache_dir`` holds the exported graph (default ``~/.cache/cutq/onnx``);
+        ``threads`` is onnxruntime's intra-op pool (default: one per core available)."""
+        self.max_side = check_max_side(max_side)
+        self.weights_path = weights if weights is not None else bundled_weights_path()
+        self.version = file_sha256(self.weights_path)[:12]
+        self.cache_dir = Path(cache_dir) if cache_dir else onnx_engine.default_cache_dir()
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be ≥ 1, got {threads}")
+        self.threads = threads or onnx_engine.cpu_count()
+        self.spinning = spinning
+        self.onnx_path = self.cache_dir / f"u2netp-{self.version}-{EXPORT_FORMAT}.onnx"
+        self.exported_s: float | None = None  # set when this setup had to export
+        self.session: Any = None
+
+    def setup(self, device: Any = "cpu") -> None:
+        """Load the cached export, exporting (and checking) it first when it is missing."""
+        if str(device) != "cpu":
+            raise ValueError(f"the onnxruntime engine runs on the CPU only, not {device}")
+        if not self.onnx_path.exists():
+            self._export()
+        try:
+            self.session = onnx_engine.load_session(self.onnx_path, self.threads, self.spinning)
+        except Exception as error:  # a damaged cache file: export it again
+            log.warning("cached %s unusable (%s); exporting it again", self.onnx_path, error)
+            self._export()
+            self.session = onnx_engine.load_session(self.onnx_path, self.threads, self.spinning)
+
+    def _export(self) -> None:
+        """Export in a child process: torch (half a gigabyte with a CUDA build) is loaded
+        there and gone when it exits, so even a first start leaves this process torch-free."""
+        started = time.perf_counter()
+        try:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            writable = os.access(self.cache_dir, os.W_OK)
+        except OSError:
+            writable = False
+        if not writable:  # a read-only cache: keep the export in a private directory
+            scratch = Path(tempfile.mkdtemp(prefix="cutq-onnx-"))
+            log.warning("cannot write to %s; exporting into %s", self.cache_dir, scratch)
+            self.onnx_path = scratch / self.onnx_path.name
+        log.info("exporting u2netp for onnxruntime into %s (once)", self.onnx_path)
+        command = [sys.executable, "-m", __name__, "--weights", str(self.weights_path)]
+        command += ["--out", str(self.onnx_path)]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"exporting u2netp for onnxruntime failed (exit {done.returncode}):\n"
+                + done.stderr[-3000:]
+            )
+        self.exported_s = time.perf_counter() - started
+
+    def input_size(self, height: int, width: int, resize: Resize) -> tuple[int, int]:
+        """See :func:`cutq.worker.models.u2netp_spec.input_size`."""
+        return input_size(height, width, resize, self.max_side)
+
+    def preprocess(self, image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        """Lanczos resize to ``size``, divide by the image's maximum, ImageNet mean/std."""
+        return preprocess_array(image, size)
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """N×3×h×w → N×1×h×w: the fused map, min-max normalised per image (in the graph)."""
+        if self.session is None:
+            raise RuntimeError("U2NetPOnnx.predict called before setup()")
+        return onnx_engine.run(self.session, batch)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Export u2netp for onnxruntime into a cache.")
+    parser.add_argument("--cache-dir", type=Path, help="default ~/.cache/cutq/onnx")
+    parser.add_argument("--weights", type=Path, help="default: the bundled state dict")
+    parser.add_argument("--out", type=Path, help="write exactly here (default: in the cache)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    model = U2NetPOnnx(cache_dir=args.cache_dir, weights=args.weights)
+    target = args.out or model.onnx_path
+    export(model.weights_path, target)
+    print(target)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
