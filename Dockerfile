@@ -114,8 +114,12 @@ COPY core/ core/
 COPY cli/ cli/
 COPY submitter/ submitter/
 COPY worker/ worker/
+# The u2netp graph for onnxruntime (the CPU engine), exported from the bundled torch weights at
+# build time so a CPU instance never spends its cold start exporting (parity-checked, cached).
 RUN pip install --no-cache-dir --no-deps . \
-    && python -c "import cutq.core, cutq.cli, cutq.submitter, cutq.worker"
+    && python -c "import cutq.core, cutq.cli, cutq.submitter, cutq.worker, onnxruntime" \
+    && python -m cutq.worker.models.u2netp_onnx --cache-dir /home/cutq/.cache/cutq/onnx \
+    && chown -R cutq:cutq /home/cutq/.cache
 
 # The checkpoint path is set only when one was baked in; an empty value means "none"
 # (CUTQ_CHECKPOINT from the Cloud Run configuration, e.g. a gs:// URI, then applies).
