@@ -41,6 +41,7 @@ class SoakSettings:
     jobs: int = 300
     workers: int = 2
     fault_every_s: float = 15.0
+    faults: tuple[str, ...] = FAULTS  # in rotation, from the first
     timeout_s: float = 600.0
     storage_burst_s: float = 3.0
     max_batch: int = 8
@@ -182,7 +183,7 @@ def run_soak(
                 next_sample = now + 1.0
             if now < next_fault:
                 return
-            kind = FAULTS[len(faults) % len(FAULTS)]
+            kind = settings.faults[len(faults) % len(settings.faults)]
             at = round(now - started, 1)
             if kind == "kill_worker":
                 victim = workers.pop(0)
