@@ -104,7 +104,7 @@ def test_derived_id_is_independent_of_key_order() -> None:
         (b'{"input": "http://x/a.png"}', InvalidJob, "unsupported URI"),
         (b'{"input": "gs://UPPER/a.png"}', InvalidJob, "invalid bucket"),
         (b'{"input": "gs://inputs/a", "v": 2}', InvalidJob, "unsupported contract version"),
-        (b'{"input": "gs://inputs/a", "output": {"format": "jpeg"}}', InvalidJob, "output.format"),
+        (b'{"input": "gs://inputs/a", "output": {"format": "gif"}}', InvalidJob, "output.format"),
         (b'{"input": "gs://inputs/a", "output": {"kind": "alpha"}}', InvalidJob, "output.kind"),
         (b'{"input": "gs://inputs/a", "output": {"size": 1}}', InvalidJob, "unknown field(s) size"),
         (
