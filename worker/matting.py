@@ -192,7 +192,8 @@ def post_process_mask(mask: np.ndarray) -> np.ndarray:
     m = F.pad(m, (2, 2, 2, 2), mode="reflect")  # OpenCV's default border (reflect-101)
     m = F.conv2d(m, taps.view(1, 1, 1, 5))
     m = F.conv2d(m, taps.view(1, 1, 5, 1))
-    return np.where(m[0, 0].numpy() < 127.0, 0, 255).astype(np.uint8)
+    blurred = np.rint(m[0, 0].numpy())  # 8-bit like OpenCV's, then the same threshold
+    return np.where(blurred < 127.0, 0, 255).astype(np.uint8)
 
 
 def _morph(m: torch.Tensor, kernel: torch.Tensor, *, erode: bool) -> torch.Tensor:
