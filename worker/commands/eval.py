@@ -51,6 +51,11 @@ def register(commands: argparse._SubParsersAction) -> None:
         "foreground=ml, post_process, post_process+ml, matting, matting+ml)",
     )
     parser.add_argument(
+        "--formats",
+        action="store_true",
+        help="also encode each cutout in every result format: mean KB and encode ms",
+    )
+    parser.add_argument(
         "--min-iou", type=float, help="exit 1 when the mean IoU is below this (a quality gate)"
     )
     parser.set_defaults(handler=handle)
@@ -83,6 +88,7 @@ def handle(args: argparse.Namespace) -> int:
         seed=args.seed,
         save_dir=Path(args.save_dir) if args.save_dir else None,
         edges=variants,
+        formats=args.formats,
     )
     document = json.dumps(report.to_json(), indent=2)
     if args.json == "-":

@@ -23,6 +23,8 @@ from cutq.core.contract import Resize
 from cutq.worker.evaluation.dataset import Sample
 from cutq.worker.evaluation.edges import EdgeScorer
 from cutq.worker.evaluation.edges import render as render_edges
+from cutq.worker.evaluation.formats import FormatScorer
+from cutq.worker.evaluation.formats import render as render_formats
 from cutq.worker.evaluation.metrics import Scorer, Scores, mean_scores
 from cutq.worker.inference import Runner
 from cutq.worker.models.base import Model
@@ -59,6 +61,7 @@ class Report:
     images: list[ImageResult]
     dataset_max_f: float
     edges: list[dict[str, Any]] = field(default_factory=list)  # composite error per variant
+    formats: list[dict[str, Any]] = field(default_factory=list)  # bytes and encode ms per format
     means: dict[str, float] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -95,6 +98,7 @@ class Report:
             "dataset_max_f": self.dataset_max_f,
             "by_tag": self.by_tag(),
             "edges": self.edges,
+            "formats": self.formats,
             "images": [
                 {
                     "name": r.name,
@@ -126,6 +130,8 @@ class Report:
         )
         if self.edges:
             lines += ["", render_edges(self.edges)]
+        if self.formats:
+            lines += ["", render_formats(self.formats)]
         ranked = sorted(self.images, key=lambda r: r.scores.iou)[:worst]
         if ranked:
             lines += ["", "worst IoU:"]
@@ -154,12 +160,14 @@ def evaluate(
     save_dir: Path | None = None,
     warmup: bool = True,
     edges: Sequence[str] = (),
+    formats: bool = False,
 ) -> Report:
     """Predict and score every sample; ``runner`` must already be set up.
 
     ``save_dir`` receives ``<name>.input.png``, ``<name>.gt.png`` and ``<name>.pred.png``
     (and ``<name>.edges.png`` with ``edges``). ``edges``: edge variants
-    (:data:`~.edges.VARIANTS`) to score on composites, each timed on its own.
+    (:data:`~.edges.VARIANTS`) to score on composites, each timed on its own. ``formats``:
+    encode each cutout in every result format (:mod:`.formats`).
     """
     if max_batch < 1:
         raise ValueError(f"max_batch must be ≥ 1, got {max_batch}")
@@ -168,6 +176,7 @@ def evaluate(
     model = runner.model
     scorer = Scorer()
     edge_scorer = EdgeScorer(edges, runner.device, save_dir) if edges else None
+    format_scorer = FormatScorer() if formats else None
     results: list[ImageResult] = []
     infer_s = 0.0
     warmed = not warmup
@@ -192,6 +201,8 @@ def evaluate(
                 _save(save_dir, sample, mask)
             if edge_scorer is not None:
                 edge_scorer.add(sample, mask)
+            if format_scorer is not None:
+                format_scorer.add(sample.image, mask)
     return Report(
         model=model.describe(),
         device=str(runner.device),
@@ -203,6 +214,7 @@ def evaluate(
         images=results,
         dataset_max_f=scorer.dataset_max_f(),
         edges=edge_scorer.rows(infer_s / max(len(results), 1)) if edge_scorer else [],
+        formats=format_scorer.rows() if format_scorer else [],
     )
 
 
