@@ -159,3 +159,38 @@ def test_post_process_and_matting_options_reach_the_mask(soft_disc: Path, tmp_pa
     assert len(np.unique(masks["plain"])) > 2
     assert (masks["matting"] != masks["plain"]).any()
     assert len(np.unique(masks["matting"])) > 2  # matting keeps a soft edge
+
+
+def test_cutq_eval_edges_and_formats_write_a_table_json_and_pictures(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report_path = tmp_path / "report.json"
+    code = main(
+        [
+            "eval",
+            "--count",
+            "2",
+            "--device",
+            "cpu",
+            "--edges",
+            "none,foreground=ml,post_process",
+            "--formats",
+            "--json",
+            str(report_path),
+            "--save-dir",
+            str(tmp_path / "pictures"),
+        ]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "composite error over" in printed and "post_process" in printed
+    assert "jpeg q90 on white" in printed
+    report = json.loads(report_path.read_text())
+    variants = [row["variant"] for row in report["edges"]]
+    assert variants[:3] == ["none", "foreground=ml", "post_process"]
+    assert all(row["mae_band"] > 0 for row in report["edges"])
+    assert {row["format"] for row in report["formats"]} >= {"png", "webp q80", "jpeg q80 on white"}
+    height, width = report["images"][0]["height"], report["images"][0]["width"]
+    with Image.open(tmp_path / "pictures" / "s0-0000.edges.png") as strip:
+        assert strip.size == (4 * width, height + 16)  # input, then one cutout per variant
+    assert main(["eval", "--count", "1", "--edges", "bogus"]) == 2
