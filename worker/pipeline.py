@@ -292,10 +292,7 @@ class Pipeline:
         for kind in (result.kind for result in admitted.results):
             if kind == "cutout":
                 rgb = matting.foreground_colours(
-                    image.rgb,
-                    alpha,
-                    job.options.foreground or self.config.foreground,
-                    self.runner.device,
+                    image.rgb, alpha, job.options.foreground or self.config.foreground
                 )
                 picture = imaging.cutout(rgb, alpha, job.output.background)
             else:

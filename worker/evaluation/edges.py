@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw
 from scipy.ndimage import binary_dilation, binary_erosion
 
@@ -60,7 +59,6 @@ class EdgeScorer:
     """Accumulates composite errors per variant over the images it is given."""
 
     variants: Sequence[str]
-    device: torch.device | str = "cpu"
     save_dir: Path | None = None
     totals: dict[str, _Totals] = field(default_factory=dict)
 
@@ -98,12 +96,12 @@ class EdgeScorer:
                 )
                 self.totals[name].skipped += result.skipped is not None
                 refined = result.alpha
-            colours = matting.foreground_colours(sample.image, refined, foreground, self.device)
+            colours = matting.foreground_colours(sample.image, refined, foreground)
             self.totals[name].seconds += time.perf_counter() - started
             pictures[name] = self._score(name, colours, refined, truths, band)
         true_alpha = sample.mask
         for name, foreground in ORACLE.items():
-            colours = matting.foreground_colours(sample.image, true_alpha, foreground, self.device)
+            colours = matting.foreground_colours(sample.image, true_alpha, foreground)
             self._score(name, colours, true_alpha, truths, band)
         if self.save_dir is not None:
             self._save(sample, pictures)

@@ -175,7 +175,7 @@ def evaluate(
         save_dir.mkdir(parents=True, exist_ok=True)
     model = runner.model
     scorer = Scorer()
-    edge_scorer = EdgeScorer(edges, runner.device, save_dir) if edges else None
+    edge_scorer = EdgeScorer(edges, save_dir=save_dir) if edges else None
     format_scorer = FormatScorer() if formats else None
     results: list[ImageResult] = []
     infer_s = 0.0
