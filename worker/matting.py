@@ -39,6 +39,7 @@ SMALL_ITERATIONS = 10
 BIG_ITERATIONS = 2
 BAND_MARGIN = 4  # px around soft alpha that large levels update (see _sweep_band)
 DENSE_MAX_PIXELS = 128 * 128  # smaller levels are swept whole
+FOREGROUND_MAX_PIXELS = 16_000_000  # larger images keep their colours (memory, time)
 
 # rembg's defaults for alpha_matting.
 TRIMAP_FOREGROUND = 240  # mask above this is surely the subject …
@@ -53,6 +54,13 @@ def foreground_colours(rgb: np.ndarray, alpha: np.ndarray, mode: str) -> np.ndar
         return rgb
     if mode != "ml":
         raise ValueError(f"unknown foreground mode {mode!r}")
+    if alpha.size > FOREGROUND_MAX_PIXELS:  # ~70 B a pixel while it runs: bound the memory
+        log.warning(
+            "foreground estimation skipped: %d pixels is over %d; the input's colours are kept",
+            alpha.size,
+            FOREGROUND_MAX_PIXELS,
+        )
+        return rgb
     return estimate_foreground(rgb, alpha)
 
 

@@ -106,6 +106,12 @@ def test_none_and_hard_edges_keep_the_input() -> None:
         matting.foreground_colours(rgb, alpha, "bogus")
 
 
+def test_foreground_estimation_is_bounded_in_pixels(monkeypatch: pytest.MonkeyPatch) -> None:
+    rgb, alpha = ramp()
+    monkeypatch.setattr(matting, "FOREGROUND_MAX_PIXELS", alpha.size - 1)
+    assert matting.foreground_colours(rgb, alpha, "ml") is rgb
+
+
 def test_odd_and_tiny_sizes() -> None:
     for height, width in ((1, 1), (1, 7), (5, 1), (3, 2), (33, 65)):
         rgb = np.full((height, width, 3), 100, np.uint8)
