@@ -26,13 +26,24 @@ MAX_ATTRIBUTE_VALUE_BYTES = 1024
 JOB_ID_RE = re.compile(r"\A[A-Za-z0-9_][A-Za-z0-9_.=-]{0,127}\Z")  # \Z: "id\n" is not an id
 COLOR_RE = re.compile(r"^#[0-9a-fA-F]{6}([0-9a-fA-F]{2})?$")
 
-Format = Literal["png", "webp"]
+Format = Literal["png", "webp", "jpeg", "avif"]
 Kind = Literal["cutout", "mask", "both"]
 Resize = Literal["static", "dynamic"]
-FORMATS: tuple[Format, ...] = ("png", "webp")
+Foreground = Literal["none", "ml"]
+FORMATS: tuple[Format, ...] = ("png", "webp", "jpeg", "avif")
 KINDS: tuple[Kind, ...] = ("cutout", "mask", "both")
 RESIZES: tuple[Resize, ...] = ("static", "dynamic")
-CONTENT_TYPES = {"png": "image/png", "webp": "image/webp"}
+#: ``none``: edge pixels keep the input's colours; ``ml``: multi-level foreground estimation.
+FOREGROUNDS: tuple[Foreground, ...] = ("none", "ml")
+CONTENT_TYPES = {
+    "png": "image/png",
+    "webp": "image/webp",
+    "jpeg": "image/jpeg",
+    "avif": "image/avif",
+}
+EXTENSIONS = {"png": "png", "webp": "webp", "jpeg": "jpg", "avif": "avif"}
+#: Formats that take a ``quality`` (WebP: lossy at that quality, lossless without one).
+LOSSY_FORMATS = ("webp", "jpeg", "avif")
 
 EVENT_TYPE_PREFIX = "dev.cutq.job."
 EVENT_SOURCE = "//cutq/worker"
@@ -46,14 +57,22 @@ class OutputSpec:
     format: Format = "png"
     kind: Kind = "cutout"
     background: str | None = None  # "#rrggbb[aa]": composite the cutout onto this colour
+    quality: int | None = None  # 1-100 for jpeg, webp (lossy; lossless without), avif
 
     def canonical(self) -> dict[str, Any]:
-        return {
+        canonical: dict[str, Any] = {
             "uri": self.uri,
             "format": self.format,
             "kind": self.kind,
             "background": self.background,
         }
+        if self.quality is not None:  # only when set: ids of jobs without one stay the same
+            canonical["quality"] = self.quality
+        return canonical
+
+    @property
+    def extension(self) -> str:
+        return EXTENSIONS[self.format]
 
 
 @dataclass(frozen=True)
@@ -62,9 +81,20 @@ class Options:
 
     resize: Resize | None = None  # None: the worker's configured mode
     threshold: float | None = None  # binarise the mask at this probability
+    foreground: Foreground | None = None  # edge colours; None: the worker's configured default
+    matting: bool = False  # refine the mask by closed-form alpha matting on a trimap
+    post_process: bool = False  # open, blur and re-threshold the mask (rembg's post-process)
 
     def canonical(self) -> dict[str, Any]:
-        return {"resize": self.resize, "threshold": self.threshold}
+        canonical: dict[str, Any] = {"resize": self.resize, "threshold": self.threshold}
+        # Newer fields only when set: the ids of jobs that do not use them stay the same.
+        if self.foreground is not None:
+            canonical["foreground"] = self.foreground
+        if self.matting:
+            canonical["matting"] = True
+        if self.post_process:
+            canonical["post_process"] = True
+        return canonical
 
 
 @dataclass(frozen=True)
@@ -84,7 +114,7 @@ class Job:
         """``{"cutout"|"mask": uri}`` for each output this job writes."""
         day = self.publish_time.astimezone(timezone.utc).strftime("%Y-%m-%d")
         base = f"{self.output.uri.rstrip('/')}/dt={day}"
-        ext = self.output.format
+        ext = self.output.extension
         uris = {}
         if self.output.kind in ("cutout", "both"):
             uris["cutout"] = f"{base}/{self.job_id}.{ext}"
@@ -166,8 +196,8 @@ _JOB_FIELDS = {
     "options",
     "attributes",
 }
-_OUTPUT_FIELDS = {"uri", "format", "kind", "background"}
-_OPTION_FIELDS = {"resize", "threshold"}
+_OUTPUT_FIELDS = {"uri", "format", "kind", "background", "quality"}
+_OPTION_FIELDS = {"resize", "threshold", "foreground", "matting", "post_process"}
 
 
 def salvage_job_id(data: bytes) -> str | None:
@@ -300,15 +330,46 @@ def _parse_output(value: Any, defaults: OutputSpec) -> OutputSpec:
     fmt = v.choice(obj.get("format", defaults.format), FORMATS, "output.format")
     kind = v.choice(obj.get("kind", defaults.kind), KINDS, "output.kind")
     background = obj.get("background", defaults.background)
+    # A default quality belongs to the default format: a job choosing png drops it.
+    quality = obj.get("quality", defaults.quality if fmt == defaults.format else None)
+    return check_output(
+        OutputSpec(uri=uri, format=fmt, kind=kind, background=background, quality=quality)
+    )
+
+
+def check_output(spec: OutputSpec) -> OutputSpec:
+    """The checks an output needs beyond its fields' own types; raises :class:`InvalidJob`."""
+    background, quality = spec.background, spec.quality
     if background is not None and (
         not isinstance(background, str) or not COLOR_RE.match(background)
     ):
         raise InvalidJob(
             f"output.background: expected '#rrggbb' or '#rrggbbaa', got {background!r}"
         )
-    if background is not None and kind == "mask":
+    if background is not None and spec.kind == "mask":
         raise InvalidJob("output.background: only applies to kind 'cutout' or 'both'")
-    return OutputSpec(uri=uri, format=fmt, kind=kind, background=background)
+    if spec.format == "jpeg" and spec.kind != "mask":
+        if background is None:
+            raise InvalidJob(
+                "output.background: format 'jpeg' has no transparency: a cutout needs an "
+                "opaque background colour to be composited on, e.g. '#ffffff'"
+            )
+        if len(background) == 9 and background[7:].lower() != "ff":
+            raise InvalidJob(
+                f"output.background: format 'jpeg' has no transparency; {background!r} is "
+                "translucent: use '#rrggbb'"
+            )
+    if quality is not None:
+        if isinstance(quality, bool) or not isinstance(quality, int):
+            raise InvalidJob(f"output.quality: expected an integer 1-100, got {quality!r}")
+        if not 1 <= quality <= 100:
+            raise InvalidJob(f"output.quality: must be 1-100, got {quality}")
+        if spec.format not in LOSSY_FORMATS:
+            raise InvalidJob(
+                f"output.quality: only for formats {', '.join(LOSSY_FORMATS)}; "
+                f"{spec.format} is lossless"
+            )
+    return spec
 
 
 def _parse_options(value: Any) -> Options:
@@ -326,7 +387,16 @@ def _parse_options(value: Any) -> Options:
         if not 0.0 < threshold < 1.0:
             raise InvalidJob(f"options.threshold: must be between 0 and 1, got {threshold}")
         threshold = float(threshold)
-    return Options(resize=resize, threshold=threshold)
+    foreground = obj.get("foreground")
+    if foreground is not None:
+        foreground = v.choice(foreground, FOREGROUNDS, "options.foreground")
+    return Options(
+        resize=resize,
+        threshold=threshold,
+        foreground=foreground,
+        matting=v.flag(obj.get("matting"), "options.matting"),
+        post_process=v.flag(obj.get("post_process"), "options.post_process"),
+    )
 
 
 def _parse_attributes(value: Any) -> dict[str, str]:

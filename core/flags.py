@@ -6,12 +6,20 @@ from __future__ import annotations
 
 import argparse
 
-from cutq.core.contract import FORMATS, KINDS, RESIZES
+from cutq.core.contract import FOREGROUNDS, FORMATS, KINDS, RESIZES, Options
 
 
 def add_output_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("output")
-    group.add_argument("--format", choices=FORMATS, help="result format (default png)")
+    group.add_argument(
+        "--format",
+        choices=FORMATS,
+        help="result format: png (default), webp (lossless, or lossy with --quality), "
+        "jpeg (needs --background for cutouts), avif",
+    )
+    group.add_argument(
+        "--quality", type=int, help="1-100 for jpeg, avif and lossy webp (webp: lossless without)"
+    )
     group.add_argument("--kind", choices=KINDS, help="RGBA cutout (default), 8-bit mask, or both")
     group.add_argument("--background", help="composite onto this colour, e.g. '#ffffff'")
     group.add_argument(
@@ -20,3 +28,30 @@ def add_output_args(parser: argparse.ArgumentParser) -> None:
         help="model input size: fixed square (default) or following the aspect",
     )
     group.add_argument("--threshold", type=float, help="binarise the mask at this value (0-1)")
+    group.add_argument(
+        "--foreground",
+        choices=FOREGROUNDS,
+        help="edge colours: ml estimates the subject's own colour under soft alpha (the "
+        "worker's default), none keeps the input's colours",
+    )
+    group.add_argument(
+        "--matting",
+        action="store_true",
+        help="refine the mask by closed-form alpha matting (hair, fur; slower, bounded)",
+    )
+    group.add_argument(
+        "--post-process",
+        action="store_true",
+        help="clean the mask: morphological opening, Gaussian blur, threshold",
+    )
+
+
+def options_from_args(args: argparse.Namespace) -> Options:
+    """The job :class:`Options` the flags of :func:`add_output_args` describe."""
+    return Options(
+        resize=args.resize,
+        threshold=args.threshold,
+        foreground=args.foreground,
+        matting=args.matting,
+        post_process=args.post_process,
+    )

@@ -86,3 +86,12 @@ def optional_str(value: Any, name: str, *, pattern: str) -> str | None:
     if not isinstance(value, str) or not re.match(pattern, value):
         raise InvalidJob(f"{name}: expected a string matching {pattern}, got {value!r}")
     return value
+
+
+def flag(value: Any, name: str) -> bool:
+    """An optional JSON boolean (absent: false)."""
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise InvalidJob(f"{name}: expected true or false, got {value!r}")
+    return value

@@ -207,7 +207,7 @@ class DoneIndex:
 
     def lookup(self, job: Job) -> dict[str, str] | None:
         """The job's result URIs when all of them exist, else None."""
-        ext = job.output.format
+        ext = job.output.extension
         wanted = {"cutout": f"{job.job_id}.{ext}", "mask": f"{job.job_id}.mask.{ext}"}
         kinds = ("cutout", "mask") if job.output.kind == "both" else (job.output.kind,)
         found = {}

@@ -8,7 +8,8 @@ matched against routes from ``CUTQ_FUNCTION_ROUTES``, a JSON list tried in order
       "extensions": ["jpg", "png"], "format": "webp", "resize": "dynamic"}]
 
 Keys: ``prefix`` (required), ``output`` (required), ``bucket``, ``extensions``, ``format``,
-``kind``, ``background``, ``model``, ``resize``, ``threshold``, ``attributes``. Objects that
+``kind``, ``background``, ``quality``, ``model``, ``resize``, ``threshold``, ``foreground``,
+``matting``, ``post_process``, ``attributes``. Objects that
 match no route are ignored, and so are cutq's own writes (results carry ``cutq-job-id``
 metadata, and anything under a route's output prefix), so results never loop back as jobs.
 The job id derives from the object URI and generation, so a redelivered event is the same job.
@@ -32,6 +33,7 @@ from cloudevents.http import CloudEvent
 
 from cutq.core.contract import Job, Options, OutputSpec, new_job
 from cutq.core.errors import ConfigError, CutqError
+from cutq.core.validation import flag
 from cutq.submitter.bulk import IMAGE_EXTENSIONS
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,10 @@ _ROUTE_KEYS = {
     "model",
     "resize",
     "threshold",
+    "quality",
+    "foreground",
+    "matting",
+    "post_process",
     "attributes",
 }
 
@@ -118,6 +124,7 @@ def _route(item: Any, index: int) -> Route:
         item.get("format", "png"),
         item.get("kind", "cutout"),
         item.get("background"),
+        item.get("quality"),
     )
     route = Route(
         prefix=item["prefix"],
@@ -125,10 +132,18 @@ def _route(item: Any, index: int) -> Route:
         bucket=item.get("bucket"),
         extensions=tuple(e.lower().lstrip(".") for e in item.get("extensions", IMAGE_EXTENSIONS)),
         model=item.get("model"),
-        options=Options(resize=item.get("resize"), threshold=item.get("threshold")),
+        options=Options(
+            resize=item.get("resize"),
+            threshold=item.get("threshold"),
+            foreground=item.get("foreground"),
+            matting=item.get("matting", False),
+            post_process=item.get("post_process", False),
+        ),
         attributes=item.get("attributes", {}),
     )
     try:  # validate everything now, not on the first upload
+        for key in ("matting", "post_process"):
+            flag(item.get(key), key)
         _job(route, "check", "x.png", 1)
     except CutqError as error:
         raise ConfigError(f"{where}: {error}") from None

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
-from cutq.core.contract import COLOR_RE, FORMATS, KINDS, RESIZES, OutputSpec
-from cutq.core.errors import ConfigError
+from cutq.core.contract import FOREGROUNDS, FORMATS, KINDS, RESIZES, OutputSpec, check_output
+from cutq.core.errors import ConfigError, InvalidJob
 
 ENGINES = ("auto", "torch", "onnxruntime")
 
@@ -48,6 +48,9 @@ class WorkerConfig:
     engine: str = "auto"  # auto (u2netp on a CPU: onnxruntime) | torch | onnxruntime
     threads: int | None = None  # the model's intra-op threads on a CPU; None: one per core
     resize: str = "static"  # default for jobs that do not say
+    foreground: str = "ml"  # edge colours for jobs that do not say: ml | none (README, eval)
+    matting_max_pixels: int = 1_000_000  # closed-form matting runs at most at this size
+    matting_timeout_s: float = 10.0  # … and gives up (keeping the mask) after this long
     max_batch: int | None = None  # None: 8 on a GPU, 1 on a CPU (batching is slower there)
     max_wait_ms: float = 20.0
     max_in_flight: int = 32  # jobs held in memory at once, all stages together
@@ -61,6 +64,7 @@ class WorkerConfig:
     output_format: str = "png"
     output_kind: str = "cutout"
     output_background: str | None = None  # "#rrggbb[aa]": composite cutouts onto this colour
+    output_quality: int | None = None  # 1-100 for jpeg, avif and lossy webp
     events_topic: str | None = None  # projects/P/topics/T; None: events go to the log only
     subscription: str | None = None  # projects/P/subscriptions/S, for `cutq worker`
     lease_extension_s: int = 20  # leases are renewed this far ahead: a crashed worker's jobs
@@ -130,14 +134,13 @@ class WorkerConfig:
         )
         _check(self.output_format in FORMATS, f"output_format must be one of {FORMATS}")
         _check(self.output_kind in KINDS, f"output_kind must be one of {KINDS}")
-        _check(
-            self.output_background is None or bool(COLOR_RE.match(self.output_background)),
-            f"output_background must be '#rrggbb' or '#rrggbbaa', not {self.output_background!r}",
-        )
-        _check(
-            self.output_background is None or self.output_kind != "mask",
-            "output_background only applies to cutouts",
-        )
+        try:
+            check_output(self.default_output)
+        except InvalidJob as error:  # "output.background: …" → "output_background: …"
+            raise ConfigError(str(error).replace("output.", "output_", 1)) from None
+        _check(self.foreground in FOREGROUNDS, f"foreground must be one of {FOREGROUNDS}")
+        _check(self.matting_max_pixels >= 1, "matting_max_pixels must be ≥ 1")
+        _check(self.matting_timeout_s > 0, "matting_timeout_s must be > 0")
         _check(
             self.precision in ("auto", "fp32", "fp16", "bf16"),
             "precision must be auto, fp32, fp16 or bf16",
@@ -161,6 +164,7 @@ class WorkerConfig:
             format=self.output_format,  # type: ignore[arg-type]
             kind=self.output_kind,  # type: ignore[arg-type]
             background=self.output_background,
+            quality=self.output_quality,
         )
 
     @classmethod

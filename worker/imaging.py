@@ -4,7 +4,8 @@ Decoding checks the pixel count from the header *before* any pixel is decoded, s
 decompression bomb costs nothing; it respects EXIF orientation and turns every mode Pillow
 reads (palette, grayscale, CMYK, 16-bit, with or without alpha) into 8-bit RGB plus the
 image's own alpha, if any. Encoding keeps straight (unpremultiplied) alpha, so edges keep the
-original colours and never get a dark fringe.
+colours they are given (the input's, or the estimated foreground's: :mod:`.matting`) and never
+get a dark fringe.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError, features
 
 from cutq.core.errors import (
     CutqError,
@@ -169,24 +170,45 @@ def mask_image(alpha: np.ndarray) -> Image.Image:
 
 
 WEBP_MAX_SIDE = 16383  # the WebP format's own limit
+JPEG_MAX_SIDE = 65535  # … and JPEG's
+JPEG_DEFAULT_QUALITY = 90
+AVIF_DEFAULT_QUALITY = 75  # libavif's default in Pillow
 
 
-def encode(image: Image.Image, fmt: str) -> bytes:
-    """PNG (fast zlib level) or lossless WebP bytes.
+def encode(image: Image.Image, fmt: str, quality: int | None = None) -> bytes:
+    """PNG (fast zlib level), WebP (lossless, or lossy at ``quality``), JPEG or AVIF bytes.
 
-    A WebP side over 16383 px can never be encoded: :class:`OutputUnencodable` (permanent; the
-    job can ask for PNG), never a fall-back to another format behind a ``.webp`` name.
+    A side over a format's own limit can never be encoded: :class:`OutputUnencodable`
+    (permanent; the job can ask for PNG), never a fall-back to another format behind its name.
+    JPEG holds no alpha: cutouts reach it composited on an opaque colour (the contract demands
+    one), masks as grayscale.
     """
     buffer = io.BytesIO()
     if fmt == "png":
         image.save(buffer, format="PNG", compress_level=1)
     elif fmt == "webp":
-        if max(image.size) > WEBP_MAX_SIDE:
-            raise OutputUnencodable(
-                f"WebP cannot hold a {image.width}×{image.height} image (at most "
-                f"{WEBP_MAX_SIDE} px a side); ask for png"
-            )
-        image.save(buffer, format="WEBP", lossless=True, quality=50, method=2, exact=True)
+        _fits(image, WEBP_MAX_SIDE, "WebP")
+        if quality is None:
+            image.save(buffer, format="WEBP", lossless=True, quality=50, method=2, exact=True)
+        else:
+            image.save(buffer, format="WEBP", quality=quality, method=4)
+    elif fmt == "jpeg":
+        _fits(image, JPEG_MAX_SIDE, "JPEG")
+        if image.mode not in ("RGB", "L"):
+            raise OutputUnencodable(f"JPEG cannot hold a {image.mode} image; give a background")
+        image.save(buffer, format="JPEG", quality=quality or JPEG_DEFAULT_QUALITY)
+    elif fmt == "avif":
+        if not features.check("avif"):
+            raise OutputUnencodable("this worker's Pillow has no AVIF encoder; ask for webp")
+        image.save(buffer, format="AVIF", quality=quality or AVIF_DEFAULT_QUALITY, speed=8)
     else:
         raise ValueError(f"unsupported output format {fmt!r}")
     return buffer.getvalue()
+
+
+def _fits(image: Image.Image, max_side: int, name: str) -> None:
+    if max(image.size) > max_side:
+        raise OutputUnencodable(
+            f"{name} cannot hold a {image.width}×{image.height} image (at most "
+            f"{max_side} px a side); ask for png"
+        )

@@ -11,8 +11,9 @@
 * **load**: read, decode (inside the pixel budget) and preprocess into a model input.
 * **infer**: the model thread forms batches (:func:`~cutq.worker.batcher.get_batch`) of
   same-sized inputs and runs them.
-* **write**: mask, encode, and create each result object *only if absent*, so of two workers
-  racing on one job exactly one writes; the other reports a duplicate.
+* **write**: mask (optionally post-processed and matted), edge colours, encode, and create
+  each result object *only if absent*, so of two workers racing on one job exactly one
+  writes; the other reports a duplicate.
 * **emit**: publish the ``completed`` or ``failed`` event; **settle**: ack (or nack for
   transient errors) in the ledger, once.
 
@@ -44,7 +45,7 @@ from cutq.core.errors import (
     is_permanent,
 )
 from cutq.core.storage import ObjectInfo, open_storage
-from cutq.worker import imaging
+from cutq.worker import imaging, matting
 from cutq.worker.access import check_allowed
 from cutq.worker.batcher import STOP, get_batch
 from cutq.worker.config import WorkerConfig
@@ -270,23 +271,33 @@ class Pipeline:
             self._hand_off(self._writers, self._write, item, item.admitted.task)
 
     def _write(self, inferred: Inferred) -> None:
-        """Writers pool: mask, encode, create each result only if absent, then emit."""
+        """Writers pool: mask, clean edges, encode, create each result only if absent, emit."""
         admitted, image = inferred.admitted, inferred.image
         task, job = admitted.task, admitted.job
         started = time.monotonic()
         mask = self.runner.to_mask(
             inferred.saliency, image.height, image.width, job.options.threshold
         )
+        mask = matting.refine_mask(
+            image.rgb,
+            mask,
+            post_process=job.options.post_process,
+            matting=job.options.matting,
+            max_pixels=self.config.matting_max_pixels,
+            timeout_s=self.config.matting_timeout_s,
+            label=job.job_id,
+        )
         alpha = imaging.combine_alpha(mask, image.alpha)
-        encoded = {
-            kind: imaging.encode(
-                imaging.cutout(image.rgb, alpha, job.output.background)
-                if kind == "cutout"
-                else imaging.mask_image(mask),
-                job.output.format,
-            )
-            for kind in (result.kind for result in admitted.results)
-        }
+        encoded = {}
+        for kind in (result.kind for result in admitted.results):
+            if kind == "cutout":
+                rgb = matting.foreground_colours(
+                    image.rgb, alpha, job.options.foreground or self.config.foreground
+                )
+                picture = imaging.cutout(rgb, alpha, job.output.background)
+            else:
+                picture = imaging.mask_image(mask)
+            encoded[kind] = imaging.encode(picture, job.output.format, job.output.quality)
         del mask, alpha, inferred
         now = task.mark("encode", started)
         metadata = {

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cutq.core.errors import ConfigError, InvalidJob
-from cutq.core.flags import add_output_args
+from cutq.core.flags import add_output_args, options_from_args
 
 if TYPE_CHECKING:
     from cutq.submitter.client import JobHandle, Watcher
@@ -95,7 +95,7 @@ class Summary:
 def handle(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from cutq.core.contract import Options, OutputSpec, new_job
+    from cutq.core.contract import OutputSpec, new_job
     from cutq.submitter.bulk import Checkpoint, DoneIndex, TokenBucket, iter_inputs, parse_rate
     from cutq.submitter.client import Submitter, SubmitterConfig
 
@@ -110,8 +110,10 @@ def handle(args: argparse.Namespace) -> int:
         raise ConfigError("no output: pass --output or set CUTQ_SUBMITTER_OUTPUT")
     if args.download and not args.wait:
         raise ConfigError("--download needs --wait")
-    spec = OutputSpec(config.output, args.format or "png", args.kind or "cutout", args.background)
-    options = Options(resize=args.resize, threshold=args.threshold)
+    spec = OutputSpec(
+        config.output, args.format or "png", args.kind or "cutout", args.background, args.quality
+    )
+    options = options_from_args(args)
     attributes = dict(_pair(text) for text in args.attribute)
     try:  # validate the options once, not per input
         new_job("gs://cutq-check/x", spec, options=options, attributes=attributes, model=args.model)

@@ -40,11 +40,29 @@ def test_unknown_variable_is_an_error_naming_the_known_ones() -> None:
         ({"CUTQ_DEVICE": "tpu"}, "device"),
         ({"CUTQ_WARMUP": "maybe"}, "cannot read"),
         ({"CUTQ_OUTPUT_BACKGROUND": "red"}, "output_background"),
+        ({"CUTQ_OUTPUT_FORMAT": "jpeg"}, "output_background: format 'jpeg'"),
+        ({"CUTQ_OUTPUT_FORMAT": "png", "CUTQ_OUTPUT_QUALITY": "80"}, "output_quality"),
+        ({"CUTQ_OUTPUT_FORMAT": "webp", "CUTQ_OUTPUT_QUALITY": "101"}, "output_quality"),
+        ({"CUTQ_FOREGROUND": "blur"}, "foreground"),
+        ({"CUTQ_MATTING_MAX_PIXELS": "0"}, "matting_max_pixels"),
     ],
 )
 def test_bad_values_are_rejected(env: dict[str, str], fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment):
         WorkerConfig.from_env(env)
+
+
+def test_edge_and_format_settings() -> None:
+    config = WorkerConfig.from_env(
+        {
+            "CUTQ_OUTPUT_FORMAT": "jpeg",
+            "CUTQ_OUTPUT_BACKGROUND": "#ffffff",
+            "CUTQ_OUTPUT_QUALITY": "85",
+            "CUTQ_FOREGROUND": "none",
+        }
+    )
+    assert config.default_output.quality == 85 and config.foreground == "none"
+    assert WorkerConfig().foreground == "ml"  # the measured default (README, cutq eval --edges)
 
 
 def test_default_output_spec() -> None:

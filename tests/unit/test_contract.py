@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime, timezone
 
 import pytest
 
 from cutq.core.contract import (
+    CONTENT_TYPES,
     Event,
     Options,
     OutputInfo,
@@ -104,7 +106,7 @@ def test_derived_id_is_independent_of_key_order() -> None:
         (b'{"input": "http://x/a.png"}', InvalidJob, "unsupported URI"),
         (b'{"input": "gs://UPPER/a.png"}', InvalidJob, "invalid bucket"),
         (b'{"input": "gs://inputs/a", "v": 2}', InvalidJob, "unsupported contract version"),
-        (b'{"input": "gs://inputs/a", "output": {"format": "jpeg"}}', InvalidJob, "output.format"),
+        (b'{"input": "gs://inputs/a", "output": {"format": "gif"}}', InvalidJob, "output.format"),
         (b'{"input": "gs://inputs/a", "output": {"kind": "alpha"}}', InvalidJob, "output.kind"),
         (b'{"input": "gs://inputs/a", "output": {"size": 1}}', InvalidJob, "unknown field(s) size"),
         (
@@ -252,3 +254,105 @@ def test_salvage_job_id_from_an_invalid_job() -> None:
     assert salvage_job_id(b'{"job_id": "order-7", "input": 5}') == "order-7"
     assert salvage_job_id(b'{"job_id": "../x"}') is None
     assert salvage_job_id(b"[1]") is None and salvage_job_id(b"\xff") is None
+
+
+# --- edge options and formats (issue 16) ---------------------------------------------------
+
+
+def test_ids_of_jobs_without_the_newer_options_are_unchanged() -> None:
+    """Values computed by the contract before quality/foreground/matting/post_process existed:
+    a resubmitted job must stay the same job (and find its results)."""
+    assert (
+        derive_job_id("gs://inputs/a.jpg", None, OutputSpec("gs://out/x"), None, Options())
+        == "e6e6c9a23cdf355d8c26fbf9690efe62"
+    )
+    assert (
+        derive_job_id(
+            "gs://inputs/a.jpg",
+            7,
+            OutputSpec("gs://out/x", "webp", "both", "#ffffff"),
+            "u2netp",
+            Options(resize="dynamic", threshold=0.5),
+        )
+        == "135369ee4d2ac5b359ddb2005ffe4ec4"
+    )
+    # false flags are the defaults: the same job as leaving them out
+    assert (
+        parse(b'{"input": "gs://inputs/a.jpg", "options": {"matting": false}}').job_id
+        == parse(b'{"input": "gs://inputs/a.jpg"}').job_id
+    )
+
+
+@pytest.mark.parametrize(
+    ("output", "options"),
+    [
+        (OutputSpec("gs://out/x", quality=80, format="webp"), Options()),
+        (OutputSpec("gs://out/x"), Options(foreground="ml")),
+        (OutputSpec("gs://out/x"), Options(foreground="none")),
+        (OutputSpec("gs://out/x"), Options(matting=True)),
+        (OutputSpec("gs://out/x"), Options(post_process=True)),
+        (OutputSpec("gs://out/x", format="jpeg", background="#ffffff"), Options()),
+    ],
+)
+def test_each_newer_option_makes_another_job(output: OutputSpec, options: Options) -> None:
+    plain = derive_job_id("gs://inputs/a.jpg", None, OutputSpec("gs://out/x"), None, Options())
+    assert derive_job_id("gs://inputs/a.jpg", None, output, None, options) != plain
+    job = new_job("gs://inputs/a.jpg", output, options=options)
+    assert parse(job.to_message()) == replace(job, publish_time=WHEN)
+
+
+def test_edge_options_parse() -> None:
+    job = parse(
+        b'{"input": "gs://inputs/a.jpg", "output": {"format": "webp", "quality": 75}, '
+        b'"options": {"foreground": "none", "matting": true, "post_process": true}}'
+    )
+    assert job.output.quality == 75 and job.output.format == "webp"
+    assert job.options == Options(foreground="none", matting=True, post_process=True)
+
+
+def test_jpeg_results_are_named_jpg() -> None:
+    job = parse(
+        b'{"input": "gs://inputs/a.jpg", "output": {"format": "jpeg", "background": "#fff000"}}'
+    )
+    assert job.result_uris()["cutout"].endswith(f"/{job.job_id}.jpg")
+    job = parse(b'{"input": "gs://inputs/a.jpg", "output": {"format": "jpeg", "kind": "mask"}}')
+    assert job.result_uris()["mask"].endswith(f"/{job.job_id}.mask.jpg")
+    assert CONTENT_TYPES["jpeg"] == "image/jpeg" and CONTENT_TYPES["avif"] == "image/avif"
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ('"output": {"format": "jpeg"}', "needs an opaque background"),
+        ('"output": {"format": "jpeg", "kind": "both"}', "needs an opaque background"),
+        ('"output": {"format": "jpeg", "background": "#ffffff80"}', "translucent"),
+        ('"output": {"format": "png", "quality": 80}', "output.quality: only for"),
+        ('"output": {"format": "webp", "quality": 0}', "output.quality: must be 1-100"),
+        ('"output": {"format": "webp", "quality": 101}', "output.quality: must be 1-100"),
+        ('"output": {"format": "jpeg", "kind": "mask", "quality": 9.5}', "output.quality"),
+        ('"output": {"format": "avif", "quality": true}', "output.quality"),
+        ('"options": {"foreground": "blur"}', "options.foreground"),
+        ('"options": {"matting": "yes"}', "options.matting"),
+        ('"options": {"post_process": 1}', "options.post_process"),
+    ],
+)
+def test_edge_options_are_validated(body: str, fragment: str) -> None:
+    with pytest.raises(InvalidJob) as raised:
+        parse(('{"input": "gs://inputs/a.jpg", ' + body + "}").encode())
+    assert fragment in str(raised.value)
+
+
+def test_jpeg_masks_and_opaque_backgrounds_are_fine() -> None:
+    parse(b'{"input": "gs://inputs/a.jpg", "output": {"format": "jpeg", "kind": "mask"}}')
+    parse(
+        b'{"input": "gs://inputs/a.jpg", "output": {"format": "jpeg", "background": "#123456ff"}}'
+    )
+    parse(b'{"input": "gs://inputs/a.jpg", "output": {"format": "avif", "quality": 1}}')
+
+
+def test_a_default_quality_does_not_follow_a_job_to_png() -> None:
+    defaults = OutputSpec("gs://out/x", format="webp", quality=80)
+    job = parse_job(b'{"input": "gs://inputs/a", "output": {"format": "png"}}', defaults=defaults)
+    assert job.output.quality is None
+    job = parse_job(b'{"input": "gs://inputs/a"}', defaults=defaults)
+    assert job.output.quality == 80

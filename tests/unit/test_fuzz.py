@@ -74,7 +74,8 @@ job_like = st.fixed_dictionaries(
             {},
             optional={
                 "uri": uris,
-                "format": st.sampled_from(["png", "webp", "jpeg"]),
+                "format": st.sampled_from(["png", "webp", "jpeg", "avif", "gif"]),
+                "quality": st.integers(min_value=-1, max_value=101) | json_values,
                 "kind": st.sampled_from(["cutout", "mask", "both", "x"]),
                 "background": st.sampled_from(["#ffffff", "#00000080", "red"]) | json_values,
             },
@@ -87,6 +88,9 @@ job_like = st.fixed_dictionaries(
             optional={
                 "resize": st.sampled_from(["static", "dynamic", "x"]) | json_values,
                 "threshold": st.floats(allow_nan=True) | json_values,
+                "foreground": st.sampled_from(["none", "ml", "x"]) | json_values,
+                "matting": st.booleans() | json_values,
+                "post_process": st.booleans() | json_values,
             },
         )
         | json_values,

@@ -154,3 +154,42 @@ def test_function_routes_are_validated_up_front():
     ]:
         with pytest.raises(ConfigError, match=message):
             FunctionConfig.from_env({**env, "CUTQ_FUNCTION_ROUTES": routes})
+
+
+def test_edge_options_and_formats_through_the_library_and_the_routes(tmp_path):
+    from cutq.core.contract import Options
+    from cutq.core.errors import InvalidJob
+
+    source = tmp_path / "a.png"
+    source.write_bytes(PNG)
+    submitter = Submitter(SubmitterConfig(TOPIC, output="gs://out/x"))
+    plain = submitter.prepare(source.as_uri())
+    job = submitter.prepare(
+        source.as_uri(),
+        output=OutputSpec("gs://out/x", format="jpeg", background="#ffffff", quality=85),
+        options=Options(foreground="none", matting=True, post_process=True),
+    )
+    assert job.job_id != plain.job_id
+    assert job.result_uris()["cutout"].endswith(f"/{job.job_id}.jpg")
+    body = job.to_message().decode()
+    assert '"quality":85' in body and '"matting":true' in body and '"foreground":"none"' in body
+    with pytest.raises(InvalidJob, match="opaque background"):
+        submitter.prepare(source.as_uri(), output=OutputSpec("gs://out/x", format="jpeg"))
+
+    env = {"CUTQ_JOBS_TOPIC": TOPIC}
+    route = (
+        '[{"prefix": "a/", "output": "gs://res/x", "format": "webp", "quality": 80, '
+        '"foreground": "ml", "matting": true, "post_process": false}]'
+    )
+    (parsed,) = FunctionConfig.from_env({**env, "CUTQ_FUNCTION_ROUTES": route}).routes
+    assert parsed.output.quality == 80
+    assert parsed.options == Options(foreground="ml", matting=True)
+    for bad, message in [
+        ('{"format": "jpeg"}', "opaque background"),
+        ('{"quality": 80}', "output.quality"),
+        ('{"matting": "yes"}', "matting"),
+        ('{"foreground": "blur"}', "options.foreground"),
+    ]:
+        routes = '[{"prefix": "a/", "output": "gs://res/x", ' + bad[1:] + "]"
+        with pytest.raises(ConfigError, match=message):
+            FunctionConfig.from_env({**env, "CUTQ_FUNCTION_ROUTES": routes})

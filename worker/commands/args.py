@@ -32,6 +32,7 @@ def worker_config(args: argparse.Namespace, **changes: object) -> WorkerConfig:
         output_format=getattr(args, "format", None),
         output_kind=getattr(args, "kind", None),
         output_background=getattr(args, "background", None),
+        output_quality=getattr(args, "quality", None),
         **changes,
     )
     return WorkerConfig.from_env(os.environ, **overrides)

@@ -43,6 +43,19 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--save-dir", metavar="DIR", help="write <name>.input/.gt/.pred.png for inspection"
     )
     parser.add_argument(
+        "--edges",
+        nargs="?",
+        const="",
+        metavar="VARIANTS",
+        help="also score edge options on composites (comma-separated; default all: none, "
+        "foreground=ml, post_process, post_process+ml, matting, matting+ml)",
+    )
+    parser.add_argument(
+        "--formats",
+        action="store_true",
+        help="also encode each cutout in every result format: mean KB and encode ms",
+    )
+    parser.add_argument(
         "--min-iou", type=float, help="exit 1 when the mean IoU is below this (a quality gate)"
     )
     parser.set_defaults(handler=handle)
@@ -54,12 +67,17 @@ def handle(args: argparse.Namespace) -> int:
     config = worker_config(args)
     try:
         from cutq.worker.evaluation.dataset import generate
+        from cutq.worker.evaluation.edges import parse_variants
         from cutq.worker.evaluation.evaluate import evaluate
     except ImportError as error:  # scipy / pysodmetrics missing
         raise ConfigError(f"cutq eval needs: pip install 'cutq[eval]' ({error})") from None
     from cutq.worker.inference import Runner
     from cutq.worker.models import create_model
 
+    try:
+        variants = parse_variants(args.edges) if args.edges is not None else []
+    except ValueError as error:
+        raise ConfigError(f"--edges: {error}") from None
     runner = Runner(create_model(config), config.device, config.precision)
     runner.setup()
     report = evaluate(
@@ -69,6 +87,8 @@ def handle(args: argparse.Namespace) -> int:
         max_batch=config.max_batch,
         seed=args.seed,
         save_dir=Path(args.save_dir) if args.save_dir else None,
+        edges=variants,
+        formats=args.formats,
     )
     document = json.dumps(report.to_json(), indent=2)
     if args.json == "-":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from cutq.core.errors import ConfigError
-from cutq.core.flags import add_output_args
+from cutq.core.flags import add_output_args, options_from_args
 from cutq.worker.commands.args import add_model_args, worker_config
 
 
@@ -29,10 +29,9 @@ def handle(args: argparse.Namespace) -> int:
     if args.threshold is not None and not 0 < args.threshold < 1:
         raise ConfigError("--threshold must be between 0 and 1")
     config = worker_config(args)
-    from cutq.core.contract import Options
     from cutq.worker.run import run_local
 
-    options = Options(resize=args.resize, threshold=args.threshold)
+    options = options_from_args(args)
     summary = run_local(args.inputs, args.out, config, options, progress=not args.no_progress)
     print(summary.render())
     return 1 if summary.failed else 0

@@ -47,6 +47,8 @@ class Sample:
     image: np.ndarray  # H×W×3 uint8
     mask: np.ndarray  # H×W uint8, 255 = object
     tags: tuple[str, ...]
+    foreground: np.ndarray | None = None  # H×W×3 float32, the subject premultiplied by alpha
+    alpha: np.ndarray | None = None  # H×W float32 in [0, 1], the exact alpha
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,7 @@ class Scene:
 
     def sample(self) -> Sample:
         mask = np.clip(self.alpha * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return Sample(self.name, self.composite(), mask, self.tags)
+        return Sample(self.name, self.composite(), mask, self.tags, self.foreground, self.alpha)
 
 
 def generate(count: int = DEFAULT_COUNT, seed: int = DEFAULT_SEED) -> Iterator[Sample]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,10 @@ from PIL import Image
 
 from cutq.core.contract import Resize
 from cutq.worker.evaluation.dataset import Sample
+from cutq.worker.evaluation.edges import EdgeScorer
+from cutq.worker.evaluation.edges import render as render_edges
+from cutq.worker.evaluation.formats import FormatScorer
+from cutq.worker.evaluation.formats import render as render_formats
 from cutq.worker.evaluation.metrics import Scorer, Scores, mean_scores
 from cutq.worker.inference import Runner
 from cutq.worker.models.base import Model
@@ -56,6 +60,8 @@ class Report:
     infer_s: float  # preprocess + predict + to_mask, warm-up excluded
     images: list[ImageResult]
     dataset_max_f: float
+    edges: list[dict[str, Any]] = field(default_factory=list)  # composite error per variant
+    formats: list[dict[str, Any]] = field(default_factory=list)  # bytes and encode ms per format
     means: dict[str, float] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -91,6 +97,8 @@ class Report:
             "mean": self.means,
             "dataset_max_f": self.dataset_max_f,
             "by_tag": self.by_tag(),
+            "edges": self.edges,
+            "formats": self.formats,
             "images": [
                 {
                     "name": r.name,
@@ -120,6 +128,10 @@ class Report:
         lines.append(
             f"dataset max F (max over thresholds of the mean curve): {self.dataset_max_f:.4f}"
         )
+        if self.edges:
+            lines += ["", render_edges(self.edges)]
+        if self.formats:
+            lines += ["", render_formats(self.formats)]
         ranked = sorted(self.images, key=lambda r: r.scores.iou)[:worst]
         if ranked:
             lines += ["", "worst IoU:"]
@@ -147,10 +159,15 @@ def evaluate(
     seed: int | None = None,
     save_dir: Path | None = None,
     warmup: bool = True,
+    edges: Sequence[str] = (),
+    formats: bool = False,
 ) -> Report:
     """Predict and score every sample; ``runner`` must already be set up.
 
-    ``save_dir`` receives ``<name>.input.png``, ``<name>.gt.png`` and ``<name>.pred.png``.
+    ``save_dir`` receives ``<name>.input.png``, ``<name>.gt.png`` and ``<name>.pred.png``
+    (and ``<name>.edges.png`` with ``edges``). ``edges``: edge variants
+    (:data:`~.edges.VARIANTS`) to score on composites, each timed on its own. ``formats``:
+    encode each cutout in every result format (:mod:`.formats`).
     """
     if max_batch < 1:
         raise ValueError(f"max_batch must be ≥ 1, got {max_batch}")
@@ -158,6 +175,8 @@ def evaluate(
         save_dir.mkdir(parents=True, exist_ok=True)
     model = runner.model
     scorer = Scorer()
+    edge_scorer = EdgeScorer(edges, save_dir=save_dir) if edges else None
+    format_scorer = FormatScorer() if formats else None
     results: list[ImageResult] = []
     infer_s = 0.0
     warmed = not warmup
@@ -180,6 +199,10 @@ def evaluate(
             log.debug("%s IoU %.4f S %.4f", sample.name, scores.iou, scores.s_measure)
             if save_dir is not None:
                 _save(save_dir, sample, mask)
+            if edge_scorer is not None:
+                edge_scorer.add(sample, mask)
+            if format_scorer is not None:
+                format_scorer.add(sample.image, mask)
     return Report(
         model=model.describe(),
         device=str(runner.device),
@@ -190,6 +213,8 @@ def evaluate(
         infer_s=infer_s,
         images=results,
         dataset_max_f=scorer.dataset_max_f(),
+        edges=edge_scorer.rows(infer_s / max(len(results), 1)) if edge_scorer else [],
+        formats=format_scorer.rows() if format_scorer else [],
     )
 
 
