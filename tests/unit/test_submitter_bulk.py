@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 
 import pytest
 
@@ -141,4 +140,6 @@ def test_done_index_on_a_missing_output_is_empty(tmp_path):
     index = DoneIndex.build(OutputSpec((tmp_path / "nothing").as_uri()))
     job = new_job("gs://inputs/a.png", OutputSpec((tmp_path / "nothing").as_uri()))
     assert len(index) == 0 and index.lookup(job) is None
-    assert job.publish_time <= datetime.now(timezone.utc)
+    assert not (tmp_path / "nothing").exists()  # looking never creates the output prefix
+    _result(tmp_path / "nothing", job, "2026-01-02", ".png")  # empty because missing, not blind
+    assert DoneIndex.build(job.output).lookup(job) is not None
