@@ -1,0 +1,209 @@
+"""Mutation testing of cutq's core modules with mutmut 3: ``make mutate`` (not part of CI).
+
+mutmut copies the code to ``mutants/`` and puts that first on ``sys.path``; it names each
+mutant after the file's path. cutq's packages live in ``core/``, ``worker/``… and are mapped to
+``cutq.core``, ``cutq.worker``… by setuptools (``package-dir``), and the editable install
+finds them there. So this script stages a ``src/cutq/…`` copy under ``.cache/mutate/`` (paths
+and module names agree, and ``mutants/src/cutq`` is found before the editable install), runs
+mutmut in it, and prints killed / survived / timeout per module.
+
+    python tools/mutate.py                      # every target below (~15 min on 2 busy cores)
+    python tools/mutate.py worker/batcher.py    # some targets only
+    python tools/mutate.py --report             # the last run's report again
+
+Mutants listed in ``EQUIVALENT`` change nothing observable; they are reported apart and left
+out of the score (each with its reason). Inspect a survivor with
+``cd .cache/mutate && ../../.venv/bin/mutmut show <name>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+STAGE = ROOT / ".cache" / "mutate"
+PACKAGES = {"core": "cutq/core", "worker": "cutq/worker", "submitter": "cutq/submitter"}
+
+# What is mutated. For each mutant mutmut runs, of the unit tests below, those that reach the
+# mutated function (it records which do in a first, clean run), fastest first, to the first
+# failure. Left out: the model tests (torch models, minutes) and the hypothesis fuzz tests.
+TARGETS = [
+    "core/contract.py",
+    "core/validation.py",
+    "worker/batcher.py",
+    "worker/access.py",
+    "worker/imaging.py",
+    "worker/events.py",
+    "worker/ledger.py",
+    "worker/pipeline.py",
+    "submitter/bulk.py",
+]
+TESTS = [
+    "tests/unit/test_batcher.py",
+    "tests/unit/test_config.py",
+    "tests/unit/test_contract.py",
+    "tests/unit/test_events.py",
+    "tests/unit/test_imaging.py",
+    "tests/unit/test_pipeline.py",
+    "tests/unit/test_pubsub_state.py",
+    "tests/unit/test_security.py",
+    "tests/unit/test_submitter_bulk.py",
+    "tests/unit/test_submitter_client.py",
+    "tests/unit/test_validation.py",
+]
+# Only the pipeline's settle logic, not its stages (those are the integration tests' job).
+ONLY_FUNCTIONS = {
+    "worker/pipeline.py": ("_fail", "_emit", "_settle", "_hand_off", "close", "submit"),
+}
+
+# mutant name → why it cannot change behaviour (so no test can kill it).
+EQUIVALENT: dict[str, str] = {}
+
+MUTMUT_SETTINGS = """
+[tool.mutmut]
+source_paths = ["src/cutq"]
+only_mutate = {only}
+also_copy = ["tests"]
+pytest_add_cli_args = ["-p", "no:cacheprovider", "-x", "-q"]
+pytest_add_cli_args_test_selection = {tests}
+process_isolation = "forkserver"
+timeout_multiplier = 5.0
+timeout_constant = 10.0
+"""
+
+
+def stage(targets: list[str]) -> None:
+    """A fresh ``src/cutq`` copy, the unit tests, and a pyproject.toml for pytest and mutmut."""
+    shutil.rmtree(STAGE, ignore_errors=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pt", "weights")
+    for folder, package in PACKAGES.items():
+        shutil.copytree(ROOT / folder, STAGE / "src" / package, ignore=ignore)
+    (STAGE / "tests").mkdir()
+    for item in ("__init__.py", "conftest.py", "support", "unit"):
+        source = ROOT / "tests" / item
+        if source.is_dir():
+            shutil.copytree(source, STAGE / "tests" / item, ignore=ignore)
+        elif source.exists():
+            shutil.copy2(source, STAGE / "tests" / item)
+    pytest_section = _pytest_settings((ROOT / "pyproject.toml").read_text())
+    tests = [test for test in TESTS if (ROOT / test).exists()]
+    only = [f"src/{PACKAGES[t.split('/')[0]]}/{t.split('/', 1)[1]}" for t in targets]
+    (STAGE / "pyproject.toml").write_text(
+        pytest_section + MUTMUT_SETTINGS.format(only=json.dumps(only), tests=json.dumps(tests))
+    )
+    for target, names in ONLY_FUNCTIONS.items():
+        if target in targets:
+            _skip_other_functions(STAGE / "src" / PACKAGES["worker"] / Path(target).name, names)
+
+
+def _pytest_settings(pyproject: str) -> str:
+    """The project's ``[tool.pytest.ini_options]`` section, as it is."""
+    start = pyproject.index("[tool.pytest.ini_options]")
+    end = pyproject.find("\n[", start + 1)
+    return pyproject[start : end if end != -1 else len(pyproject)].rstrip() + "\n"
+
+
+def _skip_other_functions(path: Path, keep: tuple[str, ...]) -> None:
+    """Mark every other function of ``path`` with mutmut's ``# pragma: no mutate`` opt-out."""
+    lines = path.read_text().splitlines(keepends=True)
+    for index, line in enumerate(lines):
+        stripped = line.lstrip()
+        if stripped.startswith("def "):
+            name = stripped[4:].split("(", 1)[0]
+            if name not in keep and "pragma: no mutate" not in line:
+                lines[index] = _with_pragma(line)
+    path.write_text("".join(lines))
+
+
+def _with_pragma(line: str) -> str:
+    body = line.rstrip("\n")
+    return f"{body}  # pragma: no mutate function\n"
+
+
+def run(max_children: int) -> float:
+    started = time.monotonic()
+    mutmut = Path(sys.executable).parent / "mutmut"
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    log = STAGE / "mutmut.log"
+    print(f"mutmut run in {STAGE} (its output: {log}) ...", flush=True)
+    with log.open("wb") as out:
+        code = subprocess.run(
+            [str(mutmut), "run", "--max-children", str(max_children)],
+            cwd=STAGE,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        ).returncode
+    progress = log.read_bytes().decode(errors="replace").replace("\r", "\n").splitlines()
+    print("\n".join(line for line in progress[-4:] if line.strip()))
+    if code != 0:
+        raise SystemExit(f"mutmut failed (exit {code}); see {log}")
+    return time.monotonic() - started
+
+
+STATUS = {1: "killed", 3: "killed", 37: "killed", 0: "survived", 36: "timeout", 24: "timeout",
+          -24: "timeout", 152: "timeout", 255: "timeout", 5: "no tests", 33: "no tests"}  # fmt: skip
+
+
+def report(seconds: float | None = None) -> int:
+    """killed / survived / timeout per module, the survivors, and the score."""
+    rows, survivors = [], []
+    total = Counter()
+    for meta in sorted((STAGE / "mutants" / "src").rglob("*.py.meta")):
+        module = str(meta.relative_to(STAGE / "mutants" / "src"))[: -len(".py.meta")]
+        counts: Counter = Counter()
+        for name, code in json.loads(meta.read_text())["exit_code_by_key"].items():
+            status = STATUS.get(code, "other" if code is not None else "not run")
+            if status == "survived" and name in EQUIVALENT:
+                status = "equivalent"
+            elif status in ("survived", "no tests", "timeout"):
+                survivors.append(f"{name}: {status}")
+            counts[status] += 1
+        if not counts:
+            continue
+        total.update(counts)
+        rows.append((module.replace("/", "."), counts))
+    columns = ["killed", "survived", "timeout", "no tests", "equivalent", "other", "not run"]
+    print(f"\n{'module':<26}" + "".join(f"{c:>11}" for c in columns) + f"{'score':>8}")
+    for module, counts in [*rows, ("total", total)]:
+        scored = sum(counts[c] for c in columns if c not in ("equivalent", "not run"))
+        score = f"{100 * counts['killed'] / scored:.1f}%" if scored else "-"
+        print(f"{module:<26}" + "".join(f"{counts[c]:>11}" for c in columns) + f"{score:>8}")
+    print("score = killed / (all mutants run - equivalent); a timeout counts as not killed")
+    if seconds is not None:
+        print(f"wall time: {seconds / 60:.1f} min")
+    if survivors:
+        print("\nnot killed:\n  " + "\n  ".join(survivors))
+    if EQUIVALENT:
+        print("\nequivalent (not scored):")
+        for name, reason in EQUIVALENT.items():
+            print(f"  {name}: {reason}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("targets", nargs="*", help=f"default: {' '.join(TARGETS)}")
+    parser.add_argument("--report", action="store_true", help="print the last run's report")
+    parser.add_argument("--max-children", type=int, default=2)
+    args = parser.parse_args(argv)
+    if args.report:
+        return report()
+    unknown = sorted(set(args.targets) - set(TARGETS))
+    if unknown:
+        parser.error(f"not a mutation target: {', '.join(unknown)}")
+    targets = args.targets or list(TARGETS)
+    stage(targets)
+    return report(run(args.max_children))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
