@@ -149,8 +149,13 @@ def run(max_children: int) -> float:
     return time.monotonic() - started
 
 
-STATUS = {1: "killed", 3: "killed", 37: "killed", 0: "survived", 36: "timeout", 24: "timeout",
-          -24: "timeout", 152: "timeout", 255: "timeout", 5: "no tests", 33: "no tests"}  # fmt: skip
+# mutmut's exit codes (mutmut.stats.status_by_exit_code), folded into this report's columns.
+STATUS = {
+    **dict.fromkeys((1, 3, 37), "killed"),
+    0: "survived",
+    **dict.fromkeys((36, 24, -24, 152, 255), "timeout"),
+    **dict.fromkeys((5, 33), "no tests"),
+}
 
 
 def report(seconds: float | None = None) -> int:
