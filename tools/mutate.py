@@ -7,18 +7,19 @@ finds them there. So this script stages a ``src/cutq/…`` copy under ``.cache/m
 and module names agree, and ``mutants/src/cutq`` is found before the editable install), runs
 mutmut in it, and prints killed / survived / timeout per module.
 
-    python tools/mutate.py                      # every target below (~15 min on 2 busy cores)
-    python tools/mutate.py worker/batcher.py    # some targets only
+    python tools/mutate.py                      # every group below (~15 min on 2 busy cores)
+    python tools/mutate.py settle bulk          # some groups only
     python tools/mutate.py --report             # the last run's report again
 
 Mutants listed in ``EQUIVALENT`` change nothing observable; they are reported apart and left
 out of the score (each with its reason). Inspect a survivor with
-``cd .cache/mutate && ../../.venv/bin/mutmut show <name>``.
+``cd .cache/mutate/<group> && ../../../.venv/bin/mutmut show <name>``.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import shutil
@@ -32,37 +33,35 @@ ROOT = Path(__file__).resolve().parent.parent
 STAGE = ROOT / ".cache" / "mutate"
 PACKAGES = {"core": "cutq/core", "worker": "cutq/worker", "submitter": "cutq/submitter"}
 
-# What is mutated. For each mutant mutmut runs, of the unit tests below, those that reach the
-# mutated function (it records which do in a first, clean run), fastest first, to the first
-# failure. Left out: the model tests (torch models, minutes) and the hypothesis fuzz tests.
-TARGETS = [
-    "core/contract.py",
-    "core/validation.py",
-    "worker/batcher.py",
-    "worker/access.py",
-    "worker/imaging.py",
-    "worker/events.py",
-    "worker/ledger.py",
-    "worker/pipeline.py",
-    "submitter/bulk.py",
-]
-TESTS = [
-    "tests/unit/test_batcher.py",
-    "tests/unit/test_config.py",
-    "tests/unit/test_contract.py",
-    "tests/unit/test_events.py",
-    "tests/unit/test_imaging.py",
-    "tests/unit/test_pipeline.py",
-    "tests/unit/test_pubsub_state.py",
-    "tests/unit/test_security.py",
-    "tests/unit/test_submitter_bulk.py",
-    "tests/unit/test_submitter_client.py",
-    "tests/unit/test_validation.py",
-]
-# Only the pipeline's settle logic, not its stages (those are the integration tests' job).
+# What is mutated, in groups, each with the unit tests that stand guard over it. Each group is
+# one mutmut run; for each mutant it runs those of the group's tests that reach the mutated
+# function (recorded in a first, clean run), fastest first, to the first failure. Narrow test
+# lists keep a surviving mutant cheap (every covering test runs): the whole core in ~15 min.
+GROUPS = {
+    "contract": (
+        ["core/contract.py", "core/validation.py"],
+        ["tests/unit/test_contract.py", "tests/unit/test_contract_exact.py", "tests/unit/test_validation.py"],
+    ),
+    "imaging": (["worker/imaging.py"], ["tests/unit/test_imaging.py"]),
+    "settle": (
+        ["worker/batcher.py", "worker/access.py", "worker/events.py", "worker/ledger.py",
+         "worker/pipeline.py"],
+        ["tests/unit/test_batcher.py", "tests/unit/test_security.py", "tests/unit/test_events.py",
+         "tests/unit/test_pipeline.py"],
+    ),
+    "bulk": (["submitter/bulk.py"], ["tests/unit/test_submitter_bulk.py"]),
+}  # fmt: skip
+
+# Only the pipeline's settle logic, not its stages (the integration tests run those whole).
 ONLY_FUNCTIONS = {
-    "worker/pipeline.py": ("_fail", "_emit", "_settle", "_hand_off", "close", "submit"),
-}
+    "worker/pipeline.py": (
+        "submit", "_fail", "_emit", "_settle", "_hand_off", "stop_taking", "close", "_followed"
+    ),
+    "submitter/bulk.py": ("build", "lookup", "listing_key", "plain_uri", "iter_inputs"),
+}  # fmt: skip
+# Lines not mutated: logging, and the text of error messages (a mutant there changes only the
+# words; the messages that are contract, validation's, have exact-message tests instead).
+SKIP_LINES = [r"^\s*log\.\w+\(", r"raise \w+\(f?\"", r'^\s*f?"[^"]*"\s*,?$']
 
 # mutant name → why it cannot change behaviour (so no test can kill it).
 EQUIVALENT: dict[str, str] = {}
@@ -77,31 +76,39 @@ pytest_add_cli_args_test_selection = {tests}
 process_isolation = "forkserver"
 timeout_multiplier = 5.0
 timeout_constant = 10.0
+do_not_mutate_patterns = {skip}
 """
 
 
-def stage(targets: list[str]) -> None:
+def stage(group: str) -> Path:
     """A fresh ``src/cutq`` copy, the unit tests, and a pyproject.toml for pytest and mutmut."""
-    shutil.rmtree(STAGE, ignore_errors=True)
+    targets, tests = GROUPS[group]
+    where = STAGE / group
+    shutil.rmtree(where, ignore_errors=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pt", "weights")
     for folder, package in PACKAGES.items():
-        shutil.copytree(ROOT / folder, STAGE / "src" / package, ignore=ignore)
-    (STAGE / "tests").mkdir()
+        shutil.copytree(ROOT / folder, where / "src" / package, ignore=ignore)
+    (where / "tests").mkdir()
     for item in ("__init__.py", "conftest.py", "support", "unit"):
         source = ROOT / "tests" / item
         if source.is_dir():
-            shutil.copytree(source, STAGE / "tests" / item, ignore=ignore)
+            shutil.copytree(source, where / "tests" / item, ignore=ignore)
         elif source.exists():
-            shutil.copy2(source, STAGE / "tests" / item)
+            shutil.copy2(source, where / "tests" / item)
     pytest_section = _pytest_settings((ROOT / "pyproject.toml").read_text())
-    tests = [test for test in TESTS if (ROOT / test).exists()]
+    tests = [test for test in tests if (ROOT / test).exists()]
     only = [f"src/{PACKAGES[t.split('/')[0]]}/{t.split('/', 1)[1]}" for t in targets]
-    (STAGE / "pyproject.toml").write_text(
-        pytest_section + MUTMUT_SETTINGS.format(only=json.dumps(only), tests=json.dumps(tests))
+    (where / "pyproject.toml").write_text(
+        pytest_section
+        + MUTMUT_SETTINGS.format(
+            only=json.dumps(only), tests=json.dumps(tests), skip=json.dumps(SKIP_LINES)
+        )
     )
     for target, names in ONLY_FUNCTIONS.items():
         if target in targets:
-            _skip_other_functions(STAGE / "src" / PACKAGES["worker"] / Path(target).name, names)
+            folder, name = target.split("/")
+            _skip_other_functions(where / "src" / PACKAGES[folder] / name, names)
+    return where
 
 
 def _pytest_settings(pyproject: str) -> str:
@@ -112,32 +119,30 @@ def _pytest_settings(pyproject: str) -> str:
 
 
 def _skip_other_functions(path: Path, keep: tuple[str, ...]) -> None:
-    """Mark every other function of ``path`` with mutmut's ``# pragma: no mutate`` opt-out."""
+    """Wrap every other function of ``path`` in mutmut's ``# pragma: no mutate start``/``end``."""
     lines = path.read_text().splitlines(keepends=True)
-    for index, line in enumerate(lines):
-        stripped = line.lstrip()
-        if stripped.startswith("def "):
-            name = stripped[4:].split("(", 1)[0]
-            if name not in keep and "pragma: no mutate" not in line:
-                lines[index] = _with_pragma(line)
+    regions = [
+        (min([node.lineno, *(d.lineno for d in node.decorator_list)]), node.end_lineno or 0)
+        for node in ast.walk(ast.parse("".join(lines)))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name not in keep
+    ]
+    for first, last in sorted(regions, reverse=True):  # from the bottom: line numbers hold
+        indent = lines[first - 1][: len(lines[first - 1]) - len(lines[first - 1].lstrip())]
+        lines.insert(last, f"{indent}# pragma: no mutate end\n")
+        lines.insert(first - 1, f"{indent}# pragma: no mutate start\n")
     path.write_text("".join(lines))
 
 
-def _with_pragma(line: str) -> str:
-    body = line.rstrip("\n")
-    return f"{body}  # pragma: no mutate function\n"
-
-
-def run(max_children: int) -> float:
+def run(where: Path, max_children: int) -> float:
     started = time.monotonic()
     mutmut = Path(sys.executable).parent / "mutmut"
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    log = STAGE / "mutmut.log"
-    print(f"mutmut run in {STAGE} (its output: {log}) ...", flush=True)
+    log = where / "mutmut.log"
+    print(f"mutmut run in {where} (its output: {log}) ...", flush=True)
     with log.open("wb") as out:
         code = subprocess.run(
             [str(mutmut), "run", "--max-children", str(max_children)],
-            cwd=STAGE,
+            cwd=where,
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -162,8 +167,8 @@ def report(seconds: float | None = None) -> int:
     """killed / survived / timeout per module, the survivors, and the score."""
     rows, survivors = [], []
     total = Counter()
-    for meta in sorted((STAGE / "mutants" / "src").rglob("*.py.meta")):
-        module = str(meta.relative_to(STAGE / "mutants" / "src"))[: -len(".py.meta")]
+    for meta in sorted(STAGE.glob("*/mutants/src/**/*.py.meta")):
+        module = str(meta.relative_to(STAGE)).split("/mutants/src/", 1)[1][: -len(".py.meta")]
         counts: Counter = Counter()
         for name, code in json.loads(meta.read_text())["exit_code_by_key"].items():
             status = STATUS.get(code, "other" if code is not None else "not run")
@@ -196,18 +201,19 @@ def report(seconds: float | None = None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("targets", nargs="*", help=f"default: {' '.join(TARGETS)}")
+    parser.add_argument("groups", nargs="*", help=f"default: all of {', '.join(GROUPS)}")
     parser.add_argument("--report", action="store_true", help="print the last run's report")
     parser.add_argument("--max-children", type=int, default=2)
     args = parser.parse_args(argv)
     if args.report:
         return report()
-    unknown = sorted(set(args.targets) - set(TARGETS))
+    unknown = sorted(set(args.groups) - set(GROUPS))
     if unknown:
-        parser.error(f"not a mutation target: {', '.join(unknown)}")
-    targets = args.targets or list(TARGETS)
-    stage(targets)
-    return report(run(args.max_children))
+        parser.error(f"not a group: {', '.join(unknown)} (groups: {', '.join(GROUPS)})")
+    seconds = 0.0
+    for group in args.groups or list(GROUPS):
+        seconds += run(stage(group), args.max_children)
+    return report(seconds)
 
 
 if __name__ == "__main__":
