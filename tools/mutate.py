@@ -40,7 +40,8 @@ PACKAGES = {"core": "cutq/core", "worker": "cutq/worker", "submitter": "cutq/sub
 GROUPS = {
     "contract": (
         ["core/contract.py", "core/validation.py"],
-        ["tests/unit/test_contract.py", "tests/unit/test_contract_exact.py", "tests/unit/test_validation.py"],
+        ["tests/unit/test_contract.py", "tests/unit/test_contract_exact.py",
+         "tests/unit/test_validation.py"],
     ),
     "imaging": (["worker/imaging.py"], ["tests/unit/test_imaging.py"]),
     "settle": (
