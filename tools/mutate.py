@@ -58,12 +58,18 @@ GROUPS = {
 }  # fmt: skip
 DEFAULT_GROUPS = ["contract", "imaging", "worker", "bulk"]
 
-# Only the pipeline's settle logic, not its stages (the integration tests run those whole).
+# Parts only: the pipeline's settle logic, not its stages (the integration tests run those
+# whole); bulk's listing and skip-done, not its rate limiter and checkpoint; events' local sinks.
 ONLY_FUNCTIONS = {
     "worker/pipeline.py": (
         "submit", "_fail", "_emit", "_settle", "_hand_off", "stop_taking", "close", "_followed"
     ),
     "submitter/bulk.py": ("build", "lookup", "listing_key", "plain_uri", "iter_inputs"),
+    # PubSubEventSink needs a Pub/Sub server: the integration tests' (tests/integration).
+    "worker/events.py": (
+        "JsonlEventSink.__init__", "JsonlEventSink.publish", "JsonlEventSink.close",
+        "LogEventSink.publish",
+    ),
 }  # fmt: skip
 # Lines not mutated: logging, and the text of error messages (a mutant there changes only the
 # words; the messages that are contract, validation's, have exact-message tests instead).
@@ -125,12 +131,23 @@ def _pytest_settings(pyproject: str) -> str:
 
 
 def _skip_other_functions(path: Path, keep: tuple[str, ...]) -> None:
-    """Wrap every other function of ``path`` in mutmut's ``# pragma: no mutate start``/``end``."""
+    """Wrap every other function of ``path`` in mutmut's ``# pragma: no mutate start``/``end``.
+
+    ``keep`` names functions (``name``) or methods (``Class.name``)."""
     lines = path.read_text().splitlines(keepends=True)
+    tree = ast.parse("".join(lines))
+    owner = {
+        child: node.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ClassDef)
+        for child in node.body
+    }
     regions = [
         (min([node.lineno, *(d.lineno for d in node.decorator_list)]), node.end_lineno or 0)
-        for node in ast.walk(ast.parse("".join(lines)))
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name not in keep
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.name not in keep
+        and f"{owner.get(node)}.{node.name}" not in keep
     ]
     for first, last in sorted(regions, reverse=True):  # from the bottom: line numbers hold
         indent = lines[first - 1][: len(lines[first - 1]) - len(lines[first - 1].lstrip())]

@@ -91,3 +91,7 @@ def test_items_arriving_over_time_close_the_batch_max_wait_after_the_first() -> 
     assert arrivals.now == pytest.approx(0.3)
     assert get_batch(arrivals, 100, 0.2, arrivals.clock) == [3, 4, 5]  # type: ignore[arg-type]
     assert arrivals.now == pytest.approx(0.6)
+
+
+def test_stop_reads_as_stop_in_logs_and_reprs() -> None:
+    assert repr(STOP) == "STOP" and repr([1, STOP]) == "[1, STOP]"
