@@ -333,3 +333,30 @@ def test_events_read_back_equal_field_by_field() -> None:
         None,
         None,
     )
+
+
+def test_a_job_attribute_never_poses_as_the_events_own() -> None:
+    job = new_job(
+        "gs://inputs/a.png", DEFAULTS, job_id="j1", attributes={"error_code": "x", "sku": "1"}
+    )
+    assert Event.completed(job, ()).message_attributes() == {
+        "sku": "1",
+        "job_id": "j1",
+        "status": "completed",
+    }
+
+
+def test_an_event_is_compact_json() -> None:
+    assert b", " not in completed_event().to_json() and b'": ' not in completed_event().to_json()
+
+
+def test_unpaired_surrogates_are_refused_wherever_they_are() -> None:
+    assert refusal(b'{"input": "gs://inputs/a.png", "attributes": {"k": "\\ud800"}}') == (
+        "message contains unpaired UTF-16 surrogates (\\ud800-\\udfff)"
+    )
+
+
+def test_an_output_uri_ending_in_x_keeps_its_last_letter() -> None:
+    job = new_job("gs://inputs/a.png", OutputSpec("gs://outs/BOX"), job_id="j")
+    job = Job(**{**vars(job), "publish_time": WHEN})
+    assert job.result_uris() == {"cutout": "gs://outs/BOX/dt=2026-11-23/j.png"}
