@@ -105,6 +105,37 @@ EQUIVALENT: dict[str, str] = {
         "without '://' the scheme is unsupported whether it reads '' or 'XXXX': same refusal"
     ),
 }
+_IMAGING = {
+    "np.asarray without dtype: the same values, divided as floats all the same": [
+        "_to_rgb_alpha__mutmut_17", "_to_rgb_alpha__mutmut_19"],
+    "the array is never empty, so max's initial value never matters": [
+        "_to_rgb_alpha__mutmut_28", "_to_rgb_alpha__mutmut_29", "_to_rgb_alpha__mutmut_98"],
+    "no decoder yields Pillow's internal 'La' mode (nor can Pillow convert it to RGBA)": [
+        "_to_rgb_alpha__mutmut_72", "_to_rgb_alpha__mutmut_73", "_to_rgb_alpha__mutmut_74"],
+    "without a transparency key the image becomes fully opaque RGBA, whose alpha is dropped": [
+        "_to_rgb_alpha__mutmut_75", "_to_rgb_alpha__mutmut_82"],
+    "float arithmetic on exact integers: / then truncation equals // for values >= 0": [
+        "combine_alpha__mutmut_3", "combine_alpha__mutmut_6", "combine_alpha__mutmut_7"],
+    "hex digits never contain 'X'": ["parse_color__mutmut_4"],
+    "Pillow infers the same mode (RGBA, RGB, L) from the uint8 array's shape": [
+        "cutout__mutmut_3", "cutout__mutmut_5", "cutout__mutmut_30", "cutout__mutmut_32",
+        "cutout__mutmut_84", "cutout__mutmut_86", "mask_image__mutmut_2", "mask_image__mutmut_4"],
+    "the values are within [0.5, 255.5] already: that bound never changes the uint8 result": [
+        "cutout__mutmut_35", "cutout__mutmut_36", "cutout__mutmut_43", "cutout__mutmut_89",
+        "cutout__mutmut_90", "cutout__mutmut_97"],
+    "float64 instead of float32 intermediates: precision only (no input found that differs)": [
+        "cutout__mutmut_13", "cutout__mutmut_17", "cutout__mutmut_19", "cutout__mutmut_23",
+        "cutout__mutmut_56"],
+    "where out_a is 0 the premultiplied value is 0 too, and 0 / 1e-6 is 0": ["cutout__mutmut_70"],
+    "compression effort or the format name's case only: the same decoded pixels": [
+        "encode__mutmut_10", "encode__mutmut_12", "encode__mutmut_13", "encode__mutmut_28",
+        "encode__mutmut_29", "encode__mutmut_32", "encode__mutmut_34", "encode__mutmut_35"],
+}  # fmt: skip
+EQUIVALENT.update(
+    (f"cutq.worker.imaging.x_{name}", reason)
+    for reason, names in _IMAGING.items()
+    for name in names
+)
 
 MUTMUT_SETTINGS = """
 [tool.mutmut]

@@ -190,3 +190,19 @@ def test_without_transparency_there_is_no_alpha(mode: str) -> None:
 def test_a_fully_opaque_alpha_is_dropped() -> None:
     decoded = imaging._to_rgb_alpha(Image.new("RGBA", (2, 1), (1, 2, 3, 255)))
     assert decoded.alpha is None and decoded.rgb.tolist() == [[[1, 2, 3], [1, 2, 3]]]
+
+
+def test_high_bit_depth_values_are_scaled_rounded_and_clipped() -> None:
+    # 16-bit by its mode even when every value is small; 51529·255/65535 = 200.502 → 201.
+    sixteen = Image.fromarray(np.array([[0, 100, 255, 51529]], np.uint16)).convert("I")
+    rgb = imaging._to_rgb_alpha(sixteen.convert("I;16")).rgb
+    assert rgb[0, :, 0].tolist() == [0, 0, 1, 201]
+    # A float image over 65535 is clipped, not wrapped around; a negative one too.
+    floats = Image.fromarray(np.array([[0, 1000, 100000]], np.float32))
+    assert imaging._to_rgb_alpha(floats).rgb[0, :, 0].tolist() == [0, 4, 255]
+    negative = Image.fromarray(np.array([[-5, 100, 255]], np.int32))
+    assert imaging._to_rgb_alpha(negative).rgb[0, :, 0].tolist() == [0, 100, 255]
+
+
+def test_a_nearly_opaque_background_keeps_its_own_alpha() -> None:
+    assert pixel((200, 100, 50), 0, "#00ff00fe") == (0, 255, 0, 254)
