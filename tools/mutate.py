@@ -131,6 +131,9 @@ _IMAGING = {
         "encode__mutmut_10", "encode__mutmut_12", "encode__mutmut_13", "encode__mutmut_28",
         "encode__mutmut_29", "encode__mutmut_32", "encode__mutmut_34", "encode__mutmut_35"],
 }  # fmt: skip
+_GET_AT_ONCE = "Queue.get(block=True, timeout=0) returns at once, as a non-blocking get does"
+EQUIVALENT["cutq.worker.batcher.x_get_batch__mutmut_13"] = _GET_AT_ONCE
+EQUIVALENT["cutq.worker.batcher.x_get_batch__mutmut_15"] = _GET_AT_ONCE
 EQUIVALENT.update(
     (f"cutq.worker.imaging.x_{name}", reason)
     for reason, names in _IMAGING.items()
