@@ -135,6 +135,18 @@ _GET_AT_ONCE = "Queue.get(block=True, timeout=0) returns at once, as a non-block
 EQUIVALENT["cutq.worker.batcher.x_get_batch__mutmut_13"] = _GET_AT_ONCE
 EQUIVALENT["cutq.worker.batcher.x_get_batch__mutmut_15"] = _GET_AT_ONCE
 EQUIVALENT.update(
+    {
+        "cutq.submitter.bulk.x_iter_inputs__mutmut_8": "a lower-cased extension has no 'X'",
+        "cutq.submitter.bulk.x_iter_inputs__mutmut_25": (
+            "open_storage lists a plain local path as it lists the path's file:// URI"
+        ),
+        "cutq.submitter.bulk.x_listing_key__mutmut_6": "(2, dir) sorts after (0, file) as (1, dir)",
+        "cutq.submitter.bulk.xǁDoneIndexǁbuild__mutmut_19": (
+            "the dict only interns date strings: keyed by name it returns the same date"
+        ),
+    }
+)
+EQUIVALENT.update(
     (f"cutq.worker.imaging.x_{name}", reason)
     for reason, names in _IMAGING.items()
     for name in names

@@ -185,3 +185,12 @@ def test_done_index_reports_each_result_under_its_own_date_and_kind(tmp_path):
     assert index.lookup(jobs[1]) == {
         "cutout": f"{tmp_path.as_uri()}/dt=2021-06-30/{jobs[1].job_id}.png"
     }
+
+
+def test_a_finished_origin_is_skipped_wherever_it_sorts(tmp_path, monkeypatch):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "x.png").write_bytes(b"x")
+    monkeypatch.chdir(tmp_path / "a")  # "*" read as a path would sort before b/x.png
+    origin = (tmp_path / "b").as_uri()
+    assert list(iter_inputs([origin], resume_after={origin: "*"})) == []
