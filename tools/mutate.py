@@ -87,6 +87,7 @@ EQUIVALENT: dict[str, str] = {
     "cutq.core.contract.x_salvage_job_id__mutmut_7": _UTF8,
     "cutq.core.contract.x_parse_job__mutmut_11": _UTF8,
     "cutq.core.contract.x_parse_job__mutmut_19": _UTF8,
+    "cutq.core.contract.x_parse_job__mutmut_14": "ensure_ascii=None is falsy: as False",
     "cutq.core.contract.x__parse_notification__mutmut_3": _BUCKET,
     "cutq.core.contract.x__parse_notification__mutmut_5": _BUCKET,
     "cutq.core.contract.x__parse_notification__mutmut_9": _BUCKET,

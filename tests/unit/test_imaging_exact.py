@@ -206,3 +206,8 @@ def test_high_bit_depth_values_are_scaled_rounded_and_clipped() -> None:
 
 def test_a_nearly_opaque_background_keeps_its_own_alpha() -> None:
     assert pixel((200, 100, 50), 0, "#00ff00fe") == (0, 255, 0, 254)
+
+
+def test_a_16_bit_image_of_small_values_stays_on_the_16_bit_scale() -> None:
+    small = Image.fromarray(np.array([[0, 200, 255]], np.uint16)).convert("I").convert("I;16")
+    assert imaging._to_rgb_alpha(small).rgb[0, :, 0].tolist() == [0, 1, 1]

@@ -194,3 +194,12 @@ def test_a_finished_origin_is_skipped_wherever_it_sorts(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path / "a")  # "*" read as a path would sort before b/x.png
     origin = (tmp_path / "b").as_uri()
     assert list(iter_inputs([origin], resume_after={origin: "*"})) == []
+
+
+def test_a_finished_origin_does_not_end_the_next_one(tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "x.png").write_bytes(b"x")
+    first, second = (tmp_path / "a").as_uri(), (tmp_path / "b").as_uri()
+    items = list(iter_inputs([first, second], resume_after={first: "*"}))
+    assert [item.uri for item in items] == [f"{second}/x.png"]
