@@ -3,7 +3,7 @@
 #   make stack  the queue path on this machine: Google's Pub/Sub emulator, a local GCS and a
 #               worker (then, in another shell: source out/stack.env; cutq submit samples/ --wait)
 #   make test   set up and run every test (what .ci/run calls)
-# and, by hand, never in CI: make mutate  (mutation testing of the core, ~15 min; tools/mutate.py)
+# and, by hand, never in CI: make mutate  (mutation testing of the core, 6-15 min; tools/mutate.py)
 # Both create .venv and install torch with an explicit pin first, so pip never picks a
 # multi-GB build by accident; override with e.g. `make demo TORCH="torch==2.13.0"`.
 
@@ -56,7 +56,7 @@ test: lint
 	$(BIN)/python -m pytest
 
 # Mutation testing (tools/mutate.py): mutmut in its own stamp, not in the dev extra, since CI
-# never runs it. `make mutate MUTATE="worker/batcher.py"` runs some targets only.
+# never runs it. `make mutate MUTATE="settle"` runs the named groups only (tools/mutate.py).
 MUTMUT ?= mutmut==3.8.1
 MUTATE ?=
 
