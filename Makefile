@@ -3,6 +3,7 @@
 #   make stack  the queue path on this machine: Google's Pub/Sub emulator, a local GCS and a
 #               worker (then, in another shell: source out/stack.env; cutq submit samples/ --wait)
 #   make test   set up and run every test (what .ci/run calls)
+# and, by hand, never in CI: make mutate  (mutation testing of the core, 6-15 min; tools/mutate.py)
 # Both create .venv and install torch with an explicit pin first, so pip never picks a
 # multi-GB build by accident; override with e.g. `make demo TORCH="torch==2.13.0"`.
 
@@ -17,7 +18,7 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 endif
 OUT ?= out/demo
 
-.PHONY: demo stack test lint bench clean
+.PHONY: demo stack test lint bench clean mutate
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +54,18 @@ lint: $(VENV)/.dev
 test: lint
 	PYTHON=$(PYTHON) bash infra/scripts/install-checkov.sh
 	$(BIN)/python -m pytest
+
+# Mutation testing (tools/mutate.py): mutmut in its own stamp, not in the dev extra, since CI
+# never runs it. `make mutate MUTATE="settle"` runs the named groups only (tools/mutate.py).
+MUTMUT ?= mutmut==3.8.1
+MUTATE ?=
+
+$(VENV)/.mutmut: $(VENV)/.dev
+	$(BIN)/pip install --disable-pip-version-check -q $(MUTMUT)
+	touch $@
+
+mutate: $(VENV)/.mutmut
+	$(BIN)/python tools/mutate.py $(MUTATE)
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache .cache/checkov-venv

@@ -19,7 +19,6 @@ import struct
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,6 +27,7 @@ from PIL import Image, features
 
 from cutq.core.contract import MAX_MESSAGE_BYTES
 from cutq.core.storage import open_storage
+from cutq.worker.config import WorkerConfig
 from cutq.worker.ledger import Stats
 from tests.support.cloud import Cloud, ThreadWorker
 from tests.support.emulators import PubSubEmulator
@@ -305,5 +305,14 @@ def test_message_attributes_never_reach_the_log(outcome: Outcome) -> None:
     assert SECRET not in outcome.log
 
 
-def test_the_sixty_mb_input_is_what_it_claims(tmp_path: Path) -> None:
-    assert len(big_bmp(60_000_000)) > 60_000_000 > 50 * 1024 * 1024
+def test_the_sixty_mb_input_is_what_it_claims() -> None:
+    # The case must fail for its size alone: over the worker's default byte limit, yet a valid
+    # image whose pixel count is within the pixel limit (else image_too_large or
+    # image_undecodable could stand in for the byte check).
+    (case,) = [case for case in CASES if case.name == "sixty-mb-bmp"]
+    assert case.upload is not None and case.expect == "input_too_large"
+    defaults = WorkerConfig()
+    assert len(case.upload) > 60_000_000 > defaults.max_input_bytes
+    with Image.open(io.BytesIO(case.upload)) as image:
+        assert image.format == "BMP" and image.width * image.height <= defaults.max_pixels
+        image.load()  # every pixel is there: not a truncated file

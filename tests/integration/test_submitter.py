@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,6 +22,7 @@ from google.cloud import pubsub_v1
 from cutq.cli import main
 from cutq.core.contract import Event, OutputInfo, OutputSpec, new_job, parse_job
 from cutq.core.storage import open_storage
+from cutq.submitter.bulk import Checkpoint
 from cutq.submitter.client import Submitter, SubmitterConfig
 from cutq.submitter.watch import JobsFailed, WaitTimeout, raise_for_failures
 from tests.support.emulators import PubSubEmulator
@@ -185,37 +183,42 @@ def test_rate_limit_spaces_publishes(jobs, tmp_path):
     assert len(jobs.drain(60)) == 60
 
 
-def test_resume_after_interruption_continues_after_the_checkpoint(
-    jobs, pubsub_emulator, tmp_path, capsys
-):
-    total = 3000
+# On Ctrl-C, Submitter.close() closes the gRPC channel while the client library's commit thread
+# may still be sending the last batch ("Cannot invoke RPC on closed channel" in that thread):
+# those jobs were never confirmed, so the checkpoint excludes them and the resume sends them.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_resume_after_interruption_continues_after_the_checkpoint(jobs, tmp_path, capsys):
+    # Ctrl-C arrives once the checkpoint has advanced over the 1,000th input: driven by the
+    # run's own progress, never by wall-clock time, so it always lands mid-run.
+    total, interrupt_at = 3000, 1000
     write_files(tmp_path / "in", total)
     resume = tmp_path / "resume.json"
     argv = [(tmp_path / "in").as_uri(), "--topic", jobs.topic, "--output", "gs://out-bucket/x",
             "--resume-file", str(resume)]  # fmt: skip
-    env = {**os.environ, "PUBSUB_EMULATOR_HOST": pubsub_emulator.host}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cutq.cli", "submit", "--no-progress", "--rate",
-         "300/s", *argv],  # 10 s: the interrupt lands mid-run
-        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        assert _eventually(lambda: resume.exists(), timeout_s=30)
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=30) == 130
-    finally:
-        process.kill()
-        process.communicate()
+    everything = sorted((tmp_path / "in" / f"{i:05d}.png").as_uri() for i in range(total))
+    advanced: list[str] = []
+    advance_checkpoint = Checkpoint.advance
+
+    def advance(checkpoint: Checkpoint, origin: str, uri: str) -> None:
+        advance_checkpoint(checkpoint, origin, uri)
+        advanced.append(uri)
+        if len(advanced) == interrupt_at:
+            signal.raise_signal(signal.SIGINT)  # a real SIGINT: Python's KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Checkpoint, "advance", advance)
+        code, _ = run_cli(*argv)
+    assert code == 130
     position = json.loads(resume.read_text())["positions"][argv[0]]
-    first = inputs_of(jobs.drain(1, timeout_s=10))
-    assert 0 < len(first) < total and position in first
+    assert position == everything[interrupt_at - 1] == advanced[-1]
+    first = inputs_of(jobs.drain(interrupt_at, timeout_s=10))
+    assert interrupt_at <= len(first) < total and position in first
     code, _ = run_cli(*argv)
     assert code == 0
-    second = inputs_of(jobs.drain(1, timeout_s=10))
-    everything = {(tmp_path / "in" / f"{i:05d}.png").as_uri() for i in range(total)}
-    assert set(first) | set(second) == everything
+    second = inputs_of(jobs.drain(total - interrupt_at, timeout_s=10))
+    assert set(first) | set(second) == set(everything)
     assert min(second) > position  # nothing at or before the checkpoint was published again
-    assert len(second) == total - sorted(everything).index(position) - 1
+    assert len(second) == total - interrupt_at
     assert json.loads(resume.read_text())["positions"][argv[0]] == "*"
     capsys.readouterr()
 

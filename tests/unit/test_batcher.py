@@ -5,6 +5,8 @@ from __future__ import annotations
 import queue
 import threading
 
+import pytest
+
 from cutq.worker.batcher import STOP, get_batch
 
 
@@ -32,6 +34,7 @@ def test_past_the_deadline_it_never_blocks() -> None:
     assert get_batch(q, 8, 0.5, clock) == [1]
 
 
+@pytest.mark.timeout(5)  # a deadline computed wrong would block here for good
 def test_zero_wait_takes_only_what_is_already_queued() -> None:
     q = filled(1, 2, 3)
     assert get_batch(q, 8, 0.0) == [1, 2, 3]
@@ -53,3 +56,43 @@ def test_blocks_for_the_first_item_then_waits_for_more() -> None:
     q.put("b")
     thread.join(timeout=5)
     assert result == [["a", "b"]]
+
+
+class Arrivals:
+    """A queue whose items arrive at given times on a fake clock: ``get`` waits in fake time."""
+
+    def __init__(self, times: list[float]) -> None:
+        self.now = 0.0
+        self.times = list(times)
+        self.taken = 0
+
+    def clock(self) -> float:
+        return self.now
+
+    def get(self, block: bool = True, timeout: float | None = None) -> object:
+        arrives = self.times[self.taken]
+        if arrives > self.now:
+            if not block or (timeout is not None and arrives > self.now + timeout):
+                self.now += timeout if block and timeout is not None else 0.0
+                raise queue.Empty
+            self.now = arrives
+        self.taken += 1
+        return self.taken - 1
+
+    def put(self, item: object) -> None:  # pragma: no cover - STOP never arrives here
+        raise AssertionError("nothing is put back")
+
+
+def test_items_arriving_over_time_close_the_batch_max_wait_after_the_first() -> None:
+    # One item every 0.1 s from t = 0.1: max_wait 0.2 s closes the batch at t = 0.3 with the
+    # three items that arrived by then, never restarting the wait at each new item.
+    arrivals = Arrivals([round(0.1 * k, 6) for k in range(1, 200)])
+    batch = get_batch(arrivals, 100, 0.2, arrivals.clock)  # type: ignore[arg-type]
+    assert batch == [0, 1, 2]
+    assert arrivals.now == pytest.approx(0.3)
+    assert get_batch(arrivals, 100, 0.2, arrivals.clock) == [3, 4, 5]  # type: ignore[arg-type]
+    assert arrivals.now == pytest.approx(0.6)
+
+
+def test_stop_reads_as_stop_in_logs_and_reprs() -> None:
+    assert repr(STOP) == "STOP" and repr([1, STOP]) == "[1, STOP]"

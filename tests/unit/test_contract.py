@@ -189,6 +189,18 @@ def test_gcs_notification_is_a_job_with_worker_defaults() -> None:
     assert job.job_id == parse(body, attributes=attributes).job_id
 
 
+def test_a_notification_for_another_generation_of_the_object_is_another_job() -> None:
+    # An overwritten object (same name, new generation) must be processed again: its job id
+    # cannot collide with the old content's, whose result may already exist.
+    attributes = {"eventType": "OBJECT_FINALIZE", "bucketId": "uploads", "objectId": "a.jpg"}
+    first = parse(b"{}", attributes={**attributes, "objectGeneration": "1"})
+    second = parse(b"{}", attributes={**attributes, "objectGeneration": "2"})
+    assert (first.input_generation, second.input_generation) == (1, 2)
+    assert first.job_id != second.job_id
+    from_body = parse(json.dumps({"generation": "2"}).encode(), attributes=attributes)
+    assert (from_body.input_generation, from_body.job_id) == (2, second.job_id)
+
+
 def test_notification_without_object_is_rejected() -> None:
     with pytest.raises(InvalidJob, match="objectId"):
         parse(b"{}", attributes={"eventType": "OBJECT_FINALIZE", "bucketId": "b"})

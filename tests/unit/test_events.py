@@ -48,3 +48,13 @@ def test_a_write_that_fails_is_a_transient_publish_error(tmp_path: Path) -> None
     sink.close()  # a closed file cannot be written: the job must be nacked, not acked
     with pytest.raises(PublishFailed):
         sink.publish(Event.failed("a", None, "image_undecodable", "x"))
+
+
+def test_a_jsonl_sink_creates_the_folders_it_needs(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from cutq.core.contract import Event
+    from cutq.worker.events import JsonlEventSink
+
+    sink = JsonlEventSink(tmp_path / "a" / "b" / "events.jsonl")
+    sink.publish(Event(job_id="j", status="completed", input=None))
+    sink.close()
+    assert (tmp_path / "a" / "b" / "events.jsonl").read_text().count("\n") == 1

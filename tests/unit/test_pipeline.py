@@ -298,3 +298,26 @@ def test_decoded_pixels_in_flight_stay_within_the_budget(tmp_path: Path, photos)
     assert max(model.during) <= 2 * pixels  # type: ignore[type-var]
     assert max(model.batches) <= 2, "only two images' pixels may be held, so batches of ≤ 2"
     assert pipeline.ledger.pixels.used == 0
+
+
+def test_salient_pixels_under_the_inputs_alpha_zero_stay_transparent(tmp_path: Path) -> None:
+    # A white image (salient everywhere for the brightness model) whose top half the input
+    # itself made fully transparent: the model's mask alone would make it opaque again.
+    rgba = np.full((30, 40, 4), 255, np.uint8)
+    rgba[:15, :, 3] = 0
+    rgba[15:20, :, 3] = 128
+    path = tmp_path / "in" / "window.png"
+    path.parent.mkdir()
+    Image.fromarray(rgba, "RGBA").save(path)
+    pipeline, events = pipeline_for(tmp_path, Gated())
+    job = new_job(path.as_uri(), OutputSpec((tmp_path / "out").as_uri(), kind="both"))
+    item = Message(job.to_message(), "1")
+    pipeline.submit(item)
+    settle_all([item])
+    pipeline.close(time.monotonic() + 5)
+    assert item.settled == ["ack"] and [e.status for e in events.published] == ["completed"]
+    results = {o.kind: o.uri for o in events.published[0].outputs}
+    with Image.open(Path(results["cutout"].removeprefix("file://"))) as cutout:
+        alpha = np.asarray(cutout.getchannel("A"))
+    assert (alpha[:15] == 0).all(), "the input's transparent rows came back opaque"
+    assert (alpha[15:20] == 128).all() and (alpha[20:] == 255).all()

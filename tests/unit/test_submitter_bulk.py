@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 
 import pytest
 
@@ -17,6 +16,7 @@ from cutq.submitter.bulk import (
     iter_inputs,
     listing_key,
     parse_rate,
+    plain_uri,
 )
 
 
@@ -141,4 +141,65 @@ def test_done_index_on_a_missing_output_is_empty(tmp_path):
     index = DoneIndex.build(OutputSpec((tmp_path / "nothing").as_uri()))
     job = new_job("gs://inputs/a.png", OutputSpec((tmp_path / "nothing").as_uri()))
     assert len(index) == 0 and index.lookup(job) is None
-    assert job.publish_time <= datetime.now(timezone.utc)
+    assert not (tmp_path / "nothing").exists()  # looking never creates the output prefix
+    _result(tmp_path / "nothing", job, "2026-01-02", ".png")  # empty because missing, not blind
+    assert DoneIndex.build(job.output).lookup(job) is not None
+
+
+def test_iter_inputs_skips_what_it_filters_and_goes_on(tmp_path):
+    # Files sort before folders in a local walk: "a.txt" and "out/" come first and are skipped.
+    (tmp_path / "a.txt").write_text("no")
+    (tmp_path / "b b.PNG").write_bytes(b"x")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "c.png").write_bytes(b"x")
+    origin = tmp_path.as_uri()
+    items = list(iter_inputs([origin], extensions=[".png"], exclude=[f"{origin}/a"]))
+    assert [item.uri for item in items] == [f"{origin}/b b.PNG", f"{origin}/sub/c.png"]
+    assert all(item.origin == origin for item in items)
+    first = items[0].source
+    assert not isinstance(first, str) and first.uri == f"{origin}/b b.PNG"  # listed: as is
+    local = list(iter_inputs([str(tmp_path)], extensions=["PNG"]))
+    assert [item.source for item in local] == [
+        str(tmp_path / "b b.PNG"),
+        str(tmp_path / "sub/c.png"),
+    ]
+    assert {item.origin for item in local} == {str(tmp_path)}
+
+
+def test_gs_uris_keep_their_percent_signs_and_keys_keep_their_folders():
+    assert plain_uri("gs://b/a%20b.png") == "gs://b/a%20b.png"
+    assert plain_uri("file:///in/a%20b.png") == "file:///in/a b.png"
+    assert listing_key("file:///in/a/x.png") < listing_key("file:///in/b/x.png")
+
+
+def test_done_index_reports_each_result_under_its_own_date_and_kind(tmp_path):
+    spec = OutputSpec(tmp_path.as_uri() + "/")  # a trailing slash changes nothing
+    jobs = [new_job(f"gs://inputs/{i}.png", spec) for i in range(2)]
+    _result(tmp_path, jobs[0], "2020-01-01", ".png")
+    _result(tmp_path, jobs[1], "2021-06-30", ".png")
+    _result(tmp_path, jobs[1], "2021-06-30", ".mask.png")  # a mask it did not ask for
+    index = DoneIndex.build(spec)
+    assert index.lookup(jobs[0]) == {
+        "cutout": f"{tmp_path.as_uri()}/dt=2020-01-01/{jobs[0].job_id}.png"
+    }
+    assert index.lookup(jobs[1]) == {
+        "cutout": f"{tmp_path.as_uri()}/dt=2021-06-30/{jobs[1].job_id}.png"
+    }
+
+
+def test_a_finished_origin_is_skipped_wherever_it_sorts(tmp_path, monkeypatch):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "x.png").write_bytes(b"x")
+    monkeypatch.chdir(tmp_path / "a")  # "*" read as a path would sort before b/x.png
+    origin = (tmp_path / "b").as_uri()
+    assert list(iter_inputs([origin], resume_after={origin: "*"})) == []
+
+
+def test_a_finished_origin_does_not_end_the_next_one(tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "x.png").write_bytes(b"x")
+    first, second = (tmp_path / "a").as_uri(), (tmp_path / "b").as_uri()
+    items = list(iter_inputs([first, second], resume_after={first: "*"}))
+    assert [item.uri for item in items] == [f"{second}/x.png"]
