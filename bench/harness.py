@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from cutq.core.contract import Event, Options, OutputSpec, new_job
+from cutq.core.contract import Options, OutputSpec, new_job
+from cutq.core.events import Event
 from cutq.core.storage import open_storage, to_uri
 from cutq.worker import imaging
 from cutq.worker.config import WorkerConfig

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1
 
-from cutq.core.contract import Event, event_from_cloudevent
 from cutq.core.errors import CutqError
+from cutq.core.events import Event, event_from_cloudevent
 from cutq.core.storage import open_storage
 
 if TYPE_CHECKING:

@@ -39,7 +39,7 @@ PACKAGES = {"core": "cutq/core", "worker": "cutq/worker", "submitter": "cutq/sub
 # lists keep a surviving mutant cheap (every covering test runs): the whole core in ~15 min.
 GROUPS = {
     "contract": (
-        ["core/contract.py", "core/validation.py"],
+        ["core/contract.py", "core/events.py", "core/validation.py"],
         ["tests/unit/test_contract.py", "tests/unit/test_contract_exact.py",
          "tests/unit/test_validation.py"],
     ),
@@ -94,12 +94,12 @@ EQUIVALENT: dict[str, str] = {
     "cutq.core.contract.x__parse_notification__mutmut_11": _OBJECT,
     "cutq.core.contract.x__parse_notification__mutmut_13": _OBJECT,
     "cutq.core.contract.x__parse_notification__mutmut_75": "Options() is Job's own default",
-    "cutq.core.contract.xǁEventǁmessage_attributes__mutmut_3": _OVERWRITTEN,
-    "cutq.core.contract.xǁEventǁmessage_attributes__mutmut_4": _OVERWRITTEN,
-    "cutq.core.contract.xǁEventǁmessage_attributes__mutmut_5": _OVERWRITTEN,
-    "cutq.core.contract.xǁEventǁmessage_attributes__mutmut_6": _OVERWRITTEN,
-    "cutq.core.contract.x_event_from_cloudevent__mutmut_90": _ISO_Z,
-    "cutq.core.contract.x_event_from_cloudevent__mutmut_91": _ISO_Z,
+    "cutq.core.events.xǁEventǁmessage_attributes__mutmut_3": _OVERWRITTEN,
+    "cutq.core.events.xǁEventǁmessage_attributes__mutmut_4": _OVERWRITTEN,
+    "cutq.core.events.xǁEventǁmessage_attributes__mutmut_5": _OVERWRITTEN,
+    "cutq.core.events.xǁEventǁmessage_attributes__mutmut_6": _OVERWRITTEN,
+    "cutq.core.events.x_event_from_cloudevent__mutmut_90": _ISO_Z,
+    "cutq.core.events.x_event_from_cloudevent__mutmut_91": _ISO_Z,
     "cutq.core.validation.x_uri__mutmut_12": _SPLIT,
     "cutq.core.validation.x_uri__mutmut_15": _SPLIT,
     "cutq.core.validation.x_uri__mutmut_19": (

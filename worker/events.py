@@ -12,8 +12,8 @@ import threading
 from pathlib import Path
 from typing import Protocol
 
-from cutq.core.contract import Event
 from cutq.core.errors import PublishFailed
+from cutq.core.events import Event
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from cutq.core.errors import error_code
 
 if TYPE_CHECKING:
-    from cutq.core.contract import Event
+    from cutq.core.events import Event
     from cutq.worker.ledger import Task
 
 log = logging.getLogger(__name__)

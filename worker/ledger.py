@@ -22,7 +22,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from cutq.core.contract import Event, Job
+from cutq.core.contract import Job
+from cutq.core.events import Event
 from cutq.worker.joblog import log_job
 from cutq.worker.sources import Delivery
 

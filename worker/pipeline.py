@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, TypeVar
 
-from cutq.core.contract import CONTENT_TYPES, Event, Job, OutputInfo, parse_job, salvage_job_id
+from cutq.core.contract import CONTENT_TYPES, Job, parse_job, salvage_job_id
 from cutq.core.errors import (
     AlreadyExists,
     CutqError,
@@ -44,6 +44,7 @@ from cutq.core.errors import (
     error_code,
     is_permanent,
 )
+from cutq.core.events import Event, OutputInfo
 from cutq.core.storage import ObjectInfo, open_storage
 from cutq.worker import imaging, matting
 from cutq.worker.access import check_allowed

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from cutq.core.contract import Event, Options, parse_job
+from cutq.core.contract import Options, parse_job
+from cutq.core.events import Event
 from cutq.core.storage import to_uri
 from cutq.worker.config import WorkerConfig
 from cutq.worker.events import JsonlEventSink

@@ -20,7 +20,8 @@ from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1
 
 from cutq.cli import main
-from cutq.core.contract import Event, OutputInfo, OutputSpec, new_job, parse_job
+from cutq.core.contract import OutputSpec, new_job, parse_job
+from cutq.core.events import Event, OutputInfo
 from cutq.core.storage import open_storage
 from cutq.submitter.bulk import Checkpoint
 from cutq.submitter.client import Submitter, SubmitterConfig

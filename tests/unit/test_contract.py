@@ -8,18 +8,9 @@ from datetime import datetime, timezone
 
 import pytest
 
-from cutq.core.contract import (
-    CONTENT_TYPES,
-    Event,
-    Options,
-    OutputInfo,
-    OutputSpec,
-    derive_job_id,
-    event_from_cloudevent,
-    new_job,
-    parse_job,
-)
+from cutq.core.contract import CONTENT_TYPES, Options, OutputSpec, derive_job_id, new_job, parse_job
 from cutq.core.errors import InvalidJob, InvalidMessage
+from cutq.core.events import Event, OutputInfo, event_from_cloudevent
 
 DEFAULTS = OutputSpec(uri="gs://results/cutouts")
 WHEN = datetime(2026, 11, 23, 23, 59, 59, tzinfo=timezone.utc)

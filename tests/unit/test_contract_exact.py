@@ -19,18 +19,16 @@ from cutq.core.contract import (
     MAX_ATTRIBUTE_VALUE_BYTES,
     MAX_ATTRIBUTES,
     MAX_MESSAGE_BYTES,
-    Event,
     Job,
     Options,
-    OutputInfo,
     OutputSpec,
     derive_job_id,
-    event_from_cloudevent,
     new_job,
     parse_job,
     salvage_job_id,
 )
 from cutq.core.errors import InvalidJob, InvalidMessage
+from cutq.core.events import Event, OutputInfo, event_from_cloudevent
 
 DEFAULTS = OutputSpec(uri="gs://results/cutouts")
 WHEN = datetime(2026, 11, 23, 23, 59, 59, tzinfo=timezone.utc)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cutq.core.contract import Event
 from cutq.core.errors import PublishFailed
+from cutq.core.events import Event
 from cutq.worker.events import JsonlEventSink
 
 
@@ -51,7 +51,7 @@ def test_a_write_that_fails_is_a_transient_publish_error(tmp_path: Path) -> None
 
 
 def test_a_jsonl_sink_creates_the_folders_it_needs(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from cutq.core.contract import Event
+    from cutq.core.events import Event
     from cutq.worker.events import JsonlEventSink
 
     sink = JsonlEventSink(tmp_path / "a" / "b" / "events.jsonl")

@@ -23,16 +23,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from cutq.core.contract import (
-    MAX_MESSAGE_BYTES,
-    Event,
-    Job,
-    Options,
-    OutputSpec,
-    new_job,
-    parse_job,
-)
+from cutq.core.contract import MAX_MESSAGE_BYTES, Job, Options, OutputSpec, new_job, parse_job
 from cutq.core.errors import InvalidJob, InvalidMessage, PermanentError
+from cutq.core.events import Event
 from cutq.worker import imaging
 
 DEFAULTS = OutputSpec("gs://results-bucket/cutouts")

@@ -19,7 +19,8 @@ import pytest
 import torch
 from PIL import Image
 
-from cutq.core.contract import Event, OutputSpec, new_job
+from cutq.core.contract import OutputSpec, new_job
+from cutq.core.events import Event
 from cutq.worker.config import WorkerConfig
 from cutq.worker.inference import Runner
 from cutq.worker.models.base import Model

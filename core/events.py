@@ -1,0 +1,174 @@
+"""The completion event: what a worker publishes once a job ended (CloudEvents 1.0, JSON).
+
+Its other half, the job, is :mod:`cutq.core.contract`. An event is published only once what
+it reports is durable; ``duplicate`` says an earlier delivery did the work.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from cutq.core.contract import Job
+
+EVENT_TYPE_PREFIX = "dev.cutq.job."
+EVENT_SOURCE = "//cutq/worker"
+
+Status = Literal["completed", "failed"]
+TIMING_STAGES = ("queue", "download", "decode", "batch_wait", "infer", "encode", "upload", "total")
+
+
+@dataclass(frozen=True)
+class OutputInfo:
+    """One written result object."""
+
+    kind: str
+    uri: str
+    size: int
+    width: int | None = None
+    height: int | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    """The completion or failure of a job, published once the result is durable."""
+
+    job_id: str
+    status: Status
+    input: str | None
+    outputs: tuple[OutputInfo, ...] = ()
+    model: Mapping[str, str] | None = None
+    attempt: int | None = None
+    batch_size: int | None = None
+    timings_ms: Mapping[str, float] = field(default_factory=dict)
+    error_code: str | None = None
+    error_message: str | None = None
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    duplicate: bool = False
+    time: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+    @classmethod
+    def completed(
+        cls,
+        job: Job,
+        outputs: tuple[OutputInfo, ...],
+        *,
+        model: Mapping[str, str] | None = None,
+        attempt: int | None = None,
+        batch_size: int | None = None,
+        timings_ms: Mapping[str, float] | None = None,
+        duplicate: bool = False,
+    ) -> Event:
+        """``job`` done: ``outputs`` are durable. ``duplicate``: computed by an earlier delivery."""
+        return cls(
+            job_id=job.job_id,
+            status="completed",
+            input=job.input,
+            outputs=outputs,
+            model=model,
+            attempt=attempt,
+            batch_size=None if duplicate else batch_size,
+            timings_ms=dict(timings_ms or {}),
+            attributes=job.attributes,
+            duplicate=duplicate,
+        )
+
+    @classmethod
+    def failed(
+        cls,
+        job_id: str,
+        input: str | None,
+        code: str,
+        message: str,
+        *,
+        attributes: Mapping[str, str] | None = None,
+        model: Mapping[str, str] | None = None,
+        attempt: int | None = None,
+        timings_ms: Mapping[str, float] | None = None,
+    ) -> Event:
+        """The job can never succeed as sent: ``code`` is a stable error code."""
+        return cls(
+            job_id=job_id,
+            status="failed",
+            input=input,
+            model=model,
+            attempt=attempt,
+            timings_ms=dict(timings_ms or {}),
+            error_code=code,
+            error_message=message[:1000],
+            attributes=dict(attributes or {}),
+        )
+
+    def with_time(self, time: datetime) -> Event:
+        return replace(self, time=time)
+
+    def to_cloudevent(self) -> dict[str, Any]:
+        """A CloudEvents 1.0 structured-mode JSON document."""
+        data: dict[str, Any] = {
+            "job_id": self.job_id,
+            "status": self.status,
+            "input": self.input,
+            "outputs": [_drop_none(vars(output)) for output in self.outputs],
+            "model": dict(self.model) if self.model else None,
+            "attempt": self.attempt,
+            "batch_size": self.batch_size,
+            "timings_ms": {key: round(value, 2) for key, value in self.timings_ms.items()},
+            "attributes": dict(self.attributes),
+            "duplicate": self.duplicate,
+        }
+        if self.status == "failed":
+            data["error"] = {"code": self.error_code, "message": self.error_message}
+        return {
+            "specversion": "1.0",
+            "id": f"{self.job_id}:{self.status}",
+            "source": EVENT_SOURCE,
+            "type": EVENT_TYPE_PREFIX + self.status,
+            "subject": self.job_id,
+            "time": self.time.isoformat().replace("+00:00", "Z"),
+            "datacontenttype": "application/json",
+            "data": data,
+        }
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.to_cloudevent(), separators=(",", ":")).encode()
+
+    def message_attributes(self) -> dict[str, str]:
+        """Pub/Sub attributes so subscribers can filter without parsing the body."""
+        attributes = {
+            key: value
+            for key, value in self.attributes.items()
+            if key not in ("job_id", "status", "error_code")
+        }
+        attributes.update(job_id=self.job_id, status=self.status)
+        if self.error_code:
+            attributes["error_code"] = self.error_code
+        return attributes
+
+
+def event_from_cloudevent(document: Mapping[str, Any]) -> Event:
+    """Inverse of :meth:`Event.to_cloudevent`, for clients waiting on results."""
+    data = document["data"]
+    error = data.get("error") or {}
+    return Event(
+        job_id=data["job_id"],
+        status=data["status"],
+        input=data.get("input"),
+        outputs=tuple(OutputInfo(**output) for output in data.get("outputs", ())),
+        model=data.get("model"),
+        attempt=data.get("attempt"),
+        batch_size=data.get("batch_size"),
+        timings_ms=data.get("timings_ms", {}),
+        error_code=error.get("code"),
+        error_message=error.get("message"),
+        attributes=data.get("attributes", {}),
+        duplicate=data.get("duplicate", False),
+        time=datetime.fromisoformat(document["time"].replace("Z", "+00:00")),
+    )
+
+
+def _drop_none(mapping: dict[str, Any]) -> dict[str, Any]:
+    return {key: item for key, item in mapping.items() if item is not None}
