@@ -54,7 +54,10 @@ GROUPS = {
     "bulk": (["submitter/bulk.py"], ["tests/unit/test_submitter_bulk.py"]),
     # Not in the default run: each surviving mutant here costs every covering pipeline test
     # (threads, a grace period, ~20 s), so this group alone takes ~45 min on 2 busy cores.
-    "settle": (["worker/ledger.py", "worker/pipeline.py"], ["tests/unit/test_pipeline.py"]),
+    "settle": (
+        ["worker/ledger.py", "worker/pipeline.py", "worker/results.py"],
+        ["tests/unit/test_pipeline.py"],
+    ),
 }  # fmt: skip
 DEFAULT_GROUPS = ["contract", "imaging", "worker", "bulk"]
 

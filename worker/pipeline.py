@@ -35,9 +35,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, TypeVar
 
-from cutq.core.contract import CONTENT_TYPES, Job, parse_job, salvage_job_id
+from cutq.core.contract import Job, parse_job, salvage_job_id
 from cutq.core.errors import (
-    AlreadyExists,
     CutqError,
     ShuttingDown,
     UnknownModel,
@@ -45,14 +44,15 @@ from cutq.core.errors import (
     is_permanent,
 )
 from cutq.core.events import Event, OutputInfo
-from cutq.core.storage import ObjectInfo, open_storage
-from cutq.worker import imaging, matting
+from cutq.core.storage import open_storage
+from cutq.worker import imaging, results
 from cutq.worker.access import check_allowed
 from cutq.worker.batcher import STOP, get_batch
 from cutq.worker.config import WorkerConfig
 from cutq.worker.events import EventSink
 from cutq.worker.inference import Runner
 from cutq.worker.ledger import Ledger, Task
+from cutq.worker.results import Result
 from cutq.worker.sources import Delivery
 
 if TYPE_CHECKING:  # a CPU worker running onnxruntime never imports torch
@@ -60,16 +60,6 @@ if TYPE_CHECKING:  # a CPU worker running onnxruntime never imports torch
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Result:
-    """One object a job writes: ``uri`` as the job and its event name it, ``target`` as
-    checked against the allow-lists (``file://``: the resolved path) and written."""
-
-    kind: str
-    uri: str
-    target: str
 
 
 @dataclass(frozen=True)
@@ -186,11 +176,11 @@ class Pipeline:
                 f"job asks for model {job.model!r}; this worker serves {self.runner.model.name!r}"
             )
         source = check_allowed(job.input, self.config, "input")
-        results = tuple(
+        writes = tuple(
             Result(kind, uri, check_allowed(uri, self.config, "output"))
             for kind, uri in job.result_uris().items()
         )
-        return Admitted(task, job, source, results)
+        return Admitted(task, job, source, writes)
 
     def _skip_if_done(self, admitted: Admitted) -> bool:
         """At-least-once delivery: when every result exists, re-emit the event and ack."""
@@ -199,7 +189,7 @@ class Pipeline:
             info = open_storage(result.target).stat(result.target)
             if info is None:
                 return False
-            outputs.append(_output(result, info))
+            outputs.append(results.found(result, info))
         self._complete(admitted, tuple(outputs), duplicate=True)
         return True
 
@@ -272,62 +262,19 @@ class Pipeline:
             self._hand_off(self._writers, self._write, item, item.admitted.task)
 
     def _write(self, inferred: Inferred) -> None:
-        """Writers pool: mask, clean edges, encode, create each result only if absent, emit."""
+        """Writers pool: render and encode the pictures, create each result only if absent."""
         admitted, image = inferred.admitted, inferred.image
         task, job = admitted.task, admitted.job
         started = time.monotonic()
         mask = self.runner.to_mask(
             inferred.saliency, image.height, image.width, job.options.threshold
         )
-        mask = matting.refine_mask(
-            image.rgb,
-            mask,
-            post_process=job.options.post_process,
-            matting=job.options.matting,
-            max_pixels=self.config.matting_max_pixels,
-            timeout_s=self.config.matting_timeout_s,
-            label=job.job_id,
-        )
-        alpha = imaging.combine_alpha(mask, image.alpha)
-        encoded = {}
-        for kind in (result.kind for result in admitted.results):
-            if kind == "cutout":
-                rgb = matting.foreground_colours(
-                    image.rgb, alpha, job.options.foreground or self.config.foreground
-                )
-                picture = imaging.cutout(rgb, alpha, job.output.background)
-            else:
-                picture = imaging.mask_image(mask)
-            encoded[kind] = imaging.encode(picture, job.output.format, job.output.quality)
-        del mask, alpha, inferred
+        encoded = results.render(image, mask, job, admitted.results, self.config)
+        del mask, inferred
         now = task.mark("encode", started)
-        metadata = {
-            "cutq-width": str(image.width),
-            "cutq-height": str(image.height),
-            "cutq-job-id": job.job_id,
-        }
-        outputs, duplicate = [], False
-        for index, result in enumerate(admitted.results):
-            storage = open_storage(result.target)
-            try:
-                info = storage.write(
-                    result.target,
-                    encoded.pop(result.kind),
-                    content_type=CONTENT_TYPES[job.output.format],
-                    metadata=metadata,
-                    if_absent=True,
-                )
-            except AlreadyExists:  # another delivery (another worker) got there first
-                duplicate = duplicate or index == 0  # the first result decides who computed it
-                found = storage.stat(result.target)
-                if found is None:  # pragma: no cover - created, then deleted at once
-                    raise
-                info = found
-            outputs.append(
-                OutputInfo(result.kind, result.uri, info.size, image.width, image.height)
-            )
+        outputs, duplicate = results.store(admitted.results, encoded, job, image)
         task.mark("upload", now)
-        self._complete(admitted, tuple(outputs), duplicate=duplicate)
+        self._complete(admitted, outputs, duplicate=duplicate)
 
     def _complete(
         self, admitted: Admitted, outputs: tuple[OutputInfo, ...], *, duplicate: bool
@@ -450,18 +397,6 @@ class Pipeline:
         self._loaders.shutdown(wait=False, cancel_futures=True)
         self._writers.shutdown(wait=False, cancel_futures=True)
         self._model_thread.join(timeout=max(0.0, deadline - time.monotonic()))
-
-
-def _output(result: Result, info: ObjectInfo) -> OutputInfo:
-    """What the event says of a result object found in storage (sizes from its metadata)."""
-    width, height = info.metadata.get("cutq-width"), info.metadata.get("cutq-height")
-    return OutputInfo(
-        kind=result.kind,
-        uri=result.uri,
-        size=info.size,
-        width=int(width) if width else None,
-        height=int(height) if height else None,
-    )
 
 
 def _followed(event: Event, follower: Task) -> Event:

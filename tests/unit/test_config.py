@@ -62,7 +62,11 @@ def test_edge_and_format_settings() -> None:
         }
     )
     assert config.default_output.quality == 85 and config.foreground == "none"
-    assert WorkerConfig().foreground == "ml"  # the measured default (README, cutq eval --edges)
+    # the measured default (README, cutq eval --edges): ml where the alpha is sharp
+    assert WorkerConfig().default_foreground == "none"
+    assert WorkerConfig(model="inspyrenet").default_foreground == "ml"
+    assert WorkerConfig(foreground="ml").default_foreground == "ml"
+    assert WorkerConfig(model="inspyrenet", foreground="none").default_foreground == "none"
 
 
 def test_default_output_spec() -> None:
