@@ -83,7 +83,10 @@ def test_storage_outage_then_recovery_completes_every_job(
         try:
             ids = cloud.publish_jobs(uris)
             outage.start()  # the worker starts into the outage
-            worker = ThreadWorker(cloud.worker_config(storage_attempts=4, storage_deadline_s=3))
+            # io_threads=4: the CPU default is 2 now, too few requests to meet the outage often
+            worker = ThreadWorker(
+                cloud.worker_config(storage_attempts=4, storage_deadline_s=3, io_threads=4)
+            )
             result = collect(cloud, ids, timeout_s=120)
         finally:
             if worker is not None:
