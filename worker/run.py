@@ -22,7 +22,7 @@ from cutq.core.storage import to_uri
 from cutq.worker.config import WorkerConfig
 from cutq.worker.events import JsonlEventSink
 from cutq.worker.service import Service
-from cutq.worker.sources.local import LocalSource, expand_paths
+from cutq.worker.sources.local import LocalDelivery, LocalSource, expand_paths
 
 log = logging.getLogger(__name__)
 
@@ -72,44 +72,42 @@ def run_local(
     if options and options.resize:
         config = config.replace(resize=options.resize)  # warm up at the shapes the run uses
     events_path = out / "events.jsonl"
+    sink = JsonlEventSink(events_path)
     started = time.monotonic()
     service = Service.start(
         config,
-        JsonlEventSink(events_path),
+        sink,
         warmup_batch_sizes=[1, min(config.max_batch, max(len(files), 1))],
         install_signals=False,
     )
     warmup_s = time.monotonic() - started
+    model = service.runner.model.describe()
     bar = tqdm(total=len(files), unit="img", disable=not progress, dynamic_ncols=True)
-    source = LocalSource(
-        files,
-        config.default_output,
-        options,
-        max_attempts=3,
-        on_settled=lambda delivery, acked: bar.update(1),
-    )
+
+    def settled(delivery: LocalDelivery, acked: bool) -> None:
+        bar.update(1)
+        if not acked:  # the local dead letter: still one event, while the sink is open
+            job = parse_job(delivery.data, defaults=config.default_output)
+            sink.publish(
+                Event.failed(
+                    job.job_id,
+                    job.input,
+                    "retries_exhausted",
+                    f"gave up after {delivery.delivery_attempt} attempts; "
+                    "see the log for each attempt's error",
+                    attributes=job.attributes,
+                    model=model,
+                    attempt=delivery.delivery_attempt,
+                )
+            )
+
+    source = LocalSource(files, config.default_output, options, max_attempts=3, on_settled=settled)
     began = time.monotonic()
     try:
         service.run(source)
     finally:
         bar.close()
     elapsed = time.monotonic() - began
-    sink = JsonlEventSink(events_path)  # the service closed its own
-    for delivery in source.exhausted:  # the local dead letters: still one event each
-        job = parse_job(delivery.data, defaults=config.default_output)
-        sink.publish(
-            Event.failed(
-                job.job_id,
-                job.input,
-                "retries_exhausted",
-                f"gave up after {delivery.delivery_attempt} attempts; "
-                "see the log for each attempt's error",
-                attributes=job.attributes,
-                model=service.runner.model.describe(),
-                attempt=delivery.delivery_attempt,
-            )
-        )
-    sink.close()
     stats = service.pipeline.stats
     return RunSummary(
         total=len(files),

@@ -122,3 +122,36 @@ def test_bad_options_exit_with_a_clear_error(
     assert main(["run", str(SAMPLES), "--out", str(tmp_path), "--background", "red"]) == 2
     assert "output_background" in capsys.readouterr().err
     assert main(["run", str(SAMPLES), "--out", str(tmp_path), "--model", "nope"]) == 2
+
+
+def test_a_job_that_keeps_failing_transiently_ends_as_retries_exhausted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The local stand-in for a dead-letter topic: three transient failures, then one
+    `failed` event with code retries_exhausted in events.jsonl (never a silent drop)."""
+    from cutq.core.errors import StorageUnavailable
+    from cutq.core.storage.local import LocalStorage
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("red-ball.jpg", "orange-cmyk.jpg"):
+        shutil.copy(SAMPLES / name, folder / name)
+    real_read = LocalStorage.read
+    reads: list[str] = []
+
+    def flaky_read(self, uri: str, **kwargs):  # type: ignore[no-untyped-def]
+        if uri.endswith("orange-cmyk.jpg"):
+            reads.append(uri)
+            raise StorageUnavailable(f"{uri}: the disk went away")
+        return real_read(self, uri, **kwargs)
+
+    monkeypatch.setattr(LocalStorage, "read", flaky_read)
+    out = tmp_path / "out"
+    assert main(["run", str(folder), "--out", str(out), "--no-progress"]) == 1
+    docs = events(out)
+    failed = [d["data"] for d in docs if d["data"]["status"] == "failed"]
+    assert [d["error"]["code"] for d in failed] == ["retries_exhausted"]
+    assert failed[0]["attempt"] == 3 and failed[0]["input"].endswith("orange-cmyk.jpg")
+    assert [d["data"]["status"] for d in docs].count("completed") == 1
+    assert len(reads) == 3
+    assert "1 × retries_exhausted" in capsys.readouterr().out
