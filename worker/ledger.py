@@ -43,6 +43,7 @@ class Task:
     pixels: int = 0  # reserved from the pixel budget while its image is held
     followers: list[Task] = field(default_factory=list)
     emitting: bool = False  # its event is being published: it can no longer be nacked
+    settled: bool = False  # acked or nacked (it stays open until that call has returned)
 
     def mark(self, stage: str, since: float) -> float:
         now = time.monotonic()
@@ -153,7 +154,7 @@ class Ledger:
     def begin_emit(self, task: Task) -> bool:
         """Claim the right to publish ``task``'s event; False when it was already settled."""
         with self._changed:
-            if task not in self._open:
+            if task.settled:
                 return False
             task.emitting = True
             return True
@@ -175,9 +176,9 @@ class Ledger:
         with :meth:`begin_emit`, so a nacked task never publishes afterwards).
         """
         with self._changed:
-            if task not in self._open or (unless_emitting and task.emitting):
+            if task.settled or (unless_emitting and task.emitting):
                 return []  # already settled (e.g. nacked at the end of the grace period)
-            self._open.discard(task)
+            task.settled = True
             if task.key is not None and self._leaders.get(task.key) is task:
                 del self._leaders[task.key]
             followers, task.followers = task.followers, []
@@ -189,8 +190,9 @@ class Ledger:
             self.pixels.release(task.pixels)
             task.pixels = 0
             self._slots.release()
-            self._count(ack, event)
-            with self._changed:
+            with self._changed:  # only now idle: the ack or nack has gone to the source
+                self._count(ack, event)
+                self._open.discard(task)
                 self.last_activity = time.monotonic()
                 self._changed.notify_all()
             task.timings_ms.setdefault("total", (time.monotonic() - task.received) * 1000.0)
@@ -201,17 +203,17 @@ class Ledger:
         return followers
 
     def _count(self, ack: bool, event: Event | None) -> None:
-        with self._changed:
-            stats = self.stats
-            if not ack:
-                stats.retried += 1
-            elif event is not None and event.duplicate:
-                stats.duplicates += 1
-            elif event is not None and event.status == "completed":
-                stats.completed += 1
-            else:
-                stats.failed += 1
-                stats.failures[event.error_code if event else "internal"] += 1
+        """Under ``_changed``."""
+        stats = self.stats
+        if not ack:
+            stats.retried += 1
+        elif event is not None and event.duplicate:
+            stats.duplicates += 1
+        elif event is not None and event.status == "completed":
+            stats.completed += 1
+        else:
+            stats.failed += 1
+            stats.failures[event.error_code if event else "internal"] += 1
 
     def count_batch(self, size: int) -> None:
         with self._changed:

@@ -322,3 +322,29 @@ def test_salient_pixels_under_the_inputs_alpha_zero_stay_transparent(tmp_path: P
         alpha = np.asarray(cutout.getchannel("A"))
     assert (alpha[:15] == 0).all(), "the input's transparent rows came back opaque"
     assert (alpha[15:20] == 128).all() and (alpha[20:] == 255).all()
+
+
+def test_the_pipeline_is_idle_only_once_the_ack_has_been_sent_and_counted(
+    tmp_path: Path, photos
+) -> None:  # type: ignore[no-untyped-def]
+    """Shutdown cancels the stream once the pipeline is idle: an ack still on its way would be
+    lost, and a summary read then would miss the job."""
+    pipeline, _ = pipeline_for(tmp_path, Gated())
+    (path,) = photos(1)
+    item = message(path, tmp_path, "1")
+    in_ack, release = threading.Event(), threading.Event()
+    acked = item.ack
+
+    def slow_ack() -> None:
+        in_ack.set()
+        release.wait(10)
+        acked()
+
+    item.ack = slow_ack  # type: ignore[method-assign]
+    pipeline.submit(item)
+    assert in_ack.wait(30)
+    assert not pipeline.wait_idle(0.3)  # the ack has not returned yet
+    release.set()
+    assert pipeline.wait_idle(10)
+    assert item.settled == ["ack"] and pipeline.stats.completed == 1
+    pipeline.close(time.monotonic() + 5)
