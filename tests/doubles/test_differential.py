@@ -1,11 +1,13 @@
 """The same scenarios on Google's Pub/Sub emulator and on our double; what the client sees must
 be the same. The table (scenario, Google's, ours, equal?) is printed at the end of the run.
 
-Three rows are known to differ and pin Google's emulator quirks (the double follows the
+Two rows are known to differ and pin Google's emulator quirks (the double follows the
 service there; tests that need the service's behaviour use the double):
-- after a streaming client disconnects, the emulator stops delivering that subscription;
 - the retry policy's minimum backoff is not applied after the first nack (only later ones);
 - an ack deadline under 10 s is accepted by the emulator (the service and ours reject it).
+One quirk is intermittent: after a streaming client disconnects, the emulator sometimes stops
+delivering that subscription (and sometimes delivers, as the service does). That row accepts
+either outcome from the emulator and requires the service's from ours.
 Where the double was richer than the emulator and no test needed it, it was cut down to
 match (filters: stored, not applied).
 """
@@ -323,9 +325,15 @@ SCENARIOS: dict[str, tuple[Scenario, str]] = {
         short_deadline,
         "emulator accepts it; ours rejects it, as the service does",
     ),
+    "delivery after a streaming client disconnected": (after_stream_disconnect, ""),
+}
+
+# Scenarios where the emulator's quirk shows only on some runs: what the service does (ours
+# must do exactly this), and a check that the emulator's result is either that or the quirk.
+INTERMITTENT: dict[str, tuple[object, Callable[[object], bool]]] = {
     "delivery after a streaming client disconnected": (
-        after_stream_disconnect,
-        "emulator quirk (the service delivers)",
+        {"first stream": 1, "next stream": 3},
+        lambda got: isinstance(got, dict) and got["first stream"] == 1 and got["next stream"] < 3,
     ),
 }
 
@@ -333,6 +341,13 @@ SCENARIOS: dict[str, tuple[Scenario, str]] = {
 @pytest.mark.parametrize("name", list(SCENARIOS))
 def test_same_on_google_and_ours(name: str, google: Backend, ours: Backend) -> None:
     scenario, known_difference = SCENARIOS[name]
+    if name in INTERMITTENT:
+        service, is_quirk = INTERMITTENT[name]
+        row = Row(name, scenario(google), scenario(ours), "emulator quirk, intermittent")
+        ROWS.append(row)
+        assert row.ours == service
+        assert row.google == service or is_quirk(row.google), row.google
+        return
     row = Row(name, scenario(google), scenario(ours), known_difference)
     ROWS.append(row)
     if known_difference:
