@@ -82,15 +82,32 @@ def test_cached_export_is_reused(onnx_model: U2NetPOnnx, cache: Path) -> None:
     again = U2NetPOnnx(cache_dir=cache)
     again.setup("cpu")
     assert again.exported_s is None and path.stat().st_mtime_ns == before
-    assert list(cache.iterdir()) == [path]  # no scratch files left behind
+    # Both graphs, no scratch files left behind.
+    assert sorted(cache.iterdir()) == sorted([path, onnx_model.fixed_path])
 
 
-def test_damaged_cache_file_is_exported_again(tmp_path: Path) -> None:
+def test_one_image_at_320_runs_the_fixed_graph(onnx_model: U2NetPOnnx) -> None:
+    """The default CPU job (static mode, batch 1) takes the faster fixed-shape graph; every
+    other shape the general one, and the fixed graph really takes nothing else."""
+    fixed, general = onnx_model.fixed_session, onnx_model.session
+    assert fixed is not general
+    assert onnx_model.session_for((1, 3, 320, 320)) is fixed
+    for shape in ((2, 3, 320, 320), (1, 3, 320, 352), (1, 3, 96, 160)):
+        assert onnx_model.session_for(shape) is general
+    assert [d.shape for d in fixed.get_inputs()] == [[1, 3, 320, 320]]
+    with pytest.raises(Exception, match="[Ii]nvalid|dimension"):
+        onnx_engine.run(fixed, np.zeros((2, 3, 320, 320), np.float32))
+
+
+@pytest.mark.parametrize("which", ["onnx_path", "fixed_path"])
+def test_damaged_cache_file_is_exported_again(tmp_path: Path, which: str) -> None:
     model = U2NetPOnnx(cache_dir=tmp_path)
-    model.onnx_path.write_bytes(b"not an onnx graph")
+    getattr(model, which).write_bytes(b"not an onnx graph")
     model.setup("cpu")
-    assert model.exported_s is not None and model.onnx_path.stat().st_size > 1_000_000
+    assert model.exported_s is not None
+    assert model.onnx_path.stat().st_size > 1_000_000 < model.fixed_path.stat().st_size
     assert model.predict(probe_batches()[1]).shape == (1, 1, 96, 160)
+    assert model.predict(probe_batches()[0][:1]).shape == (1, 1, 320, 320)
 
 
 def test_a_failed_export_says_why(tmp_path: Path) -> None:
@@ -108,6 +125,8 @@ def test_export_that_disagrees_with_torch_is_refused(tmp_path: Path) -> None:
     with pytest.raises(onnx_engine.ExportMismatch, match="differs from torch"):
         onnx_engine.export_checked(module, probe_batches()[1:], target, tolerance=1e-12)
     assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match="one shape"):
+        onnx_engine.export_checked(module, probe_batches(), target, fixed_shape=True)
 
 
 def test_runs_on_the_cpu_only(cache: Path) -> None:
@@ -170,4 +189,4 @@ print("torch imported:", "torch" in sys.modules)
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "torch imported: False" in done.stdout
-    assert len(list(cache.glob("u2netp-*.onnx"))) == 1
+    assert len(list(cache.glob("u2netp-*.onnx"))) == 2  # the general and the fixed graph

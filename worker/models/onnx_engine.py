@@ -93,8 +93,14 @@ def export_checked(
     probes: Sequence[np.ndarray],
     target: Path,
     tolerance: float = 1e-4,
+    fixed_shape: bool = False,
 ) -> float:
-    """Export ``module`` (one input, one output; batch, height and width dynamic) to ``target``.
+    """Export ``module`` (one input, one output) to ``target``.
+
+    Batch, height and width are dynamic, unless ``fixed_shape``: then the graph takes only the
+    shape of ``probes[0]`` (every probe must have it), and onnxruntime can fold every size
+    computation ahead of time (u2netp, one image at 320² on 2 cores: 4.6 images/s against the
+    dynamic graph's 4.0).
 
     Each probe (an N×3×h×w float32 batch) runs through torch and the exported graph; the
     largest absolute difference is returned, or :class:`ExportMismatch` raised above
@@ -109,7 +115,9 @@ def export_checked(
     handle, scratch = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent)
     os.close(handle)
     try:
-        dynamic = {0: "batch", 2: "height", 3: "width"}
+        if fixed_shape and any(np.shape(p) != np.shape(probes[0]) for p in probes):
+            raise ValueError("a fixed-shape export needs probes of one shape")
+        dynamic = {} if fixed_shape else {0: "batch", 2: "height", 3: "width"}
         with warnings.catch_warnings():
             # The TorchScript-based exporter is deprecated in favour of torch.export's, which
             # needs the onnxscript package; this one needs nothing more and is exact here.
@@ -120,7 +128,7 @@ def export_checked(
                 scratch,
                 input_names=[INPUT_NAME],
                 output_names=[OUTPUT_NAME],
-                dynamic_axes={INPUT_NAME: dynamic, OUTPUT_NAME: dynamic},
+                dynamic_axes={INPUT_NAME: dynamic, OUTPUT_NAME: dynamic} if dynamic else None,
                 opset_version=OPSET,
                 do_constant_folding=True,
                 dynamo=False,

@@ -5,6 +5,11 @@ The same bundled weights, the same preprocessing and the same per-image normalis
 :mod:`cutq.worker.models.onnx_engine`) and checked against torch to 1e-4. With the export
 cached, nothing here imports torch: start-up is onnxruntime's session load (~0.1 s).
 
+Two graphs are exported: one for any batch and size, and one fixed at a single image at the
+static 320² — what every CPU job in the default "static" mode runs (``max_batch`` is 1 on a
+CPU). With every size known ahead, onnxruntime folds the shape arithmetic around each upsample
+and keeps the activations in its blocked layout: 1.15× the general graph's images/s on 2 cores.
+
 Pre-export (e.g. while building an image), so that the first start does not need torch::
 
     python -m cutq.worker.models.u2netp_onnx --cache-dir /opt/cutq/onnx
@@ -41,6 +46,8 @@ log = logging.getLogger(__name__)
 
 #: Bumped whenever the exported graph changes for the same weights (new cache file name).
 EXPORT_FORMAT = f"norm-opset{onnx_engine.OPSET}-v1"
+#: The one input shape the fixed graph takes: one image at the static side.
+FIXED_SHAPE = (1, 3, STATIC_SIDE, STATIC_SIDE)
 #: Largest allowed |onnxruntime − torch| on the probes.
 PARITY_TOLERANCE = 1e-4
 
@@ -64,12 +71,26 @@ def probe_batches() -> list[np.ndarray]:
     return batches
 
 
-def export(weights: Path, target: Path) -> float:
-    """Export the torch model for ``weights`` to ``target``; returns the parity reached."""
+def graph_paths(cache_dir: Path, version: str) -> tuple[Path, Path]:
+    """Where the general graph and the fixed 1×320² graph for weights ``version`` live."""
+    stem = f"u2netp-{version}-{EXPORT_FORMAT}"
+    side = f"{STATIC_SIDE}x{STATIC_SIDE}"
+    return cache_dir / f"{stem}.onnx", cache_dir / f"{stem}-fixed-1x{side}.onnx"
+
+
+def export(weights: Path, general: Path, fixed: Path) -> float:
+    """Export both graphs for ``weights``; returns the worst parity with torch reached."""
     from cutq.worker.models.u2netp import NormalisedU2NetP, load_network
 
     module = NormalisedU2NetP(load_network(weights))
-    return onnx_engine.export_checked(module, probe_batches(), target, PARITY_TOLERANCE)
+    probes = probe_batches()
+    worst = onnx_engine.export_checked(module, probes, general, PARITY_TOLERANCE)
+    singles = [batch[i : i + 1] for batch in probes for i in range(len(batch))]
+    at_static = [single for single in singles if single.shape == FIXED_SHAPE]
+    worst_fixed = onnx_engine.export_checked(
+        module, at_static, fixed, PARITY_TOLERANCE, fixed_shape=True
+    )
+    return max(worst, worst_fixed)
 
 
 class U2NetPOnnx(Model):
@@ -96,22 +117,27 @@ class U2NetPOnnx(Model):
             raise ValueError(f"threads must be ≥ 1, got {threads}")
         self.threads = threads or onnx_engine.cpu_count()
         self.spinning = spinning
-        self.onnx_path = self.cache_dir / f"u2netp-{self.version}-{EXPORT_FORMAT}.onnx"
+        self.onnx_path, self.fixed_path = graph_paths(self.cache_dir, self.version)
         self.exported_s: float | None = None  # set when this setup had to export
-        self.session: Any = None
+        self.session: Any = None  # the general graph: any batch, any size
+        self.fixed_session: Any = None  # the FIXED_SHAPE graph
 
     def setup(self, device: Any = "cpu") -> None:
-        """Load the cached export, exporting (and checking) it first when it is missing."""
+        """Load the cached exports, exporting (and checking) them first when one is missing."""
         if str(device) != "cpu":
             raise ValueError(f"the onnxruntime engine runs on the CPU only, not {device}")
-        if not self.onnx_path.exists():
+        if not (self.onnx_path.exists() and self.fixed_path.exists()):
             self._export()
         try:
-            self.session = onnx_engine.load_session(self.onnx_path, self.threads, self.spinning)
-        except Exception as error:  # a damaged cache file: export it again
-            log.warning("cached %s unusable (%s); exporting it again", self.onnx_path, error)
+            self._load()
+        except Exception as error:  # a damaged cache file: export again
+            log.warning("cached u2netp graph unusable (%s); exporting it again", error)
             self._export()
-            self.session = onnx_engine.load_session(self.onnx_path, self.threads, self.spinning)
+            self._load()
+
+    def _load(self) -> None:
+        self.session = onnx_engine.load_session(self.onnx_path, self.threads, self.spinning)
+        self.fixed_session = onnx_engine.load_session(self.fixed_path, self.threads, self.spinning)
 
     def _export(self) -> None:
         """Export in a child process: torch (half a gigabyte with a CUDA build) is loaded
@@ -125,10 +151,11 @@ class U2NetPOnnx(Model):
         if not writable:  # a read-only cache: keep the export in a private directory
             scratch = Path(tempfile.mkdtemp(prefix="cutq-onnx-"))
             log.warning("cannot write to %s; exporting into %s", self.cache_dir, scratch)
-            self.onnx_path = scratch / self.onnx_path.name
-        log.info("exporting u2netp for onnxruntime into %s (once)", self.onnx_path)
+            self.cache_dir = scratch
+            self.onnx_path, self.fixed_path = graph_paths(scratch, self.version)
+        log.info("exporting u2netp for onnxruntime into %s (once)", self.cache_dir)
         command = [sys.executable, "-m", __name__, "--weights", str(self.weights_path)]
-        command += ["--out", str(self.onnx_path)]
+        command += ["--cache-dir", str(self.cache_dir)]
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise RuntimeError(
@@ -147,22 +174,25 @@ class U2NetPOnnx(Model):
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """N×3×h×w → N×1×h×w: the fused map, min-max normalised per image (in the graph)."""
+        return onnx_engine.run(self.session_for(batch.shape), batch)
+
+    def session_for(self, shape: tuple[int, ...]) -> Any:
+        """The fixed graph for one image at 320², the general one for anything else."""
         if self.session is None:
             raise RuntimeError("U2NetPOnnx.predict called before setup()")
-        return onnx_engine.run(self.session, batch)
+        return self.fixed_session if tuple(shape) == FIXED_SHAPE else self.session
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Export u2netp for onnxruntime into a cache.")
     parser.add_argument("--cache-dir", type=Path, help="default ~/.cache/cutq/onnx")
     parser.add_argument("--weights", type=Path, help="default: the bundled state dict")
-    parser.add_argument("--out", type=Path, help="write exactly here (default: in the cache)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     model = U2NetPOnnx(cache_dir=args.cache_dir, weights=args.weights)
-    target = args.out or model.onnx_path
-    export(model.weights_path, target)
-    print(target)
+    export(model.weights_path, model.onnx_path, model.fixed_path)
+    print(model.onnx_path)
+    print(model.fixed_path)
     return 0
 
 
