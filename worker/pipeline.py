@@ -10,7 +10,8 @@
 * **skip if done**: at-least-once delivery; when every result exists, re-emit and ack.
 * **load**: read, decode (inside the pixel budget) and preprocess into a model input.
 * **infer**: the model thread forms batches (:func:`~cutq.worker.batcher.get_batch`) of
-  same-sized inputs and runs them.
+  same-sized inputs and runs them (one thread per lane of the model: two single-threaded
+  forwards at once on a CPU with onnxruntime, one thread everywhere else).
 * **write**: mask (optionally post-processed and matted), edge colours, encode, and create
   each result object *only if absent*, so of two workers racing on one job exactly one
   writes; the other reports a duplicate.
@@ -105,16 +106,18 @@ class Pipeline:
         self._batches: queue.Queue = queue.Queue()
         self._loaders = ThreadPoolExecutor(config.io_threads, thread_name_prefix="cutq-load")
         self._writers = ThreadPoolExecutor(config.io_threads, thread_name_prefix="cutq-write")
-        self._model_thread = threading.Thread(
-            target=self._model_loop, name="cutq-model", daemon=True
-        )
+        self._model_threads = [  # one per lane: the model's predict calls that may overlap
+            threading.Thread(target=self._model_loop, name=f"cutq-model-{lane}", daemon=True)
+            for lane in range(max(1, runner.model.lanes))
+        ]
         self._stopping = threading.Event()
         self._released = threading.Event()
 
     # --- taking jobs ------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._model_thread.start()
+        for thread in self._model_threads:
+            thread.start()
 
     def submit(self, delivery: Delivery) -> None:
         """Take a job; blocks while ``max_in_flight`` jobs are held (back-pressure).
@@ -135,7 +138,7 @@ class Pipeline:
 
     @property
     def healthy(self) -> bool:
-        """False once the model thread has died: the worker must stop and report it."""
+        """False once a model thread has died: the worker must stop and report it."""
         return self.failure is None
 
     @property
@@ -392,11 +395,12 @@ class Pipeline:
                     task, ack=False, error=ShuttingDown("worker stopping"), unless_emitting=True
                 )
             self.ledger.wait_idle(max(0.0, deadline - time.monotonic()))
-        # 4. Stop the model thread and the pools; never wait on a stuck call.
-        self._batches.put(STOP)
+        # 4. Stop the model threads and the pools; never wait on a stuck call.
+        self._batches.put(STOP)  # each model thread puts it back for the next
         self._loaders.shutdown(wait=False, cancel_futures=True)
         self._writers.shutdown(wait=False, cancel_futures=True)
-        self._model_thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        for thread in self._model_threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
 
 def _followed(event: Event, follower: Task) -> Event:

@@ -66,11 +66,12 @@ class Service:
             signal.signal(signal.SIGTERM, service._on_signal)
             signal.signal(signal.SIGINT, service._on_signal)
         log.info(
-            "ready in %.1fs: model %s %s on %s, max_batch=%d max_wait_ms=%.0f",
+            "ready in %.1fs: model %s %s on %s, lanes=%d max_batch=%d max_wait_ms=%.0f",
             service.ready_s,
             runner.model.name,
             runner.model.version,
             runner.device,
+            runner.model.lanes,
             config.max_batch,
             config.max_wait_ms,
         )

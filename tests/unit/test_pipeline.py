@@ -348,3 +348,28 @@ def test_the_pipeline_is_idle_only_once_the_ack_has_been_sent_and_counted(
     assert pipeline.wait_idle(10)
     assert item.settled == ["ack"] and pipeline.stats.completed == 1
     pipeline.close(time.monotonic() + 5)
+
+
+def test_a_model_with_two_lanes_runs_two_batches_at_once_and_close_stops_both(
+    tmp_path: Path, photos
+) -> None:  # type: ignore[no-untyped-def]
+    """Lanes are model threads: with two, a second batch enters predict while the first is
+    still inside it; with one, it waits. Closing ends every model thread."""
+    for lanes, overlapping in ((2, True), (1, False)):
+        model = Gated()
+        model.lanes = lanes
+        model.gate.clear()
+        out = tmp_path / f"lanes-{lanes}"
+        pipeline, events = pipeline_for(out, model, max_batch=1)
+        items = [message(p, out, f"{lanes}-{i}") for i, p in enumerate(photos(2))]
+        for item in items:
+            pipeline.submit(item)
+        assert model.entered.acquire(timeout=10)
+        assert model.entered.acquire(timeout=1.0) is overlapping
+        model.gate.set()
+        settle_all(items)
+        assert [e.status for e in events.published] == ["completed"] * 2
+        threads = list(pipeline._model_threads)
+        assert len(threads) == lanes
+        pipeline.close(time.monotonic() + 5)
+        assert not any(thread.is_alive() for thread in threads)

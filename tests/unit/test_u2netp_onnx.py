@@ -149,6 +149,17 @@ def test_engine_choice(monkeypatch: pytest.MonkeyPatch, cache: Path) -> None:
     assert type(model(device="cuda", max_batch=1)) is U2NetP
     assert type(model(device="cpu", threads=3)).__name__ == "U2NetPOnnx"
     assert model(device="cpu", threads=3).threads == 3  # type: ignore[attr-defined]
+    # Lanes: two on a CPU with ≥ 2 cores, the cores shared out; torch has one only.
+    cores = onnx_engine.cpu_count()
+    default = model(device="cpu")
+    assert (default.lanes, default.threads) == (min(2, cores), max(1, cores // min(2, cores)))  # type: ignore[attr-defined]
+    one = model(device="cpu", lanes=1)
+    assert (one.lanes, one.threads) == (1, cores)  # type: ignore[attr-defined]
+    assert model(device="cpu", engine="torch").lanes == 1  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match="lanes above 1 need the onnxruntime engine"):
+        model(device="cpu", engine="torch", lanes=2)
+    with pytest.raises(ConfigError, match="lanes must be"):
+        WorkerConfig(lanes=0)
     with pytest.raises(ConfigError, match="CPU only"):
         model(device="cuda", engine="onnxruntime")
     with pytest.raises(ConfigError, match="u2netp only"):

@@ -41,7 +41,14 @@ def _u2netp(config: WorkerConfig, extra: dict[str, int]) -> Model:
     if resolve_engine(config) == "onnxruntime":
         from cutq.worker.models.u2netp_onnx import U2NetPOnnx
 
-        return U2NetPOnnx(cache_dir=config.checkpoint_cache_dir, threads=config.threads, **extra)
+        return U2NetPOnnx(
+            cache_dir=config.checkpoint_cache_dir,
+            threads=config.threads,
+            lanes=config.lanes,
+            **extra,
+        )
+    if config.lanes not in (None, 1):
+        raise ConfigError("lanes above 1 need the onnxruntime engine (u2netp on a CPU)")
     from cutq.worker.models.u2netp import U2NetP
 
     return U2NetP(**extra)
@@ -49,6 +56,8 @@ def _u2netp(config: WorkerConfig, extra: dict[str, int]) -> Model:
 
 def _inspyrenet(config: WorkerConfig, extra: dict[str, int]) -> Model:
     resolve_engine(config)  # refuses engine=onnxruntime
+    if config.lanes not in (None, 1):
+        raise ConfigError("lanes above 1 need the onnxruntime engine (u2netp on a CPU)")
     if not config.checkpoint:
         raise ConfigError("model inspyrenet needs CUTQ_CHECKPOINT (a path or gs:// URI)")
     try:

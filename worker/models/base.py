@@ -39,6 +39,10 @@ class Model(ABC):
     version: str = "unknown"
     #: What runs the network: "torch" (tensors) or "onnxruntime" (numpy arrays, CPU only).
     engine: ClassVar[str] = "torch"
+    #: How many :meth:`predict` calls the pipeline may run at once (one model thread each).
+    #: Only a model whose predict is thread-safe and which sized its own threads for it says
+    #: more than 1.
+    lanes: int = 1
 
     @abstractmethod
     def setup(self, device: torch.device | Any) -> None:
