@@ -95,7 +95,7 @@ def test_one_image_at_320_runs_the_fixed_graph(onnx_model: U2NetPOnnx) -> None:
     for shape in ((2, 3, 320, 320), (1, 3, 320, 352), (1, 3, 96, 160)):
         assert onnx_model.session_for(shape) is general
     assert [d.shape for d in fixed.get_inputs()] == [[1, 3, 320, 320]]
-    with pytest.raises(Exception, match="[Ii]nvalid|dimension"):
+    with pytest.raises(Exception, match=r"[Ii]nvalid|dimension"):
         onnx_engine.run(fixed, np.zeros((2, 3, 320, 320), np.float32))
 
 
