@@ -16,6 +16,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -209,11 +210,14 @@ def tensors_for(runner: Runner, files: Sequence[Path], resize: str) -> list[torc
 
 
 def bare_rate(runner: Runner, tensors: Sequence[torch.Tensor | Any], batch: int) -> float:
-    """Images/s of ``Runner.predict`` alone over ``tensors`` in batches of ``batch``."""
+    """Images/s of ``Runner.predict`` alone over ``tensors`` in batches of ``batch``, with as
+    many calls at once as the model has lanes (as the pipeline runs it)."""
+    batches = [tensors[start : start + batch] for start in range(0, len(tensors), batch)]
     sync(runner)
     started = time.perf_counter()
-    for start in range(0, len(tensors), batch):
-        runner.predict(tensors[start : start + batch])
+    with ThreadPoolExecutor(max(1, runner.model.lanes)) as lanes:
+        for _ in lanes.map(runner.predict, batches):
+            pass
     sync(runner)
     return len(tensors) / (time.perf_counter() - started)
 
