@@ -46,9 +46,9 @@ class WorkerConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto (fp16 on CUDA) | fp32 | fp16 | bf16
     engine: str = "auto"  # auto (u2netp on a CPU: onnxruntime) | torch | onnxruntime
-    threads: int | None = None  # intra-op threads per lane on a CPU; None: cores ÷ lanes
-    lanes: int | None = None  # images in the model at once on the onnxruntime engine, one
-    #                           thread each; None: 2 with ≥ 2 cores (1 on torch, always)
+    threads: int | None = None  # the model's intra-op threads on a CPU; None: one per core
+    lanes: int | None = None  # images in the model at once on the onnxruntime engine, sharing
+    #                           those threads; None: 2 with ≥ 2 cores (1 on torch, always)
     resize: str = "static"  # default for jobs that do not say
     foreground: str = "auto"  # edge colours for jobs that do not say: auto | ml | none
     matting_max_pixels: int = 1_000_000  # closed-form matting runs at most at this size

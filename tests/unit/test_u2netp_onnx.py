@@ -89,14 +89,41 @@ def test_cached_export_is_reused(onnx_model: U2NetPOnnx, cache: Path) -> None:
 def test_one_image_at_320_runs_the_fixed_graph(onnx_model: U2NetPOnnx) -> None:
     """The default CPU job (static mode, batch 1) takes the faster fixed-shape graph; every
     other shape the general one, and the fixed graph really takes nothing else."""
-    fixed, general = onnx_model.fixed_session, onnx_model.session
-    assert fixed is not general
-    assert onnx_model.session_for((1, 3, 320, 320)) is fixed
+    fixed, general = onnx_model.fixed, onnx_model.general
+    assert fixed is not None and general is not None and fixed is not general
+    assert onnx_model.graph_for((1, 3, 320, 320)) is fixed
     for shape in ((2, 3, 320, 320), (1, 3, 320, 352), (1, 3, 96, 160)):
-        assert onnx_model.session_for(shape) is general
-    assert [d.shape for d in fixed.get_inputs()] == [[1, 3, 320, 320]]
+        assert onnx_model.graph_for(shape) is general
+    assert fixed.input_shape() == [1, 3, 320, 320]
     with pytest.raises(Exception, match=r"[Ii]nvalid|dimension"):
-        onnx_engine.run(fixed, np.zeros((2, 3, 320, 320), np.float32))
+        fixed.run(np.zeros((2, 3, 320, 320), np.float32))
+
+
+def test_a_lone_image_runs_wide_and_images_together_share_the_threads(cache: Path) -> None:
+    """The first forward in flight gets every thread; one that starts while it runs gets the
+    narrow session (threads ÷ lanes); once alone again, wide again."""
+    model = U2NetPOnnx(cache_dir=cache, threads=2, lanes=2)
+    model.setup("cpu")
+    graph = model.fixed
+    assert graph is not None
+    assert graph._narrow is None  # not loaded until two images run at once
+    assert graph.wide.get_session_options().intra_op_num_threads == 2
+    assert graph.narrow.get_session_options().intra_op_num_threads == 1
+    used = []
+    for session in (graph.wide, graph.narrow):
+        real = session.run
+        session.run = lambda *a, _s=session, _r=real: (used.append(_s), _r(*a))[1]  # type: ignore[method-assign]
+    image = probe_batches()[0][:1]
+    graph.run(image)
+    with model.busy.enter() as alone:  # another image is in the model meanwhile
+        assert alone
+        graph.run(image)
+    graph.run(image)
+    assert used == [graph.wide, graph.narrow, graph.wide]
+    assert model.busy.running == 0
+    single = U2NetPOnnx(cache_dir=cache, threads=2, lanes=1)
+    single.setup("cpu")
+    assert single.fixed is not None and single.fixed.narrow is single.fixed.wide
 
 
 @pytest.mark.parametrize("which", ["onnx_path", "fixed_path"])
@@ -149,12 +176,11 @@ def test_engine_choice(monkeypatch: pytest.MonkeyPatch, cache: Path) -> None:
     assert type(model(device="cuda", max_batch=1)) is U2NetP
     assert type(model(device="cpu", threads=3)).__name__ == "U2NetPOnnx"
     assert model(device="cpu", threads=3).threads == 3  # type: ignore[attr-defined]
-    # Lanes: two on a CPU with ≥ 2 cores, the cores shared out; torch has one only.
+    # Lanes: two on a CPU with ≥ 2 cores, each image alone on every core; torch has one only.
     cores = onnx_engine.cpu_count()
     default = model(device="cpu")
-    assert (default.lanes, default.threads) == (min(2, cores), max(1, cores // min(2, cores)))  # type: ignore[attr-defined]
-    one = model(device="cpu", lanes=1)
-    assert (one.lanes, one.threads) == (1, cores)  # type: ignore[attr-defined]
+    assert (default.lanes, default.threads) == (min(2, cores), cores)  # type: ignore[attr-defined]
+    assert model(device="cpu", lanes=3).lanes == 3  # type: ignore[attr-defined]
     assert model(device="cpu", engine="torch").lanes == 1  # type: ignore[attr-defined]
     with pytest.raises(ConfigError, match="lanes above 1 need the onnxruntime engine"):
         model(device="cpu", engine="torch", lanes=2)

@@ -110,12 +110,12 @@ class U2NetPOnnx(Model):
     ) -> None:
         """``cache_dir`` holds the exported graphs (default ``~/.cache/cutq/onnx``).
 
-        ``lanes`` images run at once, each on its own model thread with ``threads`` intra-op
-        threads (defaults: 2 lanes when there are 2 cores or more, the cores shared out among
-        them). Two single-threaded forwards beat one forward on two threads on a shared CPU:
-        no lane waits at a kernel's barrier for a thread the decode and encode work
-        preempted (``cutq run`` on 32 photographs, 2 cores: 7.95 s against 8.2 s). One lone
-        image then runs on fewer threads: ``lanes=1`` gives the lowest single-image latency.
+        Up to ``lanes`` images run at once, each on its own model thread (default: 2 when
+        there are 2 cores or more). An image running alone gets ``threads`` intra-op threads
+        (default: one per core); images running together share them out (see
+        :class:`~cutq.worker.models.onnx_engine.Graph`). On 2 cores, two single-threaded
+        forwards beat one two-threaded forward at a time (``cutq run`` on 32 photographs:
+        7.95 s against 8.2 s), and a lone image is still done in one two-threaded forward.
         """
         self.max_side = check_max_side(max_side)
         self.weights_path = weights if weights is not None else bundled_weights_path()
@@ -125,14 +125,14 @@ class U2NetPOnnx(Model):
             raise ValueError(f"threads must be ≥ 1, got {threads}")
         if lanes is not None and lanes < 1:
             raise ValueError(f"lanes must be ≥ 1, got {lanes}")
-        cores = onnx_engine.cpu_count()
-        self.lanes = lanes or min(2, cores)
-        self.threads = threads or max(1, cores // self.lanes)
+        self.threads = threads or onnx_engine.cpu_count()
+        self.lanes = lanes or min(2, onnx_engine.cpu_count())
         self.spinning = spinning
         self.onnx_path, self.fixed_path = graph_paths(self.cache_dir, self.version)
         self.exported_s: float | None = None  # set when this setup had to export
-        self.session: Any = None  # the general graph: any batch, any size
-        self.fixed_session: Any = None  # the FIXED_SHAPE graph
+        self.busy = onnx_engine.Lanes()
+        self.general: onnx_engine.Graph | None = None  # any batch, any size
+        self.fixed: onnx_engine.Graph | None = None  # FIXED_SHAPE only
 
     def setup(self, device: Any = "cpu") -> None:
         """Load the cached exports, exporting (and checking) them first when one is missing."""
@@ -148,8 +148,9 @@ class U2NetPOnnx(Model):
             self._load()
 
     def _load(self) -> None:
-        self.session = onnx_engine.load_session(self.onnx_path, self.threads, self.spinning)
-        self.fixed_session = onnx_engine.load_session(self.fixed_path, self.threads, self.spinning)
+        for attribute, path in (("general", self.onnx_path), ("fixed", self.fixed_path)):
+            graph = onnx_engine.Graph(path, self.threads, self.lanes, self.busy, self.spinning)
+            setattr(self, attribute, graph)
 
     def _export(self) -> None:
         """Export in a child process: torch (half a gigabyte with a CUDA build) is loaded
@@ -186,13 +187,13 @@ class U2NetPOnnx(Model):
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """N×3×h×w → N×1×h×w: the fused map, min-max normalised per image (in the graph)."""
-        return onnx_engine.run(self.session_for(batch.shape), batch)
+        return self.graph_for(batch.shape).run(batch)
 
-    def session_for(self, shape: tuple[int, ...]) -> Any:
+    def graph_for(self, shape: tuple[int, ...]) -> onnx_engine.Graph:
         """The fixed graph for one image at 320², the general one for anything else."""
-        if self.session is None:
+        if self.general is None or self.fixed is None:
             raise RuntimeError("U2NetPOnnx.predict called before setup()")
-        return self.fixed_session if tuple(shape) == FIXED_SHAPE else self.session
+        return self.fixed if tuple(shape) == FIXED_SHAPE else self.general
 
 
 def main(argv: list[str] | None = None) -> int:
