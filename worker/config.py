@@ -55,7 +55,8 @@ class WorkerConfig:
     matting_timeout_s: float = 10.0  # … and gives up (keeping the mask) after this long
     max_batch: int | None = None  # None: 8 on a GPU, 1 on a CPU (batching is slower there)
     max_wait_ms: float = 20.0
-    max_in_flight: int = 32  # jobs held in memory at once, all stages together
+    max_in_flight: int | None = None  # jobs held in memory at once, all stages together;
+    #                                   None: 32 on a GPU, 8 on a CPU (at least max_batch)
     max_in_flight_pixels: int = 200_000_000  # decoded pixels held at once (~17 B each with
     #                                          masks and encodings: ~3.4 GB at the default)
     io_threads: int | None = None  # download + decode workers, as many again encode + upload;
@@ -98,7 +99,11 @@ class WorkerConfig:
             object.__setattr__(self, "max_batch", 8 if self.on_gpu else 1)
         if self.io_threads is None:
             object.__setattr__(self, "io_threads", 4 if self.on_gpu else 2)
+        if self.max_in_flight is None:  # a CPU does ~5 images/s: 8 jobs is 2 s of work
+            default = 32 if self.on_gpu else 8
+            object.__setattr__(self, "max_in_flight", max(default, self.max_batch or 1))
         assert self.max_batch is not None and self.io_threads is not None
+        assert self.max_in_flight is not None
         _check(self.max_batch >= 1, "max_batch must be ≥ 1")
         _check(self.max_wait_ms >= 0, "max_wait_ms must be ≥ 0")
         _check(

@@ -35,7 +35,7 @@ def test_unknown_variable_is_an_error_naming_the_known_ones() -> None:
     [
         ({"CUTQ_MAX_BATCH": "eight"}, "cannot read"),
         ({"CUTQ_MAX_BATCH": "0"}, "max_batch"),
-        ({"CUTQ_MAX_BATCH": "64"}, "max_in_flight"),
+        ({"CUTQ_MAX_BATCH": "64", "CUTQ_MAX_IN_FLIGHT": "32"}, "max_in_flight"),
         ({"CUTQ_RESIZE": "huge"}, "resize"),
         ({"CUTQ_DEVICE": "tpu"}, "device"),
         ({"CUTQ_WARMUP": "maybe"}, "cannot read"),
@@ -129,3 +129,13 @@ def test_push_auth_picks_the_verifier() -> None:
     claims = verifier_from_config("https://a/", "p@x", None, "claims")
     assert verify is not None and verify.mode == "verify"
     assert claims is not None and claims.mode == "claims" and claims.service_account == "p@x"
+
+
+def test_jobs_in_flight_default_to_a_few_seconds_of_the_devices_work() -> None:
+    """32 on a GPU (a few batches of 8), 8 on a CPU (~2 s of work at ~5 images/s: holding
+    more only holds memory and leases other workers could use); never below max_batch."""
+    assert WorkerConfig(device="cpu").max_in_flight == 8
+    assert WorkerConfig(device="cuda").max_in_flight == 32
+    assert WorkerConfig(device="cpu", max_batch=12).max_in_flight == 12
+    assert WorkerConfig(device="cuda", max_batch=64).max_in_flight == 64
+    assert WorkerConfig(device="cpu", max_in_flight=3).max_in_flight == 3
