@@ -80,3 +80,21 @@ def test_quick_cold_start_and_memory(tmp_path: Path) -> None:
     for row in rows:
         assert row["failed"] == 0 and row["completed"] >= 1, row
         assert _positive(row["peak_rss_mb"]) and row["peak_rss_mb"] >= row["rss_before_mb"], row
+
+
+@pytest.mark.timeout(240)
+def test_onnx_variants_reports_a_rate_and_a_ratio_for_every_variant(tmp_path: Path) -> None:
+    quick = ["--forwards", "2", "--rounds", "1", "--cache-dir", str(tmp_path / "onnx")]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.onnx_variants", *quick],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=230,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    report = json.loads(done.stdout)
+    names = set(report["images_per_s"])
+    assert len(names) == 5 and names == set(report["ratio_to_general_graph"])
+    assert all(_positive(rate) for rate in report["images_per_s"].values())
+    assert report["ratio_to_general_graph"][next(iter(report["images_per_s"]))] == 1.0

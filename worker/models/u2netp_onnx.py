@@ -8,7 +8,7 @@ cached, nothing here imports torch: start-up is onnxruntime's session load (~0.1
 Two graphs are exported: one for any batch and size, and one fixed at a single image at the
 static 320² — what every CPU job in the default "static" mode runs (``max_batch`` is 1 on a
 CPU). With every size known ahead, onnxruntime folds the shape arithmetic around each upsample
-and keeps the activations in its blocked layout: 1.15× the general graph's images/s on 2 cores.
+and keeps the activations in its blocked layout: 1.1× the general graph's images/s on 2 cores.
 
 Pre-export (e.g. while building an image), so that the first start does not need torch::
 
