@@ -15,9 +15,11 @@ import mimetypes
 import os
 import shutil
 import tempfile
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -134,6 +136,8 @@ class Submitter:
         self.config = config or SubmitterConfig.from_env()
         self._publisher = publisher
         self._own_publisher = publisher is None
+        self._unconfirmed: set[Future[str]] = set()  # publishes Pub/Sub has not answered yet
+        self._unconfirmed_lock = threading.Lock()
 
     @property
     def publisher(self) -> pubsub_v1.PublisherClient:
@@ -293,10 +297,22 @@ class Submitter:
         with self.watch(job_id) as watcher:
             return watcher.wait(handles, timeout_s, check_objects=True)
 
-    def close(self) -> None:
-        """Flush pending publishes and close the publisher (if this object created it)."""
+    def close(self, timeout_s: float = 60.0) -> None:
+        """Send pending publishes, wait up to ``timeout_s`` for Pub/Sub to answer each (even
+        after Ctrl-C in ``submit_many``: a job handed to the publisher is published or fails,
+        never cut off by its channel closing), then close the publisher if this object made it.
+        """
         if self._publisher is not None and self._own_publisher:
-            self._publisher.stop()
+            self._publisher.stop()  # sends every batch; does not wait for the answers
+            with self._unconfirmed_lock:
+                unconfirmed = list(self._unconfirmed)
+            _, late = wait_for(unconfirmed, timeout=timeout_s)
+            if late:
+                log.warning(
+                    "%d publish(es) unanswered after %.0fs; closing the channel anyway",
+                    len(late),
+                    timeout_s,
+                )
             self._publisher.transport.close()
         self._publisher = None
 
@@ -317,9 +333,17 @@ class Submitter:
         return OutputSpec(uri=uri)
 
     def _publish(self, job: Job) -> Future[str]:
-        return self.publisher.publish(  # type: ignore[no-any-return]
+        future: Future[str] = self.publisher.publish(
             self.config.jobs_topic, job.to_message(), job_id=job.job_id
         )
+        with self._unconfirmed_lock:
+            self._unconfirmed.add(future)
+        future.add_done_callback(self._confirmed)
+        return future
+
+    def _confirmed(self, future: Future[str]) -> None:
+        with self._unconfirmed_lock:
+            self._unconfirmed.discard(future)
 
     def _finish(
         self, pending: _Pending, on_error: Callable[[str, BaseException], None] | None

@@ -12,7 +12,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -358,3 +358,19 @@ def test_cli_wait_and_download(jobs, events, fake_worker, tmp_path, capsys):
     assert code == 0
     assert "completed 5, failed 0" in capsys.readouterr().out
     assert len(list((tmp_path / "dl").iterdir())) == 5
+
+
+def test_close_waits_for_every_publish_handed_to_the_client(jobs, tmp_path):
+    """The publisher's stop() only sends the batches; closing the channel at once cut RPCs
+    off ("closed channel"). Jobs handed over and then closed at once (as after Ctrl-C in
+    submit_many) are each published, none fails."""
+    config = SubmitterConfig(jobs.topic, output=(tmp_path / "out").as_uri())
+    config = replace(config, batch_max_messages=7, batch_max_latency_ms=500.0)
+    submitter = Submitter(config)
+    paths = write_files(tmp_path / "photos", 60)
+    futures = [submitter._publish(submitter.prepare(path.as_uri())) for path in paths]
+    submitter.close()
+    assert all(future.done() for future in futures)
+    assert [type(future.exception()).__name__ for future in futures if future.exception()] == []
+    assert len(jobs.drain(60)) == 60
+    assert submitter._unconfirmed == set()
