@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+from typing import Any
 from datetime import datetime, timezone
 
 from cutq.core.errors import ConfigError
@@ -40,6 +41,24 @@ class CloudLoggingFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class StandardStreamHandler(logging.StreamHandler):
+    """Writes to ``sys.stdout`` or ``sys.stderr`` as it is when a record is emitted, not as
+    it was when the handler was made: a replaced stream (pytest's capture, a notebook's) is
+    followed, and a worker thread never writes to one that was closed since."""
+
+    def __init__(self, name: str) -> None:
+        self.name_of_stream = name
+        super().__init__()
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return getattr(sys, self.name_of_stream)
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        """``StreamHandler`` sets one at construction; the current one is always used."""
+
+
 def setup_logging(fmt: str = "auto", level: str = "INFO") -> None:
     """Configure the root logger once; ``auto`` means JSON when running on Cloud Run.
 
@@ -56,7 +75,7 @@ def setup_logging(fmt: str = "auto", level: str = "INFO") -> None:
             or os.environ.get("CLOUD_RUN_WORKER_POOL")
         )
         fmt = "json" if on_cloud_run else "text"
-    handler = logging.StreamHandler(sys.stdout if fmt == "json" else sys.stderr)
+    handler = StandardStreamHandler("stdout" if fmt == "json" else "stderr")
     if fmt == "json":
         handler.setFormatter(CloudLoggingFormatter())
     else:
