@@ -11,8 +11,8 @@ import json
 import logging
 import os
 import sys
-from typing import Any
 from datetime import datetime, timezone
+from typing import Any
 
 from cutq.core.errors import ConfigError
 
