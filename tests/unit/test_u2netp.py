@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 
 from cutq.worker.models.u2netp import MEAN, STD, U2NetP, file_sha256
+from tests.support.scenes import scene
 
 REPO = Path(__file__).resolve().parents[2]
 CONVERTER = REPO / "tools" / "convert_u2netp.py"
@@ -35,22 +36,6 @@ def _load_converter() -> ModuleType:
 
 
 convert_u2netp = _load_converter()
-
-
-def _scene(seed: int, height: int, width: int) -> np.ndarray:
-    """A random but structured RGB image: a smooth background and a few filled shapes."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:height, :width].astype(np.float32)
-    image = np.empty((height, width, 3), np.float32)
-    for c in range(3):
-        a, b, d = rng.uniform(-1, 1, 3)
-        image[..., c] = 128 + 60 * a * yy / height + 60 * b * xx / width + 20 * d
-    for _ in range(3):
-        cy, cx = rng.uniform(0.2, 0.8) * height, rng.uniform(0.2, 0.8) * width
-        r = rng.uniform(0.1, 0.3) * min(height, width)
-        image[(yy - cy) ** 2 + (xx - cx) ** 2 < r**2] = rng.uniform(0, 255, 3)
-    image += rng.normal(0, 4, image.shape)
-    return np.clip(image, 0, 255).astype(np.uint8)
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +65,7 @@ def onnx_session(wheel: Path) -> ort.InferenceSession:
 
 
 def test_matches_onnxruntime(model: U2NetP, onnx_session: ort.InferenceSession) -> None:
-    x = model.preprocess(_scene(1, 480, 360), (320, 320))[None]
+    x = model.preprocess(scene(1, 480, 360), (320, 320))[None]
     outputs = onnx_session.run(None, {onnx_session.get_inputs()[0].name: x.numpy()})
     fused_ref = outputs[0]
     assert model.net is not None
@@ -94,7 +79,7 @@ def test_matches_onnxruntime(model: U2NetP, onnx_session: ort.InferenceSession) 
 
 
 def test_preprocess_follows_rembg(model: U2NetP) -> None:
-    image = _scene(2, 123, 77)
+    image = scene(2, 123, 77)
     got = model.preprocess(image, (96, 64))
     assert got.dtype == torch.float32 and got.shape == (3, 96, 64)
     resized = np.asarray(Image.fromarray(image).resize((64, 96), Image.Resampling.LANCZOS))
@@ -117,7 +102,7 @@ def test_black_image_gives_finite_mask(model: U2NetP) -> None:
 
 def test_batched_equals_single(model: U2NetP) -> None:
     size = (128, 160)
-    batch = torch.stack([model.preprocess(_scene(10 + i, 200, 250), size) for i in range(4)])
+    batch = torch.stack([model.preprocess(scene(10 + i, 200, 250), size) for i in range(4)])
     batched = model.predict(batch)
     assert batched.shape == (4, 1, *size)
     for i in range(4):

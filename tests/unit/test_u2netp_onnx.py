@@ -20,21 +20,9 @@ from cutq.worker.inference import Runner
 from cutq.worker.models import create_model, onnx_engine
 from cutq.worker.models.u2netp import NormalisedU2NetP, U2NetP, load_network
 from cutq.worker.models.u2netp_onnx import EXPORT_FORMAT, U2NetPOnnx, probe_batches
+from tests.support.scenes import scene
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _scene(seed: int, height: int, width: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:height, :width].astype(np.float32)
-    image = np.empty((height, width, 3), np.float32)
-    image[...] = rng.uniform(30, 140, 3) + 50 * (yy / height)[..., None]
-    for _ in range(3):
-        cy, cx = rng.uniform(0.2, 0.8) * height, rng.uniform(0.2, 0.8) * width
-        r = rng.uniform(0.1, 0.3) * min(height, width)
-        image[(yy - cy) ** 2 + (xx - cx) ** 2 < r**2] = rng.uniform(0, 255, 3)
-    image += rng.normal(0, 4, image.shape)
-    return np.clip(image, 0, 255).astype(np.uint8)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +51,7 @@ def torch_model() -> U2NetP:
 def test_onnxruntime_matches_torch(
     onnx_model: U2NetPOnnx, torch_model: U2NetP, size: tuple[int, int], count: int
 ) -> None:
-    images = [_scene(40 + i, 300 + 17 * i, 420) for i in range(count)]
+    images = [scene(40 + i, 300 + 17 * i, 420) for i in range(count)]
     arrays = np.stack([onnx_model.preprocess(image, size) for image in images])
     tensors = torch.stack([torch_model.preprocess(image, size) for image in images])
     assert np.array_equal(arrays, tensors.numpy())  # one preprocessing for both engines
