@@ -70,8 +70,9 @@ def test_cached_export_is_reused(onnx_model: U2NetPOnnx, cache: Path) -> None:
     again = U2NetPOnnx(cache_dir=cache)
     again.setup("cpu")
     assert again.exported_s is None and path.stat().st_mtime_ns == before
-    # Both graphs, no scratch files left behind.
+    # Both graphs, no scratch files left behind, readable by other users of the cache.
     assert sorted(cache.iterdir()) == sorted([path, onnx_model.fixed_path])
+    assert all(p.stat().st_mode & 0o777 == 0o644 for p in cache.iterdir())
 
 
 def test_one_image_at_320_runs_the_fixed_graph(onnx_model: U2NetPOnnx) -> None:

@@ -229,6 +229,7 @@ def export_checked(
             raise ExportMismatch(
                 f"exported graph differs from torch by {worst:.2e} (tolerance {tolerance:.0e})"
             )
+        os.chmod(scratch, 0o644)  # mkstemp makes it 0600: readable by other users of a cache
         os.replace(scratch, target)
     finally:
         if os.path.exists(scratch):
