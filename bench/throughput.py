@@ -224,7 +224,9 @@ def latency(settings: Settings, runner: Runner, work: Path, capacity: float, bar
         path = pool_dir / f"job-{index:05d}.jpg"
         os.link(base[index % len(base)], path)
         pool.append(path)
-    batch_ms = settings.batch / bare * 1000.0
+    # One batch's time as a job sees it: with lanes, each runs ``lanes`` times longer than
+    # the bare rate (which counts the lanes running side by side) suggests.
+    batch_ms = settings.batch * max(1, runner.model.lanes) / bare * 1000.0
     bound_ms = 2 * (settings.max_wait_ms + batch_ms)
     config = settings.config()
     rows = []
