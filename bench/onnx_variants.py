@@ -50,9 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     one = probe_batches()[0][:1]
     two = np.concatenate([one, one])
 
-    def load(path: object, threads: int, spinning: bool = False) -> object:
-        return onnx_engine.load_session(path, threads, spinning)  # type: ignore[arg-type]
-
+    load = onnx_engine.load_session
     general, fixed = model.onnx_path, model.fixed_path
     variants: dict[str, Callable[[], float]] = {}
     for name, sessions, batch in (

@@ -99,10 +99,10 @@ class WorkerConfig:
             object.__setattr__(self, "max_batch", 8 if self.on_gpu else 1)
         if self.io_threads is None:
             object.__setattr__(self, "io_threads", 4 if self.on_gpu else 2)
+        assert self.max_batch is not None and self.io_threads is not None
         if self.max_in_flight is None:  # a CPU does ~5 images/s: 8 jobs is 2 s of work
             default = 32 if self.on_gpu else 8
-            object.__setattr__(self, "max_in_flight", max(default, self.max_batch or 1))
-        assert self.max_batch is not None and self.io_threads is not None
+            object.__setattr__(self, "max_in_flight", max(default, self.max_batch))
         assert self.max_in_flight is not None
         _check(self.max_batch >= 1, "max_batch must be ≥ 1")
         _check(self.max_wait_ms >= 0, "max_wait_ms must be ≥ 0")

@@ -99,9 +99,18 @@ def test_a_lone_image_runs_wide_and_images_together_share_the_threads(cache: Pat
     assert graph.wide.get_session_options().intra_op_num_threads == 2
     assert graph.narrow.get_session_options().intra_op_num_threads == 1
     used = []
+
+    def recording(session: object) -> object:
+        real = session.run  # type: ignore[attr-defined]
+
+        def run(*args: object) -> object:
+            used.append(session)
+            return real(*args)
+
+        return run
+
     for session in (graph.wide, graph.narrow):
-        real = session.run
-        session.run = lambda *a, _s=session, _r=real: (used.append(_s), _r(*a))[1]  # type: ignore[method-assign]
+        session.run = recording(session)  # type: ignore[method-assign]
     image = probe_batches()[0][:1]
     graph.run(image)
     with model.busy.enter() as alone:  # another image is in the model meanwhile

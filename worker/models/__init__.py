@@ -47,8 +47,6 @@ def _u2netp(config: WorkerConfig, extra: dict[str, int]) -> Model:
             lanes=config.lanes,
             **extra,
         )
-    if config.lanes not in (None, 1):
-        raise ConfigError("lanes above 1 need the onnxruntime engine (u2netp on a CPU)")
     from cutq.worker.models.u2netp import U2NetP
 
     return U2NetP(**extra)
@@ -56,8 +54,6 @@ def _u2netp(config: WorkerConfig, extra: dict[str, int]) -> Model:
 
 def _inspyrenet(config: WorkerConfig, extra: dict[str, int]) -> Model:
     resolve_engine(config)  # refuses engine=onnxruntime
-    if config.lanes not in (None, 1):
-        raise ConfigError("lanes above 1 need the onnxruntime engine (u2netp on a CPU)")
     if not config.checkpoint:
         raise ConfigError("model inspyrenet needs CUTQ_CHECKPOINT (a path or gs:// URI)")
     try:
@@ -87,6 +83,8 @@ def create_model(config: WorkerConfig) -> Model:
     factory = REGISTRY.get(config.model)
     if factory is None:
         raise ConfigError(f"unknown model {config.model!r}; choose one of {', '.join(MODELS)}")
+    if config.lanes not in (None, 1) and resolve_engine(config) != "onnxruntime":
+        raise ConfigError("lanes above 1 need the onnxruntime engine (u2netp on a CPU)")
     extra = {"max_side": config.model_max_side} if config.model_max_side else {}
     try:
         return factory(config, extra)

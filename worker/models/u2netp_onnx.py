@@ -148,9 +148,9 @@ class U2NetPOnnx(Model):
             self._load()
 
     def _load(self) -> None:
-        for attribute, path in (("general", self.onnx_path), ("fixed", self.fixed_path)):
-            graph = onnx_engine.Graph(path, self.threads, self.lanes, self.busy, self.spinning)
-            setattr(self, attribute, graph)
+        settings = (self.threads, self.lanes, self.busy, self.spinning)
+        self.general = onnx_engine.Graph(self.onnx_path, *settings)
+        self.fixed = onnx_engine.Graph(self.fixed_path, *settings)
 
     def _export(self) -> None:
         """Export in a child process: torch (half a gigabyte with a CUDA build) is loaded
