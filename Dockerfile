@@ -31,24 +31,21 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
-# torch first, pinned, from the CUDA index; everything after resolves against it.
-# (DL3013: the pins are the TORCH_VERSION/TORCHVISION_VERSION build args.)
-# hadolint ignore=DL3013
-RUN pip install --no-cache-dir \
-        ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} \
-        "torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}"
+# Every install and build step is in infra/docker/build-steps.sh, which CI also runs in a
+# fresh virtualenv (tools/check_installs.py): the image cannot depend on a dev-only package.
+# EXTRAS=cpu,matting with an empty TORCH_VERSION builds a CPU image with no torch at all.
+ARG EXTRAS=gpu,inspyrenet
+COPY infra/docker/build-steps.sh infra/docker/stub_packages.py /opt/cutq/build/
 
-# Dependencies of '.[worker,inspyrenet]' from pyproject.toml alone: empty stand-ins for the
-# packages it declares (and for the README it names) let pip resolve the project, then the
-# stand-in itself is removed. So only a pin or dependency change rebuilds this layer.
+# torch first, pinned, from the CUDA index; everything after resolves against it.
+# (Build arguments reach RUN steps as environment variables: the script reads them there.)
+RUN /opt/cutq/build/build-steps.sh torch
+
+# Dependencies of '.[EXTRAS]' from pyproject.toml alone (stand-in packages, then removed),
+# so only a pin or dependency change rebuilds this layer.
 WORKDIR /src
 COPY pyproject.toml ./
-COPY infra/docker/stub_packages.py /tmp/stub_packages.py
-# (DL3013: "." is this project; its dependency ranges live in pyproject.toml.)
-# hadolint ignore=DL3013
-RUN python /tmp/stub_packages.py pyproject.toml \
-    && pip install --no-cache-dir ".[worker,inspyrenet]" \
-    && pip uninstall --yes cutq
+RUN /opt/cutq/build/build-steps.sh deps
 
 # --- checkpoint: optional InSPyReNet weights baked into the image ------------------------
 FROM ${PYTHON_IMAGE} AS checkpoint
@@ -101,10 +98,11 @@ COPY --from=deps /opt/venv /opt/venv
 
 # Pre-import (and so pre-compile) the heavy dependencies now instead of on the first job:
 # torch/torchvision, OpenCV, timm/kornia/albumentations via transparent-background, and
-# pymatting's numba kernels into NUMBA_CACHE_DIR. numba only uses a cache directory it can
-# write to, so it belongs to the runtime user.
+# pymatting's numba kernels into NUMBA_CACHE_DIR (whichever of them this image has). numba
+# only uses a cache directory it can write to, so it belongs to the runtime user.
+COPY --from=deps /opt/cutq/build /opt/cutq/build
 RUN mkdir -p "$NUMBA_CACHE_DIR" \
-    && python -c "import torch, torchvision, cv2, pymatting, transparent_background; print('torch', torch.__version__, 'cuda', torch.version.cuda)" \
+    && /opt/cutq/build/build-steps.sh warm \
     && chown -R cutq:cutq "$NUMBA_CACHE_DIR" /home/cutq
 
 # The application itself: small, changes often, so last.
@@ -114,12 +112,9 @@ COPY core/ core/
 COPY cli/ cli/
 COPY submitter/ submitter/
 COPY worker/ worker/
-# The u2netp graph for onnxruntime (the CPU engine), exported from the bundled torch weights at
-# build time so a CPU instance never spends its cold start exporting (parity-checked, cached).
-RUN pip install --no-cache-dir --no-deps . \
-    && python -c "import cutq.core, cutq.cli, cutq.submitter, cutq.worker, onnxruntime" \
-    && python -m cutq.worker.models.u2netp_onnx --cache-dir /home/cutq/.cache/cutq/onnx \
-    && chown -R cutq:cutq /home/cutq/.cache
+# The u2netp graphs for onnxruntime (the CPU engine) ship in the package beside the weights:
+# installed and checked here (hashes, one forward), never exported at run time.
+RUN /opt/cutq/build/build-steps.sh app
 
 # The checkpoint path is set only when one was baked in; an empty value means "none"
 # (CUTQ_CHECKPOINT from the Cloud Run configuration, e.g. a gs:// URI, then applies).

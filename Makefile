@@ -1,11 +1,12 @@
 # The commands of the README:
-#   make demo   set up and run the local batch on the bundled samples with the bundled model
+#   make demo   set up and run the local batch on the bundled samples with the bundled model:
+#               the CPU worker only (onnxruntime, numpy, Pillow; no torch, no CUDA libraries)
 #   make stack  the queue path on this machine: Google's Pub/Sub emulator, a local GCS and a
 #               worker (then, in another shell: source out/stack.env; cutq submit samples/ --wait)
 #   make test   set up and run every test (what .ci/run calls)
 # and, by hand, never in CI: make mutate  (mutation testing of the core, 6-15 min; tools/mutate.py)
-# Both create .venv and install torch with an explicit pin first, so pip never picks a
-# multi-GB build by accident; override with e.g. `make demo TORCH="torch==2.13.0"`.
+# `make test` installs torch with an explicit pin first, so pip never picks a multi-GB build by
+# accident; override with e.g. `make test TORCH="torch==2.13.0"`.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -17,25 +18,27 @@ else
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 endif
 OUT ?= out/demo
+PIP := $(BIN)/pip install --disable-pip-version-check -q
 
 .PHONY: demo stack test lint bench clean mutate
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.torch: | $(BIN)/python
-	$(BIN)/pip install --disable-pip-version-check -q $(TORCH)
+# The CPU worker: what `make demo` needs and nothing more.
+$(VENV)/.cpu: pyproject.toml | $(BIN)/python
+	$(PIP) -e '.[cpu]'
 	touch $@
 
-$(VENV)/.worker: pyproject.toml $(VENV)/.torch
-	$(BIN)/pip install --disable-pip-version-check -q -e '.[worker]'
+$(VENV)/.torch: | $(BIN)/python
+	$(PIP) $(TORCH)
 	touch $@
 
 $(VENV)/.dev: pyproject.toml $(VENV)/.torch
-	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev]'
-	touch $@ $(VENV)/.worker
+	$(PIP) -e '.[dev]'
+	touch $@ $(VENV)/.cpu
 
-demo: $(VENV)/.worker
+demo: $(VENV)/.cpu
 	$(BIN)/cutq run samples --out $(OUT)
 
 stack: $(VENV)/.dev
@@ -47,7 +50,7 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	rm -rf .cache/imports
-	$(BIN)/pip install --disable-pip-version-check -q --no-deps --target .cache/imports .
+	$(PIP) --no-deps --target .cache/imports .
 	cd .cache/imports && PYTHONPATH=. $(abspath $(BIN))/lint-imports $(CURDIR)/pyproject.toml
 
 # checkov lives in its own venv: its pins conflict with pytest's (infra/scripts/install-checkov.sh)
@@ -61,7 +64,7 @@ MUTMUT ?= mutmut==3.8.1
 MUTATE ?=
 
 $(VENV)/.mutmut: $(VENV)/.dev
-	$(BIN)/pip install --disable-pip-version-check -q $(MUTMUT)
+	$(PIP) $(MUTMUT)
 	touch $@
 
 mutate: $(VENV)/.mutmut

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     from cutq.worker.config import WorkerConfig
     from cutq.worker.models.base import Model
 
+#: The torch the README and the Makefile install for the GPU worker (x86-64).
+TORCH_PIN = "torch==2.14.1"
+
 
 def resolve_engine(config: WorkerConfig) -> str:
     """``torch`` or ``onnxruntime`` for this configuration (see the module docstring)."""
@@ -29,11 +32,17 @@ def resolve_engine(config: WorkerConfig) -> str:
         if not on_cpu:
             raise ConfigError("engine onnxruntime runs on the CPU only; use CUTQ_ENGINE=torch")
         if importlib.util.find_spec("onnxruntime") is None:
-            raise ConfigError("engine onnxruntime needs: pip install 'cutq[worker]'")
+            raise ConfigError("engine onnxruntime needs: pip install 'cutq[cpu]'")
         return "onnxruntime"
     auto_cpu = config.engine == "auto" and config.model == "u2netp" and on_cpu
     if auto_cpu and importlib.util.find_spec("onnxruntime") is not None:
         return "onnxruntime"
+    if importlib.util.find_spec("torch") is None:
+        where = "on a GPU" if not on_cpu else "on the torch engine"
+        raise ConfigError(
+            f"model {config.model} {where} needs torch, which is not installed: "
+            f"pip install {TORCH_PIN} 'cutq[gpu]' (the README's Install section)"
+        )
     return "torch"
 
 

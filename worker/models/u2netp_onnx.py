@@ -1,35 +1,44 @@
 """U²-Net-p on a CPU through onnxruntime: the default engine when there is no GPU.
 
 The same bundled weights, the same preprocessing and the same per-image normalisation as
-:class:`~cutq.worker.models.u2netp.U2NetP`, exported from it once into a cache (see
-:mod:`cutq.worker.models.onnx_engine`) and checked against torch to 1e-4. With the export
-cached, nothing here imports torch: start-up is onnxruntime's session load (~0.1 s).
+:class:`~cutq.worker.models.u2netp.U2NetP`, exported from it into two ONNX graphs that ship in
+the package beside ``u2netp.pt`` (``tools/export_u2netp_onnx.py`` writes them and the manifest
+``u2netp-onnx.json`` with their hashes; a test re-exports them and checks parity with torch).
+At run time this module only loads them: no export, no cache directory, no child process and
+no torch import. Start-up is onnxruntime's session load (~0.1 s).
 
-Two graphs are exported: one for any batch and size, and one fixed at a single image at the
-static 320² — what every CPU job in the default "static" mode runs (``max_batch`` is 1 on a
-CPU). With every size known ahead, onnxruntime folds the shape arithmetic around each upsample
-and keeps the activations in its blocked layout: 1.1× the general graph's images/s on 2 cores.
+Two graphs: one for any batch and size, and one fixed at a single image at the static 320² —
+what every CPU job in the default "static" mode runs (``max_batch`` is 1 on a CPU). With every
+size known ahead, onnxruntime folds the shape arithmetic around each upsample and keeps the
+activations in its blocked layout: 1.1× the general graph's images/s on 2 cores.
 
-Pre-export (e.g. while building an image), so that the first start does not need torch::
+Other weights than the bundled ones (``weights=``) have no shipped graph: they are exported
+once into a cache, in a child process that needs torch and onnx.
 
-    python -m cutq.worker.models.u2netp_onnx --cache-dir /opt/cutq/onnx
+Check the shipped graphs (e.g. while building an image)::
+
+    python -m cutq.worker.models.u2netp_onnx
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import json
 import logging
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from cutq.core.contract import Resize
+from cutq.core.errors import ConfigError
 from cutq.worker.models import onnx_engine
 from cutq.worker.models.base import Model
 from cutq.worker.models.u2netp_spec import (
@@ -44,12 +53,20 @@ from cutq.worker.models.u2netp_spec import (
 
 log = logging.getLogger(__name__)
 
-#: Bumped whenever the exported graph changes for the same weights (new cache file name).
+#: Bumped whenever the exported graph changes for the same weights (new file names).
 EXPORT_FORMAT = f"norm-opset{onnx_engine.OPSET}-v1"
 #: The one input shape the fixed graph takes: one image at the static side.
 FIXED_SHAPE = (1, 3, STATIC_SIDE, STATIC_SIDE)
 #: Largest allowed |onnxruntime − torch| on the probes.
 PARITY_TOLERANCE = 1e-4
+#: The shipped graphs' record, beside the weights: files, hashes, the weights they came from.
+MANIFEST_FILE = "u2netp-onnx.json"
+SHIPPED_GENERAL = "u2netp.onnx"
+SHIPPED_FIXED = f"u2netp-fixed-1x{STATIC_SIDE}x{STATIC_SIDE}.onnx"
+
+
+class ShippedGraphError(RuntimeError):
+    """The graphs in the package do not match their manifest or the bundled weights."""
 
 
 def probe_batches() -> list[np.ndarray]:
@@ -72,14 +89,16 @@ def probe_batches() -> list[np.ndarray]:
 
 
 def graph_paths(cache_dir: Path, version: str) -> tuple[Path, Path]:
-    """Where the general graph and the fixed 1×320² graph for weights ``version`` live."""
+    """Where the general graph and the fixed 1×320² graph exported for weights ``version``
+    live in a cache (weights other than the bundled ones)."""
     stem = f"u2netp-{version}-{EXPORT_FORMAT}"
     side = f"{STATIC_SIDE}x{STATIC_SIDE}"
     return cache_dir / f"{stem}.onnx", cache_dir / f"{stem}-fixed-1x{side}.onnx"
 
 
 def export(weights: Path, general: Path, fixed: Path) -> float:
-    """Export both graphs for ``weights``; returns the worst parity with torch reached."""
+    """Export both graphs for ``weights`` (needs torch and onnx); returns the worst parity
+    with torch reached."""
     from cutq.worker.models.u2netp import NormalisedU2NetP, load_network
 
     module = NormalisedU2NetP(load_network(weights))
@@ -91,6 +110,76 @@ def export(weights: Path, general: Path, fixed: Path) -> float:
         module, at_static, fixed, PARITY_TOLERANCE, fixed_shape=True
     )
     return max(worst, worst_fixed)
+
+
+@dataclass(frozen=True)
+class Shipped:
+    """The graphs that ship in the package, as their manifest records them."""
+
+    folder: Path
+    weights_sha256: str
+    export_format: str
+    general_sha256: str
+    fixed_sha256: str
+
+    @property
+    def general(self) -> Path:
+        return self.folder / SHIPPED_GENERAL
+
+    @property
+    def fixed(self) -> Path:
+        return self.folder / SHIPPED_FIXED
+
+    @classmethod
+    def read(cls, folder: Path | None = None) -> Shipped:
+        folder = folder if folder is not None else bundled_weights_path().parent
+        try:
+            record = json.loads((folder / MANIFEST_FILE).read_text())
+            return cls(
+                folder=folder,
+                weights_sha256=record["weights_sha256"],
+                export_format=record["export_format"],
+                general_sha256=record["graphs"][SHIPPED_GENERAL],
+                fixed_sha256=record["graphs"][SHIPPED_FIXED],
+            )
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise ShippedGraphError(f"no usable {MANIFEST_FILE} in {folder}: {error}") from None
+
+    def verify(self, weights: Path) -> None:
+        """The manifest matches the weights, this code's export format and both files."""
+        if self.export_format != EXPORT_FORMAT:
+            raise ShippedGraphError(
+                f"shipped graphs are {self.export_format}, this code runs {EXPORT_FORMAT}: "
+                "run tools/export_u2netp_onnx.py"
+            )
+        if file_sha256(weights) != self.weights_sha256:
+            raise ShippedGraphError(
+                f"shipped graphs were exported from other weights than {weights.name}: "
+                "run tools/export_u2netp_onnx.py"
+            )
+        for path, expected in (
+            (self.general, self.general_sha256),
+            (self.fixed, self.fixed_sha256),
+        ):
+            if not path.is_file() or file_sha256(path) != expected:
+                raise ShippedGraphError(f"{path} is missing or damaged (sha256 differs)")
+
+    @staticmethod
+    def write(folder: Path, weights: Path, parity: float, exporter: str) -> Path:
+        """Record the graphs now in ``folder`` (after :func:`export` wrote them there)."""
+        record = {
+            "weights": weights.name,
+            "weights_sha256": file_sha256(weights),
+            "export_format": EXPORT_FORMAT,
+            "graphs": {
+                name: file_sha256(folder / name) for name in (SHIPPED_GENERAL, SHIPPED_FIXED)
+            },
+            "max_abs_diff_vs_torch": float(f"{parity:.3g}"),
+            "exported_with": exporter,
+        }
+        path = folder / MANIFEST_FILE
+        path.write_text(json.dumps(record, indent=2) + "\n")
+        return path
 
 
 class U2NetPOnnx(Model):
@@ -108,7 +197,8 @@ class U2NetPOnnx(Model):
         spinning: bool = False,
         lanes: int | None = None,
     ) -> None:
-        """``cache_dir`` holds the exported graphs (default ``~/.cache/cutq/onnx``).
+        """The bundled weights run from the graphs shipped beside them; other ``weights`` are
+        exported once into ``cache_dir`` (default ``~/.cache/cutq/onnx``).
 
         Up to ``lanes`` images run at once, each on its own model thread (default: 2 when
         there are 2 cores or more). An image running alone gets ``threads`` intra-op threads
@@ -118,6 +208,7 @@ class U2NetPOnnx(Model):
         7.95 s against 8.2 s), and a lone image is still done in one two-threaded forward.
         """
         self.max_side = check_max_side(max_side)
+        self.shipped = weights is None
         self.weights_path = weights if weights is not None else bundled_weights_path()
         self.version = file_sha256(self.weights_path)[:12]
         self.cache_dir = Path(cache_dir) if cache_dir else onnx_engine.default_cache_dir()
@@ -128,16 +219,25 @@ class U2NetPOnnx(Model):
         self.threads = threads or onnx_engine.cpu_count()
         self.lanes = lanes or min(2, onnx_engine.cpu_count())
         self.spinning = spinning
-        self.onnx_path, self.fixed_path = graph_paths(self.cache_dir, self.version)
+        if self.shipped:
+            self.onnx_path = self.weights_path.parent / SHIPPED_GENERAL
+            self.fixed_path = self.weights_path.parent / SHIPPED_FIXED
+        else:
+            self.onnx_path, self.fixed_path = graph_paths(self.cache_dir, self.version)
         self.exported_s: float | None = None  # set when this setup had to export
         self.busy = onnx_engine.Lanes()
         self.general: onnx_engine.Graph | None = None  # any batch, any size
         self.fixed: onnx_engine.Graph | None = None  # FIXED_SHAPE only
 
     def setup(self, device: Any = "cpu") -> None:
-        """Load the cached exports, exporting (and checking) them first when one is missing."""
+        """Load the shipped graphs (checked against their manifest), or for other weights the
+        cached exports, exporting (and checking) them first when one is missing."""
         if str(device) != "cpu":
             raise ValueError(f"the onnxruntime engine runs on the CPU only, not {device}")
+        if self.shipped:
+            Shipped.read(self.weights_path.parent).verify(self.weights_path)
+            self._load()
+            return
         if not (self.onnx_path.exists() and self.fixed_path.exists()):
             self._export()
         try:
@@ -155,6 +255,13 @@ class U2NetPOnnx(Model):
     def _export(self) -> None:
         """Export in a child process: torch (half a gigabyte with a CUDA build) is loaded
         there and gone when it exits, so even a first start leaves this process torch-free."""
+        missing = [name for name in ("torch", "onnx") if importlib.util.find_spec(name) is None]
+        if missing:
+            raise ConfigError(
+                f"u2netp weights {self.weights_path.name} have no shipped onnxruntime graph and "
+                f"exporting one needs {' and '.join(missing)}: pip install {' '.join(missing)} "
+                "(or run them with CUTQ_ENGINE=torch)"
+            )
         started = time.perf_counter()
         try:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
@@ -197,11 +304,23 @@ class U2NetPOnnx(Model):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Export u2netp for onnxruntime into a cache.")
+    parser = argparse.ArgumentParser(
+        description="Check the shipped u2netp graphs (no arguments), or export graphs for "
+        "other weights into a cache (--weights, needs torch and onnx)."
+    )
+    parser.add_argument("--weights", type=Path, help="a u2netp state dict to export")
     parser.add_argument("--cache-dir", type=Path, help="default ~/.cache/cutq/onnx")
-    parser.add_argument("--weights", type=Path, help="default: the bundled state dict")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.weights is None:
+        model = U2NetPOnnx(threads=1, lanes=1)
+        model.setup("cpu")
+        maps = model.predict(probe_batches()[0][:1])
+        if maps.shape != (1, 1, STATIC_SIDE, STATIC_SIDE) or not np.isfinite(maps).all():
+            print(f"shipped u2netp graphs gave {maps.shape} / non-finite output", file=sys.stderr)
+            return 1
+        print(f"shipped u2netp graphs OK: {model.onnx_path.name}, {model.fixed_path.name}")
+        return 0
     model = U2NetPOnnx(cache_dir=args.cache_dir, weights=args.weights)
     export(model.weights_path, model.onnx_path, model.fixed_path)
     print(model.onnx_path)
