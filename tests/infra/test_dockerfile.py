@@ -18,6 +18,7 @@ from tests.infra.tfconfig import ROOT
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 STUBS = ROOT / "infra" / "docker" / "stub_packages.py"
+STEPS = ROOT / "infra" / "docker" / "build-steps.sh"
 
 
 def instructions() -> list[tuple[str, str]]:
@@ -54,6 +55,12 @@ def test_hadolint_reports_nothing() -> None:
     assert result.returncode == 0, result.stderr
 
 
+def steps_run() -> list[str]:
+    """The build-steps.sh subcommands the Dockerfile runs, in order."""
+    runs = [args for keyword, args in instructions() if keyword == "RUN"]
+    return [m for run in runs for m in re.findall(r"build-steps\.sh (\w+)", run)]
+
+
 def test_multi_stage_with_pinned_torch() -> None:
     steps = instructions()
     stages = [args for keyword, args in steps if keyword == "FROM"]
@@ -61,17 +68,43 @@ def test_multi_stage_with_pinned_torch() -> None:
     args = dict(arg.split("=", 1) for keyword, arg in steps if keyword == "ARG" and "=" in arg)
     assert re.fullmatch(r"\d+\.\d+\.\d+", args["TORCH_VERSION"])
     assert re.fullmatch(r"\d+\.\d+\.\d+", args["TORCHVISION_VERSION"])
-    installs = [args for keyword, args in steps if keyword == "RUN" and "pip install" in args]
-    assert any('"torch==${TORCH_VERSION}"' in run for run in installs)
-    assert any('"torchvision==${TORCHVISION_VERSION}"' in run for run in installs)
+    script = STEPS.read_text(encoding="utf-8")
+    assert '"torch==${TORCH_VERSION}"' in script
+    assert '"torchvision==${TORCHVISION_VERSION}"' in script
+    assert '--index-url "$TORCH_INDEX_URL"' in script
+
+
+def test_every_install_and_build_step_comes_from_the_one_script() -> None:
+    """The Dockerfile runs build-steps.sh's steps, all of them, in the order CI runs them
+    (tools/check_installs.py), and installs or exports nothing beside the script."""
+    assert steps_run() == ["torch", "deps", "warm", "app"]
+    script = STEPS.read_text(encoding="utf-8")
+    for step in steps_run():
+        assert re.search(rf"^{step}\)$", script, re.MULTILINE), f"no step {step} in the script"
+    checker = (ROOT / "tools" / "check_installs.py").read_text(encoding="utf-8")
+    in_ci = re.findall(r'venv\.run\("bash", steps, "(\w+)"', checker)
+    assert in_ci == steps_run()
+    runs = [args for keyword, args in instructions() if keyword == "RUN"]
+    assert not any("pip install" in run or "u2netp_onnx" in run for run in runs)
+    assert "--cache-dir" not in script  # the u2netp graphs ship; nothing is exported
+
+
+def test_shipped_graphs_reach_the_build_context() -> None:
+    """.dockerignore and .gcloudignore keep stray *.onnx files out, but not the package's."""
+    for ignore in (DOCKERIGNORE, ROOT / ".gcloudignore"):
+        lines = ignore.read_text(encoding="utf-8").splitlines()
+        assert "**/*.onnx" in lines
+        assert lines.index("!worker/models/weights/*.onnx") > lines.index("**/*.onnx")
 
 
 def test_dependencies_are_installed_before_the_source_is_copied() -> None:
     steps = instructions()
-    deps = next(i for i, (k, a) in enumerate(steps) if k == "RUN" and ".[worker,inspyrenet]" in a)
+    deps = next(i for i, (k, a) in enumerate(steps) if k == "RUN" and "build-steps.sh deps" in a)
     source = next(i for i, (k, a) in enumerate(steps) if k == "COPY" and a.startswith("worker/"))
     venv = next(i for i, (k, a) in enumerate(steps) if k == "COPY" and "/opt/venv" in a)
     assert deps < venv < source
+    args = dict(a.split("=", 1) for k, a in steps if k == "ARG" and "=" in a)
+    assert args["EXTRAS"] == "gpu,inspyrenet"
 
 
 def test_runs_as_non_root_with_cutq_entrypoint() -> None:
@@ -85,9 +118,9 @@ def test_runs_as_non_root_with_cutq_entrypoint() -> None:
 
 
 def test_heavy_imports_are_warmed_at_build_time() -> None:
-    runs = [args for keyword, args in instructions() if keyword == "RUN"]
-    assert any("import" in run and "transparent_background" in run for run in runs)
-    assert any("pymatting" in run for run in runs)
+    script = STEPS.read_text(encoding="utf-8")
+    warm = script[script.index("\nwarm)") : script.index("\n*)")]
+    assert "transparent_background" in warm and "pymatting" in warm and "torch" in warm
     env = " ".join(args for keyword, args in instructions() if keyword == "ENV")
     assert "NUMBA_CPU_NAME=generic" in env and "NUMBA_CACHE_DIR=" in env
 

@@ -306,3 +306,28 @@ print("imported:", sorted(m for m in ("torch", "onnx") if m in sys.modules))
     assert "imported: []" in done.stdout
     assert "export" not in done.stderr
     assert not home.exists() or not any(home.rglob("*.onnx"))
+
+
+def test_without_torch_a_torch_only_setting_is_one_clear_line(
+    monkeypatch: pytest.MonkeyPatch, cache: Path
+) -> None:
+    """On the CPU install (no torch): u2netp on a CPU still runs; the torch engine, a GPU or
+    InSPyReNet stop at start-up with the pip command, not an ImportError trace."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a)
+    )
+
+    def model(**settings: object) -> object:
+        return create_model(WorkerConfig(checkpoint_cache_dir=str(cache), **settings))  # type: ignore[arg-type]
+
+    assert type(model(device="cpu")) is U2NetPOnnx
+    for settings in (
+        {"device": "cpu", "engine": "torch"},
+        {"device": "cuda", "max_batch": 1},
+        {"model": "inspyrenet", "checkpoint": "x.pth", "device": "cpu"},
+    ):
+        with pytest.raises(ConfigError, match=r"needs torch.*pip install torch==2\.14\.1"):
+            model(**settings)
