@@ -13,6 +13,7 @@ MAX_URI_CHARS = 2048
 MAX_OBJECT_NAME_BYTES = 1024  # Cloud Storage's limit, in UTF-8 bytes
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # CR and LF included: never in a name or a log line
 _DOT_SEGMENTS = {".", ".."}
+_RESERVED_PREFIX = ".well-known/acme-challenge/"
 GS_URI_RE = re.compile(r"^gs://[a-z0-9][a-z0-9._-]{1,221}[a-z0-9](/|$)")
 
 
@@ -58,8 +59,9 @@ def uri(value: Any, name: str) -> str:
 
 
 def object_name_fits(value: str, name: str) -> None:
-    """Cloud Storage refuses object names over 1024 bytes of UTF-8: refuse them here, once,
-    as ``invalid_job``, instead of as a storage error after the model ran."""
+    """Cloud Storage refuses object names over 1024 bytes of UTF-8 and names under
+    ``.well-known/acme-challenge/`` (its "Object naming requirements"): refuse them here,
+    once, as ``invalid_job``, instead of as a storage error after the model ran."""
     if value.startswith("gs://"):
         object_name = value[len("gs://") :].partition("/")[2]
         size = len(object_name.encode("utf-8", "surrogatepass"))
@@ -67,6 +69,8 @@ def object_name_fits(value: str, name: str) -> None:
             raise InvalidJob(
                 f"{name}: object name is {size} bytes; Cloud Storage allows {MAX_OBJECT_NAME_BYTES}"
             )
+        if object_name.startswith(_RESERVED_PREFIX):
+            raise InvalidJob(f"{name}: Cloud Storage refuses object names under {_RESERVED_PREFIX}")
 
 
 def generation(value: Any, name: str) -> int | None:

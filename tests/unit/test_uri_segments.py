@@ -61,3 +61,20 @@ def test_a_notification_for_a_dot_segment_object_is_an_invalid_job() -> None:
 )
 def test_names_that_merely_contain_dots_are_fine(uri: str) -> None:
     parse({"input": "gs://inputs/a.png", "output": uri})
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"input": "gs://inputs/.well-known/acme-challenge/a.png"},
+        {"input": "gs://inputs/a.png", "output": "gs://results/.well-known/acme-challenge/x"},
+        # the output base is fine, the result names under it are not
+        {"input": "gs://inputs/a.png", "output": "gs://results/.well-known/acme-challenge"},
+    ],
+)
+def test_names_cloud_storage_reserves_are_an_invalid_job(body: dict[str, object]) -> None:
+    """Cloud Storage's object naming requirements: no name starts with
+    .well-known/acme-challenge/. Refused when parsed, not after the model ran."""
+    with pytest.raises(InvalidJob, match="acme-challenge") as raised:
+        parse(body)
+    assert raised.value.code == "invalid_job"
