@@ -12,6 +12,8 @@ from cutq.core.errors import InvalidJob
 MAX_URI_CHARS = 2048
 MAX_OBJECT_NAME_BYTES = 1024  # Cloud Storage's limit, in UTF-8 bytes
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # CR and LF included: never in a name or a log line
+_DOT_SEGMENTS = {".", ".."}
+_RESERVED_PREFIX = ".well-known/acme-challenge/"
 GS_URI_RE = re.compile(r"^gs://[a-z0-9][a-z0-9._-]{1,221}[a-z0-9](/|$)")
 
 
@@ -44,6 +46,10 @@ def uri(value: Any, name: str) -> str:
         )
     if scheme == "gs" and not GS_URI_RE.match(value):
         raise InvalidJob(f"{name}: invalid bucket name in {value[:80]!r}")
+    if scheme == "gs" and _DOT_SEGMENTS & set(value[len("gs://") :].split("/")[1:]):
+        # A literal object name on Cloud Storage, never what a user meant (and file:// refuses
+        # the same path as an escape): refuse it here rather than after the model ran.
+        raise InvalidJob(f"{name}: '.' and '..' are not allowed as path segments in {value[:80]!r}")
     if scheme == "file" and not value.startswith("file:///"):
         raise InvalidJob(f"{name}: file URIs must be absolute (file:///path), got {value[:80]!r}")
     if scheme == "file" and _CONTROL.search(unquote(value)):  # %00, %0A…: no path holds them
@@ -53,8 +59,9 @@ def uri(value: Any, name: str) -> str:
 
 
 def object_name_fits(value: str, name: str) -> None:
-    """Cloud Storage refuses object names over 1024 bytes of UTF-8: refuse them here, once,
-    as ``invalid_job``, instead of as a storage error after the model ran."""
+    """Cloud Storage refuses object names over 1024 bytes of UTF-8 and names under
+    ``.well-known/acme-challenge/`` (its "Object naming requirements"): refuse them here,
+    once, as ``invalid_job``, instead of as a storage error after the model ran."""
     if value.startswith("gs://"):
         object_name = value[len("gs://") :].partition("/")[2]
         size = len(object_name.encode("utf-8", "surrogatepass"))
@@ -62,6 +69,8 @@ def object_name_fits(value: str, name: str) -> None:
             raise InvalidJob(
                 f"{name}: object name is {size} bytes; Cloud Storage allows {MAX_OBJECT_NAME_BYTES}"
             )
+        if object_name.startswith(_RESERVED_PREFIX):
+            raise InvalidJob(f"{name}: Cloud Storage refuses object names under {_RESERVED_PREFIX}")
 
 
 def generation(value: Any, name: str) -> int | None:

@@ -58,7 +58,7 @@ def test_autoscaler_uses_current_crema_and_survives_a_null_backlog(
     module: TerraformConfig,
 ) -> None:
     trigger = module.locals["autoscaler_config"]["spec"]["scaledObjects"][0]["spec"]["triggers"][0]
-    assert trigger["metadata"]["valueIfNull"] == "0"
+    assert trigger["metadata"]["ignoreNullValues"] == "true"
     image = module.variables["autoscaler_image"]["default"]
     assert image.startswith("us-central1-docker.pkg.dev/cloud-run-oss-images/crema-v1/autoscaler:")
     tag = image.rsplit(":", 1)[1]

@@ -54,6 +54,13 @@ def job_lines(caplog: pytest.LogCaptureFixture) -> dict[str, dict[str, Any]]:
     return lines
 
 
+def conditions(policy: dict[str, Any]) -> list[dict[str, Any]]:
+    """A policy's condition blocks: written out, or the content of ``dynamic "conditions"``."""
+    if "conditions" in policy:
+        return policy["conditions"]
+    return [entry["conditions"]["content"][0] for entry in policy["dynamic"]]
+
+
 def lookup(entry: dict[str, Any], path: str) -> Any:
     node: Any = entry  # jsonPayload
     for part in path.split("."):
@@ -138,13 +145,13 @@ def test_alert_policies_notify_the_configured_channels(
     assert policy["documentation"][0]["content"], name
     rendered = text(policy) + text(module.locals)
     assert needle in rendered, (name, needle)
-    condition = policy["conditions"][0]["condition_threshold"][0]
+    condition = conditions(policy)[0]["condition_threshold"][0]
     assert condition["threshold_value"].startswith("${var.alert_"), name
 
 
 def test_failure_ratio_is_a_ratio(module: TerraformConfig) -> None:
-    condition = module.resource("google_monitoring_alert_policy", "failure_ratio")["conditions"][0]
-    threshold = condition["condition_threshold"][0]
+    policy = module.resource("google_monitoring_alert_policy", "failure_ratio")
+    threshold = conditions(policy)[0]["condition_threshold"][0]
     assert 'NOT metric.labels.status=\\"retry\\"' in threshold["denominator_filter"]
     assert threshold["denominator_aggregations"][0]["cross_series_reducer"] == "REDUCE_SUM"
 

@@ -119,10 +119,10 @@ def test_autoscaler_scales_to_zero_on_backlog(module: TerraformConfig) -> None:
     assert scaled["minReplicaCount"] == 0
     assert scaled["scaleTargetRef"]["name"].endswith("/workerpools/${var.name_prefix}-worker-pool")
     trigger = scaled["triggers"][0]
-    assert trigger["type"] == "gcp-pubsub"
-    assert trigger["metadata"]["mode"] == "SubscriptionSize"
-    assert trigger["metadata"]["subscriptionName"].endswith("-jobs-pull")
-    assert trigger["metadata"]["activationValue"] == "0"
+    assert trigger["type"] == "prometheus"
+    assert trigger["metadata"]["query"] == "sum(${local.autoscaler_backlog_series})"
+    series = module.locals["autoscaler_backlog_series"]
+    assert "subscription_num_undelivered_messages" in series and "-jobs-pull" in series
 
 
 def test_shape_selects_exactly_one_workload(module: TerraformConfig) -> None:
@@ -246,7 +246,7 @@ def test_pubsub_service_agent_can_dead_letter(module: TerraformConfig) -> None:
 def test_dead_letters_are_kept_for_inspection(module: TerraformConfig) -> None:
     keep = module.resource("google_pubsub_subscription", "dead_letter")
     assert keep["topic"] == "${google_pubsub_topic.dead_letter.id}"
-    assert keep["message_retention_duration"] == "604800s"
+    assert keep["message_retention_duration"] == "${var.message_retention_seconds}s"
     assert block(keep, "expiration_policy")["ttl"] == ""
 
 

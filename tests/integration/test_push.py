@@ -51,7 +51,12 @@ class Endpoint:
         assert ready.wait(30)
 
     def request(
-        self, method: str, path: str, body: dict | bytes | None = None, token: str | None = None
+        self,
+        method: str,
+        path: str,
+        body: dict | bytes | None = None,
+        token: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> tuple[int, dict]:
         data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
         request = urllib.request.Request(
@@ -60,6 +65,8 @@ class Endpoint:
         request.add_header("Content-Type", "application/json")
         if token:
             request.add_header("Authorization", f"Bearer {token}")
+        for name, value in (headers or {}).items():
+            request.add_header(name, value)
         try:
             with urllib.request.urlopen(request, timeout=90) as response:
                 return response.status, json.loads(response.read())
@@ -315,6 +322,57 @@ def test_signature_stripped_tokens_behind_cloud_run_iam(cloud: Cloud) -> None:
     finally:
         endpoint.stop()
         certs.close()
+
+
+def test_claims_are_read_from_the_header_cloud_run_checked(cloud: Cloud) -> None:
+    """Issue 24: with both headers, Cloud Run's IAM check reads X-Serverless-Authorization
+    (GoogleCloudPlatform/cloud-run-proxy#25), so any principal allowed to invoke the service
+    passes it with its own token there; a forged signature-stripped token naming the pusher in
+    Authorization must not be what the claims check reads."""
+    certs = CertServer()
+    verifier = TokenVerifier(AUDIENCE, PUSHER, certs_url=certs.url, mode="claims")
+    endpoint = Endpoint(cloud.worker_config(), verifier=verifier)
+    body = envelope(b"{broken")
+    attacker = strip_signature(certs.token(email="invoker@project.iam.gserviceaccount.com"))
+    forged = f"{JWT_HEADER}.{segment(pusher_claims())}.SIGNATURE_REMOVED_BY_GOOGLE"
+    pusher = strip_signature(certs.token())
+    try:
+        both = {"X-Serverless-Authorization": f"Bearer {attacker}"}
+        assert endpoint.request("POST", "/", body, token=forged, headers=both)[0] == 401
+        # The pusher's token in X-Serverless-Authorization is the one that counts.
+        own = {"X-Serverless-Authorization": f"Bearer {pusher}"}
+        assert endpoint.request("POST", "/", body, token="app-token", headers=own)[0] == 200
+        # A repeated token header is refused: which copy Cloud Run checked is unknown.
+        head = "POST / HTTP/1.1\nHost: x\nContent-Type: application/json\n"
+        twice = "".join(f"X-Serverless-Authorization: Bearer {t}\n" for t in (pusher, attacker))
+        data = json.dumps(body).encode()
+        line = raw_post(endpoint.port, head + twice + f"Content-Length: {len(data)}\n", data)
+        assert line.startswith("HTTP/1.1 401 "), line
+        assert len(cloud.pull_all(cloud.events_sub, expected=1)) == 1
+    finally:
+        endpoint.stop()
+        certs.close()
+
+
+JWT_HEADER = "eyJhbGciOiJSUzI1NiIsImtpZCI6ImsxIn0"  # {"alg":"RS256","kid":"k1"}
+
+
+def segment(claims: dict[str, object]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+
+
+def pusher_claims() -> dict[str, object]:
+    """Claims anyone can write: the pusher's email for the service's audience, unsigned."""
+    now = int(time.time())
+    return {
+        "iss": "https://accounts.google.com",
+        "aud": AUDIENCE,
+        "email": PUSHER,
+        "email_verified": True,
+        "iat": now,
+        "exp": now + 600,
+        "sub": "1",
+    }
 
 
 def test_bad_content_length_is_refused_cleanly(cloud: Cloud) -> None:

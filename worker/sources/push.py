@@ -6,7 +6,9 @@ they share GPU batches. The response decides Pub/Sub's next step: 2xx acks (a re
 ``/healthz`` answers while the process lives; ``/readyz`` only after a successful warm-up and
 until shutdown begins (or the model thread dies). With an audience configured, every push
 must carry an OIDC token for that audience (and, if set, from that service account);
-``CUTQ_PUSH_AUTH`` says how much of it this process checks (see :class:`TokenVerifier`).
+``CUTQ_PUSH_AUTH`` says how much of it this process checks (see :class:`TokenVerifier`). The
+token is read from ``X-Serverless-Authorization`` when present, else ``Authorization``: the
+header Cloud Run's own IAM check reads (see :func:`token_header`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
+from email.message import Message
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -33,6 +36,10 @@ PUSH_AUTH_MODES = ("verify", "claims", "none")
 # has verified the token: https://cloud.google.com/run/docs/troubleshooting#signature-removed
 SIGNATURE_REMOVED = "SIGNATURE_REMOVED_BY_GOOGLE"
 GOOGLE_ISSUERS = ("https://accounts.google.com", "accounts.google.com")
+# Where the push token is: when a request carries both, Cloud Run's IAM check reads
+# X-Serverless-Authorization and leaves Authorization to the app (GoogleCloudPlatform/
+# cloud-run-proxy#25), so the token checked here must be the one Cloud Run checked.
+TOKEN_HEADERS = ("X-Serverless-Authorization", "Authorization")
 _DIGITS = re.compile(r"[0-9]{1,19}")
 
 
@@ -179,6 +186,21 @@ def verifier_from_config(
     return TokenVerifier(audience, service_account, certs_url, mode=mode)
 
 
+def token_header(headers: Message) -> tuple[str | None, str | None]:
+    """``(value, None)`` of the header holding the push token, ``(None, why)`` when a token
+    header is repeated (which of the copies Cloud Run checked is unknown), ``(None, None)``
+    without one. ``X-Serverless-Authorization`` wins over ``Authorization``: otherwise a
+    principal allowed to invoke the service could pass Cloud Run's check with its own token
+    there and put a forged ``…SIGNATURE_REMOVED_BY_GOOGLE`` token in ``Authorization``."""
+    for name in TOKEN_HEADERS:
+        values = headers.get_all(name) or []
+        if len(values) > 1:
+            return None, f"more than one {name} header"
+        if values:
+            return values[0], None
+    return None, None
+
+
 def redact(text: str, token: str) -> str:
     """``text`` without ``token`` or any of its dot-separated parts (they may be credentials).
 
@@ -230,7 +252,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         if self.server.verifier is not None:
-            problem = self.server.verifier.verify(self.headers.get("Authorization"))
+            header, problem = token_header(self.headers)
+            problem = problem or self.server.verifier.verify(header)
             if problem:
                 log.warning("rejected push: %s", problem)
                 self._reply(HTTPStatus.UNAUTHORIZED, {"error": problem})

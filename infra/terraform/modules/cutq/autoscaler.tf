@@ -1,9 +1,20 @@
 # Backlog-based scaling of the worker pool (pool shape).
 #
 # Worker pools have no request-based autoscaling. Google's Cloud Run External Metrics
-# Autoscaler (CREMA) runs KEDA scalers as a small Cloud Run service: it polls the
-# subscription's num_undelivered_messages (KEDA `gcp-pubsub`, mode SubscriptionSize) and
-# sets the pool's manual instance count, including 0 when the backlog is empty.
+# Autoscaler (CREMA) runs KEDA scalers as a small Cloud Run service and sets the pool's manual
+# instance count, including 0. Its trigger here is KEDA's `prometheus` scaler reading the
+# subscription's num_undelivered_messages through Cloud Monitoring's PromQL API: KEDA
+# deprecated its MQL-based `gcp-pubsub` scaler and names this as the replacement (KEDA blog,
+# 2025-09-15, "Google Cloud deprecations"); CREMA 1.2 builds on KEDA 2.20 and lists the
+# Prometheus scaler as verified.
+#
+# How the count follows the backlog (CREMA 1.2's Java scaler): TargetAverageValueScaling
+# recommends ceil(backlog / threshold); ScalingStabilizer turns any positive recommendation
+# at 0 instances into 1, then applies the behaviour below; the result is clamped to
+# [minReplicaCount, maxReplicaCount]. That rounding up is what wakes the pool: with a
+# threshold of 50, 1 waiting job asks for 1 instance, 50 for 1, 51 for 2. An activation
+# value would not: CREMA computes KEDA's "active" flag but never reads it (IsActive has no
+# caller outside state_provider.go), so none is rendered.
 #
 # Terraform creates CREMA's identity with exactly the permissions it needs and renders its
 # configuration (output `autoscaler_config_yaml`). CREMA itself (a prebuilt image, with its
@@ -11,6 +22,10 @@
 
 locals {
   autoscaler = local.use_pool && var.autoscaler_enabled
+
+  # pubsub.googleapis.com/subscription/num_undelivered_messages in PromQL's naming (Cloud
+  # Monitoring, "Mapping Cloud Monitoring metrics to PromQL": first / to :, other . and / to _).
+  autoscaler_backlog_series = "pubsub_googleapis_com:subscription_num_undelivered_messages{monitored_resource=\"pubsub_subscription\",project_id=\"${var.project_id}\",subscription_id=\"${var.name_prefix}-jobs-pull\"}"
 
   autoscaler_config = {
     apiVersion = "crema/v1"
@@ -29,17 +44,17 @@ locals {
           minReplicaCount = 0
           maxReplicaCount = var.max_instances
           triggers = [{
-            type = "gcp-pubsub"
+            type = "prometheus"
             name = "jobs-backlog"
             metadata = {
-              subscriptionName = "projects/${var.project_id}/subscriptions/${var.name_prefix}-jobs-pull"
-              mode             = "SubscriptionSize"
-              value            = tostring(var.autoscaler_backlog_per_instance)
-              # Any undelivered job wakes the pool from zero.
-              activationValue = "0"
-              # An idle subscription can have no recent backlog sample: read that as an
-              # empty backlog instead of an error that leaves the count where it was.
-              valueIfNull = "0"
+              serverAddress = "https://monitoring.googleapis.com/v1/projects/${var.project_id}/location/global/prometheus"
+              # One series (sum): the scaler refuses a query that returns several.
+              query     = "sum(${local.autoscaler_backlog_series})"
+              threshold = tostring(var.autoscaler_backlog_per_instance)
+              # An idle subscription can have no recent backlog sample: an empty answer reads
+              # as an empty backlog (KEDA's default, spelt out) instead of an error that
+              # leaves the count where it was.
+              ignoreNullValues = "true"
             }
             authenticationRef = { name = "adc" }
           }]
@@ -94,8 +109,8 @@ resource "google_service_account_iam_member" "autoscaler_acts_as_worker" {
   member             = google_service_account.autoscaler[0].member
 }
 
-# The KEDA gcp-pubsub scaler reads pubsub.googleapis.com/subscription/num_undelivered_messages
-# from Cloud Monitoring; metric reads can only be granted on the project.
+# The backlog is read from Cloud Monitoring (PromQL API: monitoring.timeSeries.list); metric
+# reads can only be granted on the project.
 resource "google_project_iam_member" "autoscaler_reads_metrics" {
   count = local.autoscaler ? 1 : 0
 

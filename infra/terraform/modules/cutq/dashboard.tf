@@ -1,4 +1,6 @@
-# The Cloud Monitoring dashboard of one cutq deployment (metrics: monitoring.tf).
+# The Cloud Monitoring dashboard of one cutq deployment (metrics: monitoring.tf). Every
+# filter names its resource.type; charts of log-based metrics carry one series per type
+# (local.run_resource_types).
 
 locals {
   # One line chart: a title and one or more time-series filters with their aggregation.
@@ -19,38 +21,38 @@ locals {
     },
     {
       title = "Throughput: jobs/s by status (incl. duplicates)"
-      series = [{
-        filter = "metric.type=\"${local.jobs_metric}\""
+      series = [for type in local.run_resource_types : {
+        filter = "metric.type=\"${local.jobs_metric}\" AND resource.type=\"${type}\""
         agg    = { alignmentPeriod = "60s", perSeriesAligner = "ALIGN_RATE", crossSeriesReducer = "REDUCE_SUM", groupByFields = ["metric.label.status"] }
       }]
     },
     {
       title = "Failures by error code (per min)"
-      series = [{
-        filter = "metric.type=\"${local.jobs_metric}\" AND metric.labels.status=\"failed\""
+      series = [for type in local.run_resource_types : {
+        filter = "metric.type=\"${local.jobs_metric}\" AND resource.type=\"${type}\" AND metric.labels.status=\"failed\""
         agg    = { alignmentPeriod = "60s", perSeriesAligner = "ALIGN_DELTA", crossSeriesReducer = "REDUCE_SUM", groupByFields = ["metric.label.error_code"] }
       }]
     },
     {
       title = "Job latency p50 / p95 / p99 (ms)"
-      series = [for p in ["50", "95", "99"] : {
-        filter = "metric.type=\"${local.metric_prefix}_job_latency\" AND metric.labels.status=\"completed\""
+      series = flatten([for p in ["50", "95", "99"] : [for type in local.run_resource_types : {
+        filter = "metric.type=\"${local.metric_prefix}_job_latency\" AND resource.type=\"${type}\" AND metric.labels.status=\"completed\""
         agg    = { alignmentPeriod = "60s", perSeriesAligner = "ALIGN_DELTA", crossSeriesReducer = "REDUCE_PERCENTILE_${p}" }
-      }]
+      }]])
     },
     {
       title = "Stage latency p95 (ms)"
-      series = [for stage in local.stages : {
-        filter = "metric.type=\"${local.metric_prefix}_stage_${stage}\""
+      series = flatten([for stage in local.stages : [for type in local.run_resource_types : {
+        filter = "metric.type=\"${local.metric_prefix}_stage_${stage}\" AND resource.type=\"${type}\""
         agg    = { alignmentPeriod = "60s", perSeriesAligner = "ALIGN_DELTA", crossSeriesReducer = "REDUCE_PERCENTILE_95" }
-      }]
+      }]])
     },
     {
       title = "Batch size p50 / p95"
-      series = [for p in ["50", "95"] : {
-        filter = "metric.type=\"${local.metric_prefix}_batch_size\""
+      series = flatten([for p in ["50", "95"] : [for type in local.run_resource_types : {
+        filter = "metric.type=\"${local.metric_prefix}_batch_size\" AND resource.type=\"${type}\""
         agg    = { alignmentPeriod = "60s", perSeriesAligner = "ALIGN_DELTA", crossSeriesReducer = "REDUCE_PERCENTILE_${p}" }
-      }]
+      }]])
     },
     {
       title = "GPU utilisation / GPU memory utilisation (median across instances)"
@@ -68,16 +70,16 @@ locals {
     },
     {
       title = "Dead-lettered jobs / worker non-zero exits"
-      series = [
-        {
+      series = concat(
+        [{
           filter = "metric.type=\"pubsub.googleapis.com/subscription/num_undelivered_messages\" AND ${local.dead_letter_filter}"
           agg    = { alignmentPeriod = "60s", perSeriesAligner = "ALIGN_MAX" }
-        },
-        {
-          filter = "metric.type=\"${local.metric_prefix}_worker_exits\""
+        }],
+        [for type in local.run_resource_types : {
+          filter = "metric.type=\"${local.metric_prefix}_worker_exits\" AND resource.type=\"${type}\""
           agg    = { alignmentPeriod = "300s", perSeriesAligner = "ALIGN_DELTA", crossSeriesReducer = "REDUCE_SUM" }
-        },
-      ]
+        }],
+      )
     },
   ]
 

@@ -23,6 +23,13 @@ locals {
 
   worker_logs = "(${local.run_log_resources}) AND jsonPayload.logger=\"cutq.worker.joblog\" AND jsonPayload.job_id:* AND jsonPayload.status:*"
 
+  # The resource types those logs (and so the log-based metrics' series) are written against.
+  # Cloud Monitoring refuses an alert filter without resource.type ("must specify a
+  # restriction on \"resource.type\" in the filter": terraform-provider-google#7179,
+  # googleapis/nodejs-monitoring#46), and one filter names one type, so every condition and
+  # chart on a log-based metric is repeated per type.
+  run_resource_types = local.use_pool ? ["cloud_run_worker_pool", "cloud_run_job"] : ["cloud_run_revision"]
+
   run_metric_resource = local.use_pool ? "resource.type=\"cloud_run_worker_pool\" AND resource.labels.worker_pool_name=\"${var.name_prefix}-worker-pool\"" : "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"${local.service_name}\""
 
   jobs_subscription_id = local.use_pool ? "${var.name_prefix}-jobs-pull" : "${var.name_prefix}-jobs-push"
@@ -252,23 +259,26 @@ resource "google_monitoring_alert_policy" "failure_ratio" {
   notification_channels = var.notification_channels
   user_labels           = local.labels
 
-  conditions {
-    display_name = "failed / settled jobs over 10 min > ${var.alert_failure_ratio}"
-    condition_threshold {
-      filter          = "metric.type=\"${local.jobs_metric}\" AND metric.labels.status=\"failed\""
-      comparison      = "COMPARISON_GT"
-      threshold_value = var.alert_failure_ratio
-      duration        = "0s"
-      aggregations {
-        alignment_period     = "600s"
-        per_series_aligner   = "ALIGN_DELTA"
-        cross_series_reducer = "REDUCE_SUM"
-      }
-      denominator_filter = "metric.type=\"${local.jobs_metric}\" AND NOT metric.labels.status=\"retry\""
-      denominator_aggregations {
-        alignment_period     = "600s"
-        per_series_aligner   = "ALIGN_DELTA"
-        cross_series_reducer = "REDUCE_SUM"
+  dynamic "conditions" {
+    for_each = local.run_resource_types
+    content {
+      display_name = "${conditions.value}: failed / settled jobs over 10 min > ${var.alert_failure_ratio}"
+      condition_threshold {
+        filter          = "metric.type=\"${local.jobs_metric}\" AND resource.type=\"${conditions.value}\" AND metric.labels.status=\"failed\""
+        comparison      = "COMPARISON_GT"
+        threshold_value = var.alert_failure_ratio
+        duration        = "0s"
+        aggregations {
+          alignment_period     = "600s"
+          per_series_aligner   = "ALIGN_DELTA"
+          cross_series_reducer = "REDUCE_SUM"
+        }
+        denominator_filter = "metric.type=\"${local.jobs_metric}\" AND resource.type=\"${conditions.value}\" AND NOT metric.labels.status=\"retry\""
+        denominator_aggregations {
+          alignment_period     = "600s"
+          per_series_aligner   = "ALIGN_DELTA"
+          cross_series_reducer = "REDUCE_SUM"
+        }
       }
     }
   }
@@ -295,17 +305,20 @@ resource "google_monitoring_alert_policy" "worker_restarts" {
   notification_channels = var.notification_channels
   user_labels           = local.labels
 
-  conditions {
-    display_name = "more than ${var.alert_worker_exits} non-zero exits in 30 min"
-    condition_threshold {
-      filter          = "metric.type=\"${local.metric_prefix}_worker_exits\""
-      comparison      = "COMPARISON_GT"
-      threshold_value = var.alert_worker_exits
-      duration        = "0s"
-      aggregations {
-        alignment_period     = "1800s"
-        per_series_aligner   = "ALIGN_DELTA"
-        cross_series_reducer = "REDUCE_SUM"
+  dynamic "conditions" {
+    for_each = local.run_resource_types
+    content {
+      display_name = "${conditions.value}: more than ${var.alert_worker_exits} non-zero exits in 30 min"
+      condition_threshold {
+        filter          = "metric.type=\"${local.metric_prefix}_worker_exits\" AND resource.type=\"${conditions.value}\""
+        comparison      = "COMPARISON_GT"
+        threshold_value = var.alert_worker_exits
+        duration        = "0s"
+        aggregations {
+          alignment_period     = "1800s"
+          per_series_aligner   = "ALIGN_DELTA"
+          cross_series_reducer = "REDUCE_SUM"
+        }
       }
     }
   }

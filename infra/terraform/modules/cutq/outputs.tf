@@ -103,7 +103,7 @@ output "drain_job_name" {
 }
 
 output "autoscaler_config_yaml" {
-  description = "CREMA configuration (KEDA gcp-pubsub scaler on the jobs backlog) to store in Parameter Manager (pool shape)."
+  description = "CREMA configuration (KEDA prometheus scaler on the jobs backlog, read from Cloud Monitoring) to store in Parameter Manager (pool shape)."
   value       = local.autoscaler ? yamlencode(local.autoscaler_config) : null
 }
 

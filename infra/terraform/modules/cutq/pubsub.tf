@@ -96,14 +96,14 @@ resource "google_pubsub_subscription" "jobs_push" {
   ]
 }
 
-# Dead letters are kept here for inspection and replay (7 days, never expires).
+# Dead letters are kept here for inspection and replay as long as jobs are (never expires).
 resource "google_pubsub_subscription" "dead_letter" {
   name                       = "${var.name_prefix}-jobs-dead-letter-inspect"
   project                    = var.project_id
   topic                      = google_pubsub_topic.dead_letter.id
   labels                     = local.labels
   ack_deadline_seconds       = 60
-  message_retention_duration = "604800s"
+  message_retention_duration = "${var.message_retention_seconds}s"
   retain_acked_messages      = true
 
   expiration_policy {

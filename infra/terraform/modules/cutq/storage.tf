@@ -1,6 +1,18 @@
 # Buckets: inputs (transient), results (date-partitioned by the worker under dt=YYYY-MM-DD/),
 # models (checkpoints) and build (Cloud Build source staging). All private: uniform
 # bucket-level access and public access prevention enforced.
+#
+# Soft delete, decided per bucket (a bucket left without the block gets Cloud Storage's 7-day
+# default, and every deleted object stays billed, at its storage class's rate, that long):
+#   inputs  off: transient copies the lifecycle deletes on purpose; a week more would double
+#                what they cost at the default inputs_retention_days of 7.
+#   build   off: source tarballs, reproducible from git, deleted after 7 days.
+#   results 7 days, models 7 days: the product and the checkpoints, worth a week's undo after
+#                a mistaken delete (on top of versioning's noncurrent_retention_days).
+
+locals {
+  soft_delete_week_s = 7 * 24 * 3600 # the provider's default and its minimum when on
+}
 
 resource "google_storage_bucket" "inputs" {
   #checkov:skip=CKV_GCP_62:Access logs would be written per upload of every input image; Cloud Audit Logs (Data Access) cover who read or wrote objects.
@@ -13,6 +25,10 @@ resource "google_storage_bucket" "inputs" {
   public_access_prevention    = "enforced"
   force_destroy               = var.bucket_force_destroy
   labels                      = local.labels
+
+  soft_delete_policy {
+    retention_duration_seconds = 0
+  }
 
   lifecycle_rule {
     condition {
@@ -48,6 +64,10 @@ resource "google_storage_bucket" "results" {
   # accidental delete or overwrite by a person; such versions expire after a few days.
   versioning {
     enabled = true
+  }
+
+  soft_delete_policy {
+    retention_duration_seconds = local.soft_delete_week_s
   }
 
   dynamic "lifecycle_rule" {
@@ -111,6 +131,10 @@ resource "google_storage_bucket" "models" {
     enabled = true
   }
 
+  soft_delete_policy {
+    retention_duration_seconds = local.soft_delete_week_s
+  }
+
   lifecycle_rule {
     condition {
       days_since_noncurrent_time = var.noncurrent_retention_days
@@ -133,6 +157,10 @@ resource "google_storage_bucket" "build" {
   public_access_prevention    = "enforced"
   force_destroy               = true
   labels                      = local.labels
+
+  soft_delete_policy {
+    retention_duration_seconds = 0
+  }
 
   lifecycle_rule {
     condition {

@@ -169,13 +169,13 @@ variable "max_delivery_attempts" {
 }
 
 variable "message_retention_seconds" {
-  description = "How long unacknowledged jobs stay in the jobs subscription (600-604800 s). A backlog older than this is lost, so keep it at the 7-day maximum unless cost matters more."
+  description = "How long unacknowledged jobs stay in the jobs subscription, and dead letters in the dead-letter subscription (600-2678400 s; Pub/Sub allows at most 31 days). A job older than this is dropped without an event, so the default is the 31-day maximum: a pool scaled to zero, a broken image or a spent GPU quota must not cost jobs while nobody looks. Jobs are small JSON references (about 1 KB), so even a large backlog stores little."
   type        = number
-  default     = 604800
+  default     = 2678400
 
   validation {
-    condition     = var.message_retention_seconds >= 600 && var.message_retention_seconds <= 604800
-    error_message = "message_retention_seconds must be between 600 and 604800."
+    condition     = var.message_retention_seconds >= 600 && var.message_retention_seconds <= 2678400
+    error_message = "message_retention_seconds must be between 600 (10 minutes) and 2678400 (31 days, Pub/Sub's maximum)."
   }
 }
 
@@ -267,17 +267,21 @@ variable "cpu_only_cpu" {
 }
 
 variable "cpu_only_memory" {
-  description = "Memory per instance when gpu_enabled is false, in Gi: at most 4 GiB per vCPU."
+  description = "Memory per instance when gpu_enabled is false, in Gi. Cloud Run's vCPU/memory table: 1 vCPU up to 4Gi, 2 vCPU up to 8Gi, 4 vCPU 2-16Gi, 6 vCPU 4-24Gi, 8 vCPU 4-32Gi."
   type        = string
   default     = "16Gi"
 
+  # Cloud Run refuses any other pair at apply time; the table's rows as plain comparisons:
+  # at most 4 GiB per vCPU, at least 2 GiB from 4 vCPU and 4 GiB from 6 vCPU.
   validation {
     condition = (
       can(regex("^[0-9]+Gi$", var.cpu_only_memory))
       && try(tonumber(trimsuffix(var.cpu_only_memory, "Gi")) >= 1, false)
       && try(tonumber(trimsuffix(var.cpu_only_memory, "Gi")) <= 4 * tonumber(var.cpu_only_cpu), false)
+      && try(tonumber(var.cpu_only_cpu) < 4 || tonumber(trimsuffix(var.cpu_only_memory, "Gi")) >= 2, false)
+      && try(tonumber(var.cpu_only_cpu) < 6 || tonumber(trimsuffix(var.cpu_only_memory, "Gi")) >= 4, false)
     )
-    error_message = "cpu_only_memory must be <N>Gi with 1 <= N <= 4 x cpu_only_cpu (Cloud Run allows 4 GiB per vCPU)."
+    error_message = "cpu_only_memory must be <N>Gi within Cloud Run's range for cpu_only_cpu: 1 vCPU 1-4Gi, 2 vCPU 1-8Gi, 4 vCPU 2-16Gi, 6 vCPU 4-24Gi, 8 vCPU 4-32Gi."
   }
 }
 
@@ -457,15 +461,22 @@ variable "drain_task_timeout_seconds" {
 }
 
 variable "autoscaler_enabled" {
-  description = "Pool shape: create the autoscaler's service account with the permissions Cloud Run External Metrics Autoscaling (CREMA, KEDA gcp-pubsub scaler) needs, and output its configuration. The autoscaler itself is deployed with gcloud (see infra/README.md)."
+  description = "Pool shape: create the autoscaler's service account with the permissions Cloud Run External Metrics Autoscaling (CREMA, KEDA prometheus scaler on Cloud Monitoring) needs, and output its configuration. The autoscaler itself is deployed with gcloud (see infra/README.md)."
   type        = bool
   default     = true
 }
 
 variable "autoscaler_backlog_per_instance" {
-  description = "KEDA gcp-pubsub `value`: undelivered jobs per worker instance the autoscaler aims for."
+  description = "The autoscaler's `threshold`: undelivered jobs per worker instance it aims for. It asks for ceil(backlog / this) instances, so any backlog wakes a pool at 0 (1 job: 1 instance, 51 jobs: 2 at the default 50)."
   type        = number
   default     = 50
+
+  # At 0 CREMA keeps whatever count the pool has (TargetAverageValueScaling returns the
+  # current count for a zero target): a pool at 0 would never wake.
+  validation {
+    condition     = var.autoscaler_backlog_per_instance >= 1
+    error_message = "autoscaler_backlog_per_instance must be at least 1 (at 0 the autoscaler never scales a pool up from 0)."
+  }
 }
 
 variable "autoscaler_image" {
