@@ -17,7 +17,7 @@ from collections.abc import Iterator
 @contextlib.contextmanager
 def local_cloud() -> Iterator[object]:
     """Servers in a child process; yields a fresh ``Cloud`` on them (the env is restored)."""
-    from cutq.core.storage import open_storage, reset_backends
+    from cutq.core.storage import open_storage
     from tests.support.cloud import Cloud
     from tests.support.emulators import PubSubEmulator
     from tests.support.servers import child_servers
@@ -27,7 +27,6 @@ def local_cloud() -> Iterator[object]:
         with child_servers(gcs=True, pubsub=True) as addresses:
             os.environ["STORAGE_EMULATOR_HOST"] = addresses["gcs"]
             os.environ["PUBSUB_EMULATOR_HOST"] = addresses["pubsub"]
-            reset_backends()
             bucket = f"bench-{uuid.uuid4().hex[:10]}"
             open_storage(f"gs://{bucket}").client.create_bucket(bucket)  # type: ignore[attr-defined]
             cloud = Cloud(PubSubEmulator(addresses["pubsub"], "cutq-bench", None), bucket)
@@ -41,4 +40,3 @@ def local_cloud() -> Iterator[object]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-        reset_backends()

@@ -86,6 +86,7 @@ class WorkerConfig:
     allowed_dirs: tuple[str, ...] = ()  # file:// roots jobs may read and write; () = any
     storage_attempts: int = 5  # tries per storage call before the job is nacked
     storage_deadline_s: float = 60.0  # … and the most time spent retrying one call
+    storage_timeout_s: float = 60.0  # … and the most one request may take
     grace_period_s: float = 25.0  # SIGTERM → finish or nack everything within this
     warmup: bool = True
 
@@ -120,6 +121,7 @@ class WorkerConfig:
         )
         _check(self.grace_period_s >= 0, "grace_period_s must be ≥ 0")
         _check(self.storage_attempts >= 1, "storage_attempts must be ≥ 1")
+        _check(self.storage_timeout_s > 0, "storage_timeout_s must be > 0")
         _check(10 <= self.lease_extension_s <= 600, "lease_extension_s must be 10-600")
         _check(self.resize in RESIZES, f"resize must be one of {RESIZES}")
         _check(

@@ -45,7 +45,7 @@ from cutq.core.errors import (
     is_permanent,
 )
 from cutq.core.events import Event, OutputInfo
-from cutq.core.storage import open_storage
+from cutq.core.storage import Stores
 from cutq.worker import imaging, results
 from cutq.worker.access import check_allowed
 from cutq.worker.batcher import STOP, get_batch
@@ -96,10 +96,17 @@ class Inferred:
 class Pipeline:
     """Runs jobs through one model with dynamic batching. Start, submit, then close."""
 
-    def __init__(self, config: WorkerConfig, runner: Runner, events: EventSink) -> None:
+    def __init__(
+        self,
+        config: WorkerConfig,
+        runner: Runner,
+        events: EventSink,
+        storage: Stores | None = None,
+    ) -> None:
         self.config = config
         self.runner = runner
         self.events = events
+        self.storage = storage or stores_for(config)
         self.ledger = Ledger(config.max_in_flight, config.max_in_flight_pixels)
         self.stats = self.ledger.stats
         self.failure: BaseException | None = None  # why the model thread died, if it did
@@ -189,7 +196,7 @@ class Pipeline:
         """At-least-once delivery: when every result exists, re-emit the event and ack."""
         outputs = []
         for result in admitted.results:
-            info = open_storage(result.target).stat(result.target)
+            info = self.storage.open(result.target).stat(result.target)
             if info is None:
                 return False
             outputs.append(results.found(result, info))
@@ -199,7 +206,7 @@ class Pipeline:
     def _load(self, admitted: Admitted) -> Loaded:
         task, job = admitted.task, admitted.job
         started = time.monotonic()
-        data = open_storage(admitted.source).read(
+        data = self.storage.open(admitted.source).read(
             admitted.source, max_bytes=self.config.max_input_bytes, generation=job.input_generation
         )
         now = task.mark("download", started)
@@ -275,7 +282,7 @@ class Pipeline:
         encoded = results.render(image, mask, job, admitted.results, self.config)
         del mask, inferred
         now = task.mark("encode", started)
-        outputs, duplicate = results.store(admitted.results, encoded, job, image)
+        outputs, duplicate = results.store(admitted.results, encoded, job, image, self.storage.open)
         task.mark("upload", now)
         self._complete(admitted, outputs, duplicate=duplicate)
 
@@ -401,6 +408,15 @@ class Pipeline:
         self._writers.shutdown(wait=False, cancel_futures=True)
         for thread in self._model_threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
+
+
+def stores_for(config: WorkerConfig) -> Stores:
+    """The storage backends a worker with ``config`` reads and writes through."""
+    return Stores(
+        attempts=config.storage_attempts,
+        deadline_s=config.storage_deadline_s,
+        timeout_s=config.storage_timeout_s,
+    )
 
 
 def _followed(event: Event, follower: Task) -> Event:

@@ -8,6 +8,7 @@ one writes, and says whether this delivery was that one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,7 +16,7 @@ import numpy as np
 from cutq.core.contract import CONTENT_TYPES, Job
 from cutq.core.errors import AlreadyExists
 from cutq.core.events import OutputInfo
-from cutq.core.storage import ObjectInfo, open_storage
+from cutq.core.storage import ObjectInfo, Storage
 from cutq.worker import imaging, matting
 from cutq.worker.config import WorkerConfig
 
@@ -63,7 +64,11 @@ def render(
 
 
 def store(
-    results: tuple[Result, ...], encoded: dict[str, bytes], job: Job, image: imaging.Decoded
+    results: tuple[Result, ...],
+    encoded: dict[str, bytes],
+    job: Job,
+    image: imaging.Decoded,
+    open_storage: Callable[[str], Storage],
 ) -> tuple[tuple[OutputInfo, ...], bool]:
     """Create each result only if absent; (what the event reports, whether another delivery
     wrote the first result: then this one is a duplicate and overwrote nothing)."""

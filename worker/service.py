@@ -15,7 +15,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from cutq.core import storage
 from cutq.worker.config import WorkerConfig
 from cutq.worker.events import EventSink, LogEventSink, PubSubEventSink
 from cutq.worker.inference import Runner, batch_shapes
@@ -125,7 +124,6 @@ class Service:
 
 def _warmed_up_runner(config: WorkerConfig, batch_sizes: Sequence[int] | None) -> Runner:
     """The one place a model is loaded, warmed up at real shapes and its output checked."""
-    storage.configure(attempts=config.storage_attempts, deadline_s=config.storage_deadline_s)
     runner = Runner(create_model(config), config.device, config.precision)
     runner.setup()
     if config.warmup:

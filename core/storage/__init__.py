@@ -100,54 +100,60 @@ def to_uri(path_or_uri: str | os.PathLike[str]) -> str:
     return file_path(text).as_uri() if "://" not in text else text
 
 
-_backends: dict[str, Storage] = {}
-_settings: dict[str, float] = {}
-_lock = threading.Lock()
+class Stores:
+    """The backends one owner uses, one per scheme, built on first use with one retry policy.
+
+    A worker's :class:`~cutq.worker.service.Service` builds one at start-up and passes it to
+    its pipeline; nothing about it is shared with the rest of the process.
+    """
+
+    def __init__(
+        self,
+        *,
+        attempts: int | None = None,
+        deadline_s: float | None = None,
+        timeout_s: float | None = None,
+    ) -> None:
+        settings = {"attempts": attempts, "deadline_s": deadline_s, "timeout_s": timeout_s}
+        self._settings = {name: value for name, value in settings.items() if value is not None}
+        self._backends: dict[str, Storage] = {}
+        self._lock = threading.Lock()
+
+    def open(self, uri: str) -> Storage:
+        """The backend for ``uri``'s scheme (rejects unknown schemes)."""
+        scheme = scheme_of(uri)
+        with self._lock:
+            if scheme not in self._backends:
+                if scheme == "gs":
+                    from cutq.core.storage.gcs import GcsStorage
+
+                    self._backends[scheme] = GcsStorage(**self._settings)  # type: ignore[arg-type]
+                else:
+                    from cutq.core.storage.local import LocalStorage
+
+                    self._backends[scheme] = LocalStorage()
+            return self._backends[scheme]
 
 
-def configure(
-    *, attempts: int | None = None, deadline_s: float | None = None, timeout_s: float | None = None
-) -> None:
-    """Retry policy for ``gs://`` backends created from now on (forgets existing ones)."""
-    with _lock:
-        for name, value in (
-            ("attempts", attempts),
-            ("deadline_s", deadline_s),
-            ("timeout_s", timeout_s),
-        ):
-            if value is not None:
-                _settings[name] = value
-        _backends.clear()
+_defaults: dict[str | None, Stores] = {}
+_defaults_lock = threading.Lock()
 
 
 def open_storage(uri: str) -> Storage:
-    """The backend for ``uri``'s scheme, shared by every caller in this process."""
-    scheme = scheme_of(uri)
-    with _lock:
-        if scheme not in _backends:
-            if scheme == "gs":
-                from cutq.core.storage.gcs import GcsStorage
-
-                _backends[scheme] = GcsStorage(**_settings)  # type: ignore[arg-type]
-            else:
-                from cutq.core.storage.local import LocalStorage
-
-                _backends[scheme] = LocalStorage()
-        return _backends[scheme]
-
-
-def reset_backends() -> None:
-    """Forget shared backends (after changing ``STORAGE_EMULATOR_HOST``, for instance)."""
-    with _lock:
-        _backends.clear()
+    """The backend for ``uri``'s scheme with the default retry policy: for the submitter and
+    the command line. Backends are kept per ``STORAGE_EMULATOR_HOST`` (the one setting that
+    changes where a client goes), so pointing it elsewhere needs no reset."""
+    with _defaults_lock:
+        stores = _defaults.setdefault(os.environ.get("STORAGE_EMULATOR_HOST"), Stores())
+    return stores.open(uri)
 
 
 __all__ = [
     "ObjectInfo",
     "Storage",
+    "Stores",
     "file_path",
     "open_storage",
-    "reset_backends",
     "scheme_of",
     "split_gs_uri",
     "to_uri",

@@ -17,9 +17,7 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from cutq.core import storage
 from cutq.core.errors import PublishFailed
-from cutq.core.storage import reset_backends
 from cutq.worker import service
 from cutq.worker.events import PubSubEventSink
 from cutq.worker.models.u2netp import U2NetP
@@ -77,23 +75,24 @@ def test_storage_outage_then_recovery_completes_every_job(
     outage = OutageWindow(duration_s=4.0, slow_s=2.0)
     with FaultyProxy(gcs_server, rule=outage) as proxy:
         os.environ["STORAGE_EMULATOR_HOST"] = proxy.url
-        reset_backends()
-        storage.configure(timeout_s=1.0)  # so a 2 s answer is a client timeout
         worker = None
         try:
             ids = cloud.publish_jobs(uris)
             outage.start()  # the worker starts into the outage
             # io_threads=4: the CPU default is 2 now, too few requests to meet the outage often
             worker = ThreadWorker(
-                cloud.worker_config(storage_attempts=4, storage_deadline_s=3, io_threads=4)
+                cloud.worker_config(
+                    storage_attempts=4,
+                    storage_deadline_s=3,
+                    storage_timeout_s=1.0,  # so a 2 s answer is a client timeout
+                    io_threads=4,
+                )
             )
             result = collect(cloud, ids, timeout_s=120)
         finally:
             if worker is not None:
                 worker.stop()
-            storage.configure(timeout_s=60.0)
             os.environ["STORAGE_EMULATOR_HOST"] = gcs_server
-            reset_backends()
             cloud.close()
     result.assert_nothing_lost()
     assert result.completed == 40 and result.dead_lettered == 0 and result.failed == 0

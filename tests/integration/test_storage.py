@@ -7,9 +7,20 @@ import os
 import threading
 
 import pytest
+from google.api_core import exceptions as gexc
+from google.cloud.storage import Blob
 
-from cutq.core.errors import AlreadyExists, InputNotFound, InputTooLarge, UnsupportedScheme
+from cutq.core.errors import (
+    AlreadyExists,
+    InputChanged,
+    InputNotFound,
+    InputTooLarge,
+    UnsupportedScheme,
+    error_code,
+    is_permanent,
+)
 from cutq.core.storage import file_path, open_storage, scheme_of, to_uri
+from cutq.core.storage.gcs import GcsStorage
 
 
 def test_unknown_schemes_are_rejected() -> None:
@@ -62,6 +73,30 @@ def test_gcs_round_trip_with_metadata_and_limits(gcs_bucket: str) -> None:
     with pytest.raises(InputNotFound):
         storage.read("gs://no-such-bucket-here/a.png", max_bytes=100)
     assert storage.stat(f"gs://{gcs_bucket}/missing.png") is None
+
+
+def test_a_gcs_read_that_finds_its_input_overwritten_is_input_changed_and_retried(
+    gcs_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The size is checked on one generation and the bytes read pinned to it: when the object
+    is overwritten in between, GCS answers the download 412. That is the transient
+    ``input_changed`` (a retry reads the new object), never the permanent ``input_not_found``.
+    The local GCS server neither enforces the precondition nor sends the download through a
+    proxy (its media links name itself), so the client's download meets the 412 here."""
+    uri = f"gs://{gcs_bucket}/changing.png"
+    storage = GcsStorage(attempts=1)
+    written = storage.write(uri, b"first", content_type="image/png")
+    pinned: list[object] = []
+
+    def overwritten(blob: Blob, **kwargs: object) -> bytes:
+        pinned.append(kwargs.get("if_generation_match"))
+        raise gexc.PreconditionFailed("conditionNotMet")
+
+    monkeypatch.setattr(Blob, "download_as_bytes", overwritten)
+    with pytest.raises(InputChanged) as raised:
+        storage.read(uri, max_bytes=100)
+    assert pinned == [written.generation]
+    assert error_code(raised.value) == "input_changed" and not is_permanent(raised.value)
 
 
 def test_gcs_resumable_upload_and_streamed_download(gcs_bucket: str, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from cutq.core.storage import open_storage, reset_backends
+from cutq.core.storage import open_storage
 from tests.support.cloud import Cloud, ThreadWorker, worker_process
 from tests.support.emulators import PubSubEmulator
 from tests.support.faulty_proxy import Fault, FaultyProxy
@@ -169,7 +169,6 @@ def test_storage_outage_is_retried_then_dead_lettered(
     with FaultyProxy(gcs_server) as proxy:
         proxy.rule = lambda method, path: Fault(503) if "poison" in path else None
         os.environ["STORAGE_EMULATOR_HOST"] = proxy.url
-        reset_backends()
         try:
             ids = cloud.publish_jobs(uris)
             worker = ThreadWorker(cloud.worker_config())
@@ -178,7 +177,6 @@ def test_storage_outage_is_retried_then_dead_lettered(
             worker.stop()
         finally:
             os.environ["STORAGE_EMULATOR_HOST"] = gcs_server
-            reset_backends()
             cloud.close()
     assert completed_ids(events) == Counter(ids[:2])
     assert len(dead) == 1 and dead[0]["body"]["input"] == poison

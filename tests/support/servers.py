@@ -68,20 +68,16 @@ def local_gcs() -> Iterator[str]:
     STORAGE_EMULATOR_HOST points at it while the context lasts. When the caller already
     points STORAGE_EMULATOR_HOST at a server, that one is used and nothing is started.
     """
-    from cutq.core.storage import reset_backends
-
     existing = os.environ.get("STORAGE_EMULATOR_HOST")
     if existing:
         yield existing
         return
     with child_servers(gcs=True, pubsub=False) as addresses:
         os.environ["STORAGE_EMULATOR_HOST"] = addresses["gcs"]
-        reset_backends()
         try:
             yield addresses["gcs"]
         finally:
             del os.environ["STORAGE_EMULATOR_HOST"]
-            reset_backends()
 
 
 def _skip_metadata_snapshots() -> None:

@@ -20,7 +20,9 @@ import torch
 from PIL import Image
 
 from cutq.core.contract import OutputSpec, new_job
+from cutq.core.errors import StorageUnavailable
 from cutq.core.events import Event
+from cutq.core.storage import Storage, Stores
 from cutq.worker.config import WorkerConfig
 from cutq.worker.inference import Runner
 from cutq.worker.models.base import Model
@@ -84,6 +86,33 @@ class Message:
         self.done.set()
 
 
+class GatedWrites(Stores):
+    """Local storage whose writes wait for ``gate`` (and fail with ``fail`` when set)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Semaphore(0)
+        self.fail: Exception | None = None
+
+    def open(self, uri: str) -> Storage:
+        backend, stores = super().open(uri), self
+
+        class Gate:
+            def __getattr__(self, name: str) -> object:
+                return getattr(backend, name)
+
+            def write(self, *args: object, **kwargs: object) -> object:
+                stores.entered.release()
+                stores.gate.wait(30)
+                if stores.fail is not None:
+                    raise stores.fail
+                return backend.write(*args, **kwargs)  # type: ignore[arg-type]
+
+        return Gate()  # type: ignore[return-value]
+
+
 class Events:
     def __init__(self) -> None:
         self.published: list[Event] = []
@@ -109,13 +138,15 @@ def photos(tmp_path: Path):  # type: ignore[no-untyped-def]
     return make
 
 
-def pipeline_for(tmp_path: Path, model: Gated, **config: object) -> tuple[Pipeline, Events]:
+def pipeline_for(
+    tmp_path: Path, model: Gated, storage: Stores | None = None, **config: object
+) -> tuple[Pipeline, Events]:
     settings: dict[str, object] = dict(
         output=(tmp_path / "out").as_uri(), warmup=False, max_batch=4, max_wait_ms=5, io_threads=2
     )
     settings.update(config)
     events = Events()
-    pipeline = Pipeline(WorkerConfig(**settings), Runner(model, "cpu"), events)  # type: ignore[arg-type]
+    pipeline = Pipeline(WorkerConfig(**settings), Runner(model, "cpu"), events, storage)  # type: ignore[arg-type]
     pipeline.start()
     return pipeline, events
 
@@ -373,3 +404,50 @@ def test_a_model_with_two_lanes_runs_two_batches_at_once_and_close_stops_both(
         assert len(threads) == lanes
         pipeline.close(time.monotonic() + 5)
         assert not any(thread.is_alive() for thread in threads)
+
+
+def test_grace_over_while_a_job_writes_its_result_nacks_it_and_no_event_follows(
+    tmp_path: Path, photos
+) -> None:  # type: ignore[no-untyped-def]
+    """Past the model, in the writers pool: the grace period's nack still wins over the event
+    the write would publish when it finally returns."""
+    storage = GatedWrites()
+    storage.gate.clear()
+    pipeline, events = pipeline_for(tmp_path, Gated(), storage)
+    (path,) = photos(1)
+    item = message(path, tmp_path, "1")
+    pipeline.submit(item)
+    assert storage.entered.acquire(timeout=10)  # the job is in the write stage
+    pipeline.close(time.monotonic() + 0.2)
+    assert item.settled == ["nack"]
+    storage.gate.set()  # the write lands after its message went back to the queue
+    pipeline._writers.shutdown(wait=True)  # the write stage has run to its end
+    assert events.published == []
+    assert item.settled == ["nack"] and pipeline.stats.retried == 1
+
+
+@pytest.mark.parametrize("where", ["model", "write"])
+def test_a_job_failing_after_decoding_gives_its_pixels_back(
+    tmp_path: Path, photos, where: str
+) -> None:  # type: ignore[no-untyped-def]
+    """Room for exactly one image: a job that fails in the model or in the write must free
+    it, or every later job waits for pixels for ever."""
+    model, storage = Gated(), GatedWrites()
+    if where == "model":
+        model.fail_next = RuntimeError("a bug in the model")
+    else:
+        storage.fail = StorageUnavailable("storage is down")
+    pixels = 40 * 30
+    pipeline, events = pipeline_for(
+        tmp_path, model, storage, max_batch=1, max_pixels=pixels, max_in_flight_pixels=pixels
+    )
+    first, second = (message(p, tmp_path, str(i)) for i, p in enumerate(photos(2)))
+    pipeline.submit(first)
+    settle_all([first])
+    assert first.settled == ["nack"]
+    assert pipeline.ledger.pixels.used == 0
+    storage.fail = None
+    pipeline.submit(second)
+    settle_all([second], timeout_s=10)
+    pipeline.close(time.monotonic() + 5)
+    assert second.settled == ["ack"] and [e.status for e in events.published] == ["completed"]
