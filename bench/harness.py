@@ -188,13 +188,14 @@ def run_pubsub(
     service = Service(config.replace(output=output, grace_period_s=5.0), runner, sink, ready_s=0)
     service.pipeline.start()
     started = time.monotonic()
-    thread = threading.Thread(target=service.run, args=(PubSubSource(cloud.jobs_sub),))
+    source = PubSubSource.from_config(service.config.replace(subscription=cloud.jobs_sub))
+    thread = threading.Thread(target=service.run, args=(source,))
     thread.start()
     deadline = started + 600
     while len(sink.done_at) < len(ids) and time.monotonic() < deadline:
         time.sleep(0.01)
     elapsed = time.monotonic() - started
-    service.stop.set()
+    service.stop()
     thread.join(60)
     return _collect(sink, dict.fromkeys(ids, published), elapsed)
 

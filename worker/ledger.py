@@ -226,6 +226,11 @@ class Ledger:
         with self._changed:
             return len(self._open)
 
+    def idle_s(self) -> float | None:
+        """Seconds since the last task settled, with none open since; None while one is."""
+        with self._changed:
+            return None if self._open else time.monotonic() - self.last_activity
+
     def wait_idle(self, timeout_s: float | None = None) -> bool:
         """Wait until no task is open; False on timeout."""
         with self._changed:

@@ -119,6 +119,8 @@ class Pipeline:
         ]
         self._stopping = threading.Event()
         self._released = threading.Event()
+        self._held: list[Delivery] = []  # arrived while stopping: nacked by release_held
+        self._held_lock = threading.Lock()
 
     # --- taking jobs ------------------------------------------------------------------------
 
@@ -130,7 +132,7 @@ class Pipeline:
         """Take a job; blocks while ``max_in_flight`` jobs are held (back-pressure).
 
         Once the pipeline is stopping, a new delivery is held here, unstarted and still leased,
-        until :meth:`release_held`, then nacked once: returning it at once would free room for
+        until :meth:`release_held` nacks it, once: returning it at once would free room for
         the source to deliver (and nack) the next one, burning the backlog's delivery attempts.
         """
         while not self._stopping.is_set():
@@ -140,20 +142,26 @@ class Pipeline:
                     self._hand_off(self._loaders, self._start, task, task)
                     return
                 break  # closed between the slot and the open
-        self._released.wait()
-        delivery.nack()
+        with self._held_lock:
+            released = self._released.is_set()
+            if not released:
+                self._held.append(delivery)
+        if released:
+            delivery.nack()
+        else:
+            self._released.wait()  # the source's callback returns once it has been nacked
 
     @property
     def healthy(self) -> bool:
         """False once a model thread has died: the worker must stop and report it."""
         return self.failure is None
 
-    @property
-    def last_activity(self) -> float:
-        return self.ledger.last_activity
-
     def in_flight(self) -> int:
         return self.ledger.in_flight()
+
+    def idle_s(self) -> float | None:
+        """Seconds with nothing in flight (None while a job is): drain-on-idle's measure."""
+        return self.ledger.idle_s()
 
     def wait_idle(self, timeout_s: float | None = None) -> bool:
         return self.ledger.wait_idle(timeout_s)
@@ -380,9 +388,22 @@ class Pipeline:
         self._stopping.set()
         self.ledger.close()
 
+    def held(self) -> int:
+        """Deliveries held since :meth:`stop_taking`, waiting for :meth:`release_held`."""
+        with self._held_lock:
+            return len(self._held)
+
     def release_held(self) -> None:
-        """Nack the deliveries held since :meth:`stop_taking`, once each (and any later one)."""
-        self._released.set()
+        """Nack the deliveries held since :meth:`stop_taking`, once each, in this thread (a
+        later one is nacked as it arrives)."""
+        with self._held_lock:
+            held, self._held = self._held, []
+            self._released.set()
+        for delivery in held:
+            try:
+                delivery.nack()
+            except Exception:  # the source's transport failed: Pub/Sub redelivers on its own
+                log.exception("could not nack held message %s", delivery.message_id)
 
     def close(self, deadline: float) -> None:
         """Finish what is in flight by ``deadline`` (monotonic), return the rest; stop threads.

@@ -22,6 +22,7 @@ from cutq.core.storage import to_uri
 from cutq.worker.config import WorkerConfig
 from cutq.worker.events import JsonlEventSink
 from cutq.worker.service import Service
+from cutq.worker.sources import StopReason
 from cutq.worker.sources.local import LocalDelivery, LocalSource, expand_paths
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 class RunSummary:
     """What a local run did."""
 
+    reason: StopReason
     total: int
     completed: int
     duplicates: int
@@ -40,6 +42,11 @@ class RunSummary:
     events_path: Path
     failures: Counter = field(default_factory=Counter)
     mean_batch: float = 0.0
+
+    @property
+    def unfinished(self) -> int:
+        """Images neither done nor given up on: the run was stopped first."""
+        return max(0, self.total - self.completed - self.duplicates - self.failed)
 
     @property
     def images_per_s(self) -> float:
@@ -52,6 +59,8 @@ class RunSummary:
             f"mean batch {self.mean_batch:.1f} · {self.elapsed_s:.1f}s "
             f"(+{self.warmup_s:.1f}s model load and warm-up)"
         ]
+        if self.unfinished:
+            lines.append(f"  stopped ({self.reason.value}): {self.unfinished} not processed")
         for code, count in self.failures.most_common():
             lines.append(f"  failed: {count} × {code}")
         lines.append(f"events: {self.events_path}")
@@ -74,11 +83,8 @@ def run_local(
     events_path = out / "events.jsonl"
     sink = JsonlEventSink(events_path)
     started = time.monotonic()
-    service = Service.start(
-        config,
-        sink,
-        warmup_batch_sizes=[1, min(config.max_batch, max(len(files), 1))],
-        install_signals=False,
+    service = Service.warmed_up(
+        config, sink, warmup_batch_sizes=[1, min(config.max_batch, max(len(files), 1))]
     )
     warmup_s = time.monotonic() - started
     model = service.runner.model.describe()
@@ -104,12 +110,13 @@ def run_local(
     source = LocalSource(files, config.default_output, options, max_attempts=3, on_settled=settled)
     began = time.monotonic()
     try:
-        service.run(source)
+        reason = service.run(source)  # SIGINT/SIGTERM: finish or return what runs, then stop
     finally:
         bar.close()
     elapsed = time.monotonic() - began
     stats = service.pipeline.stats
     return RunSummary(
+        reason=reason,
         total=len(files),
         completed=stats.completed,
         duplicates=stats.duplicates,

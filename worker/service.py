@@ -1,52 +1,66 @@
 """The one owner of a worker's life, for every source (Pub/Sub pull, push, local files).
 
-:meth:`Service.start` is the only place that loads the model, warms it up at the configured
-shapes and verifies the output: if that fails it raises, so the process exits non-zero and
-never reports ready. :meth:`Service.run` serves one source until SIGTERM/SIGINT (or until the
-source ends), then :meth:`Service.close` shuts everything down in order, within
-``grace_period_s`` in total.
+:meth:`Service.warmed_up` is the only place that loads the model, warms it up at the
+configured shapes and verifies the output: if that fails it raises, so the process exits
+non-zero and never reports ready. :meth:`Service.run` starts a source (which only delivers)
+and owns the rest: the wait loop, health, drain-on-idle and the :class:`StopReason`; then
+:meth:`Service.close` shuts everything down in order, within ``grace_period_s`` in total,
+nacking the deliveries the pipeline held. :func:`exit_code` turns the reason into the
+process's exit status.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import signal
+import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
+from cutq.core.storage import Stores
 from cutq.worker.config import WorkerConfig
 from cutq.worker.events import EventSink, LogEventSink, PubSubEventSink
 from cutq.worker.inference import Runner, batch_shapes
 from cutq.worker.models import create_model
-from cutq.worker.pipeline import Pipeline
-from cutq.worker.sources import Source
+from cutq.worker.pipeline import Pipeline, stores_for
+from cutq.worker.sources import Intake, Source, StopReason
 
 log = logging.getLogger(__name__)
 CLOSE_RESERVE_S = 1.0  # of the grace period, kept for closing the source and the event sink
+POLL_S = 0.25  # how often the wait loop looks at health, the source and idleness
 
 
 class Service:
-    """A warmed-up pipeline, its event sink, and the event that says when to stop."""
+    """A warmed-up pipeline, its storage and event sink, and the loop that serves a source."""
 
     def __init__(
-        self, config: WorkerConfig, runner: Runner, events: EventSink, ready_s: float
+        self,
+        config: WorkerConfig,
+        runner: Runner,
+        events: EventSink,
+        ready_s: float,
+        storage: Stores | None = None,
     ) -> None:
         self.config = config
         self.runner = runner
         self.events = events
-        self.pipeline = Pipeline(config, runner, events)
-        self.stop = threading.Event()
+        self.storage = storage or stores_for(config)
+        self.pipeline = Pipeline(config, runner, events, self.storage)
         self.ready_s = ready_s
+        self._stopping = threading.Event()
+        self._closing = threading.Lock()
+        self._closed = False
 
     @classmethod
-    def start(
+    def warmed_up(
         cls,
         config: WorkerConfig,
         events: EventSink | None = None,
         *,
         warmup_batch_sizes: Sequence[int] | None = None,
-        install_signals: bool = True,
     ) -> Service:
         """Load, warm up and verify the model; start the pipeline. Raises on any failure
         (closing ``events``, which the service would otherwise own)."""
@@ -61,9 +75,6 @@ class Service:
             events = PubSubEventSink(config.events_topic) if config.events_topic else LogEventSink()
         service = cls(config, runner, events, ready_s=time.monotonic() - started)
         service.pipeline.start()
-        if install_signals and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, service._on_signal)
-            signal.signal(signal.SIGINT, service._on_signal)
         log.info(
             "ready in %.1fs: model %s %s on %s, lanes=%d max_batch=%d max_wait_ms=%.0f",
             service.ready_s,
@@ -76,42 +87,98 @@ class Service:
         )
         return service
 
-    def _on_signal(self, number: int, frame: object) -> None:
-        log.info(
-            "received %s: draining (grace %.0fs)",
-            signal.Signals(number).name,
-            self.config.grace_period_s,
-        )
-        self.stop.set()
+    # --- serving ----------------------------------------------------------------------------
 
-    def run(self, source: Source) -> str:
-        """Serve ``source`` until told to stop or it ends; close everything; return why."""
-        source.start(self.pipeline)
+    def ready(self) -> bool:
+        """Warmed up, the model threads alive, and not stopping: what /readyz reports."""
+        return not self._stopping.is_set() and self.pipeline.healthy
+
+    def stop(self) -> None:
+        """Stop serving (as SIGTERM does): :meth:`run` closes everything and returns."""
+        self._stopping.set()
+
+    def run(
+        self, source: Source, *, drain_idle_s: float | None = None, handle_signals: bool = True
+    ) -> StopReason:
+        """Serve ``source`` until a signal, :meth:`stop`, a dead model thread, the source's
+        end, or (``drain_idle_s``) that long with nothing in flight; close; say why."""
+        intake = Intake(self.pipeline.submit, self.ready, self.pipeline.in_flight)
+        with self._signals(handle_signals):
+            try:
+                source.start(intake)
+                reason = self._serve(source, drain_idle_s)
+            finally:
+                self.close(source)
+        log.info("stopped: %s", reason.value)
+        return reason
+
+    def _serve(self, source: Source, drain_idle_s: float | None) -> StopReason:
+        while not self._stopping.wait(POLL_S):
+            if not self.pipeline.healthy:
+                return StopReason.MODEL_FAILED
+            ended = source.ended()
+            if ended is not None:
+                return ended
+            idle_s = self.pipeline.idle_s()
+            if drain_idle_s is not None and idle_s is not None and idle_s >= drain_idle_s:
+                log.info("idle for %.0fs with nothing in flight: draining done", drain_idle_s)
+                return StopReason.IDLE
+        return StopReason.SIGNAL
+
+    @contextlib.contextmanager
+    def _signals(self, wanted: bool) -> Iterator[None]:
+        """SIGTERM and SIGINT stop the service while it runs (main thread only)."""
+        if not wanted or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def on_signal(number: int, frame: object) -> None:
+            log.info(
+                "received %s: draining (grace %.0fs)",
+                signal.Signals(number).name,
+                self.config.grace_period_s,
+            )
+            self.stop()
+
+        previous = {number: signal.signal(number, on_signal) for number in _SIGNALS}
         try:
-            return source.wait(self.stop)
+            yield
         finally:
-            self.close(source)
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+
+    # --- shutdown ---------------------------------------------------------------------------
 
     def close(self, source: Source | None = None, grace_s: float | None = None) -> None:
-        """Shut down in order, within ``grace_s`` (default ``grace_period_s``) in total."""
+        """Shut down in order, within ``grace_s`` (default ``grace_period_s``) in total.
+        Idempotent: a second call returns at once."""
+        with self._closing:
+            if self._closed:
+                return
+            self._closed = True
         grace_s = self.config.grace_period_s if grace_s is None else grace_s
         deadline = time.monotonic() + grace_s
         reserve = min(CLOSE_RESERVE_S, grace_s / 4)
-        # 1. The platform stops sending (push: not ready); new deliveries wait unstarted.
+        # 1. Not ready from now on (push: the platform stops routing here); new deliveries are
+        #    held by the pipeline, unstarted and still leased.
+        self._stopping.set()
+        # 2. Finish what runs, or return it to the queue, while acks and nacks still reach the
+        #    source; stop the model threads and pools.
+        self.pipeline.close(deadline - reserve)
+        # 3. The source asks for nothing more (Pub/Sub: the stream is cancelled) ...
         if source is not None:
             source.stop_intake()
-        # 2. Finish what runs, or return it to the queue; stop the model thread and pools.
-        self.pipeline.close(deadline - reserve)
-        # 3. Stop the source: each held delivery is nacked once, while nacks still flow.
+        # 4. ... and only then is each held delivery nacked, once: a nack can no longer make
+        #    room for another message (which would burn its delivery attempt).
+        self.pipeline.release_held()
+        # 5. The source lets those nacks through and releases its transport.
         if source is not None:
-            source.close(self.pipeline, deadline)
-        else:
-            self.pipeline.release_held()
-        # 4. Flush the event sink (bounded: a stuck publisher must not hold the exit).
+            _bounded(lambda: source.close(deadline), deadline - time.monotonic(), "the source")
+        # 6. Flush the event sink (bounded: a stuck publisher must not hold the exit).
         _bounded(self.events.close, deadline - time.monotonic(), "closing the event sink")
         stats = self.pipeline.stats
         log.info(
-            "stopped: %d completed, %d failed, %d duplicates, %d returned to the queue, "
+            "closed: %d completed, %d failed, %d duplicates, %d returned to the queue, "
             "%d batches (mean size %.1f)",
             stats.completed,
             stats.failed,
@@ -120,6 +187,28 @@ class Service:
             stats.batches,
             stats.mean_batch,
         )
+
+
+_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def exit_code(reason: StopReason) -> int:
+    """The process's exit status for ``reason`` — and the exit itself, now, when a thread is
+    still stuck in a storage or publish call past the grace period (the platform would
+    otherwise SIGKILL the process)."""
+    code = reason.exit_code
+    stuck = [
+        t.name
+        for t in threading.enumerate()
+        if t.is_alive() and not t.daemon and t is not threading.main_thread()
+    ]
+    if not stuck:
+        return code
+    log.warning("exiting with %d thread(s) still busy: %s", len(stuck), ", ".join(stuck))
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _warmed_up_runner(config: WorkerConfig, batch_sizes: Sequence[int] | None) -> Runner:

@@ -35,7 +35,7 @@ class Endpoint:
     """A running `cutq serve` in this process."""
 
     def __init__(self, config: WorkerConfig, verifier: TokenVerifier | None = None) -> None:
-        self.service = Service.start(config.replace(grace_period_s=10), install_signals=False)
+        self.service = Service.warmed_up(config.replace(grace_period_s=10))
         ready = threading.Event()
         self.port = 0
 
@@ -46,7 +46,9 @@ class Endpoint:
         source = PushSource(
             host="127.0.0.1", port=0, verifier=verifier, timeout_s=60, on_ready=on_ready
         )
-        self.thread = threading.Thread(target=self.service.run, args=(source,), daemon=True)
+        self.thread = threading.Thread(
+            target=self.service.run, args=(source,), kwargs={"handle_signals": False}, daemon=True
+        )
         self.thread.start()
         assert ready.wait(30)
 
@@ -75,7 +77,7 @@ class Endpoint:
                 return error.code, json.loads(error.read())
 
     def stop(self) -> None:
-        self.service.stop.set()
+        self.service.stop()
         self.thread.join(30)
 
 
@@ -176,7 +178,7 @@ def test_response_codes_map_to_ack_and_nack(cloud: Cloud) -> None:
         assert endpoint.request("POST", "/", envelope(b"{broken"))[0] == 200
         failed = cloud.pull_all(cloud.events_sub, expected=1)
         assert failed[0]["body"]["data"]["error"]["code"] == "invalid_message"
-        endpoint.service.stop.set()
+        endpoint.service.stop()
         endpoint.thread.join(30)
         assert not endpoint.thread.is_alive()
     finally:

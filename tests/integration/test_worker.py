@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from cutq.core.storage import open_storage
+from cutq.worker.sources import StopReason
 from tests.support.cloud import Cloud, ThreadWorker, worker_process
 from tests.support.emulators import PubSubEmulator
 from tests.support.faulty_proxy import Fault, FaultyProxy
@@ -250,5 +251,5 @@ def test_drain_idle_exits_when_the_queue_is_empty(cloud: Cloud) -> None:
     ids = cloud.publish_jobs(cloud.upload_images(5))
     worker = ThreadWorker(cloud.worker_config(), drain_idle_s=1.5)
     worker.thread.join(timeout=60)
-    assert worker.reason == "idle"
+    assert worker.reason is StopReason.IDLE
     assert completed_ids(cloud.pull_all(cloud.events_sub, expected=5)) == Counter(ids)

@@ -174,21 +174,22 @@ class ThreadWorker:
 
     def __init__(self, config: WorkerConfig, drain_idle_s: float | None = None) -> None:
         from cutq.worker.service import Service
+        from cutq.worker.sources import StopReason
         from cutq.worker.sources.pubsub import PubSubSource
 
         assert config.subscription
-        self.service = Service.start(config, install_signals=False)
-        self.reason: str | None = None
-        source = PubSubSource(config.subscription, drain_idle_s=drain_idle_s)
+        self.service = Service.warmed_up(config)
+        self.reason: StopReason | None = None
+        source = PubSubSource.from_config(config)
 
         def run() -> None:
-            self.reason = self.service.run(source)
+            self.reason = self.service.run(source, drain_idle_s=drain_idle_s, handle_signals=False)
 
         self.thread = threading.Thread(target=run, daemon=True)
         self.thread.start()
 
     def stop(self, timeout_s: float = 60.0) -> None:
-        self.service.stop.set()
+        self.service.stop()
         self.thread.join(timeout_s)
         assert not self.thread.is_alive(), "worker did not stop"
 

@@ -11,154 +11,28 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from cutq.core.contract import OutputSpec, new_job
 from cutq.core.errors import StorageUnavailable
-from cutq.core.events import Event
-from cutq.core.storage import Storage, Stores
-from cutq.worker.config import WorkerConfig
-from cutq.worker.inference import Runner
-from cutq.worker.models.base import Model
-from cutq.worker.pipeline import Pipeline
-
-
-class Gated(Model):
-    """Brightness as saliency; each batch waits for ``gate`` and is recorded."""
-
-    name = "gated"
-    version = "test"
-
-    def __init__(self) -> None:
-        self.gate = threading.Event()
-        self.gate.set()
-        self.batches: list[int] = []
-        self.entered = threading.Semaphore(0)
-        self.fail_next: BaseException | None = None
-        self.during: list[object] = []
-        self.probe = lambda: None
-
-    def setup(self, device: torch.device) -> None:
-        pass
-
-    def input_size(self, height: int, width: int, resize: str) -> tuple[int, int]:
-        return (32, 32)
-
-    def preprocess(self, image: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
-        tensor = torch.from_numpy(image.copy()).permute(2, 0, 1).float() / 255
-        return torch.nn.functional.interpolate(tensor[None], size=size, mode="bilinear")[0]
-
-    def predict(self, batch: torch.Tensor) -> torch.Tensor:
-        self.entered.release()
-        self.during.append(self.probe())
-        self.gate.wait(30)
-        self.batches.append(len(batch))
-        if self.fail_next is not None:
-            error, self.fail_next = self.fail_next, None
-            raise error
-        return batch.mean(dim=1, keepdim=True)
-
-
-class Message:
-    """A delivery that records how it was settled."""
-
-    def __init__(self, data: bytes, message_id: str, attributes: dict | None = None) -> None:
-        self.data = data
-        self.message_id = message_id
-        self.attributes = attributes or {}
-        self.publish_time = datetime(2026, 11, 29, tzinfo=timezone.utc)
-        self.delivery_attempt = 1
-        self.settled: list[str] = []
-        self.done = threading.Event()
-
-    def ack(self) -> None:
-        self.settled.append("ack")
-        self.done.set()
-
-    def nack(self) -> None:
-        self.settled.append("nack")
-        self.done.set()
-
-
-class GatedWrites(Stores):
-    """Local storage whose writes wait for ``gate`` (and fail with ``fail`` when set)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.gate = threading.Event()
-        self.gate.set()
-        self.entered = threading.Semaphore(0)
-        self.fail: Exception | None = None
-
-    def open(self, uri: str) -> Storage:
-        backend, stores = super().open(uri), self
-
-        class Gate:
-            def __getattr__(self, name: str) -> object:
-                return getattr(backend, name)
-
-            def write(self, *args: object, **kwargs: object) -> object:
-                stores.entered.release()
-                stores.gate.wait(30)
-                if stores.fail is not None:
-                    raise stores.fail
-                return backend.write(*args, **kwargs)  # type: ignore[arg-type]
-
-        return Gate()  # type: ignore[return-value]
-
-
-class Events:
-    def __init__(self) -> None:
-        self.published: list[Event] = []
-
-    def publish(self, event: Event) -> None:
-        self.published.append(event)
-
-    def close(self) -> None:
-        pass
+from tests.support.gated import (
+    Gated,
+    GatedWrites,
+    Message,
+    make_photos,
+    message,
+    pipeline_for,
+    settle_all,
+)
 
 
 @pytest.fixture
 def photos(tmp_path: Path):  # type: ignore[no-untyped-def]
-    def make(count: int, size: tuple[int, int] = (40, 30)) -> list[Path]:
-        paths = []
-        for index in range(count):
-            path = tmp_path / "in" / f"{index}.png"
-            path.parent.mkdir(exist_ok=True)
-            Image.new("RGB", size, (index * 20 % 256, 80, 160)).save(path)
-            paths.append(path)
-        return paths
-
-    return make
-
-
-def pipeline_for(
-    tmp_path: Path, model: Gated, storage: Stores | None = None, **config: object
-) -> tuple[Pipeline, Events]:
-    settings: dict[str, object] = dict(
-        output=(tmp_path / "out").as_uri(), warmup=False, max_batch=4, max_wait_ms=5, io_threads=2
-    )
-    settings.update(config)
-    events = Events()
-    pipeline = Pipeline(WorkerConfig(**settings), Runner(model, "cpu"), events, storage)  # type: ignore[arg-type]
-    pipeline.start()
-    return pipeline, events
-
-
-def message(path: Path, tmp_path: Path, message_id: str, **attributes: str) -> Message:
-    job = new_job(path.as_uri(), OutputSpec((tmp_path / "out").as_uri()))
-    return Message(job.to_message(), message_id, attributes)
-
-
-def settle_all(messages: list[Message], timeout_s: float = 30) -> None:
-    for item in messages:
-        assert item.done.wait(timeout_s), f"message {item.message_id} never settled"
+    return lambda count, size=(40, 30): make_photos(tmp_path, count, size)
 
 
 def test_a_second_delivery_of_a_running_job_follows_it_and_is_not_computed(

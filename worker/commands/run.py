@@ -15,7 +15,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="process local files or directories (no cloud)",
         description="Run the worker pipeline over local images. Results go to "
         "OUT/dt=YYYY-MM-DD/<job_id>.png, one event per job to OUT/events.jsonl. "
-        "Exits 1 if any image failed.",
+        "Exits 1 if any image failed or was left unprocessed (SIGINT/SIGTERM finish or "
+        "return what runs, then print the summary).",
     )
     parser.add_argument("inputs", nargs="+", help="image files and/or directories")
     parser.add_argument("--out", required=True, help="output directory")
@@ -34,4 +35,4 @@ def handle(args: argparse.Namespace) -> int:
     options = options_from_args(args)
     summary = run_local(args.inputs, args.out, config, options, progress=not args.no_progress)
     print(summary.render())
-    return 1 if summary.failed else 0
+    return 1 if summary.failed or summary.unfinished else 0

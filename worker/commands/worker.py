@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
-import threading
 
 from cutq.core.errors import ConfigError
 from cutq.worker.commands.args import add_model_args, worker_config
@@ -57,43 +55,24 @@ def handle_worker(args: argparse.Namespace) -> int:
     config = _config(args)
     if not config.subscription:
         raise ConfigError("no subscription: pass --subscription or set CUTQ_SUBSCRIPTION")
-    from cutq.worker.service import Service
+    from cutq.worker.service import Service, exit_code
     from cutq.worker.sources.pubsub import PubSubSource
 
-    service = Service.start(config)
-    reason = service.run(PubSubSource(config.subscription, drain_idle_s=args.drain_idle_s))
-    return _exit(1 if reason in ("stream-error", "model-failed") else 0)
+    service = Service.warmed_up(config)
+    source = PubSubSource.from_config(config)
+    return exit_code(service.run(source, drain_idle_s=args.drain_idle_s))
 
 
 def handle_serve(args: argparse.Namespace) -> int:
     config = _config(args)
-    from cutq.worker.service import Service
+    from cutq.worker.service import Service, exit_code
     from cutq.worker.sources.push import PushSource, verifier_from_config
 
     verifier = verifier_from_config(
         config.push_audience, config.push_service_account, config.push_certs_url, config.push_auth
     )
-    service = Service.start(config)
-    reason = service.run(
-        PushSource(
-            host=args.host, port=args.port, timeout_s=config.push_timeout_s, verifier=verifier
-        )
+    service = Service.warmed_up(config)
+    source = PushSource(
+        host=args.host, port=args.port, timeout_s=config.push_timeout_s, verifier=verifier
     )
-    return _exit(1 if reason == "model-failed" else 0)
-
-
-def _exit(code: int) -> int:
-    """``code``, now: the service is closed, so a thread still stuck in a storage or publish
-    call past the grace period must not hold the process (the platform would SIGKILL it)."""
-    stuck = [
-        t.name
-        for t in threading.enumerate()
-        if t.is_alive() and not t.daemon and t.name != "MainThread"
-    ]
-    if not stuck:
-        return code
-    log.warning("exiting with %d thread(s) still busy: %s", len(stuck), ", ".join(stuck))
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    return exit_code(service.run(source))

@@ -1,20 +1,21 @@
 """Where jobs come from: one small protocol for a message, one for a source of them.
 
-A :class:`Source` hands :class:`Delivery` objects to :meth:`cutq.worker.pipeline.Pipeline.submit`.
-The pipeline calls exactly one of ``ack`` or ``nack`` on each, once its result and event are
-durable (ack), or once it must be retried (nack). The :class:`~cutq.worker.service.Service`
-drives every source through the same life: ``start``, ``wait``, ``stop_intake``, ``close``.
+A :class:`Source` only delivers: it hands each :class:`Delivery` to :attr:`Intake.submit`
+(:meth:`cutq.worker.pipeline.Pipeline.submit`), which calls exactly one of ``ack`` or
+``nack`` on it, once its result and event are durable (ack) or once it must be retried (nack).
+Everything around delivering — the wait loop, health, drain-on-idle, why the worker stops,
+the deliveries held while it stops — belongs to the :class:`~cutq.worker.service.Service`,
+which drives every source through the same life: ``start``, ``ended`` (polled),
+``stop_intake``, ``close``.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Mapping
+import enum
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
-
-if TYPE_CHECKING:
-    from cutq.worker.pipeline import Pipeline
+from typing import Protocol
 
 
 class Delivery(Protocol):
@@ -40,19 +41,43 @@ class Delivery(Protocol):
     def nack(self) -> None: ...
 
 
+class StopReason(enum.Enum):
+    """Why a worker stopped; :attr:`exit_code` is the one place it becomes an exit status."""
+
+    SIGNAL = "signal"  # SIGTERM/SIGINT (or :meth:`Service.stop`)
+    IDLE = "idle"  # drain-on-idle: nothing in flight for ``drain_idle_s``
+    DONE = "done"  # the source has nothing more (local files: every one settled)
+    SOURCE_FAILED = "source-failed"  # the source broke (the Pub/Sub stream ended)
+    MODEL_FAILED = "model-failed"  # a model thread died
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self in (StopReason.SOURCE_FAILED, StopReason.MODEL_FAILED) else 0
+
+
+@dataclass(frozen=True)
+class Intake:
+    """What a source is given: where deliveries go, and the worker's health to report."""
+
+    submit: Callable[[Delivery], None]  # blocks while the worker is full (back-pressure)
+    ready: Callable[[], bool]  # warmed up, healthy and not stopping
+    in_flight: Callable[[], int]
+
+
 class Source(Protocol):
     """Pub/Sub pull, Pub/Sub push, or local files, as the service sees them."""
 
-    def start(self, pipeline: Pipeline) -> None:
-        """Begin handing deliveries to ``pipeline``."""
+    def start(self, intake: Intake) -> None:
+        """Begin handing deliveries to ``intake.submit``."""
 
-    def wait(self, stop: threading.Event) -> str:
-        """Block until ``stop`` is set or the source ends; return why (``signal``, ``idle``…)."""
+    def ended(self) -> StopReason | None:
+        """``DONE`` or ``SOURCE_FAILED`` once the source can deliver nothing more, else None."""
 
     def stop_intake(self) -> None:
-        """The worker is draining: tell the platform to stop sending (e.g. not ready)."""
+        """Ask for no more deliveries. Called once the pipeline has finished or returned what
+        it ran, before the service nacks the deliveries it held: a nack must not make room
+        for the next one."""
 
-    def close(self, pipeline: Pipeline, deadline: float) -> None:
-        """After the pipeline closed: stop the source by ``deadline`` (monotonic), nacking the
-        deliveries the pipeline held (:meth:`~cutq.worker.pipeline.Pipeline.release_held`)
-        while nacks can still reach the queue."""
+    def close(self, deadline: float) -> None:
+        """Release the transport by ``deadline`` (monotonic), letting the held deliveries'
+        nacks through first. Idempotent."""

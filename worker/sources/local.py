@@ -15,14 +15,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from PIL import Image
 
 from cutq.core.contract import Options, OutputSpec, new_job
-
-if TYPE_CHECKING:
-    from cutq.worker.pipeline import Pipeline
+from cutq.worker.sources import Intake, StopReason
 
 IMAGE_SUFFIXES = frozenset(Image.registered_extensions())
 
@@ -82,10 +79,11 @@ class LocalSource:
         self.max_attempts = max_attempts
         self.on_settled = on_settled
         self.exhausted: list[LocalDelivery] = []
-        self._pipeline: Pipeline | None = None
+        self._intake: Intake | None = None
         self._lock = threading.Lock()
         self._settled = 0
         self._done = threading.Event()
+        self._stopping = threading.Event()
 
     def deliveries(self) -> Iterator[LocalDelivery]:
         for index, path in enumerate(self.files):
@@ -110,39 +108,38 @@ class LocalSource:
 
     # --- the Source protocol ----------------------------------------------------------------
 
-    def start(self, pipeline: Pipeline) -> None:
-        self._pipeline = pipeline
+    def start(self, intake: Intake) -> None:
+        self._intake = intake
         if not self.files:
             self._done.set()
         threading.Thread(target=self._feed, name="cutq-local", daemon=True).start()
 
     def _feed(self) -> None:
-        assert self._pipeline is not None
+        assert self._intake is not None
         for delivery in self.deliveries():
-            self._pipeline.submit(delivery)
+            if self._stopping.is_set():
+                return
+            self._intake.submit(delivery)
 
-    def wait(self, stop: threading.Event) -> str:
-        """``done`` once every file is settled; ``signal`` if stopped first."""
-        assert self._pipeline is not None
-        while not self._done.wait(0.1):
-            if stop.is_set():
-                return "signal"
-            if not self._pipeline.healthy:
-                return "model-failed"
-        return "done"
+    def ended(self) -> StopReason | None:
+        """``DONE`` once every file is settled."""
+        return StopReason.DONE if self._done.is_set() else None
 
     def stop_intake(self) -> None:
-        """Nothing to tell: files are offered by this process."""
+        """Offer no more files, and retry nothing more: a nack from now on is final."""
+        self._stopping.set()
 
-    def close(self, pipeline: Pipeline, deadline: float) -> None:
-        pipeline.release_held()
+    def close(self, deadline: float) -> None:
+        """Nothing to release: files are offered by this process."""
 
     def _on_settle(self, delivery: LocalDelivery, acked: bool) -> None:
         attempt = delivery.delivery_attempt or 1
-        pipeline = self._pipeline
-        if not acked and attempt < self.max_attempts and pipeline is not None:
+        intake = self._intake
+        if not acked and self._stopping.is_set():
+            return  # returned unfinished: a rerun picks it up
+        if not acked and attempt < self.max_attempts and intake is not None:
             delivery.delivery_attempt = attempt + 1  # the local stand-in for a redelivery
-            threading.Thread(target=pipeline.submit, args=(delivery,), daemon=True).start()
+            threading.Thread(target=intake.submit, args=(delivery,), daemon=True).start()
             return
         with self._lock:
             if not acked:

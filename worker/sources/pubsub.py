@@ -2,17 +2,17 @@
 
 Flow control holds at most ``max_in_flight`` messages — a few batches — so the rest stay in
 Pub/Sub for other workers; the client library extends the leases of held messages while they
-wait. Shutdown order matters: the pipeline stops taking jobs (new deliveries are held, still
-leased, so flow control stays full and nothing more arrives) and finishes or nacks what runs
-while the stream is open, so those acks and nacks reach Pub/Sub; only then is the stream
-cancelled and each held delivery nacked once (:meth:`PubSubSource.close`).
+wait. Shutdown order matters (the service keeps it): the pipeline stops taking jobs (new
+deliveries are held, still leased, so flow control stays full and nothing more arrives) and
+finishes or nacks what runs while the stream is open, so those acks and nacks reach Pub/Sub;
+only then is the stream cancelled (:meth:`PubSubSource.stop_intake`) and each held delivery
+nacked once — after the cancel, so a nack cannot free room for another message.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -20,7 +20,8 @@ from datetime import datetime, timezone
 from google.cloud import pubsub_v1
 from google.cloud.pubsub_v1.subscriber.message import Message
 
-from cutq.worker.pipeline import Pipeline
+from cutq.worker.config import WorkerConfig
+from cutq.worker.sources import Intake, StopReason
 
 log = logging.getLogger(__name__)
 
@@ -65,31 +66,41 @@ class PubSubSource:
         self,
         subscription: str,
         *,
-        drain_idle_s: float | None = None,
+        max_in_flight: int,
+        lease_extension_s: int,
         subscriber: pubsub_v1.SubscriberClient | None = None,
     ) -> None:
         self.subscription = subscription
-        self.drain_idle_s = drain_idle_s
+        self.max_in_flight = max_in_flight
+        self.lease_extension_s = lease_extension_s
         self._own_client = subscriber is None
         self._client = subscriber or pubsub_v1.SubscriberClient()
         self._future: pubsub_v1.subscriber.futures.StreamingPullFuture | None = None
-        self._pipeline: Pipeline | None = None
+        self._closed = False
 
-    def start(self, pipeline: Pipeline) -> None:
-        config = pipeline.config
-        self._pipeline = pipeline
+    @classmethod
+    def from_config(cls, config: WorkerConfig) -> PubSubSource:
+        """The source for ``config.subscription`` with the config's flow control and lease."""
+        assert config.subscription and config.max_in_flight
+        return cls(
+            config.subscription,
+            max_in_flight=config.max_in_flight,
+            lease_extension_s=config.lease_extension_s,
+        )
+
+    def start(self, intake: Intake) -> None:
         flow_control = pubsub_v1.types.FlowControl(
-            max_messages=config.max_in_flight,
-            max_bytes=config.max_in_flight * 64 * 1024 + 1,  # jobs are small pointers
+            max_messages=self.max_in_flight,
+            max_bytes=self.max_in_flight * 64 * 1024 + 1,  # jobs are small pointers
             max_lease_duration=3600,
             # Short lease renewals: if this process dies, Pub/Sub redelivers its jobs to other
             # workers after ~lease_extension_s instead of the client's default 60 s.
-            min_duration_per_lease_extension=config.lease_extension_s,
-            max_duration_per_lease_extension=config.lease_extension_s,
+            min_duration_per_lease_extension=self.lease_extension_s,
+            max_duration_per_lease_extension=self.lease_extension_s,
         )
         self._future = self._client.subscribe(
             self.subscription,
-            callback=lambda message: pipeline.submit(PubSubDelivery(message)),
+            callback=lambda message: intake.submit(PubSubDelivery(message)),
             flow_control=flow_control,
             # On close, wait for callbacks still holding a message (see close()).
             await_callbacks_on_shutdown=True,
@@ -97,43 +108,29 @@ class PubSubSource:
         log.info(
             "pulling from %s (at most %d messages in flight)",
             self.subscription,
-            config.max_in_flight,
+            self.max_in_flight,
         )
 
-    def wait(self, stop: threading.Event) -> str:
-        """``signal``, ``idle`` (nothing in flight for ``drain_idle_s``) or ``stream-error``."""
-        assert self._future is not None and self._pipeline is not None
-        pipeline = self._pipeline
-        while not stop.wait(0.25):
-            if self._future.done():
-                log.error("streaming pull stopped: %s", self._future.exception())
-                return "stream-error"
-            if not pipeline.healthy:
-                return "model-failed"
-            if (
-                self.drain_idle_s is not None
-                and pipeline.in_flight() == 0
-                and time.monotonic() - pipeline.last_activity >= self.drain_idle_s
-            ):
-                log.info("idle for %.0fs with nothing in flight: draining done", self.drain_idle_s)
-                return "idle"
-        return "signal"
+    def ended(self) -> StopReason | None:
+        if self._future is not None and self._future.done() and not self._future.cancelled():
+            log.error("streaming pull stopped: %s", self._future.exception())
+            return StopReason.SOURCE_FAILED
+        return None
 
     def stop_intake(self) -> None:
-        """Nothing to tell: held deliveries keep flow control full, so no more arrive."""
-
-    def close(self, pipeline: Pipeline, deadline: float) -> None:
-        """Cancel the stream, then nack the held deliveries while acks can still flow.
-
-        Order matters: ``cancel`` stops the stream first, then (``await_callbacks_on_shutdown``)
-        waits for callbacks, which are the deliveries the pipeline held; releasing them nacks
-        each once through the still-running dispatcher, and nothing new can arrive to take the
-        freed room. The client then nacks what it had buffered but not yet dispatched.
-        """
+        """Cancel the stream: nothing new arrives, and the client's dispatcher keeps sending
+        acks and nacks until the callbacks it waits for (the held deliveries) return."""
         if self._future is not None:
             self._future.cancel()
-        pipeline.release_held()
+
+    def close(self, deadline: float) -> None:
+        """Wait for the stream's shutdown (the held deliveries' nacks, then the client's nacks
+        of what it had buffered but not dispatched), then close the client."""
+        if self._closed:
+            return
+        self._closed = True
         if self._future is not None:
+            self._future.cancel()
             with contextlib.suppress(Exception):  # cancelled or already failed: both expected
                 self._future.result(timeout=max(0.1, deadline - time.monotonic()))
         if self._own_client:

@@ -3,9 +3,10 @@
 Each push request waits for its job to settle; concurrent requests feed the same pipeline, so
 they share GPU batches. The response decides Pub/Sub's next step: 2xx acks (a result, or a
 ``failed`` event for a permanent error), 503 nacks (retry with backoff, then dead-letter).
-``/healthz`` answers while the process lives; ``/readyz`` only after a successful warm-up and
-until shutdown begins (or the model thread dies). With an audience configured, every push
-must carry an OIDC token for that audience (and, if set, from that service account);
+``/healthz`` answers while the process lives; ``/readyz`` says what the service says: ready
+after a successful warm-up, until shutdown begins or the model thread dies. With an audience
+configured, every push must carry an OIDC token for that audience (and, if set, from that
+service account);
 ``CUTQ_PUSH_AUTH`` says how much of it this process checks (see :class:`TokenVerifier`). The
 token is read from ``X-Serverless-Authorization`` when present, else ``Authorization``: the
 header Cloud Run's own IAM check reads (see :func:`token_header`).
@@ -27,7 +28,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from cutq.worker.pipeline import Pipeline
+from cutq.worker.sources import Intake, StopReason
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 1 << 20  # a push envelope around a job: jobs themselves are ≤ 64 KiB
@@ -215,22 +216,21 @@ def redact(text: str, token: str) -> str:
 
 
 class PushServer(ThreadingHTTPServer):
-    """The HTTP front of a pipeline."""
+    """The HTTP front of a worker's intake."""
 
     daemon_threads = True
 
     def __init__(
         self,
         address: tuple[str, int],
-        pipeline: Pipeline,
+        intake: Intake,
         *,
         timeout_s: float = 300.0,
         verifier: TokenVerifier | None = None,
     ) -> None:
-        self.pipeline = pipeline
+        self.intake = intake
         self.timeout_s = timeout_s
         self.verifier = verifier
-        self.ready = threading.Event()
         super().__init__(address, _Handler)
 
 
@@ -242,10 +242,10 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path == "/healthz":
             self._reply(HTTPStatus.OK, {"status": "alive"})
         elif self.path == "/readyz":
-            ready = self.server.ready.is_set() and self.server.pipeline.healthy
+            ready = self.server.intake.ready()
             self._reply(
                 HTTPStatus.OK if ready else HTTPStatus.SERVICE_UNAVAILABLE,
-                {"ready": ready, "in_flight": self.server.pipeline.in_flight()},
+                {"ready": ready, "in_flight": self.server.intake.in_flight()},
             )
         else:
             self._reply(HTTPStatus.NOT_FOUND, {"error": "not found"})
@@ -269,10 +269,10 @@ class _Handler(BaseHTTPRequestHandler):
         except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as error:
             self._reply(HTTPStatus.BAD_REQUEST, {"error": f"not a Pub/Sub push envelope: {error}"})
             return
-        if not self.server.ready.is_set():
+        if not self.server.intake.ready():
             self._reply(HTTPStatus.SERVICE_UNAVAILABLE, {"error": "not ready"})
             return
-        self.server.pipeline.submit(delivery)
+        self.server.intake.submit(delivery)
         if delivery.wait(self.server.timeout_s):
             self._reply(HTTPStatus.OK, {"acked": True})
         else:
@@ -322,9 +322,9 @@ class PushSource:
         self.on_ready = on_ready
         self.server: PushServer | None = None
 
-    def start(self, pipeline: Pipeline) -> None:
+    def start(self, intake: Intake) -> None:
         server = PushServer(
-            (self.host, self.port), pipeline, timeout_s=self.timeout_s, verifier=self.verifier
+            (self.host, self.port), intake, timeout_s=self.timeout_s, verifier=self.verifier
         )
         self.server = server
         threading.Thread(
@@ -333,26 +333,20 @@ class PushSource:
             name="cutq-http",
             daemon=True,
         ).start()
-        server.ready.set()
         log.info("serving Pub/Sub push on %s:%d", self.host, server.server_address[1])
         if self.on_ready is not None:
             self.on_ready(server.server_address[1])
 
-    def wait(self, stop: threading.Event) -> str:
-        assert self.server is not None
-        while not stop.wait(0.25):
-            if not self.server.pipeline.healthy:
-                return "model-failed"
-        return "signal"
+    def ended(self) -> StopReason | None:
+        return None  # pushes come while the platform routes them here
 
     def stop_intake(self) -> None:
-        """Not ready from now on: the platform stops routing pushes here."""
-        if self.server is not None:
-            self.server.ready.clear()
+        """Nothing to tell: /readyz went unready when the service began stopping, and a push
+        arriving now is answered 503 (a nack)."""
 
-    def close(self, pipeline: Pipeline, deadline: float) -> None:
-        """Held requests answer 503 (a nack each), then the server stops."""
-        pipeline.release_held()
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
+    def close(self, deadline: float) -> None:
+        """Stop the server once the held requests have had their 503 (a nack each)."""
+        server, self.server = self.server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
