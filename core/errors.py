@@ -119,6 +119,13 @@ class PublishFailed(TransientError):
     code = "publish_failed"
 
 
+class AckFailed(TransientError):
+    """Pub/Sub refused an ack or nack (exactly-once delivery: the lease had expired, or the
+    message was already settled); the message may be delivered again."""
+
+    code = "ack_failed"
+
+
 class DeviceOutOfMemory(TransientError):
     """The accelerator ran out of memory even for a batch of one."""
 

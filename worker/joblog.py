@@ -12,10 +12,9 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from cutq.core.errors import error_code
+from cutq.worker.outcome import Ending, Outcome
 
 if TYPE_CHECKING:
-    from cutq.core.events import Event
     from cutq.worker.ledger import Task
 
 log = logging.getLogger(__name__)
@@ -35,47 +34,49 @@ def trace_of(attributes: Mapping[str, str]) -> str | None:
     return f"projects/{project}/traces/{parts[1]}" if project else parts[1]
 
 
-def log_job(task: Task, ack: bool, event: Event | None, error: BaseException | None) -> None:
-    """The job's one line. ``status`` is completed, failed, duplicate or retry."""
+class JobLog:
+    """The observer that writes each settled job's line."""
+
+    def settled(self, task: Task, outcome: Outcome) -> None:
+        log_job(task, outcome)
+
+
+def log_job(task: Task, outcome: Outcome) -> None:
+    """The job's one line; its ``status`` is the outcome's word."""
     total = task.timings_ms.get("total", 0.0)
     stages = " ".join(
         f"{key}={value:.0f}" for key, value in task.timings_ms.items() if key != "total"
     )
     # status and error_code are fields (not only words in the message) so that the
     # log-based metrics in infra/terraform/modules/cutq/monitoring.tf can count by them.
-    if not ack:
-        status = "retry"
-    elif event is not None and event.status == "failed":
-        status = "failed"
-    elif event is not None and event.duplicate:
-        status = "duplicate"
-    else:
-        status = "completed"
+    ending = outcome.ending
     extra = {
         "job_id": task.label,
-        "status": status,
-        "error_code": None,
+        "status": ending.value,
+        "error_code": outcome.error_code,
         "timings_ms": dict(task.timings_ms),
         "batch_size": task.batch_size,
         "trace": trace_of(task.delivery.attributes),
+        "ack_failed": task.ack_failed,  # exactly-once delivery refused the ack: it may come back
     }
-    if status == "retry":
-        extra["error_code"] = error_code(error) if error is not None else "internal"
-        log.warning("%8.1fms ↺ %s retry: %s", total, task.label, error, extra=extra)
-    elif status == "failed":
-        assert event is not None
-        extra["error_code"] = event.error_code
+    if ending is Ending.COMPLETED:
+        log.info(
+            "%8.1fms ✓ %s batch=%s %s", total, task.label, task.batch_size, stages, extra=extra
+        )
+    elif ending is Ending.DUPLICATE:
+        log.info("%8.1fms = %s already done", total, task.label, extra=extra)
+    elif ending is Ending.FAILED:
+        assert outcome.event is not None
         log.info(
             "%8.1fms ✗ %s %s: %s",
             total,
             task.label,
-            event.error_code,
-            event.error_message,
+            outcome.error_code,
+            outcome.event.error_message,
             extra=extra,
         )
-    elif status == "duplicate":
-        log.info("%8.1fms = %s already done", total, task.label, extra=extra)
-    else:
-        log.info(
-            "%8.1fms ✓ %s batch=%s %s", total, task.label, task.batch_size, stages, extra=extra
+    else:  # returned, exhausted
+        extra["error_code"] = extra["error_code"] or "internal"
+        log.warning(
+            "%8.1fms ↺ %s %s: %s", total, task.label, ending.value, outcome.error, extra=extra
         )

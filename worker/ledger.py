@@ -8,9 +8,10 @@ A :class:`Task` is one delivery's life from :meth:`Pipeline.submit` to ack or na
 * **one computation per job**: the first delivery of a job leads; another delivery of the same
   job (the same result object) while the leader runs becomes its follower and is settled when
   the leader is, never computed again;
-* **settled once**: :meth:`Ledger.settle` acks or nacks each task exactly once, counts it and
-  writes its log line; a task nacked at the end of the grace period can never publish an event
-  afterwards (:meth:`Ledger.begin_emit`).
+* **settled once**: :meth:`Ledger.settle` acks or nacks each task exactly once by its
+  :class:`~cutq.worker.outcome.Outcome`, then tells the observers (the stats, the job log, any
+  added with :meth:`Ledger.observe`); a task nacked at the end of the grace period can never
+  publish an event afterwards (:meth:`Ledger.begin_emit`).
 """
 
 from __future__ import annotations
@@ -18,13 +19,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from cutq.core.contract import Job
-from cutq.core.events import Event
-from cutq.worker.joblog import log_job
+from cutq.worker.joblog import JobLog
+from cutq.worker.outcome import Observer, Outcome, Stats
 from cutq.worker.sources import Delivery
 
 log = logging.getLogger(__name__)
@@ -44,36 +44,26 @@ class Task:
     followers: list[Task] = field(default_factory=list)
     emitting: bool = False  # its event is being published: it can no longer be nacked
     settled: bool = False  # acked or nacked (it stays open until that call has returned)
+    ack_failed: bool = False  # the source refused the ack or nack: it may come back
 
     def mark(self, stage: str, since: float) -> float:
         now = time.monotonic()
         self.timings_ms[stage] = (now - since) * 1000.0
         return now
 
+    def finish(self) -> dict[str, float]:
+        """The timings with their ``total`` (set once: when the outcome is known)."""
+        self.timings_ms.setdefault("total", (time.monotonic() - self.received) * 1000.0)
+        return dict(self.timings_ms)
+
+    @property
+    def last_attempt(self) -> bool:
+        """Whether a nack now is this delivery's end (its source knows how many it gets)."""
+        return self.delivery.last_attempt
+
     @property
     def label(self) -> str:
         return self.job.job_id if self.job else f"message-{self.delivery.message_id}"
-
-
-@dataclass
-class Stats:
-    """Counts since start; read by the CLI summary, health checks and logs."""
-
-    completed: int = 0
-    failed: int = 0
-    duplicates: int = 0
-    retried: int = 0
-    batches: int = 0
-    batch_items: int = 0
-    failures: Counter = field(default_factory=Counter)  # error code → count
-
-    @property
-    def settled(self) -> int:
-        return self.completed + self.failed + self.duplicates + self.retried
-
-    @property
-    def mean_batch(self) -> float:
-        return self.batch_items / max(self.batches, 1)
 
 
 class PixelBudget:
@@ -111,6 +101,7 @@ class Ledger:
 
     def __init__(self, max_in_flight: int, max_pixels: int) -> None:
         self.stats = Stats()
+        self._observers: list[Observer] = [JobLog()]
         self.pixels = PixelBudget(max_pixels)
         self.last_activity = time.monotonic()
         self._slots = threading.BoundedSemaphore(max_in_flight)
@@ -134,6 +125,11 @@ class Ledger:
             self._open.add(task)
             self.last_activity = time.monotonic()
         return task
+
+    def observe(self, observer: Observer) -> None:
+        """Tell ``observer`` of every delivery settled from now on."""
+        with self._changed:
+            self._observers.append(observer)
 
     def close(self) -> None:
         """Open no more tasks."""
@@ -161,16 +157,8 @@ class Ledger:
 
     # --- settling ---------------------------------------------------------------------------
 
-    def settle(
-        self,
-        task: Task,
-        *,
-        ack: bool,
-        event: Event | None = None,
-        error: BaseException | None = None,
-        unless_emitting: bool = False,
-    ) -> list[Task]:
-        """Ack or nack ``task`` once; returns the followers now waiting on its outcome.
+    def settle(self, task: Task, outcome: Outcome, *, unless_emitting: bool = False) -> list[Task]:
+        """Ack or nack ``task`` once, by ``outcome``; returns the followers now waiting on it.
 
         ``unless_emitting``: leave it alone if its event is being published (checked atomically
         with :meth:`begin_emit`, so a nacked task never publishes afterwards).
@@ -182,38 +170,32 @@ class Ledger:
             if task.key is not None and self._leaders.get(task.key) is task:
                 del self._leaders[task.key]
             followers, task.followers = task.followers, []
+        task.finish()
         try:
-            task.delivery.ack() if ack else task.delivery.nack()
-        except Exception:  # the source's transport failed: Pub/Sub redelivers on its own
-            log.exception("could not %s %s", "ack" if ack else "nack", task.label)
+            task.delivery.ack() if outcome.acked else task.delivery.nack()
+        except Exception as error:  # Pub/Sub redelivers on its own: counted, logged
+            task.ack_failed = True
+            log.warning(
+                "could not %s %s: %s", "ack" if outcome.acked else "nack", task.label, error
+            )
         finally:
             self.pixels.release(task.pixels)
             task.pixels = 0
             self._slots.release()
-            with self._changed:  # only now idle: the ack or nack has gone to the source
-                self._count(ack, event)
+            with self._changed:
+                self.stats.settled(task, outcome)
+                self.stats.ack_failures += task.ack_failed
+                observers = list(self._observers)
+            for observer in observers:
+                try:
+                    observer.settled(task, outcome)
+                except Exception:  # an observer must never take a thread down with it
+                    log.exception("%s failed on %s", type(observer).__name__, task.label)
+            with self._changed:  # only now idle: the ack or nack went, the observers know
                 self._open.discard(task)
                 self.last_activity = time.monotonic()
                 self._changed.notify_all()
-            task.timings_ms.setdefault("total", (time.monotonic() - task.received) * 1000.0)
-            try:
-                log_job(task, ack, event, error)
-            except Exception:  # a log line must never take a thread down with it
-                log.exception("could not log %s", task.label)
         return followers
-
-    def _count(self, ack: bool, event: Event | None) -> None:
-        """Under ``_changed``."""
-        stats = self.stats
-        if not ack:
-            stats.retried += 1
-        elif event is not None and event.duplicate:
-            stats.duplicates += 1
-        elif event is not None and event.status == "completed":
-            stats.completed += 1
-        else:
-            stats.failed += 1
-            stats.failures[event.error_code if event else "internal"] += 1
 
     def count_batch(self, size: int) -> None:
         with self._changed:

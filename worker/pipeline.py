@@ -16,7 +16,8 @@
   each result object *only if absent*, so of two workers racing on one job exactly one
   writes; the other reports a duplicate.
 * **emit**: publish the ``completed`` or ``failed`` event; **settle**: ack (or nack for
-  transient errors) in the ledger, once.
+  transient errors) in the ledger, once, by the job's :class:`~cutq.worker.outcome.Outcome`
+  (:meth:`Pipeline._end`, the one way a job ends).
 
 Any error settles the job by its class (:mod:`cutq.core.errors`): permanent → ``failed`` event
 and ack; anything else → nack, so Pub/Sub retries it and eventually dead-letters it.
@@ -24,7 +25,6 @@ and ack; anything else → nack, so Pub/Sub retries it and eventually dead-lette
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import queue
 import threading
@@ -53,6 +53,7 @@ from cutq.worker.config import WorkerConfig
 from cutq.worker.events import EventSink
 from cutq.worker.inference import Runner
 from cutq.worker.ledger import Ledger, Task
+from cutq.worker.outcome import Outcome
 from cutq.worker.results import Result
 from cutq.worker.sources import Delivery
 
@@ -298,23 +299,21 @@ class Pipeline:
         self, admitted: Admitted, outputs: tuple[OutputInfo, ...], *, duplicate: bool
     ) -> None:
         task = admitted.task
-        task.timings_ms["total"] = (time.monotonic() - task.received) * 1000.0
         event = Event.completed(
             admitted.job,
             outputs,
             model=self.runner.model.describe(),
             attempt=task.delivery.delivery_attempt,
             batch_size=task.batch_size,
-            timings_ms=task.timings_ms,
+            timings_ms=task.finish(),
             duplicate=duplicate,
         )
-        self._emit(task, event)
+        self._end(task, Outcome.published(event))
 
     # --- ending a job -----------------------------------------------------------------------
 
     def _fail(self, task: Task, error: BaseException) -> None:
-        """Settle ``task`` by the class of ``error``: a ``failed`` event, or back to the queue."""
-        task.timings_ms["total"] = (time.monotonic() - task.received) * 1000.0
+        """End ``task`` by the class of ``error``: a ``failed`` event, or back to the queue."""
         if not is_permanent(error):
             if not isinstance(error, CutqError):
                 log.error(
@@ -322,48 +321,34 @@ class Pipeline:
                     type(error).__name__,
                     exc_info=error,
                 )
-            self._settle(task, ack=False, error=error)
+            self._end(task, Outcome.returned(error, last_attempt=task.last_attempt))
             return
         job, delivery = task.job, task.delivery
-        self._emit(
-            task,
-            Event.failed(
-                (job.job_id if job else salvage_job_id(delivery.data)) or task.label,
-                job.input if job else None,
-                error_code(error),
-                str(error),
-                attributes=job.attributes if job else {},
-                model=self.runner.model.describe(),
-                attempt=delivery.delivery_attempt,
-                timings_ms=task.timings_ms,
-            ),
+        event = Event.failed(
+            (job.job_id if job else salvage_job_id(delivery.data)) or task.label,
+            job.input if job else None,
+            error_code(error),
+            str(error),
+            attributes=job.attributes if job else {},
+            model=self.runner.model.describe(),
+            attempt=delivery.delivery_attempt,
+            timings_ms=task.finish(),
         )
+        self._end(task, Outcome.published(event))
 
-    def _emit(self, task: Task, event: Event) -> None:
-        """Publish ``event``, then ack; unless the task was nacked meanwhile (grace over)."""
-        if not self.ledger.begin_emit(task):
-            return
-        try:
-            self.events.publish(event)
-        except Exception as error:
-            self._settle(task, ack=False, error=error)
-            return
-        self._settle(task, ack=True, event=event)
-
-    def _settle(
-        self,
-        task: Task,
-        *,
-        ack: bool,
-        event: Event | None = None,
-        error: BaseException | None = None,
-    ) -> None:
-        """Ack or nack once; then the deliveries that waited on this job share its outcome."""
-        for follower in self.ledger.settle(task, ack=ack, event=event, error=error):
-            if ack and event is not None and follower.job is not None:
-                self._emit(follower, _followed(event, follower))
-            else:
-                self._settle(follower, ack=False, error=error)
+    def _end(self, task: Task, outcome: Outcome) -> None:
+        """The one way a job ends: publish the outcome's event, if it has one (unless the task
+        was nacked meanwhile: grace over), then settle; the deliveries that waited on this job
+        end with it, computed once."""
+        if outcome.event is not None:
+            if not self.ledger.begin_emit(task):
+                return
+            try:
+                self.events.publish(outcome.event)
+            except Exception as error:
+                outcome = Outcome.returned(error, last_attempt=task.last_attempt)
+        for follower in self.ledger.settle(task, outcome):
+            self._end(follower, outcome.for_follower(follower))
 
     def _hand_off(
         self, pool: ThreadPoolExecutor, stage: Callable[[T], None], item: T, task: Task
@@ -379,7 +364,7 @@ class Pipeline:
         try:
             pool.submit(run)
         except RuntimeError:  # the pool is shut down: the worker is stopping
-            self._settle(task, ack=False, error=ShuttingDown("worker stopping"))
+            self._end(task, Outcome.returned(ShuttingDown("worker stopping")))
 
     # --- shutdown ---------------------------------------------------------------------------
 
@@ -418,10 +403,9 @@ class Pipeline:
             # 3. Grace over: back to the queue, once each, unless publishing their event now.
             left = self.ledger.unsettled()
             log.warning("grace period over: returning %d unfinished job(s) to the queue", len(left))
+            stopping = Outcome.returned(ShuttingDown("worker stopping"))
             for task in left:
-                self.ledger.settle(
-                    task, ack=False, error=ShuttingDown("worker stopping"), unless_emitting=True
-                )
+                self.ledger.settle(task, stopping, unless_emitting=True)
             self.ledger.wait_idle(max(0.0, deadline - time.monotonic()))
         # 4. Stop the model threads and the pools; never wait on a stuck call.
         self._batches.put(STOP)  # each model thread puts it back for the next
@@ -437,19 +421,4 @@ def stores_for(config: WorkerConfig) -> Stores:
         attempts=config.storage_attempts,
         deadline_s=config.storage_deadline_s,
         timeout_s=config.storage_timeout_s,
-    )
-
-
-def _followed(event: Event, follower: Task) -> Event:
-    """The leader's outcome as ``follower``'s own event: computed once, reported for each."""
-    assert follower.job is not None
-    follower.timings_ms["total"] = (time.monotonic() - follower.received) * 1000.0
-    return dataclasses.replace(
-        event,
-        attempt=follower.delivery.delivery_attempt,
-        batch_size=None,
-        timings_ms=dict(follower.timings_ms),
-        attributes=follower.job.attributes,
-        duplicate=event.status == "completed",
-        time=datetime.now(timezone.utc),
     )

@@ -16,14 +16,16 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from cutq.core.contract import Options, parse_job
+from cutq.core.contract import Options
 from cutq.core.events import Event
 from cutq.core.storage import to_uri
 from cutq.worker.config import WorkerConfig
-from cutq.worker.events import JsonlEventSink
+from cutq.worker.events import EventSink, JsonlEventSink
+from cutq.worker.ledger import Task
+from cutq.worker.outcome import Ending, Outcome
 from cutq.worker.service import Service
 from cutq.worker.sources import StopReason
-from cutq.worker.sources.local import LocalDelivery, LocalSource, expand_paths
+from cutq.worker.sources.local import LocalSource, expand_paths
 
 log = logging.getLogger(__name__)
 
@@ -87,27 +89,11 @@ def run_local(
         config, sink, warmup_batch_sizes=[1, min(config.max_batch, max(len(files), 1))]
     )
     warmup_s = time.monotonic() - started
-    model = service.runner.model.describe()
     bar = tqdm(total=len(files), unit="img", disable=not progress, dynamic_ncols=True)
 
-    def settled(delivery: LocalDelivery, acked: bool) -> None:
-        bar.update(1)
-        if not acked:  # the local dead letter: still one event, while the sink is open
-            job = parse_job(delivery.data, defaults=config.default_output)
-            sink.publish(
-                Event.failed(
-                    job.job_id,
-                    job.input,
-                    "retries_exhausted",
-                    f"gave up after {delivery.delivery_attempt} attempts; "
-                    "see the log for each attempt's error",
-                    attributes=job.attributes,
-                    model=model,
-                    attempt=delivery.delivery_attempt,
-                )
-            )
-
-    source = LocalSource(files, config.default_output, options, max_attempts=3, on_settled=settled)
+    service.pipeline.ledger.observe(Progress(bar))
+    service.pipeline.ledger.observe(LocalDeadLetters(sink, service.runner.model.describe()))
+    source = LocalSource(files, config.default_output, options, max_attempts=3)
     began = time.monotonic()
     try:
         reason = service.run(source)  # SIGINT/SIGTERM: finish or return what runs, then stop
@@ -120,10 +106,46 @@ def run_local(
         total=len(files),
         completed=stats.completed,
         duplicates=stats.duplicates,
-        failed=stats.failed + len(source.exhausted),
+        failed=stats.failed + stats.exhausted,
         elapsed_s=elapsed,
         warmup_s=warmup_s,
         events_path=events_path,
-        failures=stats.failures + Counter({"retries_exhausted": len(source.exhausted)}),
+        failures=stats.failures,
         mean_batch=stats.mean_batch,
     )
+
+
+class Progress:
+    """The progress bar moves once per image that has ended (not when it goes back to retry)."""
+
+    def __init__(self, bar: tqdm) -> None:
+        self.bar = bar
+
+    def settled(self, task: Task, outcome: Outcome) -> None:
+        if outcome.ending is not Ending.RETURNED:
+            self.bar.update(1)
+
+
+class LocalDeadLetters:
+    """The local dead letter: an ``exhausted`` job still gets one event, a ``failed`` one with
+    code ``retries_exhausted`` (published while the sink is open: the job is still in flight)."""
+
+    def __init__(self, sink: EventSink, model: dict[str, str]) -> None:
+        self.sink = sink
+        self.model = model
+
+    def settled(self, task: Task, outcome: Outcome) -> None:
+        if outcome.ending is not Ending.EXHAUSTED:
+            return
+        job, attempt = task.job, task.delivery.delivery_attempt
+        self.sink.publish(
+            Event.failed(
+                job.job_id if job else task.label,
+                job.input if job else None,
+                "retries_exhausted",
+                f"gave up after {attempt} attempts; see the log for each attempt's error",
+                attributes=job.attributes if job else {},
+                model=self.model,
+                attempt=attempt,
+            )
+        )

@@ -107,9 +107,9 @@ class Service:
             try:
                 source.start(intake)
                 reason = self._serve(source, drain_idle_s)
+                log.info("stopping: %s", reason.value)
             finally:
                 self.close(source)
-        log.info("stopped: %s", reason.value)
         return reason
 
     def _serve(self, source: Source, drain_idle_s: float | None) -> StopReason:
@@ -176,17 +176,7 @@ class Service:
             _bounded(lambda: source.close(deadline), deadline - time.monotonic(), "the source")
         # 6. Flush the event sink (bounded: a stuck publisher must not hold the exit).
         _bounded(self.events.close, deadline - time.monotonic(), "closing the event sink")
-        stats = self.pipeline.stats
-        log.info(
-            "closed: %d completed, %d failed, %d duplicates, %d returned to the queue, "
-            "%d batches (mean size %.1f)",
-            stats.completed,
-            stats.failed,
-            stats.duplicates,
-            stats.retried,
-            stats.batches,
-            stats.mean_batch,
-        )
+        log.info("stopped: %s", self.pipeline.stats.summary())
 
 
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)

@@ -18,11 +18,12 @@ import pytest
 from cutq.core.logs import CloudLoggingFormatter
 from cutq.worker.joblog import log_job
 from cutq.worker.ledger import Task
+from cutq.worker.outcome import Ending, Outcome
 from tests.infra.tfconfig import ROOT, TerraformConfig
 from tests.infra.tfeval import valid
 
 STAGES = ["queue", "download", "decode", "batch_wait", "infer", "encode", "upload"]
-STATUSES = {"completed", "failed", "duplicate", "retry"}
+STATUSES = {"completed", "failed", "duplicate", "returned"}
 
 
 def text(node: Any) -> str:
@@ -35,22 +36,23 @@ def job_lines(caplog: pytest.LogCaptureFixture) -> dict[str, dict[str, Any]]:
     timings = {stage: float(i + 1) for i, stage in enumerate(STAGES)} | {"total": 99.0}
     item = Task(SimpleNamespace(message_id="m1", attributes={}), timings_ms=timings, batch_size=4)  # type: ignore[arg-type]
     item.job = SimpleNamespace(job_id="j1")  # type: ignore[assignment]
-    event = {
-        "completed": SimpleNamespace(status="completed", duplicate=False, error_code=None),
-        "failed": SimpleNamespace(
-            status="failed", duplicate=False, error_code="not_an_image", error_message="x"
+    outcomes = {
+        "completed": Outcome(Ending.COMPLETED, SimpleNamespace(error_code=None)),  # type: ignore[arg-type]
+        "failed": Outcome(
+            Ending.FAILED,
+            SimpleNamespace(error_code="not_an_image", error_message="x"),  # type: ignore[arg-type]
         ),
-        "duplicate": SimpleNamespace(status="completed", duplicate=True, error_code=None),
+        "duplicate": Outcome(Ending.DUPLICATE, SimpleNamespace(error_code=None)),  # type: ignore[arg-type]
+        "returned": Outcome.returned(OSError("storage")),
     }
     formatter = CloudLoggingFormatter()
     lines = {}
     with caplog.at_level(logging.INFO, logger="cutq.worker.joblog"):
-        for outcome in ("completed", "failed", "duplicate", "retry"):
+        for word, outcome in outcomes.items():
             caplog.clear()
-            ack = outcome != "retry"
-            log_job(item, ack, event.get(outcome), None if ack else OSError("storage"))  # type: ignore[arg-type]
+            log_job(item, outcome)
             (record,) = caplog.records
-            lines[outcome] = json.loads(formatter.format(record))
+            lines[word] = json.loads(formatter.format(record))
     return lines
 
 
@@ -152,7 +154,7 @@ def test_alert_policies_notify_the_configured_channels(
 def test_failure_ratio_is_a_ratio(module: TerraformConfig) -> None:
     policy = module.resource("google_monitoring_alert_policy", "failure_ratio")
     threshold = conditions(policy)[0]["condition_threshold"][0]
-    assert 'NOT metric.labels.status=\\"retry\\"' in threshold["denominator_filter"]
+    assert 'NOT metric.labels.status=\\"returned\\"' in threshold["denominator_filter"]
     assert threshold["denominator_aggregations"][0]["cross_series_reducer"] == "REDUCE_SUM"
 
 

@@ -130,7 +130,7 @@ def test_sigterm_mid_backlog_exits_in_grace_and_burns_no_delivery_attempts(
     for job_id, data in finals.items():
         if job_id in done_first:
             continue
-        processed = sum(line["status"] == "retry" for line in first.get(job_id, []))
+        processed = sum(line["status"] == "returned" for line in first.get(job_id, []))
         earlier_deliveries = data["attempt"] - 1
         assert earlier_deliveries <= processed + 1, (job_id, data["attempt"], first.get(job_id))
     assert cloud.drain(cloud.dead_sub) == []

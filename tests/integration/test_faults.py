@@ -182,7 +182,7 @@ def test_out_of_memory_halves_batches_and_completes(
     assert result.completed == 24 and result.dead_lettered == 0
     (model,) = made
     assert max(model.sizes) > 2, model.sizes  # large batches were tried and ran out of memory
-    assert worker.stats.retried == 0  # splitting, not retrying through Pub/Sub
+    assert worker.stats.returned == 0  # splitting, not retrying through Pub/Sub
 
 
 @pytest.mark.timeout(120)
@@ -199,7 +199,7 @@ def test_out_of_memory_at_batch_one_is_dead_lettered_never_dropped(
     worker = ThreadWorker(cloud.worker_config(max_batch=4))
     try:
         result = collect(cloud, ids, timeout_s=90)
-        dead_counts = worker.stats.retried
+        dead_counts = worker.stats.returned
     finally:
         worker.stop()
         cloud.close()

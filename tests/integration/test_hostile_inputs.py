@@ -28,7 +28,7 @@ from PIL import Image, features
 from cutq.core.contract import MAX_MESSAGE_BYTES
 from cutq.core.storage import open_storage
 from cutq.worker.config import WorkerConfig
-from cutq.worker.ledger import Stats
+from cutq.worker.outcome import Stats
 from tests.support.cloud import Cloud, ThreadWorker
 from tests.support.emulators import PubSubEmulator
 
@@ -295,7 +295,7 @@ def test_the_worker_keeps_serving_and_never_retries_input(outcome: Outcome) -> N
     expected_failures = sum(case.expect != "completed" for case in CASES)
     assert outcome.stats.failed == expected_failures
     assert outcome.stats.completed == len(CASES) - expected_failures + 1
-    assert outcome.stats.retried == 0  # a bad input is never mistaken for a transient fault
+    assert outcome.stats.returned == 0  # a bad input is never mistaken for a transient fault
     assert outcome.leftovers == {"jobs": [], "dead": []}
 
 

@@ -22,6 +22,7 @@ from cutq.worker.config import WorkerConfig
 from cutq.worker.inference import Runner
 from cutq.worker.models.base import Model
 from cutq.worker.pipeline import Pipeline
+from cutq.worker.service import Service
 
 
 class Gated(Model):
@@ -70,6 +71,7 @@ class Message:
         self.attributes = attributes or {}
         self.publish_time = datetime(2026, 11, 29, tzinfo=timezone.utc)
         self.delivery_attempt = 1
+        self.last_attempt = False
         self.settled: list[str] = []
         self.done = threading.Event()
 
@@ -152,3 +154,14 @@ def message(path: Path, tmp_path: Path, message_id: str, **attributes: str) -> M
 def settle_all(messages: list[Message], timeout_s: float = 30) -> None:
     for item in messages:
         assert item.done.wait(timeout_s), f"message {item.message_id} never settled"
+
+
+def service_for(tmp_path: Path, model: Gated, **config: object) -> tuple[Service, Events]:
+    settings: dict[str, object] = dict(
+        output=(tmp_path / "out").as_uri(), warmup=False, max_batch=1, io_threads=2
+    )
+    settings.update(config)
+    events = Events()
+    service = Service(WorkerConfig(**settings), Runner(model, "cpu"), events, ready_s=0)  # type: ignore[arg-type]
+    service.pipeline.start()
+    return service, events

@@ -43,10 +43,19 @@ def test_a_second_delivery_of_a_running_job_follows_it_and_is_not_computed(
     pipeline, events = pipeline_for(tmp_path, model)
     (path,) = photos(1)
     first, second = message(path, tmp_path, "1"), message(path, tmp_path, "2")
+    lead, followed = pipeline.ledger.lead, threading.Event()
+
+    def leads(task: object, key: str) -> bool:
+        running = lead(task, key)  # type: ignore[arg-type]
+        if not running:
+            followed.set()
+        return running
+
+    pipeline.ledger.lead = leads  # type: ignore[method-assign]
     pipeline.submit(first)
     assert model.entered.acquire(timeout=10)  # the first delivery is in the model
     pipeline.submit(second)
-    time.sleep(0.3)  # the second is admitted meanwhile and must not reach the model
+    assert followed.wait(10), "the second delivery did not follow the running first"
     model.gate.set()
     settle_all([first, second])
     pipeline.close(time.monotonic() + 5)
@@ -147,7 +156,7 @@ def test_a_failed_batch_goes_back_to_the_queue_and_the_model_thread_serves_on(
     pipeline.close(time.monotonic() + 5)
     assert first.settled == ["nack"] and second.settled == ["ack"]
     assert pipeline.healthy
-    assert pipeline.stats.retried == 1 and pipeline.stats.completed == 1
+    assert pipeline.stats.returned == 1 and pipeline.stats.completed == 1
 
 
 def test_a_model_thread_that_dies_anyway_makes_the_pipeline_unhealthy(
@@ -297,7 +306,7 @@ def test_grace_over_while_a_job_writes_its_result_nacks_it_and_no_event_follows(
     storage.gate.set()  # the write lands after its message went back to the queue
     pipeline._writers.shutdown(wait=True)  # the write stage has run to its end
     assert events.published == []
-    assert item.settled == ["nack"] and pipeline.stats.retried == 1
+    assert item.settled == ["nack"] and pipeline.stats.returned == 1
 
 
 @pytest.mark.parametrize("where", ["model", "write"])

@@ -7,11 +7,9 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from cutq.worker.config import WorkerConfig
-from cutq.worker.inference import Runner
 from cutq.worker.service import Service
 from cutq.worker.sources import Intake, StopReason
-from tests.support.gated import Events, Gated, Message, make_photos, message
+from tests.support.gated import Gated, Message, make_photos, message, service_for
 
 
 class ListedSource:
@@ -36,17 +34,6 @@ class ListedSource:
 
     def close(self, deadline: float) -> None:
         self.calls.append("close")
-
-
-def service_for(tmp_path: Path, model: Gated, **config: object) -> tuple[Service, Events]:
-    settings: dict[str, object] = dict(
-        output=(tmp_path / "out").as_uri(), warmup=False, max_batch=1, io_threads=2
-    )
-    settings.update(config)
-    events = Events()
-    service = Service(WorkerConfig(**settings), Runner(model, "cpu"), events, ready_s=0)  # type: ignore[arg-type]
-    service.pipeline.start()
-    return service, events
 
 
 def run_in_thread(service: Service, source: ListedSource, **kwargs: object) -> dict:

@@ -3,8 +3,9 @@
 Each file becomes a v1 job with a ``file://`` input whose generation (and publish time) is the
 file's mtime, so running twice over unchanged files, on any day, finds the results already
 there and recomputes nothing.
-A nacked job is retried up to ``max_attempts`` times, then reported as a ``failed`` event with
-code ``retries_exhausted`` (the local stand-in for a dead-letter topic).
+A returned (nacked) job is delivered again, up to ``max_attempts`` times; a nack on the last
+attempt is its end (the outcome ``exhausted``: ``cutq run`` reports it as a ``failed`` event
+with code ``retries_exhausted``, the local stand-in for a dead-letter topic).
 """
 
 from __future__ import annotations
@@ -45,9 +46,14 @@ class LocalDelivery:
     data: bytes
     message_id: str
     on_settle: Callable[[LocalDelivery, bool], None]
+    max_attempts: int = 3
     attributes: dict[str, str] = field(default_factory=dict)
     publish_time: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     delivery_attempt: int | None = 1
+
+    @property
+    def last_attempt(self) -> bool:
+        return (self.delivery_attempt or 1) >= self.max_attempts
 
     def ack(self) -> None:
         self.on_settle(self, True)
@@ -70,15 +76,12 @@ class LocalSource:
         options: Options | None = None,
         model: str | None = None,
         max_attempts: int = 3,
-        on_settled: Callable[[LocalDelivery, bool], None] | None = None,
     ) -> None:
         self.files = files
         self.output = output
         self.options = options or Options()
         self.model = model
         self.max_attempts = max_attempts
-        self.on_settled = on_settled
-        self.exhausted: list[LocalDelivery] = []
         self._intake: Intake | None = None
         self._lock = threading.Lock()
         self._settled = 0
@@ -103,6 +106,7 @@ class LocalSource:
                 data=job.to_message(),
                 message_id=str(index),
                 on_settle=self._on_settle,
+                max_attempts=self.max_attempts,
                 publish_time=published,
             )
 
@@ -133,19 +137,16 @@ class LocalSource:
         """Nothing to release: files are offered by this process."""
 
     def _on_settle(self, delivery: LocalDelivery, acked: bool) -> None:
-        attempt = delivery.delivery_attempt or 1
+        """Deliver a returned job again, unless that was its last attempt or the run stops;
+        done once every file has ended."""
         intake = self._intake
         if not acked and self._stopping.is_set():
             return  # returned unfinished: a rerun picks it up
-        if not acked and attempt < self.max_attempts and intake is not None:
-            delivery.delivery_attempt = attempt + 1  # the local stand-in for a redelivery
+        if not acked and not delivery.last_attempt and intake is not None:
+            delivery.delivery_attempt = (delivery.delivery_attempt or 1) + 1  # a redelivery
             threading.Thread(target=intake.submit, args=(delivery,), daemon=True).start()
             return
         with self._lock:
-            if not acked:
-                self.exhausted.append(delivery)
             self._settled += 1
             if self._settled == len(self.files):
                 self._done.set()
-        if self.on_settled is not None:
-            self.on_settled(delivery, acked)

@@ -15,15 +15,19 @@ import contextlib
 import logging
 import time
 from collections.abc import Mapping
+from concurrent.futures import Future
 from datetime import datetime, timezone
 
 from google.cloud import pubsub_v1
+from google.cloud.pubsub_v1.subscriber.exceptions import AcknowledgeError
 from google.cloud.pubsub_v1.subscriber.message import Message
 
+from cutq.core.errors import AckFailed
 from cutq.worker.config import WorkerConfig
 from cutq.worker.sources import Intake, StopReason
 
 log = logging.getLogger(__name__)
+ACK_TIMEOUT_S = 60.0  # exactly-once delivery: how long an ack's confirmation may take
 
 
 class PubSubDelivery:
@@ -52,11 +56,27 @@ class PubSubDelivery:
     def message_id(self) -> str:
         return self._message.message_id
 
+    @property
+    def last_attempt(self) -> bool:
+        return False  # the subscription's dead-letter policy decides, out of the worker's sight
+
     def ack(self) -> None:
-        self._message.ack()
+        """Acknowledge, and know it landed: with exactly-once delivery on, the response says
+        whether Pub/Sub accepted it (else the message may come back) and a refusal raises
+        :class:`AckFailed`; without it the response is immediate, and acks are best effort."""
+        _landed(self._message.ack_with_response(), "ack", self.message_id)
 
     def nack(self) -> None:
-        self._message.nack()
+        _landed(self._message.nack_with_response(), "nack", self.message_id)
+
+
+def _landed(response: Future, what: str, message_id: str) -> None:
+    try:
+        response.result(timeout=ACK_TIMEOUT_S)
+    except AcknowledgeError as error:
+        raise AckFailed(f"{what} of {message_id} refused: {error.error_code.name}") from error
+    except TimeoutError as error:
+        raise AckFailed(f"{what} of {message_id} not confirmed in {ACK_TIMEOUT_S}s") from error
 
 
 class PubSubSource:

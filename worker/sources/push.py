@@ -60,6 +60,7 @@ class PushDelivery:
         )
         attempt = envelope.get("deliveryAttempt")
         self.delivery_attempt = int(attempt) if attempt is not None else None
+        self.last_attempt = False  # the push subscription's dead-letter policy decides
         self.acked: bool | None = None
         self._settled = threading.Event()
 

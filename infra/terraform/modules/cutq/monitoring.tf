@@ -3,7 +3,7 @@
 #
 # The worker logs one JSON entry per settled job (worker/joblog.py, CUTQ_LOG_FORMAT=json):
 #   jsonPayload.logger     = "cutq.worker.joblog"
-#   jsonPayload.status     = completed | failed | duplicate | retry
+#   jsonPayload.status     = completed | duplicate | failed | returned | exhausted (local runs only)
 #   jsonPayload.error_code = the failed event's code (null otherwise)
 #   jsonPayload.timings_ms = {queue, download, decode, batch_wait, infer, encode, upload, total}
 #   jsonPayload.batch_size = the inference batch the job ran in
@@ -49,7 +49,7 @@ resource "google_logging_metric" "jobs" {
 
   project     = var.project_id
   name        = "${var.name_prefix}_jobs"
-  description = "cutq jobs settled, by status (completed, failed, duplicate, retry) and error code."
+  description = "cutq jobs settled, by status (completed, failed, duplicate, returned) and error code."
   filter      = local.worker_logs
 
   metric_descriptor {
@@ -61,7 +61,7 @@ resource "google_logging_metric" "jobs" {
     labels {
       key         = "status"
       value_type  = "STRING"
-      description = "completed | failed | duplicate | retry"
+      description = "completed | duplicate | failed | returned | exhausted"
     }
     labels {
       key         = "error_code"
@@ -273,7 +273,7 @@ resource "google_monitoring_alert_policy" "failure_ratio" {
           per_series_aligner   = "ALIGN_DELTA"
           cross_series_reducer = "REDUCE_SUM"
         }
-        denominator_filter = "metric.type=\"${local.jobs_metric}\" AND resource.type=\"${conditions.value}\" AND NOT metric.labels.status=\"retry\""
+        denominator_filter = "metric.type=\"${local.jobs_metric}\" AND resource.type=\"${conditions.value}\" AND NOT metric.labels.status=\"returned\""
         denominator_aggregations {
           alignment_period     = "600s"
           per_series_aligner   = "ALIGN_DELTA"

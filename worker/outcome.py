@@ -1,0 +1,144 @@
+"""How a job ended, as one value, and the observers told of it.
+
+An :class:`Outcome` is made once per delivery, where the pipeline knows how the job ended,
+and handed to the one settle (:meth:`cutq.worker.ledger.Ledger.settle`), which acks or nacks
+by it and then tells every :class:`Observer`: the stats, the job's log line, and (``cutq
+run``) the local dead letter. One word per ending, the same in code, logs, summaries and the
+README: ``completed``, ``duplicate``, ``failed``, ``returned``, ``exhausted``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Protocol
+
+from cutq.core.errors import error_code
+from cutq.core.events import Event
+
+if TYPE_CHECKING:
+    from cutq.worker.ledger import Task
+
+
+class Ending(enum.Enum):
+    """The kinds of outcome. Acked: completed, duplicate, failed; nacked: the others."""
+
+    COMPLETED = "completed"  # results written and their event published
+    DUPLICATE = "duplicate"  # another delivery made the results: its event again
+    FAILED = "failed"  # a permanent error: a ``failed`` event
+    RETURNED = "returned"  # a transient error or shutdown: back to the queue, to be redelivered
+    EXHAUSTED = "exhausted"  # returned on its last attempt: dead-lettered
+    # To come with deadlines and cancellation: CANCELLED, EXPIRED.
+
+    @property
+    def acked(self) -> bool:
+        return self in (Ending.COMPLETED, Ending.DUPLICATE, Ending.FAILED)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one delivery ended: its kind, the event to publish before the ack, or the error
+    that returned it."""
+
+    ending: Ending
+    event: Event | None = None
+    error: BaseException | None = None
+
+    @classmethod
+    def published(cls, event: Event) -> Outcome:
+        """Completed, duplicate or failed, as ``event`` says: acked once it is published."""
+        if event.status == "failed":
+            return cls(Ending.FAILED, event)
+        return cls(Ending.DUPLICATE if event.duplicate else Ending.COMPLETED, event)
+
+    @classmethod
+    def returned(cls, error: BaseException, *, last_attempt: bool = False) -> Outcome:
+        """Back to the queue because of ``error``; on the last attempt, that is the end."""
+        return cls(Ending.EXHAUSTED if last_attempt else Ending.RETURNED, error=error)
+
+    @property
+    def acked(self) -> bool:
+        return self.ending.acked
+
+    @property
+    def error_code(self) -> str | None:
+        """The stable code of a failed, returned or exhausted job; None otherwise."""
+        if self.event is not None:
+            return self.event.error_code
+        if self.ending is Ending.EXHAUSTED:
+            return "retries_exhausted"
+        return error_code(self.error) if self.error is not None else None
+
+    def for_follower(self, follower: Task) -> Outcome:
+        """This (leader's) outcome as a delivery that waited on it shares it: computed once,
+        reported for each; a follower of a job that went back to the queue goes back too."""
+        if self.event is None or follower.job is None:
+            return Outcome.returned(
+                self.error or RuntimeError("leader returned"),
+                last_attempt=follower.last_attempt,
+            )
+        event = dataclasses.replace(
+            self.event,
+            attempt=follower.delivery.delivery_attempt,
+            batch_size=None,
+            timings_ms=follower.finish(),
+            attributes=follower.job.attributes,
+            duplicate=self.event.status == "completed",
+            time=datetime.now(timezone.utc),
+        )
+        return Outcome.published(event)
+
+
+class Observer(Protocol):
+    """Told of every settled delivery, once, after its ack or nack went to the source."""
+
+    def settled(self, task: Task, outcome: Outcome) -> None: ...
+
+
+@dataclass
+class Stats:
+    """Counts since start, by outcome; read by the CLI summary, health checks and logs."""
+
+    completed: int = 0
+    duplicates: int = 0
+    failed: int = 0
+    returned: int = 0
+    exhausted: int = 0
+    ack_failures: int = 0  # acks and nacks the source refused (exactly-once delivery)
+    batches: int = 0
+    batch_items: int = 0
+    failures: Counter = field(default_factory=Counter)  # error code → count (failed, exhausted)
+
+    def settled(self, task: Task, outcome: Outcome) -> None:
+        """Called under the ledger's lock."""
+        ending = outcome.ending
+        if ending is Ending.COMPLETED:
+            self.completed += 1
+        elif ending is Ending.DUPLICATE:
+            self.duplicates += 1
+        elif ending is Ending.RETURNED:
+            self.returned += 1
+        else:
+            if ending is Ending.FAILED:
+                self.failed += 1
+            else:
+                self.exhausted += 1
+            self.failures[outcome.error_code or "internal"] += 1
+
+    @property
+    def settled_count(self) -> int:
+        return self.completed + self.duplicates + self.failed + self.returned + self.exhausted
+
+    @property
+    def mean_batch(self) -> float:
+        return self.batch_items / max(self.batches, 1)
+
+    def summary(self) -> str:
+        return (
+            f"{self.completed} completed, {self.failed} failed, {self.duplicates} duplicates, "
+            f"{self.returned} returned, {self.exhausted} exhausted, {self.batches} batches "
+            f"(mean size {self.mean_batch:.1f}), {self.ack_failures} acks failed"
+        )
