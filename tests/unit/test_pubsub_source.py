@@ -82,7 +82,6 @@ class Subscriber:
         return Stream(self.order)
 
 
-
 def job_data(tmp_path: Path) -> bytes:
     (path,) = make_photos(tmp_path, 1)
     return new_job(path.as_uri(), OutputSpec((tmp_path / "out").as_uri())).to_message()
