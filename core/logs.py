@@ -17,7 +17,15 @@ from typing import Any
 from cutq.core.errors import ConfigError
 
 LOG_FORMATS = ("auto", "json", "text")
-_EXTRA_FIELDS = ("job_id", "status", "error_code", "timings_ms", "batch_size", "queue_depth")
+_EXTRA_FIELDS = (
+    "job_id",
+    "status",
+    "error_code",
+    "timings_ms",
+    "batch_size",
+    "queue_depth",
+    "ack_failed",
+)
 
 
 class CloudLoggingFormatter(logging.Formatter):

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from google.cloud import pubsub_v1
 from google.pubsub_v1 import types as gapic
@@ -199,11 +200,17 @@ class ThreadWorker:
 
 
 def worker_process(
-    config: WorkerConfig, *extra: str, env_overrides: dict[str, str] | None = None
+    config: WorkerConfig,
+    *extra: str,
+    env_overrides: dict[str, str] | None = None,
+    log_path: Path | None = None,
 ) -> subprocess.Popen:
     """A real `cutq worker` process, configured through CUTQ_* variables like on Cloud Run.
 
     ``env_overrides`` changes other variables, e.g. STORAGE_EMULATOR_HOST to a fault proxy.
+    Its output goes to a pipe, or to ``log_path``: give one when the worker logs more than a
+    pipe holds (64 KiB, ~130 job lines) before anyone reads it — past that, every thread that
+    logs blocks, and the worker stalls with its jobs unacked.
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith("CUTQ_")}
     env.update(env_overrides or {})
@@ -213,9 +220,17 @@ def worker_process(
         text = ",".join(value) if isinstance(value, tuple) else str(value)
         env[f"CUTQ_{name.upper()}"] = text.lower() if isinstance(value, bool) else text
     env["CUTQ_LOG_FORMAT"] = "json"
-    return subprocess.Popen(
-        [sys.executable, "-m", "cutq.cli", "worker", *extra],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    if log_path is None:
+        return subprocess.Popen(
+            [sys.executable, "-m", "cutq.cli", "worker", *extra],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "cutq.cli", "worker", *extra],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
