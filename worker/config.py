@@ -15,6 +15,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from cutq.core.contract import FOREGROUNDS, FORMATS, KINDS, RESIZES, OutputSpec, check_output
 from cutq.core.errors import ConfigError, InvalidJob
+from cutq.worker.hardware import CPU_ONLY, Platform
 
 ENGINES = ("auto", "torch", "onnxruntime")
 
@@ -89,6 +90,9 @@ class WorkerConfig:
     storage_timeout_s: float = 60.0  # … and the most one request may take
     grace_period_s: float = 25.0  # SIGTERM → finish or nack everything within this
     warmup: bool = True
+    # Not a setting: what start-up found (Platform.detect), so that building a config never
+    # probes the hardware. The default, CPU only, is what a config built by hand assumes.
+    platform: Platform = CPU_ONLY
 
     def __post_init__(self) -> None:
         _check(
@@ -163,11 +167,9 @@ class WorkerConfig:
 
     @property
     def on_gpu(self) -> bool:
-        """Whether the model runs on a GPU (``auto``: whether the CUDA driver sees one)."""
+        """Whether the model runs on a GPU (``auto``: whether the platform has one)."""
         if self.device == "auto":
-            from cutq.worker.inference import cuda_present
-
-            return cuda_present()
+            return self.platform.has_gpu
         return self.device.startswith("cuda")
 
     @property
@@ -191,9 +193,12 @@ class WorkerConfig:
         )
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> WorkerConfig:
-        """Fields from ``CUTQ_*`` variables, then ``overrides`` (None means "not given")."""
-        known = {f.name for f in fields(cls)}
+    def from_env(
+        cls, environ: Mapping[str, str], platform: Platform = CPU_ONLY, **overrides: Any
+    ) -> WorkerConfig:
+        """Fields from ``CUTQ_*`` variables, then ``overrides`` (None means "not given"), on
+        ``platform`` (the command line passes :meth:`Platform.detect`'s answer)."""
+        known = {f.name for f in fields(cls)} - {"platform"}
         values: dict[str, Any] = {}
         for key, raw in environ.items():
             if not key.startswith(ENV_PREFIX) or key in _NOT_WORKER:
@@ -212,7 +217,7 @@ class WorkerConfig:
         hints = get_type_hints(cls)
         converted = {name: _convert(name, value, hints[name]) for name, value in values.items()}
         try:
-            return cls(**converted)
+            return cls(**converted, platform=platform)
         except (TypeError, ValueError) as error:
             raise ConfigError(str(error)) from None
 

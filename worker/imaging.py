@@ -26,9 +26,10 @@ from cutq.core.errors import (
     UnsupportedImage,
 )
 
-# We do our own pixel limit (configurable, checked before decoding); Pillow's global one would
-# only warn below twice its value and raise a different error above it.
-Image.MAX_IMAGE_PIXELS = None
+# The pixel limit is cutq's configurable ``max_pixels``, checked in decode() from the header
+# before any pixel is decoded. Pillow's process-wide MAX_IMAGE_PIXELS is left as it is (its
+# warning is silenced inside decode(); a max_pixels above twice Pillow's ~89 MP, where Pillow
+# refuses an image itself, reports that refusal as image_too_large).
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,8 @@ def decode(
             raise
         except UnidentifiedImageError:
             raise UndecodableImage(_unidentified(data)) from None
+        except Image.DecompressionBombError as error:  # only past a max_pixels over Pillow's
+            raise ImageTooLarge(str(error)) from None
         except Exception as error:
             raise UndecodableImage(
                 f"image data is corrupt or truncated: {type(error).__name__}: {error}"

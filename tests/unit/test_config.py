@@ -6,6 +6,7 @@ import pytest
 
 from cutq.core.errors import ConfigError
 from cutq.worker.config import WorkerConfig
+from cutq.worker.hardware import Platform
 
 
 def test_environment_is_typed_and_overridable() -> None:
@@ -82,19 +83,36 @@ def test_default_output_spec() -> None:
     )
 
 
-def test_batch_and_io_threads_follow_the_device(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_batch_and_io_threads_follow_the_device() -> None:
     """One image per batch and two I/O threads per pool on a CPU; 8 and 4 on a GPU."""
-    from cutq.worker import inference
-
     cpu = WorkerConfig(device="cpu")
     assert (cpu.max_batch, cpu.io_threads) == (1, 2)
     gpu = WorkerConfig(device="cuda")
     assert (gpu.max_batch, gpu.io_threads) == (8, 4)
     assert WorkerConfig(device="cpu", max_batch=4, io_threads=6).max_batch == 4
     assert WorkerConfig.from_env({"CUTQ_MAX_BATCH": "", "CUTQ_DEVICE": "cuda:1"}).max_batch == 8
-    for present, expected in ((True, 8), (False, 1)):  # auto asks the CUDA driver
-        monkeypatch.setattr(inference, "cuda_present", lambda present=present: present)
-        assert WorkerConfig().max_batch == expected
+    for gpus, expected in ((1, 8), (0, 1)):  # auto follows the platform found at start-up
+        assert WorkerConfig(platform=Platform(gpus)).max_batch == expected
+        assert WorkerConfig.from_env({}, Platform(gpus)).max_batch == expected
+    assert WorkerConfig().platform == Platform(0)  # built by hand: CPU only, nothing probed
+
+
+def test_building_a_config_never_imports_or_probes_cuda() -> None:
+    """A config is a plain value: neither torch nor the CUDA driver is touched to build one
+    (the platform is detected once, at start-up, by the command line)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import ctypes, sys\n"
+        "def refuse(*args, **kwargs): raise AssertionError('probed the hardware')\n"
+        "ctypes.CDLL = refuse\n"
+        "from cutq.worker.config import WorkerConfig\n"
+        "WorkerConfig(); WorkerConfig(device='auto', max_batch=None)\n"
+        "WorkerConfig.from_env({'CUTQ_DEVICE': 'auto'})\n"
+        "assert 'torch' not in sys.modules and 'cutq.worker.inference' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
 def test_push_timeout_defaults_to_the_platforms_and_is_bounded_by_pubsub() -> None:

@@ -131,3 +131,17 @@ def test_encode_round_trips_losslessly(fmt: str) -> None:
     data = imaging.encode(Image.fromarray(rgba, "RGBA"), fmt)
     back = np.asarray(Image.open(io.BytesIO(data)).convert("RGBA"))
     assert np.array_equal(back, rgba)
+
+
+def test_importing_the_decoder_leaves_pillow_s_pixel_limit_alone() -> None:
+    """cutq's own limit is checked where images are decoded; importing cutq.worker.imaging
+    must not switch Pillow's decompression-bomb check off for the whole process."""
+    import subprocess
+    import sys
+
+    code = (
+        "from PIL import Image; before = Image.MAX_IMAGE_PIXELS; "
+        "import cutq.worker.imaging; "
+        "assert Image.MAX_IMAGE_PIXELS == before, Image.MAX_IMAGE_PIXELS"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -35,4 +35,6 @@ def worker_config(args: argparse.Namespace, **changes: object) -> WorkerConfig:
         output_quality=getattr(args, "quality", None),
         **changes,
     )
-    return WorkerConfig.from_env(os.environ, **overrides)
+    from cutq.worker.hardware import Platform
+
+    return WorkerConfig.from_env(os.environ, Platform.detect(), **overrides)
