@@ -9,9 +9,9 @@
   it that is already running (:mod:`cutq.worker.ledger`): one computation per job.
 * **skip if done**: at-least-once delivery; when every result exists, re-emit and ack.
 * **load**: read, decode (inside the pixel budget) and preprocess into a model input.
-* **infer**: the model thread forms batches (:func:`~cutq.worker.batcher.get_batch`) of
-  same-sized inputs and runs them (one thread per lane of the model: two single-threaded
-  forwards at once on a CPU with onnxruntime, one thread everywhere else).
+* **infer**: the model loop (:mod:`cutq.worker.model_loop`) forms batches of same-sized
+  inputs and runs them (one thread per lane of the model: two single-threaded forwards at
+  once on a CPU with onnxruntime, one thread everywhere else).
 * **write**: mask (optionally post-processed and matted), edge colours, encode, and create
   each result object *only if absent*, so of two workers racing on one job exactly one
   writes; the other reports a duplicate.
@@ -26,15 +26,13 @@ and ack; anything else → nack, so Pub/Sub retries it and eventually dead-lette
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from cutq.core.contract import Job, parse_job, salvage_job_id
 from cutq.core.errors import (
@@ -48,11 +46,11 @@ from cutq.core.events import Event, OutputInfo
 from cutq.core.storage import Stores
 from cutq.worker import imaging, results
 from cutq.worker.access import check_allowed
-from cutq.worker.batcher import STOP, get_batch
 from cutq.worker.config import WorkerConfig
 from cutq.worker.events import EventSink
 from cutq.worker.inference import Runner
 from cutq.worker.ledger import Ledger, Task
+from cutq.worker.model_loop import ModelLoop
 from cutq.worker.outcome import Outcome
 from cutq.worker.results import Result
 from cutq.worker.sources import Delivery
@@ -110,14 +108,15 @@ class Pipeline:
         self.storage = storage or stores_for(config)
         self.ledger = Ledger(config.max_in_flight, config.max_in_flight_pixels)
         self.stats = self.ledger.stats
-        self.failure: BaseException | None = None  # why the model thread died, if it did
-        self._batches: queue.Queue = queue.Queue()
         self._loaders = ThreadPoolExecutor(config.io_threads, thread_name_prefix="cutq-load")
         self._writers = ThreadPoolExecutor(config.io_threads, thread_name_prefix="cutq-write")
-        self._model_threads = [  # one per lane: the model's predict calls that may overlap
-            threading.Thread(target=self._model_loop, name=f"cutq-model-{lane}", daemon=True)
-            for lane in range(max(1, runner.model.lanes))
-        ]
+        self.model_loop: ModelLoop[Loaded] = ModelLoop(
+            runner,
+            max_batch=config.max_batch,  # type: ignore[arg-type]
+            max_wait_ms=config.max_wait_ms,
+            inferred=self._inferred,
+            failed=lambda loaded, error: self._fail(loaded.admitted.task, error),
+        )
         self._stopping = threading.Event()
         self._released = threading.Event()
         self._held: list[Delivery] = []  # arrived while stopping: nacked by release_held
@@ -126,8 +125,7 @@ class Pipeline:
     # --- taking jobs ------------------------------------------------------------------------
 
     def start(self) -> None:
-        for thread in self._model_threads:
-            thread.start()
+        self.model_loop.start()
 
     def submit(self, delivery: Delivery) -> None:
         """Take a job; blocks while ``max_in_flight`` jobs are held (back-pressure).
@@ -155,7 +153,12 @@ class Pipeline:
     @property
     def healthy(self) -> bool:
         """False once a model thread has died: the worker must stop and report it."""
-        return self.failure is None
+        return self.model_loop.failure is None
+
+    @property
+    def failure(self) -> BaseException | None:
+        """Why a model thread died, if one did."""
+        return self.model_loop.failure
 
     def in_flight(self) -> int:
         return self.ledger.in_flight()
@@ -176,7 +179,7 @@ class Pipeline:
             return  # another delivery of this job is running: settled with it
         if self._skip_if_done(admitted):
             return
-        self._batches.put(self._load(admitted))
+        self.model_loop.put(self._load(admitted))
 
     def _admit(self, task: Task) -> Admitted:
         delivery = task.delivery
@@ -234,51 +237,16 @@ class Pipeline:
             raise ShuttingDown("worker stopping")
         task.pixels = pixels
 
-    def _model_loop(self) -> None:
-        """The model thread: batches until STOP. An error fails its batch, never the thread."""
-        max_wait_s = self.config.max_wait_ms / 1000.0
-        try:
-            while (
-                batch := get_batch(self._batches, self.config.max_batch, max_wait_s)
-            ) is not None:
-                groups: dict[tuple[int, int], list[Loaded]] = defaultdict(list)
-                for loaded in batch:
-                    groups[loaded.input_size].append(loaded)
-                del batch
-                for group in groups.values():
-                    self._infer(group)
-        except BaseException as error:  # _infer catches every Exception: this is worse
-            self.failure = error
-            log.critical("the model thread died: the worker is no longer healthy", exc_info=True)
-
-    def _infer(self, group: list[Loaded]) -> None:
-        started = time.monotonic()
-        try:
-            maps = self.runner.predict([loaded.tensor for loaded in group])
-            inferred = []
-            for loaded, saliency in zip(group, maps, strict=True):
-                task = loaded.admitted.task
-                task.timings_ms["batch_wait"] = (started - loaded.enqueued) * 1000.0
-                task.mark("infer", started)
-                task.batch_size = len(group)
-                inferred.append(Inferred(loaded.admitted, loaded.image, saliency))
-            del maps
-        except Exception as error:  # one bad batch fails each of its jobs on its own
-            log.error("batch of %d failed: %s: %s", len(group), type(error).__name__, error)
-            for loaded in group:
-                self._fail(loaded.admitted.task, error)
-            return
-        self.ledger.count_batch(len(group))
-        log.debug(
-            "batch of %d at %s in %.0fms; %d waiting",
-            len(group),
-            group[0].input_size,
-            (time.monotonic() - started) * 1000,
-            self._batches.qsize(),
-            extra={"batch_size": len(group), "queue_depth": self._batches.qsize()},
-        )
-        for item in inferred:
-            self._hand_off(self._writers, self._write, item, item.admitted.task)
+    def _inferred(self, done: list[tuple[Loaded, Any]], started: float) -> None:
+        """Model loop: a batch ran; each of its jobs goes on to the writers."""
+        self.ledger.count_batch(len(done))
+        for loaded, saliency in done:
+            task = loaded.admitted.task
+            task.timings_ms["batch_wait"] = (started - loaded.enqueued) * 1000.0
+            task.mark("infer", started)
+            task.batch_size = len(done)
+            item = Inferred(loaded.admitted, loaded.image, saliency)
+            self._hand_off(self._writers, self._write, item, task)
 
     def _write(self, inferred: Inferred) -> None:
         """Writers pool: render and encode the pictures, create each result only if absent."""
@@ -408,11 +376,9 @@ class Pipeline:
                 self.ledger.settle(task, stopping, unless_emitting=True)
             self.ledger.wait_idle(max(0.0, deadline - time.monotonic()))
         # 4. Stop the model threads and the pools; never wait on a stuck call.
-        self._batches.put(STOP)  # each model thread puts it back for the next
         self._loaders.shutdown(wait=False, cancel_futures=True)
         self._writers.shutdown(wait=False, cancel_futures=True)
-        for thread in self._model_threads:
-            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        self.model_loop.stop(deadline)
 
 
 def stores_for(config: WorkerConfig) -> Stores:

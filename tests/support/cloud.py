@@ -215,7 +215,7 @@ def worker_process(
     env = {k: v for k, v in os.environ.items() if not k.startswith("CUTQ_")}
     env.update(env_overrides or {})
     for name, value in vars(config).items():
-        if value is None:
+        if value is None or name == "platform":  # not a setting: the worker detects its own
             continue
         text = ",".join(value) if isinstance(value, tuple) else str(value)
         env[f"CUTQ_{name.upper()}"] = text.lower() if isinstance(value, bool) else text

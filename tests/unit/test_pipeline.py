@@ -283,7 +283,7 @@ def test_a_model_with_two_lanes_runs_two_batches_at_once_and_close_stops_both(
         model.gate.set()
         settle_all(items)
         assert [e.status for e in events.published] == ["completed"] * 2
-        threads = list(pipeline._model_threads)
+        threads = list(pipeline.model_loop.threads)
         assert len(threads) == lanes
         pipeline.close(time.monotonic() + 5)
         assert not any(thread.is_alive() for thread in threads)

@@ -1,0 +1,110 @@
+"""The model threads: one per lane of the model, each forming and running batches.
+
+A :class:`ModelLoop` takes loaded inputs (:meth:`ModelLoop.put`), groups them into batches
+of same-sized inputs (:func:`~cutq.worker.batcher.get_batch`: at ``max_batch`` items or
+``max_wait_ms`` after the first) and runs each through the runner. A batch that raises fails
+each of its jobs on its own (``failed``), never the thread; anything worse than an
+``Exception`` kills the thread and is kept in :attr:`ModelLoop.failure` (the worker is then
+unhealthy). Two lanes run two single-threaded forwards at once (onnxruntime on a CPU).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any, Generic, Protocol, TypeVar
+
+from cutq.worker.batcher import STOP, get_batch
+from cutq.worker.inference import Runner
+
+log = logging.getLogger(__name__)
+
+
+class Input(Protocol):
+    """What the loop needs of a loaded job: its model input and that input's size."""
+
+    @property
+    def tensor(self) -> Any: ...
+
+    @property
+    def input_size(self) -> tuple[int, int]: ...
+
+
+T = TypeVar("T", bound=Input)
+
+
+class ModelLoop(Generic[T]):
+    """Batches from a queue through one model, on one thread per lane."""
+
+    def __init__(
+        self,
+        runner: Runner,
+        *,
+        max_batch: int,
+        max_wait_ms: float,
+        inferred: Callable[[list[tuple[T, Any]], float], None],
+        failed: Callable[[T, BaseException], None],
+    ) -> None:
+        self.runner = runner
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_ms / 1000.0
+        self.failure: BaseException | None = None  # why a model thread died, if one did
+        self._inferred = inferred  # ([(input, its saliency map)], when the batch started)
+        self._failed = failed
+        self._queue: queue.Queue = queue.Queue()
+        self.threads = [
+            threading.Thread(target=self._run, name=f"cutq-model-{lane}", daemon=True)
+            for lane in range(max(1, runner.model.lanes))
+        ]
+
+    def start(self) -> None:
+        for thread in self.threads:
+            thread.start()
+
+    def put(self, item: T) -> None:
+        self._queue.put(item)
+
+    def stop(self, deadline: float) -> None:
+        """Stop every thread once its batch is done; wait for them until ``deadline``."""
+        self._queue.put(STOP)  # each thread puts it back for the next
+        for thread in self.threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+
+    def _run(self) -> None:
+        """One lane: batches until STOP. An error fails its batch, never the thread."""
+        try:
+            while (batch := get_batch(self._queue, self.max_batch, self.max_wait_s)) is not None:
+                groups: dict[tuple[int, int], list[T]] = defaultdict(list)
+                for item in batch:
+                    groups[item.input_size].append(item)
+                del batch
+                for group in groups.values():
+                    self._infer(group)
+        except BaseException as error:  # _infer catches every Exception: this is worse
+            self.failure = error
+            log.critical("the model thread died: the worker is no longer healthy", exc_info=True)
+
+    def _infer(self, group: list[T]) -> None:
+        started = time.monotonic()
+        try:
+            maps = self.runner.predict([item.tensor for item in group])
+            done = list(zip(group, maps, strict=True))  # one map per input, or the batch fails
+            del maps
+        except Exception as error:  # one bad batch fails each of its jobs on its own
+            log.error("batch of %d failed: %s: %s", len(group), type(error).__name__, error)
+            for item in group:
+                self._failed(item, error)
+            return
+        log.debug(
+            "batch of %d at %s in %.0fms; %d waiting",
+            len(group),
+            group[0].input_size,
+            (time.monotonic() - started) * 1000,
+            self._queue.qsize(),
+            extra={"batch_size": len(group), "queue_depth": self._queue.qsize()},
+        )
+        self._inferred(done, started)
