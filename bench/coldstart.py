@@ -187,7 +187,7 @@ def probe_main(listing: Path, out: Path) -> int:
     """Child side of :func:`_probe`: run the files, print peak memory as JSON."""
     logging_off()
     from cutq.worker.config import WorkerConfig
-    from cutq.worker.run import run_local
+    from cutq.worker.local_run import run_local
 
     raw = json.loads(os.environ["CUTQ_BENCH_CONFIG"])
     config = WorkerConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})

@@ -29,9 +29,9 @@ from cutq.core.events import Event
 from cutq.core.storage import open_storage, to_uri
 from cutq.worker import imaging
 from cutq.worker.config import WorkerConfig
-from cutq.worker.events import EventSink, JsonlEventSink
 from cutq.worker.inference import Runner
 from cutq.worker.pipeline import Pipeline
+from cutq.worker.sinks import EventSink, JsonlEventSink
 from cutq.worker.sources.local import LocalDelivery
 
 if TYPE_CHECKING:
@@ -173,8 +173,8 @@ def run_pubsub(
     """Publish one job per ``gs://`` input (results under ``output``), then pull them with
     the Pub/Sub source until each has its event on the events topic. Timed from the
     subscriber's start, with the whole backlog waiting."""
-    from cutq.worker.events import PubSubEventSink
     from cutq.worker.service import Service
+    from cutq.worker.sinks import PubSubEventSink
     from cutq.worker.sources.pubsub import PubSubSource
 
     spec = OutputSpec(uri=output, format=config.output_format)  # type: ignore[arg-type]

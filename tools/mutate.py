@@ -48,8 +48,8 @@ GROUPS = {
         ["tests/unit/test_imaging.py", "tests/unit/test_imaging_exact.py"],
     ),
     "worker": (
-        ["worker/batcher.py", "worker/access.py", "worker/events.py"],
-        ["tests/unit/test_batcher.py", "tests/unit/test_security.py", "tests/unit/test_events.py"],
+        ["worker/batcher.py", "worker/access.py", "worker/sinks.py"],
+        ["tests/unit/test_batcher.py", "tests/unit/test_security.py", "tests/unit/test_sinks.py"],
     ),
     "bulk": (["submitter/bulk.py"], ["tests/unit/test_submitter_bulk.py"]),
     # Not in the default run: each surviving mutant here costs every covering pipeline test
@@ -58,6 +58,17 @@ GROUPS = {
         ["worker/ledger.py", "worker/pipeline.py", "worker/results.py"],
         ["tests/unit/test_pipeline.py"],
     ),
+    # Issue 23: the concurrency code, one group per module, each with the tests named for it.
+    "ledger": (
+        ["worker/ledger.py", "worker/outcome.py"],
+        ["tests/unit/test_ledger.py", "tests/unit/test_outcome.py", "tests/unit/test_pipeline.py"],
+    ),
+    "pipeline": (["worker/pipeline.py", "worker/model_loop.py"], ["tests/unit/test_pipeline.py"]),
+    "sources": (
+        ["worker/sources/pubsub.py", "worker/sources/local.py"],
+        ["tests/unit/test_pubsub_source.py", "tests/integration/test_local_run.py"],
+    ),
+    "service": (["worker/service.py"], ["tests/unit/test_service.py"]),
 }  # fmt: skip
 DEFAULT_GROUPS = ["contract", "imaging", "worker", "bulk"]
 
@@ -65,11 +76,11 @@ DEFAULT_GROUPS = ["contract", "imaging", "worker", "bulk"]
 # whole); bulk's listing and skip-done, not its rate limiter and checkpoint; events' local sinks.
 ONLY_FUNCTIONS = {
     "worker/pipeline.py": (
-        "submit", "_fail", "_emit", "_settle", "_hand_off", "stop_taking", "close", "_followed"
+        "submit", "_fail", "_end", "_hand_off", "stop_taking", "held", "release_held", "close"
     ),
     "submitter/bulk.py": ("build", "lookup", "listing_key", "plain_uri", "iter_inputs"),
     # PubSubEventSink needs a Pub/Sub server: the integration tests' (tests/integration).
-    "worker/events.py": (
+    "worker/sinks.py": (
         "JsonlEventSink.__init__", "JsonlEventSink.publish", "JsonlEventSink.close",
         "LogEventSink.publish",
     ),

@@ -47,12 +47,12 @@ from cutq.core.storage import Stores
 from cutq.worker import imaging, results
 from cutq.worker.access import check_allowed
 from cutq.worker.config import WorkerConfig
-from cutq.worker.events import EventSink
 from cutq.worker.inference import Runner
 from cutq.worker.ledger import Ledger, Task
 from cutq.worker.model_loop import ModelLoop
 from cutq.worker.outcome import Outcome
 from cutq.worker.results import Result
+from cutq.worker.sinks import EventSink
 from cutq.worker.sources import Delivery
 
 if TYPE_CHECKING:  # a CPU worker running onnxruntime never imports torch

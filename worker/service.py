@@ -22,10 +22,10 @@ from collections.abc import Callable, Iterator, Sequence
 
 from cutq.core.storage import Stores
 from cutq.worker.config import WorkerConfig
-from cutq.worker.events import EventSink, LogEventSink, PubSubEventSink
 from cutq.worker.inference import Runner, batch_shapes
 from cutq.worker.models import create_model
 from cutq.worker.pipeline import Pipeline, stores_for
+from cutq.worker.sinks import EventSink, LogEventSink, PubSubEventSink
 from cutq.worker.sources import Intake, Source, StopReason
 
 log = logging.getLogger(__name__)

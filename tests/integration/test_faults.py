@@ -19,8 +19,8 @@ import torch
 
 from cutq.core.errors import PublishFailed
 from cutq.worker import service
-from cutq.worker.events import PubSubEventSink
 from cutq.worker.models.u2netp import U2NetP
+from cutq.worker.sinks import PubSubEventSink
 from tests.support.cloud import Cloud, ThreadWorker
 from tests.support.emulators import PubSubEmulator
 from tests.support.faulty_proxy import Fault, FaultyProxy

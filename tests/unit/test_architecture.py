@@ -62,7 +62,7 @@ def test_a_clean_tree_keeps_every_contract(tmp_path: Path) -> None:
         # the first version's CLI: submitter/cli.py importing the worker's commands
         ({"cutq/submitter/cli.py": "import cutq.worker.pipeline\n"}, "never import each other"),
         ({"cutq/core/storage.py": "import cutq.worker.pipeline\n"}, "sit above the core"),
-        ({"cutq/worker/run.py": "import cutq.cli\n"}, "sit above the core"),
+        ({"cutq/worker/local_run.py": "import cutq.cli\n"}, "sit above the core"),
         ({"cutq/core/imaging.py": "import numpy\n"}, "needs no torch"),
         ({"cutq/submitter/bulk.py": "import torch\n"}, "needs no torch"),
     ],

@@ -292,7 +292,7 @@ def test_cpu_worker_never_imports_torch(tmp_path: Path) -> None:
     code = f"""
 import sys
 from cutq.worker.config import WorkerConfig
-from cutq.worker.run import run_local
+from cutq.worker.local_run import run_local
 config = WorkerConfig(device="cpu")
 summary = run_local([{str(REPO / "samples")!r}], {str(tmp_path / "out")!r}, config, progress=False)
 assert summary.completed == 8 and summary.mean_batch == 1.0, summary.render()

@@ -30,7 +30,7 @@ def handle(args: argparse.Namespace) -> int:
     if args.threshold is not None and not 0 < args.threshold < 1:
         raise ConfigError("--threshold must be between 0 and 1")
     config = worker_config(args)
-    from cutq.worker.run import run_local
+    from cutq.worker.local_run import run_local
 
     options = options_from_args(args)
     summary = run_local(args.inputs, args.out, config, options, progress=not args.no_progress)

@@ -20,10 +20,10 @@ from cutq.core.contract import Options
 from cutq.core.events import Event
 from cutq.core.storage import to_uri
 from cutq.worker.config import WorkerConfig
-from cutq.worker.events import EventSink, JsonlEventSink
 from cutq.worker.ledger import Task
 from cutq.worker.outcome import Ending, Outcome
 from cutq.worker.service import Service
+from cutq.worker.sinks import EventSink, JsonlEventSink
 from cutq.worker.sources import StopReason
 from cutq.worker.sources.local import LocalSource, expand_paths
 

@@ -10,7 +10,7 @@ import pytest
 
 from cutq.core.errors import PublishFailed
 from cutq.core.events import Event
-from cutq.worker.events import JsonlEventSink
+from cutq.worker.sinks import JsonlEventSink
 
 
 def test_jsonl_sink_appends_one_cloudevent_per_line_across_threads(tmp_path: Path) -> None:
@@ -52,7 +52,7 @@ def test_a_write_that_fails_is_a_transient_publish_error(tmp_path: Path) -> None
 
 def test_a_jsonl_sink_creates_the_folders_it_needs(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from cutq.core.events import Event
-    from cutq.worker.events import JsonlEventSink
+    from cutq.worker.sinks import JsonlEventSink
 
     sink = JsonlEventSink(tmp_path / "a" / "b" / "events.jsonl")
     sink.publish(Event(job_id="j", status="completed", input=None))
