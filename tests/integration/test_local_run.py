@@ -155,3 +155,47 @@ def test_a_job_that_keeps_failing_transiently_ends_as_retries_exhausted(
     assert [d["data"]["status"] for d in docs].count("completed") == 1
     assert len(reads) == 3
     assert "1 × retries_exhausted" in capsys.readouterr().out
+
+
+def test_sigint_finishes_or_returns_what_runs_then_prints_the_summary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`cutq run` handles SIGINT/SIGTERM like the worker: stop taking files, finish or return
+    what runs within the grace period, then the summary (exit 1: not everything was done). A
+    job returned by the stop is not retried and not reported as exhausted."""
+    import os
+    import signal
+    import threading
+
+    from cutq.core.storage.local import LocalStorage
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("red-ball.jpg", "orange-cmyk.jpg"):
+        shutil.copy(SAMPLES / name, folder / name)
+    real_read = LocalStorage.read
+    stuck, release = threading.Event(), threading.Event()
+
+    def stuck_read(self, uri: str, **kwargs):  # type: ignore[no-untyped-def]
+        if uri.endswith("orange-cmyk.jpg"):
+            stuck.set()
+            release.wait(60)
+        return real_read(self, uri, **kwargs)
+
+    def interrupt() -> None:
+        if stuck.wait(60):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(LocalStorage, "read", stuck_read)
+    monkeypatch.setenv("CUTQ_GRACE_PERIOD_S", "1")
+    out = tmp_path / "out"
+    threading.Thread(target=interrupt, daemon=True).start()
+    try:
+        code = main(["run", str(folder), "--out", str(out), "--no-progress"])
+    finally:
+        release.set()
+    printed = capsys.readouterr().out
+    assert code == 1
+    assert "stopped (signal):" in printed and "not processed" in printed, printed
+    assert "retries_exhausted" not in printed
+    assert not [d for d in events(out) if d["data"]["status"] == "failed"]
