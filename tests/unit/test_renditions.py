@@ -88,7 +88,9 @@ def test_a_preset_is_a_bundle_of_fields_a_job_may_override() -> None:
 
 def test_rendition_jobs_round_trip_and_keep_their_id() -> None:
     job = new_job(
-        "gs://inputs/a.png", OutputSpec("gs://outs/p"), renditions=presets("amazon-main", "thumbnail")
+        "gs://inputs/a.png",
+        OutputSpec("gs://outs/p"),
+        renditions=presets("amazon-main", "thumbnail"),
     )
     again = parse(json.loads(job.to_message()))
     assert again.job_id == job.job_id
@@ -104,7 +106,9 @@ def test_rendition_jobs_round_trip_and_keep_their_id() -> None:
                 plain.job_id,
                 job.job_id,
                 new_job(
-                    "gs://inputs/a.png", OutputSpec("gs://outs/p"), renditions=presets("amazon-main")
+                    "gs://inputs/a.png",
+                    OutputSpec("gs://outs/p"),
+                    renditions=presets("amazon-main"),
                 ).job_id,
             }
         )
