@@ -19,7 +19,7 @@ from PIL import Image
 from cutq.core.presets import Rules
 from cutq.worker.imaging import parse_color
 
-TOLERANCE = 8  # a pixel this close to the background (per channel) is background
+TOLERANCE = 16  # this close to the background (per channel) is background (JPEG ripples: ~8)
 RING_SHARE = 0.01  # the border ring is 1 % of the shorter side wide (at least 1 px)
 
 
