@@ -12,9 +12,9 @@
 * **infer**: the model thread forms batches (:func:`~cutq.worker.batcher.get_batch`) of
   same-sized inputs and runs them (one thread per lane of the model: two single-threaded
   forwards at once on a CPU with onnxruntime, one thread everywhere else).
-* **write**: mask (optionally post-processed and matted), edge colours, encode, and create
-  each result object *only if absent*, so of two workers racing on one job exactly one
-  writes; the other reports a duplicate.
+* **write**: from one mask, each of the job's renditions (:mod:`cutq.worker.results`: framing,
+  edge colours, encode, a preset's verdict) and its quality flags; create each result object
+  *only if absent*, so of two workers racing on one job exactly one writes each object.
 * **emit**: publish the ``completed`` or ``failed`` event; **settle**: ack (or nack for
   transient errors) in the ledger, once.
 

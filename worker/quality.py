@@ -17,8 +17,10 @@ from cutq.worker.subject import find_subject
 
 FLAGS = ("empty", "edge", "multiple", "uncertain")
 SOLID = 128  # alpha at or above this is the subject
-#: ``empty``: the subject covers less than this share of the image.
+#: ``empty``: the subject's confident pixels (alpha ≥ 224) cover less than this share of the
+#: image. (A salient-object model finds *something* on a bare backdrop, but only faintly.)
 EMPTY_BELOW = 0.005
+CONFIDENT = 224
 #: ``edge``: the subject's pixels cover more than this share of the image's border.
 EDGE_ABOVE = 0.01
 #: ``multiple``: a second separate part at least this share of the largest part's area.
@@ -40,6 +42,7 @@ def assess(alpha: np.ndarray) -> Quality:
     """Flags and figures for one result alpha (H×W uint8)."""
     solid = alpha >= SOLID
     coverage = float(solid.mean())
+    confident = float((alpha >= CONFIDENT).mean())
     border = np.concatenate((solid[0], solid[-1], solid[1:-1, 0], solid[1:-1, -1]))
     edge = float(border.mean())
     parts = find_subject(alpha, level=SOLID).parts
@@ -48,7 +51,7 @@ def assess(alpha: np.ndarray) -> Quality:
     unsure = visible & (alpha <= 223)
     uncertain = float(unsure.sum() / max(1, int(visible.sum())))
     flags = []
-    if coverage < EMPTY_BELOW:
+    if confident < EMPTY_BELOW:
         flags.append("empty")
     if edge > EDGE_ABOVE:
         flags.append("edge")
@@ -58,6 +61,7 @@ def assess(alpha: np.ndarray) -> Quality:
         flags.append("uncertain")
     figures = {
         "coverage": round(coverage, 4),
+        "confident": round(confident, 4),
         "edge": round(edge, 4),
         "second_part": round(second, 4),
         "uncertain": round(uncertain, 4),
