@@ -88,13 +88,24 @@ def render(
     alpha = imaging.combine_alpha(mask, image.alpha)
     framed = any(result.rendition.frame is not None for result in results)
     box = find_subject(alpha).box if framed else None
-    colours: dict[str, np.ndarray] = {}  # edge colours by mode: estimated once per job
+    colours: dict[tuple[str, bool], np.ndarray] = {}  # edge colours: estimated once per job
 
     def rgb_for(rendition: Rendition) -> np.ndarray:
         mode = rendition.foreground or options.foreground or config.default_foreground
-        if mode not in colours:
-            colours[mode] = matting.foreground_colours(image.rgb, alpha, mode)
-        return colours[mode]
+        # A cropped frame shows nothing outside the subject's box: estimate only inside it.
+        inside = box is not None and rendition.frame is not None and rendition.frame.crop
+        if (mode, inside) not in colours:
+            if inside and mode != "none":
+                assert box is not None
+                x0, y0, x1, y1 = box
+                rgb = image.rgb.copy()
+                rgb[y0:y1, x0:x1] = matting.foreground_colours(
+                    image.rgb[y0:y1, x0:x1], alpha[y0:y1, x0:x1], mode
+                )
+            else:
+                rgb = matting.foreground_colours(image.rgb, alpha, mode)
+            colours[mode, inside] = rgb
+        return colours[mode, inside]
 
     pictures = {}
     for result in results:
