@@ -37,6 +37,8 @@ _FRAME_FIELDS = {
     "position",
     "upscale",
 }
+# Frame fields that exclude each other: a job giving one side drops a preset's other side.
+_ALTERNATIVES = (({"margin"}, {"margin_px"}), ({"width", "height"}, {"longest"}))
 _RENDITION_FIELDS = {
     "name",
     "preset",
@@ -118,22 +120,29 @@ def parse_renditions(value: Any) -> tuple[Rendition, ...]:
 
 def parse_rendition(value: Any, where: str) -> Rendition:
     # Imported here, not at the top: the contract imports this module for its types.
-    from cutq.core.contract import FOREGROUNDS, FORMATS, OutputSpec, check_output
+    from cutq.core.contract import FOREGROUNDS, FORMATS, LOSSY_FORMATS, OutputSpec, check_output
 
     obj = v.require_object(value, where)
     v.reject_unknown(obj, _RENDITION_FIELDS, where)
     preset_name = obj.get("preset")
     fields: dict[str, Any] = {}
     if preset_name is not None:
-        if preset_name not in PRESETS:
+        if not isinstance(preset_name, str) or preset_name not in PRESETS:
             raise InvalidJob(
                 f"{where}.preset: unknown preset {preset_name!r}; known: {', '.join(PRESETS)}"
             )
         fields.update(PRESETS[preset_name].fields)
     frame_fields = dict(fields.get("frame") or {})
+    if "format" in obj and "quality" not in obj and obj["format"] not in LOSSY_FORMATS:
+        fields.pop("quality", None)  # the preset's quality belongs to the preset's format
     fields.update(obj)
     if isinstance(obj.get("frame"), dict):  # a job's frame overrides the preset's field by field
-        fields["frame"] = {**frame_fields, **obj["frame"]}
+        given = obj["frame"]
+        for one, other in _ALTERNATIVES:  # … and a field replaces the preset's alternatives
+            for chosen, dropped in ((one, other), (other, one)):
+                if chosen & set(given):
+                    frame_fields = {k: v for k, v in frame_fields.items() if k not in dropped}
+        fields["frame"] = {**frame_fields, **given}
     name = fields.get("name", preset_name)
     if name is None:
         raise InvalidJob(f"{where}.name: required (unless a preset names it)")

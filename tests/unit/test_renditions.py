@@ -86,6 +86,23 @@ def test_a_preset_is_a_bundle_of_fields_a_job_may_override() -> None:
     assert thumb.kind == "mask" and thumb.background is None and thumb.format == "webp"
 
 
+def test_an_override_replaces_the_presets_alternatives() -> None:
+    job = parse(
+        {
+            "input": "gs://inputs/a.png",
+            "renditions": [
+                {"preset": "amazon-main", "name": "a", "frame": {"margin_px": 40}},
+                {"preset": "amazon-main", "name": "b", "frame": {"longest": 800}},
+                {"preset": "amazon-main", "name": "c", "format": "png"},
+            ],
+        }
+    )
+    a, b, c = job.renditions
+    assert a.frame == Frame(width=2000, height=2000, margin_px=40)
+    assert b.frame == Frame(longest=800, margin=0.0625)
+    assert (c.format, c.quality, c.background) == ("png", None, "#ffffff")
+
+
 def test_rendition_jobs_round_trip_and_keep_their_id() -> None:
     job = new_job(
         "gs://inputs/a.png",
@@ -130,6 +147,7 @@ def test_the_worker_default_output_does_not_change_a_rendition_job_id() -> None:
         ([], "non-empty list"),
         ("amazon-main", "non-empty list"),
         ([{"preset": "ebay"}], "renditions[0].preset: unknown preset 'ebay'"),
+        ([{"preset": ["amazon-main"]}], "renditions[0].preset: unknown preset"),
         ([{"format": "png"}], "renditions[0].name: required"),
         ([{"name": "A b"}], "renditions[0].name"),
         ([{"name": "x"}, {"name": "x"}], "repeated: x"),
