@@ -106,3 +106,23 @@ def test_the_harness_sees_a_broken_page(tmp_path: Path) -> None:
     broken.write_text("<html><body><script>undefinedFunction();</script></body></html>")
     _, console = dom(broken.as_uri())
     assert any("undefinedFunction" in line for line in console)
+
+
+def test_a_bulk_runs_events_with_results_in_a_bucket(gcs_bucket: str, tmp_path: Path) -> None:
+    from cutq.core.storage import open_storage
+    from cutq.worker.report import read_events, write_report
+
+    storage = open_storage(f"gs://{gcs_bucket}")
+    source, result = f"gs://{gcs_bucket}/in/ball.jpg", f"gs://{gcs_bucket}/out/ball.thumb.webp"
+    storage.write(source, (SAMPLES / "red-ball.jpg").read_bytes(), content_type="image/jpeg")
+    storage.write(result, (SAMPLES / "teal.webp").read_bytes(), content_type="image/webp")
+    output = {"kind": "cutout", "uri": result, "size": 1, "name": "thumbnail"}
+    first = {"job_id": "j1", "status": "completed", "input": source, "outputs": [output]}
+    again = {**first, "duplicate": True, "outputs": []}  # a later duplicate hides nothing
+    pulled = [{"body": {"data": first}}, {"body": {"data": again}}]  # as pulled from Pub/Sub
+    events = tmp_path / "events.jsonl"
+    events.write_text("\n".join(json.dumps(line) for line in pulled) + "\n")
+    summary = write_report(read_events([events]), tmp_path / "bulk.html")
+    assert (summary.jobs, summary.thumbnails, summary.missing_thumbnails) == (1, 2, 0)
+    page, console = dom(summary.path.as_uri())
+    assert console == [] and rows(page) == ["j1"]
