@@ -12,9 +12,9 @@
 * **infer**: the model thread forms batches (:func:`~cutq.worker.batcher.get_batch`) of
   same-sized inputs and runs them (one thread per lane of the model: two single-threaded
   forwards at once on a CPU with onnxruntime, one thread everywhere else).
-* **write**: mask (optionally post-processed and matted), edge colours, encode, and create
-  each result object *only if absent*, so of two workers racing on one job exactly one
-  writes; the other reports a duplicate.
+* **write**: from one mask, each of the job's renditions (:mod:`cutq.worker.results`: framing,
+  edge colours, encode, a preset's verdict) and its quality flags; create each result object
+  *only if absent*, so of two workers racing on one job exactly one writes each object.
 * **emit**: publish the ``completed`` or ``failed`` event; **settle**: ack (or nack for
   transient errors) in the ledger, once.
 
@@ -53,6 +53,7 @@ from cutq.worker.config import WorkerConfig
 from cutq.worker.events import EventSink
 from cutq.worker.inference import Runner
 from cutq.worker.ledger import Ledger, Task
+from cutq.worker.quality import Quality
 from cutq.worker.results import Result
 from cutq.worker.sources import Delivery
 
@@ -179,22 +180,15 @@ class Pipeline:
                 f"job asks for model {job.model!r}; this worker serves {self.runner.model.name!r}"
             )
         source = check_allowed(job.input, self.config, "input")
-        writes = tuple(
-            Result(kind, uri, check_allowed(uri, self.config, "output"))
-            for kind, uri in job.result_uris().items()
-        )
+        writes = results.plan(job, lambda uri: check_allowed(uri, self.config, "output"))
         return Admitted(task, job, source, writes)
 
     def _skip_if_done(self, admitted: Admitted) -> bool:
         """At-least-once delivery: when every result exists, re-emit the event and ack."""
-        outputs = []
-        for result in admitted.results:
-            info = open_storage(result.target).stat(result.target)
-            if info is None:
-                return False
-            outputs.append(results.found(result, info))
-        self._complete(admitted, tuple(outputs), duplicate=True)
-        return True
+        done = results.lookup(admitted.results)
+        if done is not None:
+            self._complete(admitted, done[0], duplicate=True, judged=done[1])
+        return done is not None
 
     def _load(self, admitted: Admitted) -> Loaded:
         task, job = admitted.task, admitted.job
@@ -272,15 +266,20 @@ class Pipeline:
         mask = self.runner.to_mask(
             inferred.saliency, image.height, image.width, job.options.threshold
         )
-        encoded = results.render(image, mask, job, admitted.results, self.config)
+        rendering = results.render(image, mask, job, admitted.results, self.config)
         del mask, inferred
         now = task.mark("encode", started)
-        outputs, duplicate = results.store(admitted.results, encoded, job, image)
+        outputs, duplicate = results.store(admitted.results, rendering, job)
         task.mark("upload", now)
-        self._complete(admitted, outputs, duplicate=duplicate)
+        self._complete(admitted, outputs, duplicate=duplicate, judged=rendering.quality)
 
     def _complete(
-        self, admitted: Admitted, outputs: tuple[OutputInfo, ...], *, duplicate: bool
+        self,
+        admitted: Admitted,
+        outputs: tuple[OutputInfo, ...],
+        *,
+        duplicate: bool,
+        judged: Quality | None,
     ) -> None:
         task = admitted.task
         task.timings_ms["total"] = (time.monotonic() - task.received) * 1000.0
@@ -292,6 +291,8 @@ class Pipeline:
             batch_size=task.batch_size,
             timings_ms=task.timings_ms,
             duplicate=duplicate,
+            flags=judged.flags if judged else None,
+            quality=judged.figures if judged else None,
         )
         self._emit(task, event)
 

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from cutq.core.contract import Options, parse_job
 from cutq.core.events import Event
+from cutq.core.renditions import Rendition
 from cutq.core.storage import to_uri
 from cutq.worker.config import WorkerConfig
 from cutq.worker.events import JsonlEventSink
@@ -64,8 +65,13 @@ def run_local(
     config: WorkerConfig,
     options: Options | None = None,
     progress: bool = True,
+    renditions: tuple[Rendition, ...] = (),
 ) -> RunSummary:
-    """Process ``inputs`` (files and directories) into ``out_dir``; returns the summary."""
+    """Process ``inputs`` (files and directories) into ``out_dir``; returns the summary.
+
+    ``renditions``: the named outputs each image gets from its one model run (e.g.
+    ``presets("amazon-main", "thumbnail")``); none: the configured output's cutout and/or mask.
+    """
     out = Path(out_dir).absolute()
     config = config.replace(output=to_uri(out))
     files = list(expand_paths(inputs))
@@ -101,7 +107,14 @@ def run_local(
                 )
             )
 
-    source = LocalSource(files, config.default_output, options, max_attempts=3, on_settled=settled)
+    source = LocalSource(
+        files,
+        config.default_output,
+        options,
+        max_attempts=3,
+        on_settled=settled,
+        renditions=renditions,
+    )
     began = time.monotonic()
     try:
         service.run(source)

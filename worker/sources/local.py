@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from PIL import Image
 
 from cutq.core.contract import Options, OutputSpec, new_job
+from cutq.core.renditions import Rendition
 
 if TYPE_CHECKING:
     from cutq.worker.pipeline import Pipeline
@@ -74,11 +75,13 @@ class LocalSource:
         model: str | None = None,
         max_attempts: int = 3,
         on_settled: Callable[[LocalDelivery, bool], None] | None = None,
+        renditions: tuple[Rendition, ...] = (),
     ) -> None:
         self.files = files
         self.output = output
         self.options = options or Options()
         self.model = model
+        self.renditions = renditions
         self.max_attempts = max_attempts
         self.on_settled = on_settled
         self.exhausted: list[LocalDelivery] = []
@@ -99,6 +102,7 @@ class LocalSource:
                 input_generation=generation,
                 model=self.model,
                 options=self.options,
+                renditions=self.renditions,
             )
             published = datetime.fromtimestamp((generation or 0) / 1e9, timezone.utc)
             yield LocalDelivery(
