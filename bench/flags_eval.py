@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.harness import publish  # noqa: E402
 from cutq.worker import quality  # noqa: E402
 from cutq.worker.subject import label_parts  # noqa: E402
 
@@ -104,10 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         for flag, count in counts.items()
     }
     report = {"images": args.count, "seed": args.seed, "model": model.describe(), "flags": rows}
-    document = json.dumps(report, indent=2)
-    print(document)
-    if args.json:
-        Path(args.json).write_text(document + "\n")
+    publish(report, args.json)
     if args.details:
         Path(args.details).write_text(json.dumps(details) + "\n")
     return 0

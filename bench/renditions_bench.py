@@ -100,11 +100,9 @@ def main(argv: list[str] | None = None) -> int:
         "time_ratio": round(renditions["elapsed_s"] / singles["elapsed_s"], 3),
         "peak_memory_ratio": round(renditions["peak_rss_mib"] / singles["peak_rss_mib"], 3),
     }
-    document = json.dumps(report, indent=2)
-    print(document)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(document + "\n")
+    from bench.harness import publish  # the pipeline's modules: only after the children ran
+
+    publish(report, args.json)
     return 0
 
 

@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.harness import publish  # noqa: E402
 from cutq.worker.report import read_events, write_report  # noqa: E402
 
 
@@ -123,11 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             "chromium_process_s": round(wall_s, 2),
             "console_messages": console,
         }
-    document = json.dumps(report, indent=2)
-    print(document)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(document + "\n")
+    publish(report, args.json)
     return 0
 
 
