@@ -2,7 +2,7 @@
 
 ISNet, BiRefNet, BRIA RMBG and u2net exports all take one image tensor and give one map per
 image, but they differ in how the image goes in and how the map comes out. A spec is a small
-JSON file that says so; every field has one meaning::
+JSON file that says so; every field has one meaning (the ``#`` notes are not JSON)::
 
     {
       "name": "birefnet",                         # what jobs say in "model"; events report it
