@@ -43,6 +43,7 @@ class WorkerConfig:
     checkpoint_cache_dir: str | None = None  # default ~/.cache/cutq/checkpoints
     model_max_side: int | None = None  # dynamic resize: cap on the longer model-input side
     model_mode: str | None = None  # model-specific variant, e.g. inspyrenet "base" | "fast"
+    model_spec: str | None = None  # a JSON model spec: serve that ONNX graph (onnx_spec.py)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto (fp16 on CUDA) | fp32 | fp16 | bf16
     engine: str = "auto"  # auto (u2netp on a CPU: onnxruntime) | torch | onnxruntime

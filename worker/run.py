@@ -107,10 +107,14 @@ def run_local(
                 )
             )
 
+    # A custom model's name goes into the job (and so its id): results of another model
+    # over the same files are never mistaken for its own.
+    job_model = service.runner.model.name if config.model_spec else None
     source = LocalSource(
         files,
         config.default_output,
         options,
+        job_model,
         max_attempts=3,
         on_settled=settled,
         renditions=renditions,
