@@ -212,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     go.add_argument("--setup-json", help=argparse.SUPPRESS)  # from the re-run after set-up
     args = parser.parse_args(argv)
+    # albumentations (imported by transparent-background) asks PyPI for updates on import:
+    # the device machine has no network.
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     if args.command == "prepare":
         prepare(args.wheels)
         return 0

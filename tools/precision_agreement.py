@@ -75,9 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     eval_images = [sample.image for sample in generate(args.eval)]
     photos = photographs(args.photos)
     rows: list[tuple[str, Agreement]] = []
-    print(
-        HEADER.replace("| model |", "| model | images |", 1).replace("| --- |", "| --- | --- |", 1)
-    )
+    header = HEADER.replace("| model |", "| model | images from |", 1)
+    print(header.replace("| --- |", "| --- | --- |", 1))
     for name in args.models.split(","):
         limit = args.inspyrenet_images if name == "inspyrenet" else None
         for label, images in (("eval set", eval_images), ("photographs", photos)):
