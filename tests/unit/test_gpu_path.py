@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from cutq.core.errors import ConfigError, ModelOutputNotFinite, WarmupFailed
-from cutq.worker import device
+from cutq.worker import device, inference
 from cutq.worker.config import WorkerConfig
 from cutq.worker.device import Backend, GpuStatus
 from cutq.worker.inference import Runner, batch_shapes
@@ -244,6 +244,7 @@ def old_driver(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     for cached in (device.cuda_present, device.gpu_status, device.gpu_usable):
         cached.cache_clear()
     monkeypatch.setattr(device, "cuda_present", lambda: True)
+    monkeypatch.setattr(inference, "cuda_present", lambda: True)  # where it was asked before
     monkeypatch.setattr(device, "driver_version", lambda: "535.216.03")
     monkeypatch.setattr(device, "driver_cuda_version", lambda: "12.2")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
