@@ -144,7 +144,9 @@ def _pip(*args: str) -> None:
     )
 
 
-def run(out: Path, budget_s: float, setup: dict[str, object], quick: bool | None) -> int:
+def run(
+    out: Path, budget_s: float, setup: dict[str, object], quick: bool | None, only: str = ""
+) -> int:
     from tools import gpu_checks
 
     out = out.resolve()
@@ -163,6 +165,8 @@ def run(out: Path, budget_s: float, setup: dict[str, object], quick: bool | None
     }
     steps: list[dict[str, object]] = report["steps"]  # type: ignore[assignment]
     for step in gpu_checks.STEPS:
+        if only and only.lower() not in step.name.lower():
+            continue
         left = budget_s - (time.monotonic() - started)
         result = gpu_checks.run_step(step, gpu=gpu, quick=quick, left_s=left, work=out / "work")
         steps.append(result)
@@ -210,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="small sizes (default: when there is no usable GPU)",
     )
+    go.add_argument("--only", default="", help="run only the steps whose name contains this")
     go.add_argument("--setup-json", help=argparse.SUPPRESS)  # from the re-run after set-up
     args = parser.parse_args(argv)
     # albumentations (imported by transparent-background) asks PyPI for updates on import:
@@ -228,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
             command = [sys.executable, "-m", "tools.gpu_check", *forwarded]
             command += ["--setup-json", json.dumps(setup)]
             return subprocess.run(command, env=env, check=False).returncode
-    return run(args.out, args.budget_s, setup, args.quick)
+    return run(args.out, args.budget_s, setup, args.quick, args.only)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,10 @@ def _broken(ctx: Ctx) -> gpu_checks.Outcome:
     raise RuntimeError("CUDA error: an illegal memory access")
 
 
+def _cannot(ctx: Ctx) -> gpu_checks.Outcome:
+    raise gpu_checks.Skip("onnxruntime here has no CUDA EP")
+
+
 def _rates(ctx: Ctx) -> gpu_checks.Outcome:
     row = {"input": 320, "precision": "float16", "images_per_s": {1: 100.0, 8: 400.0}}
     return True, {"u2netp/-": row | {"batching_gain": {8: 4.0}}}, "rates"
@@ -37,6 +41,7 @@ def test_dry_run_runs_what_a_cpu_can_and_says_what_it_skipped(
         Step("cpu step", "test", _ok, 1),
         Step("needs cuda", "test", _ok, 1, gpu_only="caps CUDA memory"),
         Step("breaks", "test", _broken, 1),
+        Step("cannot here", "test", _cannot, 1),
         Step("forward batch 1/8/32", "bench", _rates, 1),
     )
     monkeypatch.setattr(gpu_checks, "STEPS", steps)
@@ -51,11 +56,13 @@ def test_dry_run_runs_what_a_cpu_can_and_says_what_it_skipped(
         "cpu step": "passed",
         "needs cuda": "skipped",
         "breaks": "failed",
+        "cannot here": "skipped",
         "forward batch 1/8/32": "passed",
     }
     steps_by_name = {s["name"]: s for s in report["steps"]}
     assert "needs a GPU (caps CUDA memory)" in steps_by_name["needs cuda"]["reason"]
     assert "illegal memory access" in steps_by_name["breaks"]["summary"]
+    assert steps_by_name["cannot here"]["reason"] == "onnxruntime here has no CUDA EP"
     assert steps_by_name["cpu step"]["data"] == {"device": "cpu", "quick": True}
     assert steps_by_name["environment"]["data"]["image_build"]["cuda"] == "12.6"
     table = (tmp_path / "gpu-check.md").read_text()
