@@ -164,6 +164,7 @@ def run(
         "steps": [],
     }
     steps: list[dict[str, object]] = report["steps"]  # type: ignore[assignment]
+    print(f"set-up: {setup}; {report['mode']}, budget {budget_s:.0f}s", flush=True)
     for step in gpu_checks.STEPS:
         if only and only.lower() not in step.name.lower():
             continue
