@@ -63,7 +63,7 @@ log = logging.getLogger(__name__)
 DYNAMIC_WARMUP_SIZES = ((3000, 4000), (4000, 3000), (1080, 1920), (1920, 1080), (2000, 2000))
 
 
-def pick_dtype(device: torch.device, precision: str, gpu_precision: str = "fp16") -> torch.dtype:
+def pick_dtype(device: torch.device, precision: str, gpu_precision: str = "fp32") -> torch.dtype:
     """The autocast dtype: ``auto`` is fp32 on a CPU and the model's ``gpu_precision`` on CUDA."""
     import torch
 
