@@ -92,6 +92,8 @@ def batch(*levels: float) -> list[torch.Tensor]:
 # --- item 2: InSPyReNet in fp16 -------------------------------------------------------------
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(360)  # fp16 kernels on a CPU are slow; ~30 s alone, minutes when shared
 @pytest.mark.parametrize("precision", ["auto on a GPU", "bf16"])
 def test_inspyrenet_warms_up_under_low_precision_autocast(precision: str) -> None:
     """Random weights through the real Runner.warmup with CPU autocast, at what ``auto``

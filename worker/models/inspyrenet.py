@@ -15,10 +15,11 @@ Two things differ from the package on purpose:
   min-max normalise per image, with the package's epsilon.
 * dynamic resize never produces a zero side (the package rounds sides ≤16 px to 0) and
   bounds the longer side by ``max_side``, so memory never depends on the input.
-* the three attention modules (``SICA``) always run in fp32, also under fp16/bf16 autocast
-  (:func:`keep_attention_in_fp32`): their ``torch.bmm(prob, f)`` sums over a fixed 1024²
-  (base) or 384² (fast) grid, reaching ~8e6 — far past fp16's 65504, so in fp16 the mask
-  became NaN. InSPyReNet's author says these matmuls need full precision.
+* the attention modules (``SICA``, ``SelfAttention``) always run in fp32, also under
+  fp16/bf16 autocast (:func:`keep_attention_in_fp32`): SICA's ``torch.bmm(prob, f)`` sums over
+  a fixed 1024² (base) or 384² (fast) grid, reaching ~8e6 — far past fp16's 65504, so in fp16
+  the mask became NaN; ``SelfAttention``'s unnormalised query-key products can overflow the
+  same way (plemeri/InSPyReNet#36). InSPyReNet's author says they need full precision.
 """
 
 from __future__ import annotations
@@ -166,16 +167,23 @@ class InSPyReNet(Model):
             return normalize_per_image(torch.sigmoid(logits.float()))
 
 
+#: The package's attention modules: their unnormalised ``bmm`` products overflow fp16
+#: (plemeri/InSPyReNet#36 names both), so they run in fp32.
+_FP32_MODULES = ("SICA", "SelfAttention")
+
+
 def keep_attention_in_fp32(net: Any) -> None:
-    """Run each SICA attention module of ``net`` in fp32, whatever autocast is active.
+    """Run each attention module of ``net`` in fp32, whatever autocast is active.
 
     Its inputs are cast to fp32 and autocast is switched off inside it; the rest of the
-    network keeps the configured precision. The instance's ``forward`` is wrapped (the state
-    dict is unchanged), so checkpoints load before or after.
+    network (the Swin backbone, the convolutions) keeps the configured precision. The
+    instance's ``forward`` is wrapped (the state dict is unchanged), so checkpoints load
+    before or after.
     """
-    for attention in (net.attention0, net.attention1, net.attention2):
-        if not getattr(attention.forward, "_cutq_fp32", False):
-            attention.forward = _in_fp32(attention.forward)
+    for module in net.modules():
+        wrapped = getattr(module.forward, "_cutq_fp32", False)
+        if type(module).__name__ in _FP32_MODULES and not wrapped:
+            module.forward = _in_fp32(module.forward)
 
 
 def _in_fp32(forward: Any) -> Any:
