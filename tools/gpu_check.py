@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 SITE = Path(tempfile.gettempdir()) / "cutq-gpu-check-site"
@@ -194,10 +195,33 @@ def _line(result: dict[str, object]) -> str:
 
 
 def _write(out: Path, report: dict[str, object]) -> None:
-    from tools import gpu_checks
-
     (out / "gpu-check.json").write_text(json.dumps(report, indent=1, default=str), "utf-8")
-    (out / "gpu-check.md").write_text(gpu_checks.markdown(report), "utf-8")
+    (out / "gpu-check.md").write_text(markdown(report), "utf-8")
+
+
+def markdown(report: Any) -> str:
+    """The report as tables: every step's status, then the benchmark rows (README, "GPU")."""
+    lines = [
+        f"GPU check {report['started']} ({report['mode']})",
+        "",
+        "| step | status | s | result |",
+        "| --- | --- | --- | --- |",
+    ]
+    for step in report["steps"]:
+        text = step.get("summary") or step.get("reason") or ""
+        lines.append(f"| {step['name']} | {step['status']} | {step['seconds']} | {text} |")
+    forward = next((s for s in report["steps"] if s["name"].startswith("forward")), None)
+    if forward and forward.get("data") and "error" not in forward["data"]:
+        lines += [
+            "",
+            "| model | input | precision | images/s at batch 1 / 8 / 32 | batching gain |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for key, row in forward["data"].items():
+            rates = " / ".join(str(v) for v in row["images_per_s"].values())
+            gain = " / ".join(f"{v}×" for v in row["batching_gain"].values())
+            lines.append(f"| {key} | {row['input']}² | {row['precision']} | {rates} | {gain} |")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:

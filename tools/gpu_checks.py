@@ -389,28 +389,3 @@ STEPS = (
     Step("pipeline ÷ bare forward", "bench", pipeline_ratio, 60),
     Step("start → ready", "bench", start_to_ready, 40),
 )
-
-
-def markdown(report: dict[str, Any]) -> str:
-    """The report as tables: every step's status, then the benchmark rows (README, "GPU")."""
-    lines = [
-        f"GPU check {report['started']} ({report['mode']})",
-        "",
-        "| step | status | s | result |",
-        "| --- | --- | --- | --- |",
-    ]
-    for step in report["steps"]:
-        text = step.get("summary") or step.get("reason") or ""
-        lines.append(f"| {step['name']} | {step['status']} | {step['seconds']} | {text} |")
-    forward = next((s for s in report["steps"] if s["name"].startswith("forward")), None)
-    if forward and forward.get("data") and "error" not in forward["data"]:
-        lines += [
-            "",
-            "| model | input | precision | images/s at batch 1 / 8 / 32 | batching gain |",
-            "| --- | --- | --- | --- | --- |",
-        ]
-        for key, row in forward["data"].items():
-            rates = " / ".join(str(v) for v in row["images_per_s"].values())
-            gain = " / ".join(f"{v}×" for v in row["batching_gain"].values())
-            lines.append(f"| {key} | {row['input']}² | {row['precision']} | {rates} | {gain} |")
-    return "\n".join(lines) + "\n"
