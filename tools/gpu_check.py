@@ -212,9 +212,10 @@ def markdown(report: Any) -> str:
         lines.append(f"| {step['name']} | {step['status']} | {step['seconds']} | {text} |")
     forward = next((s for s in report["steps"] if s["name"].startswith("forward")), None)
     if forward and forward.get("data") and "error" not in forward["data"]:
+        sizes = " / ".join(str(b) for b in next(iter(forward["data"].values()))["images_per_s"])
         lines += [
             "",
-            "| model | input | precision | images/s at batch 1 / 8 / 32 | batching gain |",
+            f"| model | input | precision | images/s at batch {sizes} | batching gain |",
             "| --- | --- | --- | --- | --- |",
         ]
         for key, row in forward["data"].items():
