@@ -45,7 +45,7 @@ class WorkerConfig:
     model_mode: str | None = None  # model-specific variant, e.g. inspyrenet "base" | "fast"
     model_spec: str | None = None  # a JSON model spec: serve that ONNX graph (onnx_spec.py)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: str = "auto"  # auto (fp16 on CUDA) | fp32 | fp16 | bf16
+    precision: str = "auto"  # auto (the model's choice on CUDA, README "GPU") | fp32 | fp16 | bf16
     engine: str = "auto"  # auto (u2netp on a CPU: onnxruntime) | torch | onnxruntime
     threads: int | None = None  # the model's intra-op threads on a CPU; None: one per core
     lanes: int | None = None  # images in the model at once on the onnxruntime engine, sharing
@@ -162,11 +162,12 @@ class WorkerConfig:
 
     @property
     def on_gpu(self) -> bool:
-        """Whether the model runs on a GPU (``auto``: whether the CUDA driver sees one)."""
+        """Whether the model runs on a GPU (``auto``: whether one is present *and* usable by
+        torch; a present but unusable one gets CPU defaults and a warning naming the driver)."""
         if self.device == "auto":
-            from cutq.worker.inference import cuda_present
+            from cutq.worker.device import gpu_usable
 
-            return cuda_present()
+            return gpu_usable()
         return self.device.startswith("cuda")
 
     @property

@@ -65,6 +65,7 @@ class Stats:
     retried: int = 0
     batches: int = 0
     batch_items: int = 0
+    fp32_reruns: int = 0  # batches computed again in fp32 after NaN/inf at lower precision
     failures: Counter = field(default_factory=Counter)  # error code → count
 
     @property
@@ -215,10 +216,11 @@ class Ledger:
             stats.failed += 1
             stats.failures[event.error_code if event else "internal"] += 1
 
-    def count_batch(self, size: int) -> None:
+    def count_batch(self, size: int, fp32_reruns: int = 0) -> None:
         with self._changed:
             self.stats.batches += 1
             self.stats.batch_items += size
+            self.stats.fp32_reruns += fp32_reruns
 
     # --- draining ---------------------------------------------------------------------------
 

@@ -232,21 +232,27 @@ class Pipeline:
     def _infer(self, group: list[Loaded]) -> None:
         started = time.monotonic()
         try:
-            maps = self.runner.predict([loaded.tensor for loaded in group])
+            prediction = self.runner.run([loaded.tensor for loaded in group])
             inferred = []
-            for loaded, saliency in zip(group, maps, strict=True):
+            for index, (loaded, saliency) in enumerate(zip(group, prediction.maps, strict=True)):
                 task = loaded.admitted.task
                 task.timings_ms["batch_wait"] = (started - loaded.enqueued) * 1000.0
                 task.mark("infer", started)
                 task.batch_size = len(group)
+                if prediction.fp32_reruns:  # part of infer: the batch computed again in fp32
+                    task.timings_ms["fp32_rerun"] = prediction.fp32_rerun_ms
+                if index in prediction.failed:  # not finite, also in fp32: never a blank result
+                    self._fail(task, prediction.failed[index])
+                    continue
                 inferred.append(Inferred(loaded.admitted, loaded.image, saliency))
-            del maps
+            reruns = prediction.fp32_reruns
+            del prediction
         except Exception as error:  # one bad batch fails each of its jobs on its own
             log.error("batch of %d failed: %s: %s", len(group), type(error).__name__, error)
             for loaded in group:
                 self._fail(loaded.admitted.task, error)
             return
-        self.ledger.count_batch(len(group))
+        self.ledger.count_batch(len(group), reruns)
         log.debug(
             "batch of %d at %s in %.0fms; %d waiting",
             len(group),

@@ -66,11 +66,14 @@ class Service:
             signal.signal(signal.SIGTERM, service._on_signal)
             signal.signal(signal.SIGINT, service._on_signal)
         log.info(
-            "ready in %.1fs: model %s %s on %s, lanes=%d max_batch=%d max_wait_ms=%.0f",
+            "ready in %.1fs (warm-up %.1fs): model %s %s on %s (%s), lanes=%d max_batch=%d "
+            "max_wait_ms=%.0f",
             service.ready_s,
+            runner.warmup_s,
             runner.model.name,
             runner.model.version,
             runner.device,
+            str(runner.dtype).removeprefix("torch."),
             runner.model.lanes,
             config.max_batch,
             config.max_wait_ms,
@@ -113,13 +116,14 @@ class Service:
         stats = self.pipeline.stats
         log.info(
             "stopped: %d completed, %d failed, %d duplicates, %d returned to the queue, "
-            "%d batches (mean size %.1f)",
+            "%d batches (mean size %.1f, %d re-run in fp32)",
             stats.completed,
             stats.failed,
             stats.duplicates,
             stats.retried,
             stats.batches,
             stats.mean_batch,
+            stats.fp32_reruns,
         )
 
 
@@ -129,6 +133,8 @@ def _warmed_up_runner(config: WorkerConfig, batch_sizes: Sequence[int] | None) -
     runner = Runner(create_model(config), config.device, config.precision)
     runner.setup()
     if config.warmup:
+        # On a GPU every batch size the batcher can close, so cuDNN autotunes each of them
+        # here and never on a job; on a CPU one image and the largest batch.
         default = batch_shapes(config.max_batch) if runner.cuda else [1, config.max_batch]
         sizes = sorted(set(batch_sizes or default))
         seconds = runner.warmup(config.resize, sizes)  # type: ignore[arg-type]

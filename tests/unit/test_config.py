@@ -84,7 +84,7 @@ def test_default_output_spec() -> None:
 
 def test_batch_and_io_threads_follow_the_device(monkeypatch: pytest.MonkeyPatch) -> None:
     """One image per batch and two I/O threads per pool on a CPU; 8 and 4 on a GPU."""
-    from cutq.worker import inference
+    from cutq.worker import device
 
     cpu = WorkerConfig(device="cpu")
     assert (cpu.max_batch, cpu.io_threads) == (1, 2)
@@ -92,8 +92,8 @@ def test_batch_and_io_threads_follow_the_device(monkeypatch: pytest.MonkeyPatch)
     assert (gpu.max_batch, gpu.io_threads) == (8, 4)
     assert WorkerConfig(device="cpu", max_batch=4, io_threads=6).max_batch == 4
     assert WorkerConfig.from_env({"CUTQ_MAX_BATCH": "", "CUTQ_DEVICE": "cuda:1"}).max_batch == 8
-    for present, expected in ((True, 8), (False, 1)):  # auto asks the CUDA driver
-        monkeypatch.setattr(inference, "cuda_present", lambda present=present: present)
+    for usable, expected in ((True, 8), (False, 1)):  # auto asks the driver and torch
+        monkeypatch.setattr(device, "gpu_usable", lambda usable=usable: usable)
         assert WorkerConfig().max_batch == expected
 
 

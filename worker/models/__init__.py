@@ -23,9 +23,9 @@ TORCH_PIN = "torch==2.14.1"
 
 def resolve_engine(config: WorkerConfig) -> str:
     """``torch`` or ``onnxruntime`` for this configuration (see the module docstring)."""
-    from cutq.worker.inference import cuda_present
+    from cutq.worker.device import gpu_usable
 
-    on_cpu = config.device == "cpu" or (config.device == "auto" and not cuda_present())
+    on_cpu = config.device == "cpu" or (config.device == "auto" and not gpu_usable())
     if config.engine == "onnxruntime":
         if config.model != "u2netp":
             raise ConfigError(f"engine onnxruntime runs u2netp only, not {config.model}")

@@ -15,10 +15,16 @@ Two things differ from the package on purpose:
   min-max normalise per image, with the package's epsilon.
 * dynamic resize never produces a zero side (the package rounds sides ≤16 px to 0) and
   bounds the longer side by ``max_side``, so memory never depends on the input.
+* the attention modules (``SICA``, ``SelfAttention``) always run in fp32, also under
+  fp16/bf16 autocast (:func:`keep_attention_in_fp32`): SICA's ``torch.bmm(prob, f)`` sums over
+  a fixed 1024² (base) or 384² (fast) grid, reaching ~8e6 — far past fp16's 65504, so in fp16
+  the mask became NaN; ``SelfAttention``'s unnormalised query-key products can overflow the
+  same way (plemeri/InSPyReNet#36). InSPyReNet's author says they need full precision.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import logging
@@ -65,6 +71,7 @@ class InSPyReNet(Model):
     """InSPyReNet Swin-B salient-object network (90.7 M parameters, ~367 MB of weights)."""
 
     name: ClassVar[str] = "inspyrenet"
+    gpu_precision: ClassVar[str] = "fp16"  # with the attention in fp32 (README, "GPU")
 
     def __init__(
         self,
@@ -114,6 +121,7 @@ class InSPyReNet(Model):
                 raise ConfigError(f"{self.checkpoint} is not a state dict")
             net.load_state_dict(state, strict=True)
             self.version = (self.checksum_sha256 or file_sha256(path))[:12]
+        keep_attention_in_fp32(net)
         # The package overrides .to() to also move its pyramid kernels, which are not buffers.
         self.net = net.to(device).eval()
         log.info("inspyrenet %s loaded on %s (version %s)", self.mode, device, self.version)
@@ -156,6 +164,43 @@ class InSPyReNet(Model):
         with torch.inference_mode():
             logits = self.net.forward_inspyre(batch)["saliency"][-1]
             return normalize_per_image(torch.sigmoid(logits.float()))
+
+
+#: The package's attention modules: their unnormalised ``bmm`` products overflow fp16
+#: (plemeri/InSPyReNet#36 names both), so they run in fp32.
+_FP32_MODULES = ("SICA", "SelfAttention")
+
+
+def keep_attention_in_fp32(net: Any) -> None:
+    """Run each attention module of ``net`` in fp32, whatever autocast is active.
+
+    Its inputs are cast to fp32 and autocast is switched off inside it; the rest of the
+    network (the Swin backbone, the convolutions) keeps the configured precision. The
+    instance's ``forward`` is wrapped (the state dict is unchanged), so checkpoints load
+    before or after.
+    """
+    for module in net.modules():
+        wrapped = getattr(module.forward, "_cutq_fp32", False)
+        if type(module).__name__ in _FP32_MODULES and not wrapped:
+            module.forward = _in_fp32(module.forward)
+
+
+def _in_fp32(forward: Any) -> Any:
+    @functools.wraps(forward)
+    def run(*args: Any) -> Any:
+        device_type = next((a.device.type for a in args if isinstance(a, torch.Tensor)), "cpu")
+        with torch.autocast(device_type=device_type, enabled=False):
+            return forward(*(_widen(a) for a in args))
+
+    run._cutq_fp32 = True  # type: ignore[attr-defined]
+    return run
+
+
+def _widen(value: Any) -> Any:
+    """fp16/bf16 tensors → fp32; anything else (fp32, fp64, None) as it is."""
+    if isinstance(value, torch.Tensor) and value.dtype in (torch.float16, torch.bfloat16):
+        return value.float()
+    return value
 
 
 def normalize_per_image(saliency: torch.Tensor) -> torch.Tensor:
