@@ -9,10 +9,14 @@
 #   docker build --build-arg INSPYRENET_CHECKPOINT=ckpt_base.pth \
 #                --build-arg INSPYRENET_CHECKPOINT_SHA256=<sha256> -t cutq .
 #
-# CUDA: the torch wheel carries its own CUDA runtime; Cloud Run mounts the NVIDIA driver.
-# The wheel's CUDA major version must be supported by that driver, so TORCH_INDEX_URL picks
-# a CUDA 12 build by default (CUDA 13 wheels need a newer driver than Cloud Run has
-# documented). An empty TORCH_INDEX_URL installs the default wheel from the package index.
+# CUDA: the torch wheel carries its own CUDA runtime; Cloud Run mounts the NVIDIA driver, and
+# the wheel's CUDA version must be one that driver runs. Cloud Run documents driver 535 (CUDA
+# 12.2) for its L4 GPUs. NVIDIA's minor-version compatibility runs any CUDA 12.x build on a
+# driver >= 525, while CUDA 13.x builds need >= 580. PyTorch 2.14 publishes CUDA 12.6, 13.0 and
+# 13.2 builds only (12.8 went in 2.12; PyPI's default is 13.2), and its 2.15 plan drops 12.6:
+# so torch 2.14.1 from the cu126 index, whose sm_86 code runs on the L4 (Ada, sm_89). Change
+# these three together, to a row of worker/torch_builds.py (tests/unit/test_torch_builds.py
+# checks it). An empty TORCH_INDEX_URL installs the default wheel from the package index.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
@@ -22,7 +26,7 @@ FROM ${PYTHON_IMAGE} AS deps
 
 ARG TORCH_VERSION=2.14.1
 ARG TORCHVISION_VERSION=0.29.1
-ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu126
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \

@@ -253,3 +253,12 @@ def summary(result: RunResult) -> dict[str, object]:
 
 def dump(path: Path, data: object) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def publish(report: object, path: str | None) -> None:
+    """Print a report as JSON, and write it to ``path`` too when one is given."""
+    document = json.dumps(report, indent=2)
+    print(document)
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(document + "\n")

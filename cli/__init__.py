@@ -23,6 +23,7 @@ COMMAND_MODULES = {
     "cutq.worker.commands.run": "worker",
     "cutq.worker.commands.worker": "worker",
     "cutq.worker.commands.eval": "eval",
+    "cutq.worker.commands.report": "worker",
     "cutq.submitter.commands.submit": None,
 }
 

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from cutq.core import validation as v
 from cutq.core.errors import InvalidJob, InvalidMessage
+from cutq.core.renditions import Rendition, parse_renditions
 
 CONTRACT_VERSION = 1
 MAX_MESSAGE_BYTES = 64 * 1024  # far below Pub/Sub's 10 MB: a job is a pointer, never an image
@@ -106,11 +107,32 @@ class Job:
     options: Options = field(default_factory=Options)
     attributes: Mapping[str, str] = field(default_factory=dict)
     publish_time: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    renditions: tuple[Rendition, ...] = ()  # empty: the one or two results ``output`` names
+
+    def planned(self) -> tuple[Rendition, ...]:
+        """What this job writes, in order: its renditions, or ``output``'s cutout and/or mask
+        (named ``cutout`` and ``mask``)."""
+        if self.renditions:
+            return self.renditions
+        spec = self.output
+        planned = []
+        if spec.kind in ("cutout", "both"):
+            planned.append(
+                Rendition("cutout", spec.format, "cutout", spec.background, spec.quality)
+            )
+        if spec.kind in ("mask", "both"):
+            planned.append(Rendition("mask", spec.format, "mask", None, spec.quality))
+        return tuple(planned)
 
     def result_uris(self) -> dict[str, str]:
-        """``{"cutout"|"mask": uri}`` for each output this job writes."""
+        """``{name: uri}`` for each result this job writes, in :meth:`planned` order."""
         day = self.publish_time.astimezone(timezone.utc).strftime("%Y-%m-%d")
         base = f"{self.output.uri.rstrip('/')}/dt={day}"
+        if self.renditions:
+            return {
+                r.name: f"{base}/{self.job_id}.{r.name}.{EXTENSIONS[r.format]}"  # type: ignore[index]
+                for r in self.renditions
+            }
         ext = self.output.extension
         uris = {}
         if self.output.kind in ("cutout", "both"):
@@ -125,8 +147,10 @@ class Job:
             "v": CONTRACT_VERSION,
             "job_id": self.job_id,
             "input": self.input,
-            "output": _drop_none(self.output.canonical()),
+            "output": _output_canonical(self.output, self.renditions),
         }
+        if self.renditions:
+            body["renditions"] = [rendition.canonical() for rendition in self.renditions]
         if self.input_generation is not None:
             body["input_generation"] = self.input_generation
         if self.model is not None:
@@ -140,20 +164,25 @@ class Job:
 
 
 def derive_job_id(
-    input_uri: str, generation: int | None, output: OutputSpec, model: str | None, options: Options
+    input_uri: str,
+    generation: int | None,
+    output: OutputSpec,
+    model: str | None,
+    options: Options,
+    renditions: tuple[Rendition, ...] = (),
 ) -> str:
     """Same input, generation and options → same id, so a resubmission is the same job."""
-    canonical = json.dumps(
-        {
-            "input": input_uri,
-            "generation": generation,
-            "output": output.canonical(),
-            "model": model,
-            "options": options.canonical(),
-        },
-        sort_keys=True,
-        separators=(",", ":"),
-    )
+    fields: dict[str, Any] = {
+        "input": input_uri,
+        "generation": generation,
+        "output": output.canonical(),
+        "model": model,
+        "options": options.canonical(),
+    }
+    if renditions:  # only when given: the ids of jobs without renditions stay the same
+        fields["output"] = {"uri": output.uri}  # the renditions say the rest
+        fields["renditions"] = [rendition.canonical() for rendition in renditions]
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
@@ -166,17 +195,21 @@ def new_job(
     options: Options | None = None,
     attributes: Mapping[str, str] | None = None,
     job_id: str | None = None,
+    renditions: tuple[Rendition, ...] = (),
 ) -> Job:
     """Build a validated job the way a client would publish it."""
     options = options or Options()
+    renditions = tuple(renditions)
     job = Job(
-        job_id=job_id or derive_job_id(input_uri, input_generation, output, model, options),
+        job_id=job_id
+        or derive_job_id(input_uri, input_generation, output, model, options, renditions),
         input=input_uri,
         output=output,
         input_generation=input_generation,
         model=model,
         options=options,
         attributes=dict(attributes or {}),
+        renditions=renditions,
     )
     return parse_job(job.to_message(), defaults=output)
 
@@ -192,6 +225,7 @@ _JOB_FIELDS = {
     "model",
     "options",
     "attributes",
+    "renditions",
 }
 _OUTPUT_FIELDS = {"uri", "format", "kind", "background", "quality"}
 _OPTION_FIELDS = {"resize", "threshold", "foreground", "matting", "post_process"}
@@ -258,13 +292,24 @@ def _parse_v1(body: Any, defaults: OutputSpec, publish_time: datetime) -> Job:
         raise InvalidJob("input: required (gs://bucket/object or file:///path)")
     input_uri = v.uri(obj["input"], "input")
     generation = v.generation(obj.get("input_generation"), "input_generation")
-    output = _parse_output(obj.get("output"), defaults)
+    renditions: tuple[Rendition, ...] = ()
+    if obj.get("renditions") is not None:
+        renditions = parse_renditions(obj["renditions"])
+        given = obj.get("output")
+        if isinstance(given, dict) and set(given) - {"uri"}:
+            raise InvalidJob(
+                "output: with renditions, output gives only the uri; "
+                f"put {', '.join(sorted(set(given) - {'uri'}))} in each rendition"
+            )
+        output = _parse_output({"uri": _output_uri(given, defaults)}, defaults)
+    else:
+        output = _parse_output(obj.get("output"), defaults)
     model = v.optional_str(obj.get("model"), "model", pattern=r"^[a-z0-9_-]{1,64}$")
     options = _parse_options(obj.get("options"))
     attributes = _parse_attributes(obj.get("attributes"))
     job_id = obj.get("job_id")
     if job_id is None:
-        job_id = derive_job_id(input_uri, generation, output, model, options)
+        job_id = derive_job_id(input_uri, generation, output, model, options, renditions)
     elif not isinstance(job_id, str) or not JOB_ID_RE.match(job_id):
         raise InvalidJob(
             "job_id: must be 1-128 characters of A-Z a-z 0-9 _ . = -, "
@@ -280,6 +325,7 @@ def _parse_v1(body: Any, defaults: OutputSpec, publish_time: datetime) -> Job:
             options=options,
             attributes=attributes,
             publish_time=publish_time,
+            renditions=renditions,
         )
     )
 
@@ -314,6 +360,16 @@ def _parse_notification(
             publish_time=publish_time,
         )
     )
+
+
+def _output_uri(value: Any, defaults: OutputSpec) -> Any:
+    if isinstance(value, dict):
+        return value.get("uri", defaults.uri)
+    return defaults.uri if value is None else value
+
+
+def _output_canonical(output: OutputSpec, renditions: tuple[Rendition, ...]) -> dict[str, Any]:
+    return {"uri": output.uri} if renditions else _drop_none(output.canonical())
 
 
 def _parse_output(value: Any, defaults: OutputSpec) -> OutputSpec:

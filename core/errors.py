@@ -92,6 +92,12 @@ class UnknownModel(PermanentError):
     code = "unknown_model"
 
 
+class ModelOutputNotFinite(PermanentError):
+    """The model returned NaN or infinite values for the image, also when re-run in fp32."""
+
+    code = "model_output_not_finite"
+
+
 # --- transient: nack, retry, dead-letter ------------------------------------------------------
 
 

@@ -26,11 +26,24 @@ TIMING_STAGES = ("queue", "download", "decode", "batch_wait", "infer", "encode",
 class OutputInfo:
     """One written result object."""
 
-    kind: str
+    kind: str  # cutout | mask
     uri: str
     size: int
     width: int | None = None
     height: int | None = None
+    name: str | None = None  # the rendition's name (``cutout``/``mask`` for jobs without any)
+    preset: str | None = None
+    verdict: str | None = None  # pass | fail, for a preset's rendition
+    failed: tuple[str, ...] = ()  # the preset's rules it failed, in words
+    figures: Mapping[str, Any] | None = None  # fill, purity, width, height, source size
+
+    def to_json(self) -> dict[str, Any]:
+        data = _drop_none(vars(self))
+        if self.verdict is None:
+            data.pop("failed")
+        else:
+            data["failed"] = list(self.failed)
+        return data
 
 
 @dataclass(frozen=True)
@@ -49,6 +62,8 @@ class Event:
     error_message: str | None = None
     attributes: Mapping[str, str] = field(default_factory=dict)
     duplicate: bool = False
+    flags: tuple[str, ...] | None = None  # quality flags of a completed job (None: unknown)
+    quality: Mapping[str, float] | None = None  # the figures behind the flags
     time: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
     @classmethod
@@ -62,6 +77,8 @@ class Event:
         batch_size: int | None = None,
         timings_ms: Mapping[str, float] | None = None,
         duplicate: bool = False,
+        flags: tuple[str, ...] | None = None,
+        quality: Mapping[str, float] | None = None,
     ) -> Event:
         """``job`` done: ``outputs`` are durable. ``duplicate``: computed by an earlier delivery."""
         return cls(
@@ -75,6 +92,8 @@ class Event:
             timings_ms=dict(timings_ms or {}),
             attributes=job.attributes,
             duplicate=duplicate,
+            flags=flags,
+            quality=dict(quality) if quality is not None else None,
         )
 
     @classmethod
@@ -112,7 +131,7 @@ class Event:
             "job_id": self.job_id,
             "status": self.status,
             "input": self.input,
-            "outputs": [_drop_none(vars(output)) for output in self.outputs],
+            "outputs": [output.to_json() for output in self.outputs],
             "model": dict(self.model) if self.model else None,
             "attempt": self.attempt,
             "batch_size": self.batch_size,
@@ -120,6 +139,9 @@ class Event:
             "attributes": dict(self.attributes),
             "duplicate": self.duplicate,
         }
+        if self.flags is not None:
+            data["flags"] = list(self.flags)
+            data["quality"] = dict(self.quality or {})
         if self.status == "failed":
             data["error"] = {"code": self.error_code, "message": self.error_message}
         return {
@@ -146,6 +168,10 @@ class Event:
         attributes.update(job_id=self.job_id, status=self.status)
         if self.error_code:
             attributes["error_code"] = self.error_code
+        if self.flags is not None:  # route on them: attributes.flags, or hasPrefix/flag_<name>
+            attributes["flags"] = ",".join(self.flags)
+            for flag in self.flags:
+                attributes[f"flag_{flag}"] = "1"
         return attributes
 
 
@@ -157,7 +183,7 @@ def event_from_cloudevent(document: Mapping[str, Any]) -> Event:
         job_id=data["job_id"],
         status=data["status"],
         input=data.get("input"),
-        outputs=tuple(OutputInfo(**output) for output in data.get("outputs", ())),
+        outputs=tuple(_output(output) for output in data.get("outputs", ())),
         model=data.get("model"),
         attempt=data.get("attempt"),
         batch_size=data.get("batch_size"),
@@ -166,8 +192,14 @@ def event_from_cloudevent(document: Mapping[str, Any]) -> Event:
         error_message=error.get("message"),
         attributes=data.get("attributes", {}),
         duplicate=data.get("duplicate", False),
+        flags=tuple(data["flags"]) if "flags" in data else None,
+        quality=data.get("quality"),
         time=datetime.fromisoformat(document["time"].replace("Z", "+00:00")),
     )
+
+
+def _output(fields: Mapping[str, Any]) -> OutputInfo:
+    return OutputInfo(**{**fields, "failed": tuple(fields.get("failed", ()))})
 
 
 def _drop_none(mapping: dict[str, Any]) -> dict[str, Any]:

@@ -7,6 +7,9 @@ from __future__ import annotations
 import argparse
 
 from cutq.core.contract import FOREGROUNDS, FORMATS, KINDS, RESIZES, Options
+from cutq.core.errors import ConfigError, InvalidJob
+from cutq.core.presets import PRESETS
+from cutq.core.renditions import Rendition, presets
 
 
 def add_output_args(parser: argparse.ArgumentParser) -> None:
@@ -28,6 +31,15 @@ def add_output_args(parser: argparse.ArgumentParser) -> None:
         help="model input size: fixed square (default) or following the aspect",
     )
     group.add_argument("--threshold", type=float, help="binarise the mask at this value (0-1)")
+    group.add_argument(
+        "--preset",
+        action="append",
+        default=[],
+        metavar="NAME",
+        choices=tuple(PRESETS),
+        help="one rendition per preset, each checked against its rules (pass/fail in the "
+        f"event); repeatable, one model run for all: {', '.join(PRESETS)}",
+    )
     group.add_argument(
         "--foreground",
         choices=FOREGROUNDS,
@@ -55,3 +67,23 @@ def options_from_args(args: argparse.Namespace) -> Options:
         matting=args.matting,
         post_process=args.post_process,
     )
+
+
+def renditions_from_args(args: argparse.Namespace) -> tuple[Rendition, ...]:
+    """The renditions ``--preset`` asks for (none: the output flags' cutout and/or mask)."""
+    if not args.preset:
+        return ()
+    clashing = [
+        flag
+        for flag in ("format", "kind", "background", "quality")
+        if getattr(args, flag, None) is not None
+    ]
+    if clashing:
+        raise ConfigError(
+            f"--preset sets the output itself: drop --{', --'.join(clashing)} "
+            "(or submit jobs with renditions of your own)"
+        )
+    try:
+        return presets(*args.preset)
+    except InvalidJob as error:
+        raise ConfigError(f"--preset: {error}") from None

@@ -207,13 +207,11 @@ class DoneIndex:
 
     def lookup(self, job: Job) -> dict[str, str] | None:
         """The job's result URIs when all of them exist, else None."""
-        ext = job.output.extension
-        wanted = {"cutout": f"{job.job_id}.{ext}", "mask": f"{job.job_id}.mask.{ext}"}
-        kinds = ("cutout", "mask") if job.output.kind == "both" else (job.output.kind,)
         found = {}
-        for kind in kinds:
-            day = self._dates.get(wanted[kind])
+        for name, uri in job.result_uris().items():
+            file = uri.rsplit("/", 1)[-1]
+            day = self._dates.get(file)
             if day is None:
                 return None
-            found[kind] = f"{self.base}/dt={day}/{wanted[kind]}"
+            found[name] = f"{self.base}/dt={day}/{file}"
         return found

@@ -17,7 +17,7 @@ import shutil
 import tempfile
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for
 from dataclasses import dataclass, field, replace
@@ -31,6 +31,7 @@ from google.cloud.pubsub_v1 import types as pstypes
 
 from cutq.core.contract import Job, Options, OutputSpec, new_job
 from cutq.core.errors import ConfigError, CutqError, InputNotFound, PublishFailed
+from cutq.core.renditions import Rendition
 from cutq.core.storage import ObjectInfo, file_path, open_storage, scheme_of, to_uri
 from cutq.submitter.watch import JobsFailed, Result, Watcher, poll_objects, raise_for_failures
 
@@ -100,12 +101,19 @@ class JobHandle:
     output: OutputSpec | None = None
     submitted_at: datetime | None = None  # just before publishing: the earliest possible date
     skipped: bool = False
+    renditions: tuple[Rendition, ...] = ()
 
     def candidate_result_uris(self) -> list[Mapping[str, str]]:
         """Result URIs for every date the worker might have used (publish may cross midnight)."""
         candidates = [self.result_uris]
         if self.output is not None and self.submitted_at is not None:
-            job = Job(self.job_id, self.input, self.output, publish_time=self.submitted_at)
+            job = Job(
+                self.job_id,
+                self.input,
+                self.output,
+                publish_time=self.submitted_at,
+                renditions=self.renditions,
+            )
             if job.result_uris() != self.result_uris:
                 candidates.append(job.result_uris())
         return candidates
@@ -169,8 +177,13 @@ class Submitter:
         attributes: Mapping[str, str] | None = None,
         job_id: str | None = None,
         model: str | None = None,
+        renditions: Sequence[Rendition] = (),
     ) -> Job:
-        """Stage ``source`` if needed and build its job, without publishing it."""
+        """Stage ``source`` if needed and build its job, without publishing it.
+
+        ``renditions``: the named outputs to make from one model run (e.g.
+        ``presets("amazon-main", "thumbnail")``); none: ``output``'s cutout and/or mask.
+        """
         uri, generation = self._stage(source)
         return new_job(
             uri,
@@ -180,6 +193,7 @@ class Submitter:
             options=options,
             attributes=attributes,
             job_id=job_id,
+            renditions=tuple(renditions),
         )
 
     def submit(
@@ -191,6 +205,7 @@ class Submitter:
         attributes: Mapping[str, str] | None = None,
         job_id: str | None = None,
         model: str | None = None,
+        renditions: Sequence[Rendition] = (),
     ) -> JobHandle:
         """Upload when needed, publish one job and wait for Pub/Sub to accept it."""
         job = self.prepare(
@@ -200,6 +215,7 @@ class Submitter:
             attributes=attributes,
             job_id=job_id,
             model=model,
+            renditions=renditions,
         )
         pending = _Pending(_label(source), job, submitted_at=_now())
         pending.future = self._publish(job)
@@ -213,6 +229,7 @@ class Submitter:
         options: Options | None = None,
         attributes: Mapping[str, str] | None = None,
         model: str | None = None,
+        renditions: Sequence[Rendition] = (),
         skip: SkipCheck | None = None,
         before_publish: Callable[[], None] | None = None,
         on_error: Callable[[str, BaseException], None] | None = None,
@@ -233,7 +250,12 @@ class Submitter:
 
         def build(source: Source) -> Job:
             return self.prepare(
-                source, output=spec, options=options, attributes=attributes, model=model
+                source,
+                output=spec,
+                options=options,
+                attributes=attributes,
+                model=model,
+                renditions=renditions,
             )
 
         def advance(source: str, future: Future[Job]) -> Iterator[JobHandle]:
@@ -363,7 +385,7 @@ class Submitter:
         if pending.future is None:  # skipped: already done
             return JobHandle(
                 job.job_id, job.input, dict(pending.done_uris or {}), None, pending.source,
-                job.output, None, skipped=True,
+                job.output, None, skipped=True, renditions=job.renditions,
             )  # fmt: skip
         try:
             message_id = pending.future.result(timeout=600)
@@ -372,7 +394,7 @@ class Submitter:
         uris = replace(job, publish_time=_now()).result_uris()
         return JobHandle(
             job.job_id, job.input, uris, message_id, pending.source, job.output,
-            pending.submitted_at,
+            pending.submitted_at, renditions=job.renditions,
         )  # fmt: skip
 
     def _stage(self, source: Source) -> tuple[str, int | None]:

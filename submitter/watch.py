@@ -44,7 +44,7 @@ class Result:
 
     job_id: str
     status: Literal["completed", "failed"]
-    outputs: Mapping[str, str]  # kind → URI
+    outputs: Mapping[str, str]  # rendition name (cutout, mask without renditions) → URI
     error_code: str | None = None
     error_message: str | None = None
     event: Event | None = None  # None when the result was found by looking at the objects
@@ -58,7 +58,7 @@ class Result:
         return cls(
             job_id=event.job_id,
             status=event.status,
-            outputs={output.kind: output.uri for output in event.outputs},
+            outputs={output.name or output.kind: output.uri for output in event.outputs},
             error_code=event.error_code,
             error_message=event.error_message,
             event=event,

@@ -47,6 +47,17 @@ class CheckFailed(RuntimeError):
     """A profile did not do its job."""
 
 
+def fresh_environment(work: Path) -> dict[str, str]:
+    """This process's environment with an empty cache home (``XDG_CACHE_HOME``): nothing an
+    earlier run left in ``~/.cache/cutq`` (an exported graph, a checkpoint) can make a profile
+    pass. pip keeps its own cache (it is only a download cache)."""
+    env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1")
+    env.setdefault("PIP_CACHE_DIR", str(Path.home() / ".cache" / "pip"))
+    env["XDG_CACHE_HOME"] = str(work / "empty-cache-home")
+    env.pop("PYTHONPATH", None)
+    return env
+
+
 class Venv:
     """A fresh virtualenv under ``folder`` and the commands run in it."""
 
@@ -54,9 +65,8 @@ class Venv:
         self.folder = folder
         if not (folder / "bin" / "python").exists():
             subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True)
-        self.env = dict(os.environ, VIRTUAL_ENV=str(folder), PIP_DISABLE_PIP_VERSION_CHECK="1")
+        self.env = dict(fresh_environment(folder.parent), VIRTUAL_ENV=str(folder))
         self.env["PATH"] = f"{folder / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
-        self.env.pop("PYTHONPATH", None)
 
     def run(self, *command: str | Path, cwd: Path | None = None, **env: str) -> str:
         done = subprocess.run(
@@ -115,6 +125,7 @@ def check_demo(work: Path) -> Venv:
     done = subprocess.run(
         ["make", "demo", f"VENV={venv_dir}", f"OUT={out}"],
         cwd=ROOT,
+        env=fresh_environment(work),
         capture_output=True,
         text=True,
         check=False,

@@ -44,8 +44,9 @@ class WorkerConfig:
     checkpoint_cache_dir: str | None = None  # default ~/.cache/cutq/checkpoints
     model_max_side: int | None = None  # dynamic resize: cap on the longer model-input side
     model_mode: str | None = None  # model-specific variant, e.g. inspyrenet "base" | "fast"
+    model_spec: str | None = None  # a JSON model spec: serve that ONNX graph (onnx_spec.py)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: str = "auto"  # auto (fp16 on CUDA) | fp32 | fp16 | bf16
+    precision: str = "auto"  # auto (the model's choice on CUDA, README "GPU") | fp32 | fp16 | bf16
     engine: str = "auto"  # auto (u2netp on a CPU: onnxruntime) | torch | onnxruntime
     threads: int | None = None  # the model's intra-op threads on a CPU; None: one per core
     lanes: int | None = None  # images in the model at once on the onnxruntime engine, sharing
@@ -167,7 +168,9 @@ class WorkerConfig:
 
     @property
     def on_gpu(self) -> bool:
-        """Whether the model runs on a GPU (``auto``: whether the platform has one)."""
+        """Whether the model runs on a GPU (``auto``: whether the platform found at start-up
+        has one that is present *and* usable by torch; a present but unusable one gets CPU
+        defaults, named in a warning by :meth:`~cutq.worker.hardware.Platform.detect`)."""
         if self.device == "auto":
             return self.platform.has_gpu
         return self.device.startswith("cuda")

@@ -1,10 +1,21 @@
 """The runner: everything between a batch of CPU tensors and per-image 8-bit masks.
 
 One thread owns it. It picks the device, moves batches there (pinned memory, non-blocking
-copies, channels-last and fp16/bf16 autocast on CUDA), checks the model returned one map per
-input, splits a batch in halves when CUDA runs out of memory, and upsamples each mask back to
-its image's size (on the GPU when there is one). :meth:`Runner.warmup` proves the model works
-at the configured shapes before the worker takes any job.
+copies, channels-last and fp16/bf16 autocast on CUDA), checks the model returned one finite
+map per input, splits a batch in halves when CUDA runs out of memory, and upsamples each mask
+back to its image's size (on the GPU when there is one). :meth:`Runner.warmup` proves the
+model works at the shapes the worker will run before it takes any job.
+
+On a GPU:
+
+* ``precision="auto"`` is the model's :attr:`~cutq.worker.models.base.Model.gpu_precision`,
+  chosen by measured mask agreement with fp32 (README, "GPU"); on a CPU it is fp32.
+* a map with NaN or infinite values is computed again in fp32, once; an image whose map is
+  still not finite fails with ``model_output_not_finite``, never a blank result.
+* cuDNN autotunes only the shapes warm-up ran (each batch size up to ``max_batch`` at the
+  warm-up sizes); any other shape runs on cuDNN's heuristics, so a new shape never stalls
+  the model thread or spikes memory.
+* :meth:`Runner.run` waits for the GPU before it returns: its time is the GPU's time.
 
 Models whose ``engine`` is not torch (onnxruntime on a CPU) get numpy arrays instead, and
 this module then never imports torch: the masks are upsampled with the same bilinear rule in
@@ -14,73 +25,75 @@ numpy (:func:`resize_bilinear`).
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import functools
 import logging
-import math
-import sys
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cutq.core.contract import Resize
-from cutq.core.errors import ConfigError, DeviceOutOfMemory, WarmupFailed
+from cutq.core.errors import (
+    ConfigError,
+    DeviceOutOfMemory,
+    ModelOutputNotFinite,
+    WarmupFailed,
+)
+from cutq.worker.device import Backend, CudaBackend, pick_device
+from cutq.worker.hardware import CPU_ONLY, Platform
+from cutq.worker.masks import mask_from_array, resize_bilinear
 from cutq.worker.models.base import Model
 
 if TYPE_CHECKING:
     import torch
 
+__all__ = [
+    "Prediction",
+    "Runner",
+    "batch_shapes",
+    "mask_from_array",
+    "resize_bilinear",
+]
+
 log = logging.getLogger(__name__)
 
-#: Output rows upsampled at a time on the numpy path (bounds its scratch memory).
-_ROWS_PER_CHUNK = 256
+#: Image sizes (h, w) warm-up runs in dynamic resize mode on a GPU: the common photo shapes
+#: (4:3 and 16:9 either way, square), so their model input sizes are autotuned before any job.
+DYNAMIC_WARMUP_SIZES = ((3000, 4000), (4000, 3000), (1080, 1920), (1920, 1080), (2000, 2000))
 
 
-@functools.lru_cache(maxsize=1)
-def cuda_present() -> bool:
-    """Whether the CUDA driver sees a device, asked without importing torch (Linux: libcuda)."""
-    if sys.platform != "linux":
-        import torch
-
-        return bool(torch.cuda.is_available())
-    try:
-        driver = ctypes.CDLL("libcuda.so.1")
-    except OSError:
-        return False
-    count = ctypes.c_int(0)
-    if driver.cuInit(0) != 0 or driver.cuDeviceGetCount(ctypes.byref(count)) != 0:
-        return False
-    return count.value > 0
-
-
-def pick_device(name: str) -> torch.device:
-    """``auto`` → CUDA when present, else CPU; an explicit CUDA device must exist."""
+def pick_dtype(device: torch.device, precision: str, gpu_precision: str = "fp32") -> torch.dtype:
+    """The autocast dtype: ``auto`` is fp32 on a CPU and the model's ``gpu_precision`` on CUDA."""
     import torch
 
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} requested but CUDA is not available")
-    return device
+    if precision == "auto":
+        precision = gpu_precision if device.type == "cuda" else "fp32"
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
-def pick_dtype(device: torch.device, precision: str) -> torch.dtype:
-    import torch
+@dataclass
+class Prediction:
+    """What one :meth:`Runner.run` produced: a map per input, or that input's error."""
 
-    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
-        return torch.float32
-    if precision == "bf16":
-        return torch.bfloat16
-    return torch.float16
+    maps: list[Any]
+    #: input index → why it has no map (its map was not finite, also in fp32)
+    failed: dict[int, Exception] = field(default_factory=dict)
+    fp32_reruns: int = 0  # (sub-)batches computed again in fp32 because of non-finite values
+    fp32_rerun_ms: float = 0.0
 
 
 class Runner:
     """Owns a model on a device and runs batches through it."""
 
-    def __init__(self, model: Model, device: str = "auto", precision: str = "auto") -> None:
+    def __init__(
+        self,
+        model: Model,
+        device: str = "auto",
+        precision: str = "auto",
+        backend: Backend | None = None,
+        platform: Platform = CPU_ONLY,
+    ) -> None:
         self.model = model
         #: numpy arrays in and out (a model not run by torch); torch is then never imported.
         self.arrays = model.engine != "torch"
@@ -96,19 +109,19 @@ class Runner:
                 raise ConfigError(f"{model.name} on {model.engine} runs in fp32, not {precision}")
             self.device, self.dtype, self.cuda = "cpu", "float32", False
         else:
-            self.device = pick_device(device)
-            self.dtype = pick_dtype(self.device, precision)
+            self.device = pick_device(device, platform)  # auto: the platform found at start-up
+            self.dtype = pick_dtype(self.device, precision, model.gpu_precision)
             self.cuda = self.device.type == "cuda"
+        self.backend = backend or (CudaBackend(self.device) if self.cuda else Backend())
+        self.fp32_reruns = 0  # since start, for logs
+        self.warmup_s = 0.0
+        self._tuned: set[tuple[int, ...]] = set()  # batch shapes autotuned during warm-up
+        self._warming = False
 
     def setup(self) -> None:
         started = time.perf_counter()
         self.model.setup(self.device)
-        if self.cuda:
-            import torch
-
-            torch.backends.cudnn.benchmark = True
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
+        self.backend.configure()
         log.info(
             "model %s %s ready on %s (%s, %s) in %.1fs",
             self.model.name,
@@ -120,34 +133,90 @@ class Runner:
         )
 
     def predict(self, tensors: Sequence[Any]) -> list[Any]:
-        """Saliency maps (1×h×w, float32, on the device) for same-sized inputs, in order."""
+        """Saliency maps (1×h×w, float32, on the device) for same-sized inputs, in order.
+
+        Raises :class:`ModelOutputNotFinite` if any input's map is not finite (see :meth:`run`).
+        """
+        prediction = self.run(tensors)
+        if prediction.failed:
+            raise next(iter(prediction.failed.values()))
+        return prediction.maps
+
+    def run(self, tensors: Sequence[Any]) -> Prediction:
+        """Maps for same-sized inputs, in order; the device has finished when this returns."""
+        prediction = Prediction([])
         if self.arrays:
-            return self._predict_arrays(tensors)
+            prediction.maps = self._predict_arrays(tensors)
+            finite = [bool(np.isfinite(m).all()) for m in prediction.maps]
+            self._record_failures(prediction, finite, 0)
+        else:
+            prediction.maps = self._predict_split(tensors, prediction, 0)
+        return prediction
+
+    def _predict_split(
+        self, tensors: Sequence[Any], prediction: Prediction, offset: int
+    ) -> list[Any]:
         import torch
 
         try:
-            return self._predict(tensors)
+            return self._predict(tensors, prediction, offset)
         except torch.cuda.OutOfMemoryError:
             if len(tensors) == 1:
                 raise DeviceOutOfMemory("out of device memory for a batch of one") from None
         # Split outside the except block: inside it, the traceback would keep the failed
         # attempt's batch and activations alive while the halves run.
-        torch.cuda.empty_cache()
+        self.backend.release_cached()
         half = len(tensors) // 2
         log.warning("CUDA out of memory on a batch of %d; splitting", len(tensors))
-        return self.predict(tensors[:half]) + self.predict(tensors[half:])
+        first = self._predict_split(tensors[:half], prediction, offset)
+        return first + self._predict_split(tensors[half:], prediction, offset + half)
 
-    def _predict(self, tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    def _predict(
+        self, tensors: Sequence[torch.Tensor], prediction: Prediction, offset: int
+    ) -> list[torch.Tensor]:
         import torch
 
-        batch = torch.stack(list(tensors))
-        if self.cuda:
-            batch = batch.pin_memory().to(self.device, non_blocking=True)
-            batch = batch.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), self._autocast():
-            output = self.model.predict(batch)
-        self._check_shape(tuple(output.shape), tuple(batch.shape))
+        batch = self.backend.to_device(torch.stack(list(tensors)))
+        shape = tuple(batch.shape)
+        if self._warming:
+            self._tuned.add(shape)
+        self.backend.autotune(shape in self._tuned)
+        output = self._forward(batch, self.dtype)
+        self._check_shape(tuple(output.shape), shape)
+        self.backend.synchronize()  # the GPU's time counts as infer, not as the next stage's
+        finite = _finite_per_item(output)
+        if not all(finite) and self.dtype != torch.float32:
+            started = time.perf_counter()
+            log.warning(
+                "%s: NaN or infinite values in %s for %d of %d image(s); computing the batch "
+                "again in fp32",
+                self.model.name,
+                str(self.dtype).removeprefix("torch."),
+                finite.count(False),
+                len(finite),
+            )
+            output = self._forward(batch, torch.float32)
+            self.backend.synchronize()
+            finite = _finite_per_item(output)
+            prediction.fp32_reruns += 1
+            prediction.fp32_rerun_ms += (time.perf_counter() - started) * 1000.0
+            self.fp32_reruns += 1
+        self._record_failures(prediction, finite, offset)
         return list(output.float().unbind(0))
+
+    def _record_failures(self, prediction: Prediction, finite: list[bool], offset: int) -> None:
+        for index, ok in enumerate(finite):
+            if not ok:
+                prediction.failed[offset + index] = ModelOutputNotFinite(
+                    f"{self.model.name} returned NaN or infinite values for this image"
+                    + ("" if str(self.dtype).endswith("float32") else " (also in fp32)")
+                )
+
+    def _forward(self, batch: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        import torch
+
+        with torch.inference_mode(), self._autocast(dtype):
+            return self.model.predict(batch)  # type: ignore[no-any-return]
 
     def _predict_arrays(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
         batch = arrays[0][None] if len(arrays) == 1 else np.stack(arrays)
@@ -187,30 +256,56 @@ class Runner:
         self,
         resize: Resize,
         batch_sizes: Sequence[int],
-        image_sizes: Sequence[tuple[int, int]] = ((480, 640),),
+        image_sizes: Sequence[tuple[int, int]] | None = None,
     ) -> float:
         """Run real shapes through the model and check what comes out; return seconds taken.
 
-        The probe is a bright disc on a dark background: any genuine model must return finite
-        values in [0, 1] at the right shape, and (unless its weights are random) find the disc.
-        Raises :class:`WarmupFailed` otherwise: a broken instance must never take traffic.
-        """
-        started = time.perf_counter()
-        for height, width in image_sizes:
-            image = _disc_image(height, width)
-            size = self.model.input_size(height, width, resize)
-            if min(size) <= 0:
-                raise WarmupFailed(f"{self.model.name}: input size {size} for {width}×{height}")
-            tensor = self.model.preprocess(image, size)
-            for batch_size in batch_sizes:
-                maps = self.predict([tensor] * batch_size)
-                mask = self.to_mask(maps[-1], height, width)
-                self._check_warmup(maps, mask, image)
-        if self.cuda:
-            import torch
+        ``image_sizes`` defaults to one 480×640 photo, and on a GPU in dynamic mode to
+        :data:`DYNAMIC_WARMUP_SIZES`; each distinct model input size runs at every batch size
+        in ``batch_sizes``, and only these shapes are autotuned by cuDNN.
 
-            torch.cuda.synchronize(self.device)
-        return time.perf_counter() - started
+        The probe is a bright disc on a dark background: any genuine model must return finite
+        values in [0, 1] at the right shape, at the configured precision (not by falling back
+        to fp32), and (unless its weights are random) find the disc. Raises
+        :class:`WarmupFailed` otherwise: a broken instance must never take traffic.
+        """
+        if image_sizes is None:
+            dynamic_gpu = self.cuda and resize == "dynamic"
+            image_sizes = DYNAMIC_WARMUP_SIZES if dynamic_gpu else ((480, 640),)
+        started = time.perf_counter()
+        seen: set[tuple[int, int]] = set()
+        self._warming = True
+        try:
+            for height, width in image_sizes:
+                size = self.model.input_size(height, width, resize)
+                if min(size) <= 0:
+                    raise WarmupFailed(f"{self.model.name}: input size {size} for {width}×{height}")
+                if size in seen:
+                    continue
+                seen.add(size)
+                image = _disc_image(height, width)
+                tensor = self.model.preprocess(image, size)
+                for batch_size in batch_sizes:
+                    self._warm_one([tensor] * batch_size, image)
+        finally:
+            self._warming = False
+        self.backend.synchronize()
+        self.warmup_s = time.perf_counter() - started
+        return self.warmup_s
+
+    def _warm_one(self, tensors: list[Any], image: np.ndarray) -> None:
+        prediction = self.run(tensors)
+        precision = str(self.dtype).removeprefix("torch.")
+        if prediction.fp32_reruns:
+            raise WarmupFailed(
+                f"{self.model.name}: warm-up produced NaN or infinite values in {precision} "
+                "(fp32 was fine): set CUTQ_PRECISION=fp32 or bf16"
+            )
+        if prediction.failed:
+            raise WarmupFailed(f"{self.model.name}: warm-up produced NaN or infinite values")
+        height, width = image.shape[:2]
+        mask = self.to_mask(prediction.maps[-1], height, width)
+        self._check_warmup(prediction.maps, mask, image)
 
     def _check_warmup(self, maps: list[Any], mask: np.ndarray, image: np.ndarray) -> None:
         values = np.stack([_to_numpy(m) for m in maps])
@@ -230,67 +325,27 @@ class Runner:
             )
 
     @contextlib.contextmanager
-    def _autocast(self) -> Iterator[None]:
+    def _autocast(self, dtype: torch.dtype) -> Iterator[None]:
         import torch
 
-        if self.dtype == torch.float32:
+        if dtype == torch.float32:
             yield
         else:
-            with torch.autocast(device_type=self.device.type, dtype=self.dtype):
+            with torch.autocast(device_type=self.device.type, dtype=dtype):
                 yield
+
+
+def _finite_per_item(output: torch.Tensor) -> list[bool]:
+    """Per batch item: are all its values finite? (One small device → host copy.)"""
+    import torch
+
+    return [bool(ok) for ok in torch.isfinite(output).flatten(1).all(dim=1).tolist()]
 
 
 def _to_numpy(saliency: Any) -> np.ndarray:
     if isinstance(saliency, np.ndarray):
         return saliency
     return saliency.detach().float().cpu().numpy()  # type: ignore[no-any-return]
-
-
-def _taps(size_in: int, size_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Source indices and weights of bilinear resampling along one axis, the way
-    ``torch.nn.functional.interpolate(mode="bilinear", align_corners=False)`` computes them:
-    half-pixel centres, clamped at 0, no antialiasing when shrinking."""
-    scale = np.float32(size_in / size_out)
-    source = (np.arange(size_out, dtype=np.float32) + np.float32(0.5)) * scale - np.float32(0.5)
-    source = np.maximum(source, np.float32(0.0))
-    lower = np.minimum(source.astype(np.int64), size_in - 1)
-    upper = np.minimum(lower + 1, size_in - 1)
-    weight = (source - lower).astype(np.float32)
-    return lower, upper, weight
-
-
-def resize_bilinear(saliency: np.ndarray, height: int, width: int) -> Iterator[np.ndarray]:
-    """``saliency`` (h×w float32) resized to ``height`` × ``width``, yielded in row chunks
-    of at most ``_ROWS_PER_CHUNK`` rows (so a 50 MP mask never needs 50 MP of floats)."""
-    rows0, rows1, row_w = _taps(saliency.shape[0], height)
-    cols0, cols1, col_w = _taps(saliency.shape[1], width)
-    for start in range(0, height, _ROWS_PER_CHUNK):
-        stop = min(start + _ROWS_PER_CHUNK, height)
-        w = row_w[start:stop, None]
-        rows = saliency[rows0[start:stop]] * (1 - w) + saliency[rows1[start:stop]] * w
-        yield rows[:, cols0] * (1 - col_w) + rows[:, cols1] * col_w
-
-
-def mask_from_array(
-    saliency: np.ndarray, height: int, width: int, threshold: float | None = None
-) -> np.ndarray:
-    """The numpy twin of :meth:`Runner.to_mask`'s torch path: resize, clamp, threshold, 8-bit."""
-    saliency = np.asarray(saliency, dtype=np.float32)
-    chunks = (
-        resize_bilinear(saliency, height, width)
-        if saliency.shape != (height, width)
-        else iter([saliency])
-    )
-    mask = np.empty((height, width), dtype=np.uint8)
-    row = 0
-    for chunk in chunks:
-        values = np.clip(chunk, 0.0, 1.0)
-        if threshold is not None:
-            values = (values >= threshold).astype(np.float32)
-        values = values * np.float32(255.0) + np.float32(0.5)
-        mask[row : row + len(values)] = values.astype(np.uint8)
-        row += len(values)
-    return mask
 
 
 def _disc_image(height: int, width: int) -> np.ndarray:
@@ -306,7 +361,9 @@ def _disc_image(height: int, width: int) -> np.ndarray:
 
 
 def batch_shapes(max_batch: int) -> list[int]:
-    """Batch sizes to warm up: 1 and the largest (powers of two in between on CUDA)."""
-    sizes = {1, max_batch}
-    sizes.update(2**k for k in range(1, int(math.log2(max(max_batch, 1))) + 1))
-    return sorted(size for size in sizes if size <= max_batch)
+    """Batch sizes to warm up on a GPU: every size from 1 to ``max_batch``.
+
+    The batcher closes a batch at any size up to ``max_batch``, and cuDNN autotunes each new
+    batch shape; shapes warm-up did not run are not autotuned (cuDNN's heuristics instead).
+    """
+    return list(range(1, max(max_batch, 1) + 1))

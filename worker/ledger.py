@@ -197,10 +197,11 @@ class Ledger:
                 self._changed.notify_all()
         return followers
 
-    def count_batch(self, size: int) -> None:
+    def count_batch(self, size: int, fp32_reruns: int = 0) -> None:
         with self._changed:
             self.stats.batches += 1
             self.stats.batch_items += size
+            self.stats.fp32_reruns += fp32_reruns
 
     # --- draining ---------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from cutq.core.contract import Options
 from cutq.core.events import Event
+from cutq.core.renditions import Rendition
 from cutq.core.storage import to_uri
 from cutq.worker.config import WorkerConfig
 from cutq.worker.ledger import Task
@@ -75,8 +76,13 @@ def run_local(
     config: WorkerConfig,
     options: Options | None = None,
     progress: bool = True,
+    renditions: tuple[Rendition, ...] = (),
 ) -> RunSummary:
-    """Process ``inputs`` (files and directories) into ``out_dir``; returns the summary."""
+    """Process ``inputs`` (files and directories) into ``out_dir``; returns the summary.
+
+    ``renditions``: the named outputs each image gets from its one model run (e.g.
+    ``presets("amazon-main", "thumbnail")``); none: the configured output's cutout and/or mask.
+    """
     out = Path(out_dir).absolute()
     config = config.replace(output=to_uri(out))
     files = list(expand_paths(inputs))
@@ -93,7 +99,12 @@ def run_local(
 
     service.pipeline.ledger.observe(Progress(bar))
     service.pipeline.ledger.observe(LocalDeadLetters(sink, service.runner.model.describe()))
-    source = LocalSource(files, config.default_output, options, max_attempts=3)
+    # A custom model's name goes into the job (and so its id): results of another model
+    # over the same files are never mistaken for its own.
+    job_model = service.runner.model.name if config.model_spec else None
+    source = LocalSource(
+        files, config.default_output, options, job_model, max_attempts=3, renditions=renditions
+    )
     began = time.monotonic()
     try:
         reason = service.run(source)  # SIGINT/SIGTERM: finish or return what runs, then stop

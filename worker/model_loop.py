@@ -3,9 +3,11 @@
 A :class:`ModelLoop` takes loaded inputs (:meth:`ModelLoop.put`), groups them into batches
 of same-sized inputs (:func:`~cutq.worker.batcher.get_batch`: at ``max_batch`` items or
 ``max_wait_ms`` after the first) and runs each through the runner. A batch that raises fails
-each of its jobs on its own (``failed``), never the thread; anything worse than an
-``Exception`` kills the thread and is kept in :attr:`ModelLoop.failure` (the worker is then
-unhealthy). Two lanes run two single-threaded forwards at once (onnxruntime on a CPU).
+each of its jobs on its own (``failed``), never the thread (an input whose map is not
+finite, also in fp32, is in the prediction's ``failed``: the pipeline fails it on its own);
+anything worse than an ``Exception`` kills the thread and is kept in
+:attr:`ModelLoop.failure` (the worker is then unhealthy). Two lanes run two single-threaded
+forwards at once (onnxruntime on a CPU).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Callable
 from typing import Any, Generic, Protocol, TypeVar
 
 from cutq.worker.batcher import STOP, get_batch
-from cutq.worker.inference import Runner
+from cutq.worker.inference import Prediction, Runner
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +48,14 @@ class ModelLoop(Generic[T]):
         *,
         max_batch: int,
         max_wait_ms: float,
-        inferred: Callable[[list[tuple[T, Any]], float], None],
+        inferred: Callable[[list[T], Prediction, float], None],
         failed: Callable[[T, BaseException], None],
     ) -> None:
         self.runner = runner
         self.max_batch = max_batch
         self.max_wait_s = max_wait_ms / 1000.0
         self.failure: BaseException | None = None  # why a model thread died, if one did
-        self._inferred = inferred  # ([(input, its saliency map)], when the batch started)
+        self._inferred = inferred  # (the batch's inputs, its prediction, when it started)
         self._failed = failed
         self._queue: queue.Queue = queue.Queue()
         self.threads = [
@@ -91,9 +93,9 @@ class ModelLoop(Generic[T]):
     def _infer(self, group: list[T]) -> None:
         started = time.monotonic()
         try:
-            maps = self.runner.predict([item.tensor for item in group])
-            done = list(zip(group, maps, strict=True))  # one map per input, or the batch fails
-            del maps
+            prediction = self.runner.run([item.tensor for item in group])
+            if len(prediction.maps) != len(group):  # one map per input, or the batch fails
+                raise ValueError(f"{len(prediction.maps)} maps for {len(group)} inputs")
         except Exception as error:  # one bad batch fails each of its jobs on its own
             log.error("batch of %d failed: %s: %s", len(group), type(error).__name__, error)
             for item in group:
@@ -107,4 +109,4 @@ class ModelLoop(Generic[T]):
             self._queue.qsize(),
             extra={"batch_size": len(group), "queue_depth": self._queue.qsize()},
         )
-        self._inferred(done, started)
+        self._inferred(group, prediction, started)

@@ -110,6 +110,7 @@ class Stats:
     ack_failures: int = 0  # acks and nacks the source refused (exactly-once delivery)
     batches: int = 0
     batch_items: int = 0
+    fp32_reruns: int = 0  # batches computed again in fp32 after NaN/inf at lower precision
     failures: Counter = field(default_factory=Counter)  # error code → count (failed, exhausted)
 
     def settled(self, task: Task, outcome: Outcome) -> None:
@@ -140,5 +141,6 @@ class Stats:
         return (
             f"{self.completed} completed, {self.failed} failed, {self.duplicates} duplicates, "
             f"{self.returned} returned, {self.exhausted} exhausted, {self.batches} batches "
-            f"(mean size {self.mean_batch:.1f}), {self.ack_failures} acks failed"
+            f"(mean size {self.mean_batch:.1f}, {self.fp32_reruns} re-run in fp32), "
+            f"{self.ack_failures} acks failed"
         )

@@ -12,9 +12,9 @@
 * **infer**: the model loop (:mod:`cutq.worker.model_loop`) forms batches of same-sized
   inputs and runs them (one thread per lane of the model: two single-threaded forwards at
   once on a CPU with onnxruntime, one thread everywhere else).
-* **write**: mask (optionally post-processed and matted), edge colours, encode, and create
-  each result object *only if absent*, so of two workers racing on one job exactly one
-  writes; the other reports a duplicate.
+* **write**: from one mask, each of the job's renditions (:mod:`cutq.worker.results`: framing,
+  edge colours, encode, a preset's verdict) and its quality flags; create each result object
+  *only if absent*, so of two workers racing on one job exactly one writes each object.
 * **emit**: publish the ``completed`` or ``failed`` event; **settle**: ack (or nack for
   transient errors) in the ledger, once, by the job's :class:`~cutq.worker.outcome.Outcome`
   (:meth:`Pipeline._end`, the one way a job ends).
@@ -32,7 +32,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from cutq.core.contract import Job, parse_job, salvage_job_id
 from cutq.core.errors import (
@@ -47,10 +47,11 @@ from cutq.core.storage import Stores
 from cutq.worker import imaging, results
 from cutq.worker.access import check_allowed
 from cutq.worker.config import WorkerConfig
-from cutq.worker.inference import Runner
+from cutq.worker.inference import Prediction, Runner
 from cutq.worker.ledger import Ledger, Task
 from cutq.worker.model_loop import ModelLoop
 from cutq.worker.outcome import Outcome
+from cutq.worker.quality import Quality
 from cutq.worker.results import Result
 from cutq.worker.sinks import EventSink
 from cutq.worker.sources import Delivery
@@ -198,22 +199,15 @@ class Pipeline:
                 f"job asks for model {job.model!r}; this worker serves {self.runner.model.name!r}"
             )
         source = check_allowed(job.input, self.config, "input")
-        writes = tuple(
-            Result(kind, uri, check_allowed(uri, self.config, "output"))
-            for kind, uri in job.result_uris().items()
-        )
+        writes = results.plan(job, lambda uri: check_allowed(uri, self.config, "output"))
         return Admitted(task, job, source, writes)
 
     def _skip_if_done(self, admitted: Admitted) -> bool:
         """At-least-once delivery: when every result exists, re-emit the event and ack."""
-        outputs = []
-        for result in admitted.results:
-            info = self.storage.open(result.target).stat(result.target)
-            if info is None:
-                return False
-            outputs.append(results.found(result, info))
-        self._complete(admitted, tuple(outputs), duplicate=True)
-        return True
+        done = results.lookup(admitted.results, self.storage.open)
+        if done is not None:
+            self._complete(admitted, done[0], duplicate=True, judged=done[1])
+        return done is not None
 
     def _load(self, admitted: Admitted) -> Loaded:
         task, job = admitted.task, admitted.job
@@ -237,14 +231,20 @@ class Pipeline:
             raise ShuttingDown("worker stopping")
         task.pixels = pixels
 
-    def _inferred(self, done: list[tuple[Loaded, Any]], started: float) -> None:
-        """Model loop: a batch ran; each of its jobs goes on to the writers."""
-        self.ledger.count_batch(len(done))
-        for loaded, saliency in done:
+    def _inferred(self, group: list[Loaded], prediction: Prediction, started: float) -> None:
+        """Model loop: a batch ran; each of its jobs goes on to the writers (or fails on its
+        own: its map was not finite, also in fp32 — never a blank result)."""
+        self.ledger.count_batch(len(group), prediction.fp32_reruns)
+        for index, (loaded, saliency) in enumerate(zip(group, prediction.maps, strict=True)):
             task = loaded.admitted.task
             task.timings_ms["batch_wait"] = (started - loaded.enqueued) * 1000.0
             task.mark("infer", started)
-            task.batch_size = len(done)
+            task.batch_size = len(group)
+            if prediction.fp32_reruns:  # part of infer: the batch computed again in fp32
+                task.timings_ms["fp32_rerun"] = prediction.fp32_rerun_ms
+            if index in prediction.failed:
+                self._fail(task, prediction.failed[index])
+                continue
             item = Inferred(loaded.admitted, loaded.image, saliency)
             self._hand_off(self._writers, self._write, item, task)
 
@@ -256,15 +256,20 @@ class Pipeline:
         mask = self.runner.to_mask(
             inferred.saliency, image.height, image.width, job.options.threshold
         )
-        encoded = results.render(image, mask, job, admitted.results, self.config)
+        rendering = results.render(image, mask, job, admitted.results, self.config)
         del mask, inferred
         now = task.mark("encode", started)
-        outputs, duplicate = results.store(admitted.results, encoded, job, image, self.storage.open)
+        outputs, duplicate = results.store(admitted.results, rendering, job, self.storage.open)
         task.mark("upload", now)
-        self._complete(admitted, outputs, duplicate=duplicate)
+        self._complete(admitted, outputs, duplicate=duplicate, judged=rendering.quality)
 
     def _complete(
-        self, admitted: Admitted, outputs: tuple[OutputInfo, ...], *, duplicate: bool
+        self,
+        admitted: Admitted,
+        outputs: tuple[OutputInfo, ...],
+        *,
+        duplicate: bool,
+        judged: Quality | None,
     ) -> None:
         task = admitted.task
         event = Event.completed(
@@ -275,6 +280,8 @@ class Pipeline:
             batch_size=task.batch_size,
             timings_ms=task.finish(),
             duplicate=duplicate,
+            flags=judged.flags if judged else None,
+            quality=judged.figures if judged else None,
         )
         self._end(task, Outcome.published(event))
 

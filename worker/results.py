@@ -1,24 +1,32 @@
-"""What a job writes: its pictures rendered from the mask, and their create-only upload.
+"""What a job writes: its renditions rendered from one mask, and their create-only upload.
 
-:func:`render` refines the mask (post-processing, matting), keeps the input's own alpha,
-estimates the subject's colours under soft edges and encodes each result;
-:func:`store` creates each object only if absent, so of two workers racing on one job exactly
-one writes, and says whether this delivery was that one.
+:func:`render` refines the mask (post-processing, matting) once, keeps the input's own alpha,
+finds the subject and the job's quality flags once, then makes each rendition the job plans
+(:meth:`~cutq.core.contract.Job.planned`): edge colours, framing, compositing, encoding and,
+for a preset's rendition, the verdict on the encoded bytes.
+:func:`store` creates each object only if absent, in the job's order, so of two workers racing
+on one job exactly one writes each object, and a redelivery after a partial write finishes the
+rest without writing anything twice.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from cutq.core.contract import CONTENT_TYPES, Job
 from cutq.core.errors import AlreadyExists
 from cutq.core.events import OutputInfo
+from cutq.core.presets import PRESETS
+from cutq.core.renditions import Rendition
 from cutq.core.storage import ObjectInfo, Storage
-from cutq.worker import imaging, matting
+from cutq.worker import framing, imaging, matting, quality, verdict
 from cutq.worker.config import WorkerConfig
+from cutq.worker.subject import ALPHA_FLOOR, find_subject
 
 
 @dataclass(frozen=True)
@@ -26,9 +34,37 @@ class Result:
     """One object a job writes: ``uri`` as the job and its event name it, ``target`` as
     checked against the allow-lists (``file://``: the resolved path) and written."""
 
-    kind: str
+    rendition: Rendition
     uri: str
     target: str
+
+    @property
+    def name(self) -> str:
+        return self.rendition.name
+
+
+@dataclass(frozen=True)
+class Picture:
+    """One rendition's encoded bytes, its size and (from a preset) its verdict."""
+
+    data: bytes
+    width: int
+    height: int
+    verdict: verdict.Verdict | None = None
+
+
+@dataclass(frozen=True)
+class Rendering:
+    """Every picture a job writes, by rendition name, and the job's quality flags."""
+
+    pictures: dict[str, Picture]
+    quality: quality.Quality
+
+
+def plan(job: Job, target: Callable[[str], str]) -> tuple[Result, ...]:
+    """The results ``job`` writes, in its order; ``target(uri)``: where each is written."""
+    uris = job.result_uris()
+    return tuple(Result(r, uris[r.name], target(uris[r.name])) for r in job.planned())
 
 
 def render(
@@ -37,8 +73,8 @@ def render(
     job: Job,
     results: tuple[Result, ...],
     config: WorkerConfig,
-) -> dict[str, bytes]:
-    """The encoded bytes of each result kind the job asks for."""
+) -> Rendering:
+    """Render each result of ``job`` from one model ``mask``."""
     options = job.options
     mask = matting.refine_mask(
         image.rgb,
@@ -50,61 +86,166 @@ def render(
         label=job.job_id,
     )
     alpha = imaging.combine_alpha(mask, image.alpha)
-    encoded = {}
-    for kind in (result.kind for result in results):
-        if kind == "cutout":
-            rgb = matting.foreground_colours(
-                image.rgb, alpha, options.foreground or config.default_foreground
-            )
-            picture = imaging.cutout(rgb, alpha, job.output.background)
+    framed = any(result.rendition.frame is not None for result in results)
+    box = find_subject(alpha).box if framed else None
+    colours: dict[tuple[str, bool], np.ndarray] = {}  # edge colours: estimated once per job
+
+    def rgb_for(rendition: Rendition) -> np.ndarray:
+        mode = rendition.foreground or options.foreground or config.default_foreground
+        # A cropped frame shows nothing outside the subject's box: estimate only inside it.
+        inside = box is not None and rendition.frame is not None and rendition.frame.crop
+        if (mode, inside) not in colours:
+            if inside and mode != "none":
+                assert box is not None
+                x0, y0, x1, y1 = box
+                rgb = image.rgb.copy()
+                rgb[y0:y1, x0:x1] = matting.foreground_colours(
+                    image.rgb[y0:y1, x0:x1], alpha[y0:y1, x0:x1], mode
+                )
+            else:
+                rgb = matting.foreground_colours(image.rgb, alpha, mode)
+            colours[mode, inside] = rgb
+        return colours[mode, inside]
+
+    pictures = {}
+    for result in results:
+        rendition = result.rendition
+        source = alpha if rendition.kind == "cutout" else mask
+        rgb = rgb_for(rendition) if rendition.kind == "cutout" else None
+        if rendition.frame is not None:
+            planned = framing.plan((image.width, image.height), box, rendition.frame)
+            if rendition.frame.crop:
+                source = framing.clear_outside(source, box)
+            source = framing.apply(planned, source, floor=ALPHA_FLOOR)
+            rgb = framing.apply(planned, rgb) if rgb is not None else None
+        if rgb is not None:
+            picture = imaging.cutout(rgb, source, rendition.background)
         else:
-            picture = imaging.mask_image(mask)
-        encoded[kind] = imaging.encode(picture, job.output.format, job.output.quality)
-    return encoded
+            picture = imaging.mask_image(source)
+        data = imaging.encode(picture, rendition.format, rendition.quality)
+        checked = None
+        if rendition.preset is not None:
+            background = rendition.background if rendition.kind == "cutout" else "#000000"
+            rules = PRESETS[rendition.preset].rules
+            checked = verdict.check(data, background, rules, (image.width, image.height))
+        pictures[result.name] = Picture(data, picture.width, picture.height, checked)
+        del picture, source, rgb
+    return Rendering(pictures, quality.assess(alpha))
 
 
 def store(
     results: tuple[Result, ...],
-    encoded: dict[str, bytes],
+    rendering: Rendering,
     job: Job,
-    image: imaging.Decoded,
     open_storage: Callable[[str], Storage],
 ) -> tuple[tuple[OutputInfo, ...], bool]:
     """Create each result only if absent; (what the event reports, whether another delivery
-    wrote the first result: then this one is a duplicate and overwrote nothing)."""
-    metadata = {
-        "cutq-width": str(image.width),
-        "cutq-height": str(image.height),
-        "cutq-job-id": job.job_id,
-    }
+    wrote the last result: then this one is a duplicate and overwrote nothing).
+
+    The last result decides: whichever delivery creates it is the one that made the job
+    complete (each delivery writes in the same order, so every earlier result exists by then).
+    """
     outputs, duplicate = [], False
-    for index, result in enumerate(results):
+    for result in results:
+        picture = rendering.pictures.pop(result.name)
+        info = _output(result, picture)
         storage = open_storage(result.target)
         try:
-            info = storage.write(
+            stored = storage.write(
                 result.target,
-                encoded.pop(result.kind),
-                content_type=CONTENT_TYPES[job.output.format],
-                metadata=metadata,
+                picture.data,
+                content_type=CONTENT_TYPES[result.rendition.format],  # type: ignore[index]
+                metadata=_metadata(info, job, rendering.quality),
                 if_absent=True,
             )
+            duplicate = False
         except AlreadyExists:  # another delivery (another worker) got there first
-            duplicate = duplicate or index == 0  # the first result decides who computed it
+            duplicate = True
             found = storage.stat(result.target)
             if found is None:  # pragma: no cover - created, then deleted at once
                 raise
-            info = found
-        outputs.append(OutputInfo(result.kind, result.uri, info.size, image.width, image.height))
+            stored = found
+        outputs.append(_replace_size(info, stored.size))
     return tuple(outputs), duplicate
 
 
+def _output(result: Result, picture: Picture) -> OutputInfo:
+    rendition = result.rendition
+    checked = picture.verdict
+    return OutputInfo(
+        kind=rendition.kind,
+        uri=result.uri,
+        size=len(picture.data),
+        width=picture.width,
+        height=picture.height,
+        name=rendition.name,
+        preset=rendition.preset,
+        verdict=checked.verdict if checked else None,
+        failed=checked.failed if checked else (),
+        figures=checked.figures if checked else None,
+    )
+
+
+def _replace_size(info: OutputInfo, size: int) -> OutputInfo:
+    return OutputInfo(**{**vars(info), "size": size})
+
+
+# What the event said of the object and of the job (JSON), re-emitted on a redelivery.
+OUTPUT_KEY, QUALITY_KEY = "cutq-output", "cutq-quality"
+
+
+def _metadata(info: OutputInfo, job: Job, judged: quality.Quality) -> dict[str, str]:
+    entry: dict[str, Any] = {k: v for k, v in vars(info).items() if k not in ("uri", "size")}
+    return {
+        "cutq-width": str(info.width),
+        "cutq-height": str(info.height),
+        "cutq-job-id": job.job_id,
+        OUTPUT_KEY: json.dumps(entry, separators=(",", ":")),
+        QUALITY_KEY: json.dumps(
+            {"flags": judged.flags, "figures": judged.figures}, separators=(",", ":")
+        ),
+    }
+
+
+def found_quality(info: ObjectInfo) -> quality.Quality | None:
+    """The job's quality flags as stored beside a result (None where the backend keeps no
+    metadata)."""
+    entry = info.metadata.get(QUALITY_KEY)
+    if not entry:
+        return None
+    fields = json.loads(entry)
+    return quality.Quality(tuple(fields["flags"]), fields["figures"])
+
+
+def lookup(
+    results: tuple[Result, ...], open_storage: Callable[[str], Storage]
+) -> tuple[tuple[OutputInfo, ...], quality.Quality | None] | None:
+    """When every result exists already: what the event says of them, and the job's flags."""
+    outputs, judged = [], None
+    for result in results:
+        info = open_storage(result.target).stat(result.target)
+        if info is None:
+            return None
+        outputs.append(found(result, info))
+        judged = judged or found_quality(info)
+    return tuple(outputs), judged
+
+
 def found(result: Result, info: ObjectInfo) -> OutputInfo:
-    """What the event says of a result object found in storage (sizes from its metadata)."""
+    """What the event says of a result object found in storage (from its metadata, where the
+    backend keeps metadata: on ``file://`` only the name, kind and size are known)."""
+    entry = info.metadata.get(OUTPUT_KEY)
+    if entry:
+        fields = json.loads(entry)
+        fields["failed"] = tuple(fields.get("failed") or ())
+        return OutputInfo(uri=result.uri, size=info.size, **fields)
     width, height = info.metadata.get("cutq-width"), info.metadata.get("cutq-height")
     return OutputInfo(
-        kind=result.kind,
+        kind=result.rendition.kind,
         uri=result.uri,
         size=info.size,
         width=int(width) if width else None,
         height=int(height) if height else None,
+        name=result.name,
+        preset=result.rendition.preset,
     )

@@ -76,11 +76,14 @@ class Service:
         service = cls(config, runner, events, ready_s=time.monotonic() - started)
         service.pipeline.start()
         log.info(
-            "ready in %.1fs: model %s %s on %s, lanes=%d max_batch=%d max_wait_ms=%.0f",
+            "ready in %.1fs (warm-up %.1fs): model %s %s on %s (%s), lanes=%d max_batch=%d "
+            "max_wait_ms=%.0f",
             service.ready_s,
+            runner.warmup_s,
             runner.model.name,
             runner.model.version,
             runner.device,
+            str(runner.dtype).removeprefix("torch."),
             runner.model.lanes,
             config.max_batch,
             config.max_wait_ms,
@@ -203,9 +206,11 @@ def exit_code(reason: StopReason) -> int:
 
 def _warmed_up_runner(config: WorkerConfig, batch_sizes: Sequence[int] | None) -> Runner:
     """The one place a model is loaded, warmed up at real shapes and its output checked."""
-    runner = Runner(create_model(config), config.device, config.precision)
+    runner = Runner(create_model(config), config.device, config.precision, platform=config.platform)
     runner.setup()
     if config.warmup:
+        # On a GPU every batch size the batcher can close, so cuDNN autotunes each of them
+        # here and never on a job; on a CPU one image and the largest batch.
         default = batch_shapes(config.max_batch) if runner.cuda else [1, config.max_batch]
         sizes = sorted(set(batch_sizes or default))
         seconds = runner.warmup(config.resize, sizes)  # type: ignore[arg-type]

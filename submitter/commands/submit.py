@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cutq.core.errors import ConfigError, InvalidJob
-from cutq.core.flags import add_output_args, options_from_args
+from cutq.core.flags import add_output_args, options_from_args, renditions_from_args
 
 if TYPE_CHECKING:
     from cutq.submitter.client import JobHandle, Watcher
@@ -114,9 +114,17 @@ def handle(args: argparse.Namespace) -> int:
         config.output, args.format or "png", args.kind or "cutout", args.background, args.quality
     )
     options = options_from_args(args)
+    renditions = renditions_from_args(args)
     attributes = dict(_pair(text) for text in args.attribute)
     try:  # validate the options once, not per input
-        new_job("gs://cutq-check/x", spec, options=options, attributes=attributes, model=args.model)
+        new_job(
+            "gs://cutq-check/x",
+            spec,
+            options=options,
+            attributes=attributes,
+            model=args.model,
+            renditions=renditions,
+        )
     except InvalidJob as error:
         raise ConfigError(str(error)) from None
     checkpoint = Checkpoint(args.resume_file) if args.resume_file else None
@@ -165,6 +173,7 @@ def handle(args: argparse.Namespace) -> int:
                 options=options,
                 attributes=attributes,
                 model=args.model,
+                renditions=renditions,
                 skip=done.lookup if done is not None else None,
                 before_publish=limiter.acquire if limiter is not None else None,
                 on_error=on_error,

@@ -56,6 +56,7 @@ def test_quick_throughput_and_latency(tmp_path: Path) -> None:
         assert row["statuses"] == {"completed": row["jobs"]}, row
         assert sum(row["batch_sizes"].values()) == row["jobs"], row
         p50, p95, p99 = (row["latency_ms"][q] for q in ("p50", "p95", "p99"))
+        assert _positive(row["ideal_queue_p95_ms"]) and _positive(row["p95_over_ideal"])
         assert 0 < p50 <= p95 <= p99 and math.isfinite(p99), row
         assert isinstance(row["p95_goal_met"], bool)
     assert sorted(report["plots"]) == [
@@ -98,3 +99,11 @@ def test_onnx_variants_reports_a_rate_and_a_ratio_for_every_variant(tmp_path: Pa
     assert len(names) == 5 and names == set(report["ratio_to_general_graph"])
     assert all(_positive(rate) for rate in report["images_per_s"].values())
     assert report["ratio_to_general_graph"][next(iter(report["images_per_s"]))] == 1.0
+
+
+def test_the_ideal_queue_is_fifo_over_identical_servers() -> None:
+    from bench.throughput import ideal_queue_ms
+
+    assert ideal_queue_ms([0.0, 0.0, 0.0], 1, 100.0) == [100.0, 200.0, 300.0]
+    assert ideal_queue_ms([0.0, 0.0, 0.0], 2, 100.0) == [100.0, 100.0, 200.0]
+    assert ideal_queue_ms([0.0, 0.5, 0.55], 1, 100.0) == pytest.approx([100.0, 100.0, 150.0])

@@ -6,7 +6,7 @@ import pytest
 
 from cutq.core.errors import ConfigError
 from cutq.worker.config import WorkerConfig
-from cutq.worker.hardware import Platform
+from cutq.worker.hardware import GpuStatus, Platform
 
 
 def test_environment_is_typed_and_overridable() -> None:
@@ -94,6 +94,10 @@ def test_batch_and_io_threads_follow_the_device() -> None:
     for gpus, expected in ((1, 8), (0, 1)):  # auto follows the platform found at start-up
         assert WorkerConfig(platform=Platform(gpus)).max_batch == expected
         assert WorkerConfig.from_env({}, Platform(gpus)).max_batch == expected
+    # ... a usable GPU: one the driver sees and torch can run on
+    unusable = Platform(1, GpuStatus(present=True, usable=False))
+    assert WorkerConfig(platform=unusable).max_batch == 1
+    assert WorkerConfig(platform=Platform(1, GpuStatus(present=True, usable=True))).max_batch == 8
     assert WorkerConfig().platform == Platform(0)  # built by hand: CPU only, nothing probed
 
 

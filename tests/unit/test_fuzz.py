@@ -89,6 +89,38 @@ job_like = st.fixed_dictionaries(
         | json_values,
         "attributes": st.dictionaries(st.text(max_size=300), st.text(max_size=20), max_size=40)
         | json_values,
+        "renditions": st.lists(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "name": st.sampled_from(["a", "b", "A", ""]) | json_values,
+                    "preset": st.sampled_from(["amazon-main", "thumbnail", "x"]) | json_values,
+                    "format": st.sampled_from(["png", "webp", "jpeg", "gif"]) | json_values,
+                    "kind": st.sampled_from(["cutout", "mask", "both"]) | json_values,
+                    "background": st.sampled_from(["#ffffff", "#00000080"]) | json_values,
+                    "quality": st.integers(min_value=-1, max_value=101) | json_values,
+                    "foreground": st.sampled_from(["ml", "none"]) | json_values,
+                    "frame": st.fixed_dictionaries(
+                        {},
+                        optional={
+                            key: st.integers(min_value=-1, max_value=20000)
+                            | st.floats(allow_nan=True)
+                            | json_values
+                            for key in ("margin", "margin_px", "width", "height", "longest")
+                        }
+                        | {
+                            "fit": st.sampled_from(["contain", "cover", "x"]),
+                            "position": st.sampled_from(["center", "bottom", "x"]),
+                            "crop": st.booleans() | json_values,
+                            "upscale": st.booleans() | json_values,
+                        },
+                    )
+                    | json_values,
+                },
+            ),
+            max_size=3,
+        )
+        | json_values,
         "extra": json_values,
     },
 )

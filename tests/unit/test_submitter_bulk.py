@@ -203,3 +203,19 @@ def test_a_finished_origin_does_not_end_the_next_one(tmp_path):
     first, second = (tmp_path / "a").as_uri(), (tmp_path / "b").as_uri()
     items = list(iter_inputs([first, second], resume_after={first: "*"}))
     assert [item.uri for item in items] == [f"{second}/x.png"]
+
+
+def test_done_index_needs_every_rendition_of_a_job(tmp_path):
+    from cutq.core.renditions import presets
+
+    spec = OutputSpec(tmp_path.as_uri())
+    job = new_job("gs://inputs/a.png", spec, renditions=presets("amazon-main", "thumbnail"))
+    day = tmp_path / "dt=2026-01-02"
+    day.mkdir()
+    (day / f"{job.job_id}.amazon-main.jpg").write_bytes(b"x")
+    assert DoneIndex.build(spec).lookup(job) is None  # the thumbnail is missing
+    (day / f"{job.job_id}.thumbnail.webp").write_bytes(b"x")
+    assert DoneIndex.build(spec).lookup(job) == {
+        "amazon-main": f"{tmp_path.as_uri()}/dt=2026-01-02/{job.job_id}.amazon-main.jpg",
+        "thumbnail": f"{tmp_path.as_uri()}/dt=2026-01-02/{job.job_id}.thumbnail.webp",
+    }

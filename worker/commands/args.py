@@ -12,6 +12,9 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model and batching (override CUTQ_* variables)")
     group.add_argument("--model", help="u2netp (bundled, default) or inspyrenet")
     group.add_argument("--checkpoint", help="inspyrenet weights: a path or gs:// URI")
+    group.add_argument(
+        "--model-spec", help="serve your own ONNX graph: a JSON model spec (see README, Models)"
+    )
     group.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     group.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"))
     group.add_argument("--max-batch", type=int, help="largest batch (default: 8 on GPU, 1 on CPU)")
@@ -22,7 +25,16 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-_MODEL_FLAGS = ("model", "checkpoint", "device", "precision", "max_batch", "max_wait_ms", "resize")
+_MODEL_FLAGS = (
+    "model",
+    "model_spec",
+    "checkpoint",
+    "device",
+    "precision",
+    "max_batch",
+    "max_wait_ms",
+    "resize",
+)
 
 
 def worker_config(args: argparse.Namespace, **changes: object) -> WorkerConfig:

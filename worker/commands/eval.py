@@ -78,7 +78,7 @@ def handle(args: argparse.Namespace) -> int:
         variants = parse_variants(args.edges) if args.edges is not None else []
     except ValueError as error:
         raise ConfigError(f"--edges: {error}") from None
-    runner = Runner(create_model(config), config.device, config.precision)
+    runner = Runner(create_model(config), config.device, config.precision, platform=config.platform)
     runner.setup()
     report = evaluate(
         runner,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from cutq.core.errors import ConfigError
-from cutq.core.flags import add_output_args, options_from_args
+from cutq.core.flags import add_output_args, options_from_args, renditions_from_args
 from cutq.worker.commands.args import add_model_args, worker_config
 
 
@@ -29,10 +29,18 @@ def register(commands: argparse._SubParsersAction) -> None:
 def handle(args: argparse.Namespace) -> int:
     if args.threshold is not None and not 0 < args.threshold < 1:
         raise ConfigError("--threshold must be between 0 and 1")
+    renditions = renditions_from_args(args)
     config = worker_config(args)
     from cutq.worker.local_run import run_local
 
     options = options_from_args(args)
-    summary = run_local(args.inputs, args.out, config, options, progress=not args.no_progress)
+    summary = run_local(
+        args.inputs,
+        args.out,
+        config,
+        options,
+        progress=not args.no_progress,
+        renditions=renditions,
+    )
     print(summary.render())
     return 1 if summary.failed or summary.unfinished else 0

@@ -23,7 +23,7 @@ TORCH_PIN = "torch==2.14.1"
 
 def resolve_engine(config: WorkerConfig) -> str:
     """``torch`` or ``onnxruntime`` for this configuration (see the module docstring)."""
-    on_cpu = not config.on_gpu  # the platform found at start-up
+    on_cpu = not config.on_gpu  # the platform found at start-up (a usable GPU)
     if config.engine == "onnxruntime":
         if config.model != "u2netp":
             raise ConfigError(f"engine onnxruntime runs u2netp only, not {config.model}")
@@ -78,6 +78,27 @@ def _inspyrenet(config: WorkerConfig, extra: dict[str, int]) -> Model:
     )
 
 
+def custom_model(config: WorkerConfig) -> Model:
+    """The ONNX graph ``config.model_spec`` describes (see :mod:`cutq.worker.models.onnx_spec`).
+
+    Always onnxruntime: on CUDA's execution provider when the worker runs on a GPU."""
+    if importlib.util.find_spec("onnxruntime") is None:
+        raise ConfigError("a model spec needs onnxruntime: pip install 'cutq[worker]'")
+    from cutq.worker.models.onnx_custom import CustomOnnx
+    from cutq.worker.models.onnx_spec import ModelSpec
+
+    assert config.model_spec is not None
+    spec = ModelSpec.load(config.model_spec)
+    if config.model not in ("u2netp", spec.name):  # u2netp: the default, not a choice
+        raise ConfigError(f"CUTQ_MODEL={config.model} but the model spec serves {spec.name}")
+    if config.engine == "torch":
+        raise ConfigError("a model spec runs in onnxruntime; unset CUTQ_ENGINE=torch")
+    cuda = config.device != "cpu" and config.platform.gpus > 0  # onnxruntime's own CUDA EP
+    return CustomOnnx(
+        spec, config.checkpoint_cache_dir, threads=config.threads, lanes=config.lanes, cuda=cuda
+    )
+
+
 REGISTRY: dict[str, Callable[[WorkerConfig, dict[str, int]], Model]] = {
     "u2netp": _u2netp,
     "inspyrenet": _inspyrenet,
@@ -87,6 +108,8 @@ MODELS = tuple(REGISTRY)
 
 def create_model(config: WorkerConfig) -> Model:
     """The configured model, not yet set up on a device."""
+    if config.model_spec:
+        return custom_model(config)
     factory = REGISTRY.get(config.model)
     if factory is None:
         raise ConfigError(f"unknown model {config.model!r}; choose one of {', '.join(MODELS)}")

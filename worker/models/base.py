@@ -39,6 +39,10 @@ class Model(ABC):
     version: str = "unknown"
     #: What runs the network: "torch" (tensors) or "onnxruntime" (numpy arrays, CPU only).
     engine: ClassVar[str] = "torch"
+    #: What ``precision="auto"`` means on a GPU: ``"fp16"``, ``"bf16"`` or ``"fp32"``, chosen
+    #: per model by measured mask agreement with fp32 (README, "GPU"); fp32 until a model's
+    #: masks show a lower precision keeps them. A CPU always runs fp32.
+    gpu_precision: ClassVar[str] = "fp32"
     #: How many :meth:`predict` calls the pipeline may run at once (one model thread each).
     #: Only a model whose predict is thread-safe and which sized its own threads for it says
     #: more than 1.

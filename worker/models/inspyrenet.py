@@ -3,8 +3,8 @@
 The network class comes from the ``transparent-background`` package (MIT), imported lazily
 and without running the package's ``__init__`` (which pulls in its GUI, albumentations, gdown
 and warns when flet is missing). Weights come from a local path or a ``gs://`` URI through
-:func:`fetch_checkpoint`, never from a hub: the package's ``Remover`` downloads on its own,
-so it is not used.
+:func:`~cutq.worker.models.fetch.fetch_checkpoint`, never from a hub: the package's
+``Remover`` downloads on its own, so it is not used.
 
 Two things differ from the package on purpose:
 
@@ -15,11 +15,16 @@ Two things differ from the package on purpose:
   min-max normalise per image, with the package's epsilon.
 * dynamic resize never produces a zero side (the package rounds sides ≤16 px to 0) and
   bounds the longer side by ``max_side``, so memory never depends on the input.
+* the attention modules (``SICA``, ``SelfAttention``) always run in fp32, also under
+  fp16/bf16 autocast (:func:`keep_attention_in_fp32`): SICA's ``torch.bmm(prob, f)`` sums over
+  a fixed 1024² (base) or 384² (fast) grid, reaching ~8e6 — far past fp16's 65504, so in fp16
+  the mask became NaN; ``SelfAttention``'s unnormalised query-key products can overflow the
+  same way (plemeri/InSPyReNet#36). InSPyReNet's author says they need full precision.
 """
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import importlib
 import importlib.util
 import logging
@@ -36,10 +41,11 @@ import torch
 from PIL import Image
 
 from cutq.core.contract import Resize
-from cutq.core.errors import ConfigError, PermanentError
-from cutq.core.storage import file_path, open_storage, scheme_of
+from cutq.core.errors import ConfigError
 
 from .base import Model, round_to_multiple
+from .fetch import fetch_checkpoint as fetch_checkpoint  # re-exported (lives in fetch)
+from .fetch import file_sha256 as file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +64,6 @@ NORM_EPS = 1e-8
 #: Random init only: output heads are scaled by this so random logits stay in sigmoid's range.
 _RANDOM_HEAD_GAIN = 0.01
 _RANDOM_SEED = 0
-_DEFAULT_CACHE_DIR = Path("~/.cache/cutq/checkpoints")
 _PACKAGE = "transparent_background"
 
 
@@ -66,6 +71,7 @@ class InSPyReNet(Model):
     """InSPyReNet Swin-B salient-object network (90.7 M parameters, ~367 MB of weights)."""
 
     name: ClassVar[str] = "inspyrenet"
+    gpu_precision: ClassVar[str] = "fp16"  # with the attention in fp32 (README, "GPU")
 
     def __init__(
         self,
@@ -115,6 +121,7 @@ class InSPyReNet(Model):
                 raise ConfigError(f"{self.checkpoint} is not a state dict")
             net.load_state_dict(state, strict=True)
             self.version = (self.checksum_sha256 or file_sha256(path))[:12]
+        keep_attention_in_fp32(net)
         # The package overrides .to() to also move its pyramid kernels, which are not buffers.
         self.net = net.to(device).eval()
         log.info("inspyrenet %s loaded on %s (version %s)", self.mode, device, self.version)
@@ -157,6 +164,43 @@ class InSPyReNet(Model):
         with torch.inference_mode():
             logits = self.net.forward_inspyre(batch)["saliency"][-1]
             return normalize_per_image(torch.sigmoid(logits.float()))
+
+
+#: The package's attention modules: their unnormalised ``bmm`` products overflow fp16
+#: (plemeri/InSPyReNet#36 names both), so they run in fp32.
+_FP32_MODULES = ("SICA", "SelfAttention")
+
+
+def keep_attention_in_fp32(net: Any) -> None:
+    """Run each attention module of ``net`` in fp32, whatever autocast is active.
+
+    Its inputs are cast to fp32 and autocast is switched off inside it; the rest of the
+    network (the Swin backbone, the convolutions) keeps the configured precision. The
+    instance's ``forward`` is wrapped (the state dict is unchanged), so checkpoints load
+    before or after.
+    """
+    for module in net.modules():
+        wrapped = getattr(module.forward, "_cutq_fp32", False)
+        if type(module).__name__ in _FP32_MODULES and not wrapped:
+            module.forward = _in_fp32(module.forward)
+
+
+def _in_fp32(forward: Any) -> Any:
+    @functools.wraps(forward)
+    def run(*args: Any) -> Any:
+        device_type = next((a.device.type for a in args if isinstance(a, torch.Tensor)), "cpu")
+        with torch.autocast(device_type=device_type, enabled=False):
+            return forward(*(_widen(a) for a in args))
+
+    run._cutq_fp32 = True  # type: ignore[attr-defined]
+    return run
+
+
+def _widen(value: Any) -> Any:
+    """fp16/bf16 tensors → fp32; anything else (fp32, fp64, None) as it is."""
+    if isinstance(value, torch.Tensor) and value.dtype in (torch.float16, torch.bfloat16):
+        return value.float()
+    return value
 
 
 def normalize_per_image(saliency: torch.Tensor) -> torch.Tensor:
@@ -235,65 +279,3 @@ def _import_inspyrenet_module() -> ModuleType:
         if stub is not None and sys.modules.get(_PACKAGE) is stub:
             del sys.modules[_PACKAGE]
         sys.path[:] = path_before
-
-
-def fetch_checkpoint(
-    uri: str, cache_dir: str | os.PathLike[str] | None = None, sha256: str | None = None
-) -> Path:
-    """A local file holding the checkpoint at ``uri``, verified against ``sha256`` when given.
-
-    Local paths and ``file://`` URIs are used in place. ``gs://`` objects are downloaded once
-    into ``cache_dir`` (default ``~/.cache/cutq/checkpoints``) under a name derived from the
-    URI's hash, through a temporary file renamed into place. A cached copy whose digest does
-    not match is downloaded again; a fresh download that does not match raises ConfigError.
-    Without ``sha256`` a cached copy is trusted: pin the digest to notice a replaced object.
-    """
-    if scheme_of(uri) == "gs":
-        return _fetch_gcs(uri, cache_dir, sha256)
-    path = file_path(uri).expanduser()
-    if not path.is_file():
-        raise ConfigError(f"checkpoint {path} does not exist")
-    if sha256 is not None:
-        _verify(path, sha256, uri)
-    return path
-
-
-def _fetch_gcs(uri: str, cache_dir: str | os.PathLike[str] | None, sha256: str | None) -> Path:
-    """Download ``uri`` into the cache unless a (matching) copy is already there."""
-    folder = Path(cache_dir if cache_dir is not None else _DEFAULT_CACHE_DIR).expanduser()
-    key = hashlib.sha256(uri.encode()).hexdigest()[:16]
-    path = folder / f"{key}-{uri.rsplit('/', 1)[-1]}"
-    if path.is_file():
-        if sha256 is None or file_sha256(path) == sha256.lower():
-            log.info("checkpoint %s found in cache at %s", uri, path)
-            return path
-        log.warning("cached checkpoint %s does not match its sha256; downloading again", path)
-    folder.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-    try:
-        open_storage(uri).download_to_path(uri, partial)
-        if sha256 is not None:
-            _verify(partial, sha256, uri)
-        partial.replace(path)
-    except PermanentError as error:  # missing object or bucket, access denied
-        raise ConfigError(f"checkpoint {uri} could not be downloaded: {error}") from error
-    finally:
-        partial.unlink(missing_ok=True)
-    log.info("checkpoint %s downloaded to %s", uri, path)
-    return path
-
-
-def _verify(path: Path, sha256: str, uri: str) -> None:
-    """Raise ConfigError unless ``path``'s digest is ``sha256``."""
-    actual = file_sha256(path)
-    if actual != sha256.lower():
-        raise ConfigError(f"checkpoint {uri} has sha256 {actual}, expected {sha256.lower()}")
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        while chunk := file.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()

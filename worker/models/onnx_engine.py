@@ -111,6 +111,33 @@ def load_session(path: Path, threads: int, spinning: bool = False) -> ort.Infere
     )
 
 
+CUDA_PROVIDER = "CUDAExecutionProvider"
+CPU_PROVIDER = "CPUExecutionProvider"
+
+
+def providers_for(cuda: bool) -> list[str]:
+    """Execution providers for a session: CUDA's (then the CPU's) when ``cuda`` and this
+    onnxruntime build has it (the ``onnxruntime-gpu`` wheel), else the CPU's alone."""
+    import onnxruntime as ort
+
+    if not cuda:
+        return [CPU_PROVIDER]
+    if CUDA_PROVIDER in ort.get_available_providers():
+        return [CUDA_PROVIDER, CPU_PROVIDER]
+    log.warning(
+        "a GPU is present but onnxruntime has no CUDA provider (pip install "
+        "onnxruntime-gpu); running on the CPU"
+    )
+    return [CPU_PROVIDER]
+
+
+def open_session(path: Path, threads: int, providers: Sequence[str]) -> ort.InferenceSession:
+    """A session on ``providers`` (see :func:`providers_for`) with :func:`session_options`."""
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(path), session_options(threads), providers=list(providers))
+
+
 def run(session: ort.InferenceSession, batch: np.ndarray) -> np.ndarray:
     """One forward pass: N×3×h×w float32 → the single output."""
     feed = {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)}

@@ -20,6 +20,7 @@ from pathlib import Path
 from PIL import Image
 
 from cutq.core.contract import Options, OutputSpec, new_job
+from cutq.core.renditions import Rendition
 from cutq.worker.sources import Intake, StopReason
 
 IMAGE_SUFFIXES = frozenset(Image.registered_extensions())
@@ -76,11 +77,13 @@ class LocalSource:
         options: Options | None = None,
         model: str | None = None,
         max_attempts: int = 3,
+        renditions: tuple[Rendition, ...] = (),
     ) -> None:
         self.files = files
         self.output = output
         self.options = options or Options()
         self.model = model
+        self.renditions = renditions
         self.max_attempts = max_attempts
         self._intake: Intake | None = None
         self._lock = threading.Lock()
@@ -100,6 +103,7 @@ class LocalSource:
                 input_generation=generation,
                 model=self.model,
                 options=self.options,
+                renditions=self.renditions,
             )
             published = datetime.fromtimestamp((generation or 0) / 1e9, timezone.utc)
             yield LocalDelivery(

@@ -1,0 +1,85 @@
+"""tools/gpu_check.py: the one-shot GPU check runs every step it can, skips the rest with a
+reason, keeps to its budget and always leaves a JSON report and a markdown table.
+
+The steps themselves are the worker's real code at small sizes: ``make gpu-check`` runs them
+all (minutes on a CPU); here one real step (``environment``) and stand-ins for the others.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tools import gpu_check, gpu_checks
+from tools.gpu_checks import Ctx, Step
+
+
+def _ok(ctx: Ctx) -> gpu_checks.Outcome:
+    return True, {"device": ctx.device, "quick": ctx.quick}, "fine"
+
+
+def _broken(ctx: Ctx) -> gpu_checks.Outcome:
+    raise RuntimeError("CUDA error: an illegal memory access")
+
+
+def _cannot(ctx: Ctx) -> gpu_checks.Outcome:
+    raise gpu_checks.Skip("onnxruntime here has no CUDA EP")
+
+
+def _rates(ctx: Ctx) -> gpu_checks.Outcome:
+    row = {"input": 320, "precision": "float16", "images_per_s": {1: 100.0, 8: 400.0}}
+    return True, {"u2netp/-": row | {"batching_gain": {8: 4.0}}}, "rates"
+
+
+def test_dry_run_runs_what_a_cpu_can_and_says_what_it_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    steps = (
+        gpu_checks.STEPS[0],  # environment: the real one
+        Step("cpu step", "test", _ok, 1),
+        Step("needs cuda", "test", _ok, 1, gpu_only="caps CUDA memory"),
+        Step("breaks", "test", _broken, 1),
+        Step("cannot here", "test", _cannot, 1),
+        Step("forward batch 1/8/32", "bench", _rates, 1),
+    )
+    monkeypatch.setattr(gpu_checks, "STEPS", steps)
+    monkeypatch.setattr(gpu_checks, "usable_gpu", lambda: False)
+    code = gpu_check.run(tmp_path, 60, {"status": "skipped"}, None)
+    assert code == 1  # a failed step fails the check
+    report = json.loads((tmp_path / "gpu-check.json").read_text())
+    assert report["mode"] == "dry run (no usable GPU)" and report["quick"] is True
+    status = {s["name"]: s["status"] for s in report["steps"]}
+    assert status == {
+        "environment": "passed",
+        "cpu step": "passed",
+        "needs cuda": "skipped",
+        "breaks": "failed",
+        "cannot here": "skipped",
+        "forward batch 1/8/32": "passed",
+    }
+    steps_by_name = {s["name"]: s for s in report["steps"]}
+    assert "needs a GPU (caps CUDA memory)" in steps_by_name["needs cuda"]["reason"]
+    assert "illegal memory access" in steps_by_name["breaks"]["summary"]
+    assert steps_by_name["cannot here"]["reason"] == "onnxruntime here has no CUDA EP"
+    assert steps_by_name["cpu step"]["data"] == {"device": "cpu", "quick": True}
+    assert steps_by_name["environment"]["data"]["image_build"]["cuda"] == "12.6"
+    table = (tmp_path / "gpu-check.md").read_text()
+    assert "| needs cuda | skipped |" in table
+    assert "| u2netp/- | 320² | float16 | 100.0 / 400.0 | 4.0× |" in table
+
+
+def test_on_a_gpu_a_step_that_no_longer_fits_the_budget_is_not_started(tmp_path: Path) -> None:
+    slow = Step("slow", "bench", _broken, estimate_s=120)
+    result = gpu_checks.run_step(slow, gpu=True, quick=False, left_s=30, work=tmp_path)
+    assert result["status"] == "skipped" and "120s > 30s left" in result["reason"]
+
+
+def test_set_up_is_skipped_where_cutq_is_installed() -> None:
+    assert gpu_check.set_up(None)["status"] == "skipped"
+
+
+def test_device_wheels_are_pinned() -> None:
+    assert all("==" in spec for spec in gpu_check.DEVICE_WHEELS)
+    assert "transparent-background==1.3.4" in gpu_check.DEVICE_WHEELS
