@@ -140,7 +140,8 @@ def _probe(settings: Settings, files: list[Path], out: Path, **changes: object) 
     listing = out.with_suffix(".files")
     listing.write_text("\n".join(str(f) for f in files))
     command = [sys.executable, "-m", "bench.coldstart", "probe", str(listing), str(out)]
-    env = dict(os.environ, CUTQ_BENCH_CONFIG=json.dumps(config.__dict__))
+    settings_only = {k: v for k, v in config.__dict__.items() if k != "platform"}  # detected
+    env = dict(os.environ, CUTQ_BENCH_CONFIG=json.dumps(settings_only))
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
         raise RuntimeError(f"memory probe failed:\n{done.stderr[-3000:]}")
@@ -190,7 +191,12 @@ def probe_main(listing: Path, out: Path) -> int:
     from cutq.worker.local_run import run_local
 
     raw = json.loads(os.environ["CUTQ_BENCH_CONFIG"])
-    config = WorkerConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+    from cutq.worker.hardware import Platform
+
+    config = WorkerConfig(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()},
+        platform=Platform.detect(),
+    )
     files = listing.read_text().splitlines()
     baseline = current_rss_mb()
     peak = [baseline]

@@ -207,7 +207,9 @@ def test_out_of_memory_at_batch_one_is_dead_lettered_never_dropped(
     assert result.dead_lettered == 3 and result.completed == result.failed == 0
     assert dead_counts >= 15  # 3 jobs × 5 delivery attempts, each nacked
     nacked_for_memory = [
-        r for r in caplog.records if "retry: out of device memory for a batch of one" in r.message
+        r
+        for r in caplog.records
+        if "returned: out of device memory for a batch of one" in r.message
     ]
     assert len(nacked_for_memory) >= 15  # DeviceOutOfMemory (device_out_of_memory) each time
     assert not any(r.levelname == "ERROR" and "unexpected" in r.message for r in caplog.records)
