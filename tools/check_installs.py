@@ -264,11 +264,14 @@ def main(argv: list[str] | None = None) -> int:
         except (CheckFailed, OSError, subprocess.SubprocessError, RuntimeError) as error:
             report[name] = {"ok": False, "seconds": round(time.monotonic() - started, 1)}
             print(f"install profile {name}: FAILED\n{error}", flush=True)
-            continue
-        seconds = round(time.monotonic() - started, 1)
-        report[name] = {"ok": True, "seconds": seconds, "venv_mb": venv.size_mb()}
-        print(f"install profile {name}: ok in {seconds:.0f} s ({report[name]['venv_mb']} MB)")
-        shutil.rmtree(venv.folder, ignore_errors=True)  # GBs for the torch ones
+        else:
+            seconds = round(time.monotonic() - started, 1)
+            report[name] = {"ok": True, "seconds": seconds, "venv_mb": venv.size_mb()}
+            print(f"install profile {name}: ok in {seconds:.0f} s ({report[name]['venv_mb']} MB)")
+        finally:  # GBs for the torch ones, passed or not: the next profile needs the disk
+            shutil.rmtree(work / f"{name}-venv", ignore_errors=True)
+    if args.work is None:
+        shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(report, indent=2))
     return 0 if all(entry["ok"] for entry in report.values()) else 1
 
