@@ -37,7 +37,7 @@ from cutq.worker.models.u2netp_onnx import (
     export,
     probe_batches,
 )
-from cutq.worker.models.u2netp_spec import bundled_weights_path
+from cutq.worker.models.u2netp_spec import bundled_weights_path, file_sha256
 
 log = logging.getLogger("export_u2netp_onnx")
 
@@ -73,7 +73,7 @@ def check(weights: Path) -> float:
     """Verify the shipped graphs against their manifest and against a fresh export; returns
     the largest difference seen (raises when above ``PARITY_TOLERANCE``)."""
     folder = weights.parent
-    Shipped.read(folder).verify(weights)
+    Shipped.read(folder).verify(weights, file_sha256(weights))
     with tempfile.TemporaryDirectory(prefix="cutq-export-") as scratch:
         fresh = Path(scratch)
         export_into(fresh, weights)

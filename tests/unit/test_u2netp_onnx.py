@@ -32,7 +32,7 @@ from cutq.worker.models.u2netp_onnx import (
     U2NetPOnnx,
     probe_batches,
 )
-from cutq.worker.models.u2netp_spec import bundled_weights_path
+from cutq.worker.models.u2netp_spec import bundled_weights_path, file_sha256
 from tests.support.scenes import scene
 
 REPO = Path(__file__).resolve().parents[2]
@@ -106,16 +106,16 @@ def test_shipped_graphs_are_refused_when_they_do_not_match(tmp_path: Path) -> No
     folder = bundled_weights_path().parent
     for name in ("u2netp.pt", SHIPPED_GENERAL, SHIPPED_FIXED, MANIFEST_FILE):
         (tmp_path / name).write_bytes((folder / name).read_bytes())
-    Shipped.read(tmp_path).verify(tmp_path / "u2netp.pt")
+    Shipped.read(tmp_path).verify(tmp_path / "u2netp.pt", file_sha256(tmp_path / "u2netp.pt"))
     damaged = bytearray((tmp_path / SHIPPED_FIXED).read_bytes())
     damaged[len(damaged) // 2] ^= 0xFF
     (tmp_path / SHIPPED_FIXED).write_bytes(bytes(damaged))
     with pytest.raises(ShippedGraphError, match="damaged"):
-        Shipped.read(tmp_path).verify(tmp_path / "u2netp.pt")
+        Shipped.read(tmp_path).verify(tmp_path / "u2netp.pt", file_sha256(tmp_path / "u2netp.pt"))
     other = tmp_path / "other.pt"
     other.write_bytes(b"other weights")
     with pytest.raises(ShippedGraphError, match="other weights"):
-        Shipped.read(tmp_path).verify(other)
+        Shipped.read(tmp_path).verify(other, file_sha256(other))
     (tmp_path / MANIFEST_FILE).write_text("{}")
     with pytest.raises(ShippedGraphError, match="no usable"):
         Shipped.read(tmp_path)

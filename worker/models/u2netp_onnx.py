@@ -145,14 +145,15 @@ class Shipped:
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise ShippedGraphError(f"no usable {MANIFEST_FILE} in {folder}: {error}") from None
 
-    def verify(self, weights: Path) -> None:
-        """The manifest matches the weights, this code's export format and both files."""
+    def verify(self, weights: Path, weights_sha256: str) -> None:
+        """The manifest matches the weights (whose digest the caller has already taken),
+        this code's export format and both files."""
         if self.export_format != EXPORT_FORMAT:
             raise ShippedGraphError(
                 f"shipped graphs are {self.export_format}, this code runs {EXPORT_FORMAT}: "
                 "run tools/export_u2netp_onnx.py"
             )
-        if file_sha256(weights) != self.weights_sha256:
+        if weights_sha256 != self.weights_sha256:
             raise ShippedGraphError(
                 f"shipped graphs were exported from other weights than {weights.name}: "
                 "run tools/export_u2netp_onnx.py"
@@ -210,7 +211,8 @@ class U2NetPOnnx(Model):
         self.max_side = check_max_side(max_side)
         self.shipped = weights is None
         self.weights_path = weights if weights is not None else bundled_weights_path()
-        self.version = file_sha256(self.weights_path)[:12]
+        self.weights_sha256 = file_sha256(self.weights_path)
+        self.version = self.weights_sha256[:12]
         self.cache_dir = Path(cache_dir) if cache_dir else onnx_engine.default_cache_dir()
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be ≥ 1, got {threads}")
@@ -235,7 +237,7 @@ class U2NetPOnnx(Model):
         if str(device) != "cpu":
             raise ValueError(f"the onnxruntime engine runs on the CPU only, not {device}")
         if self.shipped:
-            Shipped.read(self.weights_path.parent).verify(self.weights_path)
+            Shipped.read(self.weights_path.parent).verify(self.weights_path, self.weights_sha256)
             self._load()
             return
         if not (self.onnx_path.exists() and self.fixed_path.exists()):
