@@ -17,7 +17,8 @@ On a GPU:
   the model thread or spikes memory.
 * :meth:`Runner.run` waits for the GPU before it returns: its time is the GPU's time.
 
-Models whose ``engine`` is not torch (onnxruntime on a CPU) get numpy arrays instead, and
+Models whose ``engine`` is not torch (onnxruntime, on the CPU or CUDA's execution provider)
+get numpy arrays instead, and
 this module then never imports torch: the masks are upsampled with the same bilinear rule in
 numpy (:func:`resize_bilinear`).
 """
@@ -99,15 +100,17 @@ class Runner:
         self.arrays = model.engine != "torch"
         self.device: Any
         self.dtype: Any
-        if self.arrays:
-            if device not in ("auto", "cpu"):
+        if self.arrays:  # the model was built for its place (cutq.worker.models.create_model)
+            wanted = str(device) if ":" in str(device) else f"{device}:0"
+            if wanted.startswith("cuda") and model.onnx_device != wanted:
                 raise ConfigError(
-                    f"{model.name} on {model.engine} runs on the CPU, not {device!r} "
-                    "(CUTQ_ENGINE=torch runs it on a GPU)"
+                    f"{model.name} on {model.engine} was built for {model.onnx_device}, not "
+                    f"{device!r} (build it with onnx_engine.Placement.for_device({device!r}, …))"
                 )
             if precision not in ("auto", "fp32"):
                 raise ConfigError(f"{model.name} on {model.engine} runs in fp32, not {precision}")
-            self.device, self.dtype, self.cuda = "cpu", "float32", False
+            # self.cuda: torch's CUDA (pinned memory, autocast); onnxruntime moves its own data.
+            self.device, self.dtype, self.cuda = model.onnx_device, "float32", False
         else:
             self.device = pick_device(device, platform)  # auto: the platform found at start-up
             self.dtype = pick_dtype(self.device, precision, model.gpu_precision)
@@ -121,6 +124,8 @@ class Runner:
     def setup(self) -> None:
         started = time.perf_counter()
         self.model.setup(self.device)
+        if self.arrays:  # onnxruntime may have had to fall back to the CPU (auto only)
+            self.device = self.model.onnx_device
         self.backend.configure()
         log.info(
             "model %s %s ready on %s (%s, %s) in %.1fs",

@@ -277,15 +277,128 @@ def test_the_registry_serves_a_spec_through_config(tmp_path: Path) -> None:
     assert config.model_spec == spec
 
 
-def test_cuda_provider_when_present_else_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    import onnxruntime as ort
+def test_placement_follows_the_configured_device() -> None:
+    placement = onnx_engine.Placement.for_device
+    assert placement("cpu", gpus=1) == onnx_engine.CPU
+    assert placement("auto", gpus=0) == onnx_engine.CPU
+    assert placement("auto", gpus=1) == onnx_engine.Placement(cuda=True, required=False)
+    assert placement("cuda", gpus=0) == onnx_engine.Placement(cuda=True, required=True)
+    assert placement("cuda:1", gpus=2).device == "cuda:1"
 
-    assert onnx_engine.providers_for(cuda=False) == ["CPUExecutionProvider"]
-    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
-    assert onnx_engine.providers_for(cuda=True) == ["CPUExecutionProvider"]
-    both = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    monkeypatch.setattr(ort, "get_available_providers", lambda: list(reversed(both)))
-    assert onnx_engine.providers_for(cuda=True) == both
+
+CUDA = "CUDAExecutionProvider"
+
+
+class FakeOrt:
+    """onnxruntime as if it were the onnxruntime-gpu wheel on a GPU machine: CUDA's provider
+    is listed, sessions asked for it record the request and run on the CPU, and report CUDA
+    first unless ``starts`` is False (onnxruntime's silent fallback when CUDA's libraries
+    cannot be loaded)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, listed: bool = True, starts: bool = True):
+        import onnxruntime as ort
+
+        self.requests: list[list[Any]] = []
+        self.preloads = 0
+        real = ort.InferenceSession
+        fake = self
+
+        class Session:
+            def __init__(self, path: str, options: Any, providers: list[Any]) -> None:
+                fake.requests.append(list(providers))
+                self.inner = real(path, options, providers=["CPUExecutionProvider"])
+                asked = CUDA in [p[0] if isinstance(p, tuple) else p for p in providers]
+                self.providers = [CUDA] * (asked and starts) + ["CPUExecutionProvider"]
+
+            def get_providers(self) -> list[str]:
+                return self.providers
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(self.inner, name)
+
+        def preload() -> None:
+            self.preloads += 1
+
+        listing = [CUDA] * listed + ["CPUExecutionProvider"]
+        monkeypatch.setattr(ort, "get_available_providers", lambda: listing)
+        monkeypatch.setattr(ort, "InferenceSession", Session)
+        monkeypatch.setattr(ort, "preload_dlls", preload, raising=False)
+
+
+def test_providers_cuda_first_when_present(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeOrt(monkeypatch)
+    assert onnx_engine.providers_for(onnx_engine.CPU) == ["CPUExecutionProvider"]
+    assert fake.preloads == 0
+    on_gpu1 = onnx_engine.Placement.for_device("cuda:1", gpus=2)
+    assert onnx_engine.providers_for(on_gpu1) == [(CUDA, {"device_id": 1}), "CPUExecutionProvider"]
+    assert fake.preloads == 1  # the nvidia-* wheels' libraries, before the first CUDA session
+
+
+def test_no_cuda_provider_stops_a_cuda_worker_and_names_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    FakeOrt(monkeypatch, listed=False)
+    required = onnx_engine.Placement.for_device("cuda", gpus=1)
+    with pytest.raises(ConfigError, match=r"cuda:0 needs onnxruntime's CUDA.*onnxruntime-gpu"):
+        onnx_engine.providers_for(required)
+    with pytest.raises(ConfigError, match=r"pip uninstall -y onnxruntime && pip install"):
+        onnx_engine.providers_for(required)
+    # device=auto on a machine with a GPU: the CPU, said in a warning, never silently.
+    auto = onnx_engine.Placement.for_device("auto", gpus=1)
+    with caplog.at_level("WARNING"):
+        assert onnx_engine.providers_for(auto) == ["CPUExecutionProvider"]
+    assert "a GPU is present but onnxruntime" in caplog.text and "onnxruntime-gpu" in caplog.text
+
+
+def _spec_config(tmp_path: Path, device: str) -> WorkerConfig:
+    from cutq.worker.hardware import Platform
+
+    spec = base_spec(tmp_path, onnx_graphs.nchw_graph(tmp_path / "g.onnx", **FIXED))
+    return WorkerConfig(model_spec=str(spec), device=device, platform=Platform(gpus=1))
+
+
+def test_a_custom_model_runs_on_cuda_when_the_worker_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    expected = Runner(create_model(_spec_config(tmp_path, "cpu")), "cpu")
+    expected.setup()
+    fake = FakeOrt(monkeypatch)
+    config = _spec_config(tmp_path, "cuda")
+    runner = Runner(create_model(config), config.device)
+    runner.setup()
+    assert runner.device == "cuda:0" and runner.model.lanes == 1
+    assert fake.requests == [[(CUDA, {"device_id": 0}), "CPUExecutionProvider"]]
+    batch = [np.random.default_rng(1).random((3, 64, 64), dtype=np.float32)]
+    np.testing.assert_array_equal(runner.predict(batch)[0], expected.predict(batch)[0])
+
+
+def test_a_cuda_provider_that_falls_back_is_caught(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    FakeOrt(monkeypatch, starts=False)  # listed, but its libraries did not load
+    config = _spec_config(tmp_path, "cuda")
+    with pytest.raises(ConfigError, match="could not start its CUDAExecutionProvider on cuda:0"):
+        Runner(create_model(config), config.device).setup()
+    auto = _spec_config(tmp_path, "auto")
+    runner = Runner(create_model(auto), auto.device)
+    with caplog.at_level("WARNING"):
+        runner.setup()
+    assert runner.device == "cpu" and "running on the CPU" in caplog.text
+
+
+def test_u2netp_runs_on_cuda_with_engine_onnxruntime(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cutq.worker.hardware import Platform
+
+    fake = FakeOrt(monkeypatch)
+    config = WorkerConfig(engine="onnxruntime", device="cuda", platform=Platform(gpus=1))
+    runner = Runner(create_model(config), config.device)
+    runner.setup()
+    assert runner.device == "cuda:0" and runner.model.lanes == 1
+    assert len(fake.requests) == 2  # the general and the fixed graph, both on CUDA's provider
+    assert all(request[0] == (CUDA, {"device_id": 0}) for request in fake.requests)
+    assert runner.predict([np.zeros((3, 320, 320), np.float32)])[0].shape == (1, 320, 320)
 
 
 def test_a_gs_graph_is_fetched_into_the_cache_and_pinned(gcs_bucket: str, tmp_path: Path) -> None:

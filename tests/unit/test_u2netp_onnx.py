@@ -235,11 +235,16 @@ def test_export_that_disagrees_with_torch_is_refused(tmp_path: Path) -> None:
         onnx_engine.export_checked(module, probe_batches(), target, fixed_shape=True)
 
 
-def test_runs_on_the_cpu_only(cache: Path) -> None:
-    with pytest.raises(ValueError, match="CPU only"):
+def test_runs_where_it_was_built_for(cache: Path) -> None:
+    with pytest.raises(ValueError, match="built for cpu, not cuda"):
         U2NetPOnnx(cache_dir=cache).setup("cuda")
-    with pytest.raises(ConfigError, match="runs on the CPU"):
+    with pytest.raises(ConfigError, match="built for cpu, not 'cuda'"):
         Runner(U2NetPOnnx(cache_dir=cache), device="cuda")
+    on_gpu = U2NetPOnnx(cache_dir=cache, placement=onnx_engine.Placement.for_device("cuda", 1))
+    assert (on_gpu.onnx_device, on_gpu.lanes) == ("cuda:0", 1)
+    assert Runner(on_gpu, device="cuda").device == "cuda:0"
+    with pytest.raises(ConfigError, match="built for cuda:0, not 'cuda:1'"):
+        Runner(on_gpu, device="cuda:1")
     with pytest.raises(ConfigError, match="fp32"):
         Runner(U2NetPOnnx(cache_dir=cache), device="cpu", precision="fp16")
     with pytest.raises(RuntimeError, match="setup"):
@@ -265,8 +270,9 @@ def test_engine_choice(monkeypatch: pytest.MonkeyPatch, cache: Path) -> None:
         model(device="cpu", engine="torch", lanes=2)
     with pytest.raises(ConfigError, match="lanes must be"):
         WorkerConfig(lanes=0)
-    with pytest.raises(ConfigError, match="CPU only"):
-        model(device="cuda", engine="onnxruntime")
+    # On a GPU, CUTQ_ENGINE=onnxruntime runs it on CUDA's execution provider, one lane.
+    on_gpu = model(device="cuda", engine="onnxruntime")
+    assert type(on_gpu) is U2NetPOnnx and (on_gpu.onnx_device, on_gpu.lanes) == ("cuda:0", 1)
     with pytest.raises(ConfigError, match="u2netp only"):
         model(model="inspyrenet", checkpoint="x.pth", device="cpu", engine="onnxruntime")
     with pytest.raises(ConfigError, match="engine must be one of"):

@@ -2,7 +2,8 @@
 
 ``engine`` picks what runs the network. ``auto`` runs u2netp through onnxruntime when the
 worker runs on a CPU and onnxruntime is installed (faster than torch there, and torch is never
-imported), and in torch everywhere else.
+imported), and in torch everywhere else. ``onnxruntime`` on a GPU runs u2netp on
+onnxruntime's CUDA execution provider (``cutq[gpu-onnx]``), as model specs always do there.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from cutq.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from cutq.worker.config import WorkerConfig
+    from cutq.worker.models import onnx_engine
     from cutq.worker.models.base import Model
 
 #: The torch the README and the Makefile install for the GPU worker (x86-64).
@@ -24,13 +26,12 @@ TORCH_PIN = "torch==2.14.1"
 def resolve_engine(config: WorkerConfig) -> str:
     """``torch`` or ``onnxruntime`` for this configuration (see the module docstring)."""
     on_cpu = not config.on_gpu  # the platform found at start-up (a usable GPU)
-    if config.engine == "onnxruntime":
+    if config.engine == "onnxruntime":  # on a GPU: CUDA's execution provider
         if config.model != "u2netp":
             raise ConfigError(f"engine onnxruntime runs u2netp only, not {config.model}")
-        if not on_cpu:
-            raise ConfigError("engine onnxruntime runs on the CPU only; use CUTQ_ENGINE=torch")
         if importlib.util.find_spec("onnxruntime") is None:
-            raise ConfigError("engine onnxruntime needs: pip install 'cutq[cpu]'")
+            extra = "cpu" if on_cpu else "gpu-onnx"
+            raise ConfigError(f"engine onnxruntime needs: pip install 'cutq[{extra}]'")
         return "onnxruntime"
     auto_cpu = config.engine == "auto" and config.model == "u2netp" and on_cpu
     if auto_cpu and importlib.util.find_spec("onnxruntime") is not None:
@@ -52,6 +53,7 @@ def _u2netp(config: WorkerConfig, extra: dict[str, int]) -> Model:
             cache_dir=config.checkpoint_cache_dir,
             threads=config.threads,
             lanes=config.lanes,
+            placement=_placement(config),
             **extra,
         )
     from cutq.worker.models.u2netp import U2NetP
@@ -93,10 +95,22 @@ def custom_model(config: WorkerConfig) -> Model:
         raise ConfigError(f"CUTQ_MODEL={config.model} but the model spec serves {spec.name}")
     if config.engine == "torch":
         raise ConfigError("a model spec runs in onnxruntime; unset CUTQ_ENGINE=torch")
-    cuda = config.device != "cpu" and config.platform.gpus > 0  # onnxruntime's own CUDA EP
     return CustomOnnx(
-        spec, config.checkpoint_cache_dir, threads=config.threads, lanes=config.lanes, cuda=cuda
+        spec,
+        config.checkpoint_cache_dir,
+        threads=config.threads,
+        lanes=config.lanes,
+        placement=_placement(config),
     )
+
+
+def _placement(config: WorkerConfig) -> onnx_engine.Placement:
+    """Where an onnxruntime model runs: CUDA's execution provider for ``cuda``/``cuda:N``
+    (required) and for ``auto`` when the driver sees a GPU (torch need not be installed:
+    onnxruntime-gpu brings its own CUDA), else the CPU."""
+    from cutq.worker.models.onnx_engine import Placement
+
+    return Placement.for_device(config.device, config.platform.gpus)
 
 
 REGISTRY: dict[str, Callable[[WorkerConfig, dict[str, int]], Model]] = {

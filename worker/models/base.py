@@ -8,8 +8,9 @@ A model turns RGB images into saliency maps. It only knows about its own network
 * :meth:`Model.predict` maps a batch on the device to one saliency map per image.
 
 ``engine`` says what runs the network. ``"torch"`` models take and return torch tensors (on
-the device the runner picked). ``"onnxruntime"`` models run on a CPU and use numpy arrays
-throughout, so a CPU worker never imports torch (half a gigabyte of memory and seconds of
+the device the runner picked). ``"onnxruntime"`` models use numpy arrays throughout (on
+the CPU, or on CUDA's execution provider: :attr:`Model.onnx_device`), so such a worker never
+imports torch (half a gigabyte of memory and seconds of
 start-up with a CUDA build of torch).
 
 Moving tensors to the device, mixed precision, upsampling masks back to the original size,
@@ -47,6 +48,10 @@ class Model(ABC):
     #: Only a model whose predict is thread-safe and which sized its own threads for it says
     #: more than 1.
     lanes: int = 1
+    #: Where an onnxruntime model runs: ``"cpu"``, or ``"cuda:N"`` on CUDA's execution
+    #: provider. Set when it is built (where it was asked to run) and by its setup (where it
+    #: does). Torch models leave it: the runner places them.
+    onnx_device: str = "cpu"
 
     @abstractmethod
     def setup(self, device: torch.device | Any) -> None:

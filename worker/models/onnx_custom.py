@@ -2,8 +2,10 @@
 
 ``CUTQ_MODEL_SPEC=birefnet.json`` (or ``--model-spec``) serves it instead of u2netp. At start-up
 the file is fetched (local path, ``file://`` or ``gs://`` into the checkpoint cache), its sha256
-checked when the spec pins one, and the graph loaded with onnxruntime: CUDA's execution
-provider when the worker runs on a GPU and onnxruntime has it, the CPU otherwise. Before any
+checked when the spec pins one, and the graph loaded with onnxruntime: on CUDA's execution
+provider when the worker runs on a GPU (``CUTQ_DEVICE=cuda`` requires it and stops, naming
+what to install, when onnxruntime has none; ``auto`` falls back to the CPU with a warning),
+on the CPU otherwise. Before any
 warm-up, :meth:`CustomOnnx.setup` checks the spec against the graph and runs one probe, so a
 wrong spec stops the worker with a message naming the field, not a failed job per image. The
 runner's warm-up then checks what every model must do: finite maps in [0, 1] that find a disc.
@@ -43,10 +45,11 @@ class CustomOnnx(Model):
         cache_dir: str | os.PathLike[str] | None = None,
         threads: int | None = None,
         lanes: int | None = None,
-        cuda: bool = False,
+        placement: onnx_engine.Placement = onnx_engine.CPU,
     ) -> None:
-        """``cuda``: run on CUDA's execution provider (falls back to the CPU, with a warning,
-        when this onnxruntime has none)."""
+        """``placement`` on CUDA: run on CUDA's execution provider, one lane (a required
+        placement stops at setup when this onnxruntime has none; ``auto``'s falls back to the
+        CPU with a warning: :func:`~cutq.worker.models.onnx_engine.providers_for`)."""
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be ≥ 1, got {threads}")
         if lanes is not None and lanes < 1:
@@ -55,33 +58,31 @@ class CustomOnnx(Model):
         self.name = spec.name  # type: ignore[misc]  # per instance: the spec names it
         self.cache_dir = cache_dir
         self.threads = threads or onnx_engine.cpu_count()
-        self.lanes = 1 if cuda else (lanes or 1)
-        self.want_cuda = cuda
-        self.providers: list[str] = []
+        self.lanes = 1 if placement.cuda else (lanes or 1)
+        self.placement = placement
+        self.onnx_device = placement.device
         self.path: Path | None = None
         self.input_name = ""
         self.output_name = ""
         self.batch_of_one = False  # the graph's batch axis is fixed at 1
-        self._graph: Any = None  # an onnx_engine.Graph (CPU) or an InferenceSession (CUDA)
+        self._graph: NamedGraph | None = None
 
     def setup(self, device: Any = "cpu") -> None:
         """Fetch and pin the file, load the graph, check the spec against it, run a probe."""
         spec = self.spec
         self.path = fetch_checkpoint(spec.file, self.cache_dir, spec.sha256)
         self.version = spec.version or (spec.sha256 or file_sha256(self.path))[:12].lower()
-        self.providers = onnx_engine.providers_for(cuda=self.want_cuda)
         try:
-            if self.providers[0] == "CPUExecutionProvider":
-                graph = NamedGraph(self.path, self.threads, self.lanes, onnx_engine.Lanes())
-                session = graph.wide
-            else:
-                session = onnx_engine.open_session(self.path, self.threads, self.providers)
-                graph = session
+            graph = NamedGraph(
+                self.path, self.threads, self.lanes, onnx_engine.Lanes(), placement=self.placement
+            )
+        except ConfigError:  # no CUDA provider where one is required: says what to install
+            raise
         except Exception as error:  # onnxruntime's own errors: not a graph it can load
             raise ConfigError(f"model {spec.name}: cannot load {spec.file}: {error}") from None
-        self._check_graph(session)
-        if isinstance(graph, NamedGraph):
-            graph.names = (self.input_name, self.output_name)
+        self.onnx_device = graph.placement.device
+        self._check_graph(graph.wide)
+        graph.names = (self.input_name, self.output_name)
         self._graph = graph
         self._probe()
         spec = self.spec  # with input_size read from a fixed graph
@@ -90,7 +91,9 @@ class CustomOnnx(Model):
             spec.name,
             self.version,
             self.path,
-            self.providers[0],
+            "CUDA's execution provider on " + self.onnx_device
+            if graph.placement.cuda
+            else "the CPU",
             "dynamic" if spec.dynamic else "×".join(map(str, spec.static_size())),
             spec.layout,
         )
@@ -189,11 +192,7 @@ class CustomOnnx(Model):
         size = (batch.shape[2], batch.shape[3])
         if self.batch_of_one and len(batch) > 1:
             return np.concatenate([self.predict(batch[i : i + 1]) for i in range(len(batch))])
-        feed = self.spec.to_layout(batch)
-        if isinstance(self._graph, NamedGraph):
-            output = self._graph.run(feed)
-        else:
-            output = self._graph.run([self.output_name], {self.input_name: feed})[0]
+        output = self._graph.run(self.spec.to_layout(batch))
         return self.spec.to_saliency(output, len(batch), size)
 
 

@@ -20,10 +20,13 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from cutq.core.errors import ConfigError
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -103,39 +106,108 @@ def session_options(threads: int, spinning: bool = False) -> ort.SessionOptions:
     return options
 
 
-def load_session(path: Path, threads: int, spinning: bool = False) -> ort.InferenceSession:
-    import onnxruntime as ort
-
-    return ort.InferenceSession(
-        str(path), session_options(threads, spinning), providers=["CPUExecutionProvider"]
-    )
-
-
 CUDA_PROVIDER = "CUDAExecutionProvider"
 CPU_PROVIDER = "CPUExecutionProvider"
+#: What a CPU-only onnxruntime needs to become one with CUDA's execution provider (the two
+#: wheels install the same ``onnxruntime`` package: one must go before the other comes).
+INSTALL_GPU = "pip uninstall -y onnxruntime && pip install 'cutq[gpu-onnx]'"
 
 
-def providers_for(cuda: bool) -> list[str]:
-    """Execution providers for a session: CUDA's (then the CPU's) when ``cuda`` and this
-    onnxruntime build has it (the ``onnxruntime-gpu`` wheel), else the CPU's alone."""
+@dataclass(frozen=True)
+class Placement:
+    """Where an onnxruntime model runs: the CPU, or CUDA's execution provider on GPU
+    ``device_id``. ``required``: the configuration named a CUDA device (``CUTQ_DEVICE=cuda``),
+    so a missing provider stops the worker; otherwise (``auto`` on a machine with a GPU) the
+    worker warns and runs on the CPU."""
+
+    cuda: bool = False
+    device_id: int = 0
+    required: bool = False
+
+    @classmethod
+    def for_device(cls, device: str, gpus: int) -> Placement:
+        """``device`` as configured (``auto``, ``cpu``, ``cuda``, ``cuda:N``); ``gpus``: how
+        many CUDA devices the driver sees (:class:`~cutq.worker.hardware.Platform`)."""
+        if device.startswith("cuda"):
+            index = device.partition(":")[2]
+            return cls(cuda=True, device_id=int(index) if index else 0, required=True)
+        return cls(cuda=device == "auto" and gpus > 0)
+
+    @property
+    def device(self) -> str:
+        return f"cuda:{self.device_id}" if self.cuda else "cpu"
+
+
+CPU = Placement()
+
+
+def providers_for(placement: Placement) -> list[Any]:
+    """Execution providers for a session: CUDA's on the placement's device, then the CPU's
+    (for the odd operator CUDA's lacks), when this onnxruntime build has it (the
+    ``onnxruntime-gpu`` wheel); the CPU's alone otherwise, or a :class:`ConfigError` naming
+    what to install when the placement requires CUDA."""
     import onnxruntime as ort
 
-    if not cuda:
+    if not placement.cuda:
         return [CPU_PROVIDER]
-    if CUDA_PROVIDER in ort.get_available_providers():
-        return [CUDA_PROVIDER, CPU_PROVIDER]
-    log.warning(
-        "a GPU is present but onnxruntime has no CUDA provider (pip install "
-        "onnxruntime-gpu); running on the CPU"
+    available = ort.get_available_providers()
+    if CUDA_PROVIDER in available:
+        _preload_cuda_libraries()
+        return [(CUDA_PROVIDER, {"device_id": placement.device_id}), CPU_PROVIDER]
+    missing = (
+        f"onnxruntime {ort.__version__} has no {CUDA_PROVIDER} (it has {', '.join(available)}): "
+        f"this is the CPU wheel; install onnxruntime-gpu instead: {INSTALL_GPU}"
     )
+    if placement.required:
+        raise ConfigError(
+            f"{placement.device} needs onnxruntime's CUDA execution provider, but {missing}"
+        )
+    log.warning("a GPU is present but %s; running on the CPU", missing)
     return [CPU_PROVIDER]
 
 
-def open_session(path: Path, threads: int, providers: Sequence[str]) -> ort.InferenceSession:
-    """A session on ``providers`` (see :func:`providers_for`) with :func:`session_options`."""
+def _preload_cuda_libraries() -> None:
+    """onnxruntime-gpu (≥ 1.21) finds the CUDA and cuDNN libraries that its ``cuda`` and
+    ``cudnn`` extras install as nvidia-* wheels only through ``preload_dlls``; libraries on
+    the loader's path, or loaded by a torch of the same CUDA major, serve as they are.
+    Whatever it cannot load, :func:`check_placement` reports."""
     import onnxruntime as ort
 
-    return ort.InferenceSession(str(path), session_options(threads), providers=list(providers))
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is None:
+        return
+    try:
+        preload()
+    except Exception as error:  # its own checks (a directory that is not there)
+        log.debug("onnxruntime.preload_dlls: %s", error)
+
+
+def check_placement(session: ort.InferenceSession, placement: Placement) -> Placement:
+    """Where ``session`` really runs. onnxruntime drops CUDA's provider with only a log line
+    when it cannot load it (CUDA or cuDNN libraries missing or too old for the wheel): a
+    required placement then stops the worker, an ``auto`` one warns and runs on the CPU."""
+    if not placement.cuda or CUDA_PROVIDER in session.get_providers():
+        return placement
+    message = (
+        f"onnxruntime could not start its {CUDA_PROVIDER} on {placement.device} (the session "
+        f"runs on {', '.join(session.get_providers())}): the CUDA 12 and cuDNN 9 libraries "
+        "onnxruntime-gpu loads are missing or do not match it; its error is in the log above"
+    )
+    if placement.required:
+        raise ConfigError(message)
+    log.warning("%s; running on the CPU", message)
+    return CPU
+
+
+def load_session(
+    path: Path, threads: int, spinning: bool = False, placement: Placement = CPU
+) -> ort.InferenceSession:
+    """A session with :func:`session_options` on ``placement``'s providers."""
+    import onnxruntime as ort
+
+    return ort.InferenceSession(
+        str(path), session_options(threads, spinning), providers=providers_for(placement)
+    )
 
 
 def run(session: ort.InferenceSession, batch: np.ndarray) -> np.ndarray:
@@ -172,14 +244,25 @@ class Graph:
     (``threads // lanes``), so under a backlog each lane runs single-threaded on 2 cores:
     no lane waits at a kernel's barrier for a thread that decode or encode work preempted.
     The narrow session is loaded when first needed (a lone worker at start-up never does).
+
+    On CUDA's execution provider (``placement``) there is one session and one lane; if
+    onnxruntime could not start the provider, :attr:`placement` says where it runs instead
+    (:func:`check_placement`).
     """
 
     def __init__(
-        self, path: Path, threads: int, lanes: int, busy: Lanes, spinning: bool = False
+        self,
+        path: Path,
+        threads: int,
+        lanes: int,
+        busy: Lanes,
+        spinning: bool = False,
+        placement: Placement = CPU,
     ) -> None:
         self.path, self.spinning, self.busy = path, spinning, busy
-        self.narrow_threads = max(1, threads // lanes)
-        self.wide = load_session(path, threads, spinning)
+        self.narrow_threads = threads if placement.cuda else max(1, threads // lanes)
+        self.wide = load_session(path, threads, spinning, placement)
+        self.placement = check_placement(self.wide, placement)
         self._narrow = self.wide if self.narrow_threads == threads else None
         self._loading = threading.Lock()
 

@@ -197,6 +197,7 @@ class U2NetPOnnx(Model):
         threads: int | None = None,
         spinning: bool = False,
         lanes: int | None = None,
+        placement: onnx_engine.Placement = onnx_engine.CPU,
     ) -> None:
         """The bundled weights run from the graphs shipped beside them; other ``weights`` are
         exported once into ``cache_dir`` (default ``~/.cache/cutq/onnx``).
@@ -207,6 +208,9 @@ class U2NetPOnnx(Model):
         :class:`~cutq.worker.models.onnx_engine.Graph`). On 2 cores, two single-threaded
         forwards beat one two-threaded forward at a time (``cutq run`` on 32 photographs:
         7.95 s against 8.2 s), and a lone image is still done in one two-threaded forward.
+
+        ``placement`` on CUDA runs both graphs on onnxruntime's CUDA execution provider
+        (the ``onnxruntime-gpu`` wheel), one lane (``CUTQ_ENGINE=onnxruntime`` on a GPU).
         """
         self.max_side = check_max_side(max_side)
         self.shipped = weights is None
@@ -219,8 +223,10 @@ class U2NetPOnnx(Model):
         if lanes is not None and lanes < 1:
             raise ValueError(f"lanes must be ≥ 1, got {lanes}")
         self.threads = threads or onnx_engine.cpu_count()
-        self.lanes = lanes or min(2, onnx_engine.cpu_count())
+        self.lanes = 1 if placement.cuda else lanes or min(2, onnx_engine.cpu_count())
         self.spinning = spinning
+        self.placement = placement
+        self.onnx_device = placement.device
         if self.shipped:
             self.onnx_path = self.weights_path.parent / SHIPPED_GENERAL
             self.fixed_path = self.weights_path.parent / SHIPPED_FIXED
@@ -234,8 +240,11 @@ class U2NetPOnnx(Model):
     def setup(self, device: Any = "cpu") -> None:
         """Load the shipped graphs (checked against their manifest), or for other weights the
         cached exports, exporting (and checking) them first when one is missing."""
-        if str(device) != "cpu":
-            raise ValueError(f"the onnxruntime engine runs on the CPU only, not {device}")
+        if str(device) != self.placement.device:
+            raise ValueError(
+                f"this u2netp was built for {self.placement.device}, not {device} "
+                "(U2NetPOnnx(placement=…) picks CPU or CUDA's execution provider)"
+            )
         if self.shipped:
             Shipped.read(self.weights_path.parent).verify(self.weights_path, self.weights_sha256)
             self._load()
@@ -250,9 +259,10 @@ class U2NetPOnnx(Model):
             self._load()
 
     def _load(self) -> None:
-        settings = (self.threads, self.lanes, self.busy, self.spinning)
+        settings = (self.threads, self.lanes, self.busy, self.spinning, self.placement)
         self.general = onnx_engine.Graph(self.onnx_path, *settings)
         self.fixed = onnx_engine.Graph(self.fixed_path, *settings)
+        self.onnx_device = self.fixed.placement.device  # the CPU, if CUDA's fell back
 
     def _export(self) -> None:
         """Export in a child process: torch (half a gigabyte with a CUDA build) is loaded
