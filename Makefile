@@ -75,7 +75,8 @@ clean:
 
 # The one-shot GPU check (tools/gpu_check.py): on a machine without a usable GPU a dry run
 # at small sizes that lists what it skipped. On a bare GPU machine, after
-# `python -m tools.gpu_check prepare` here: python3 -m tools.gpu_check run --wheels out/gpu-check-wheels --out DIR
+# `python -m tools.gpu_check prepare [--onnxruntime-gpu]` here (the latter cut into parts that
+# calls carry one by one: README "GPU"): python3 -m tools.gpu_check run --wheels out/gpu-check-wheels --out DIR
 .PHONY: gpu-check
 gpu-check: $(VENV)/.dev
 	$(BIN)/python -m tools.gpu_check run --out out/gpu-check

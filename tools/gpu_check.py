@@ -10,6 +10,14 @@ On the device machine, in one call: ``run`` with ``carry=["out/gpu-check-wheels"
 ``PYTHONUNBUFFERED=1 python3 -m tools.gpu_check run --wheels out/gpu-check-wheels --out $OUT``
 (about 8 minutes of steps, ``--budget-s``; the set-up before them is timed in the report).
 
+onnxruntime's CUDA execution provider needs the onnxruntime-gpu wheel (256 MB; the image has
+the CPU onnxruntime), over the 64 MiB one call carries: ``prepare --onnxruntime-gpu`` cuts it
+into 40 MiB parts, ``out/gpu-check-ort/part0`` … ``part6``. Carry one per call (command
+``true``) back to back while the machine stays warm, then make the ``run`` call above: it
+joins them (sha256-checked against ``out/gpu-check-wheels/onnxruntime-gpu-parts.json``) and
+installs the wheel with the others, ahead of the image's onnxruntime. Without every part the
+CUDA EP step skips and says which are missing.
+
 ``prepare`` downloads, for the device machine's Python (3.12, x86-64), the few wheels its image
 lacks (transparent-background and what it imports, tenacity; torch, numpy, OpenCV, timm and
 onnxruntime are there already) and times a trial install of them. ``run`` first installs them
@@ -58,7 +66,58 @@ DEVICE_WHEELS = (
 )
 
 
-def prepare(wheels: Path) -> dict[str, float]:
+#: onnxruntime with CUDA's execution provider (built for CUDA 13.0, as the device image's
+#: torch is; its CUDA and cuDNN libraries come from that torch's nvidia-* wheels). 256 MB:
+#: over what one device call carries, so ``prepare --onnxruntime-gpu`` cuts it into parts
+#: that successive calls carry while the machine stays warm (:func:`join_parts`).
+ORT_GPU_WHEEL = "onnxruntime-gpu==1.31.1"
+PART_BYTES = 40 * 2**20  # with the tree (~18 MB) under the 64 MiB one call carries
+PARTS_MANIFEST = "onnxruntime-gpu-parts.json"
+
+
+def split_wheel(wheel: Path, parts: Path, manifest_dir: Path) -> dict[str, object]:
+    """Cut ``wheel`` into :data:`PART_BYTES` pieces in ``parts``; record its name, size,
+    sha256 and the pieces in ``manifest_dir`` (which travels with the small wheels)."""
+    import hashlib
+
+    shutil.rmtree(parts, ignore_errors=True)
+    parts.mkdir(parents=True)
+    data = wheel.read_bytes()
+    names = []
+    for index, offset in enumerate(range(0, len(data), PART_BYTES)):
+        name = f"part{index}"
+        (parts / name).mkdir()
+        (parts / name / "piece").write_bytes(data[offset : offset + PART_BYTES])
+        names.append(name)
+    record = {
+        "wheel": wheel.name,
+        "bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "parts": names,
+    }
+    (manifest_dir / PARTS_MANIFEST).write_text(json.dumps(record, indent=1) + "\n")
+    return record
+
+
+def join_parts(parts: Path, manifest_dir: Path, target: Path) -> Path:
+    """The wheel put back together from ``parts`` (checked against its manifest), or a
+    SystemExit naming the parts the machine does not have yet."""
+    import hashlib
+
+    record = json.loads((manifest_dir / PARTS_MANIFEST).read_text())
+    missing = [n for n in record["parts"] if not (parts / n / "piece").is_file()]
+    if missing:
+        raise SystemExit(f"onnxruntime-gpu: parts {', '.join(missing)} of {parts} are not here")
+    data = b"".join((parts / n / "piece").read_bytes() for n in record["parts"])
+    if hashlib.sha256(data).hexdigest() != record["sha256"]:
+        raise SystemExit(f"onnxruntime-gpu: the parts in {parts} do not make {record['wheel']}")
+    target.mkdir(parents=True, exist_ok=True)
+    wheel = target / record["wheel"]
+    wheel.write_bytes(data)
+    return wheel
+
+
+def prepare(wheels: Path, onnxruntime_gpu: bool = False) -> dict[str, float]:
     """Download :data:`DEVICE_WHEELS` for the device's Python; time a trial install."""
     wheels.mkdir(parents=True, exist_ok=True)
     platforms = [arg for p in PLATFORMS for arg in ("--platform", p)]
@@ -94,12 +153,49 @@ def prepare(wheels: Path) -> dict[str, float]:
             *map(str, sorted(wheels.glob("*.whl"))),
         )
         installed = time.perf_counter() - started
-    result = {
+    result: dict[str, Any] = {
         "download_s": round(downloaded, 1),
         "wheels_mb": round(size_mb, 1),
         "install_s": round(installed, 1),
         "wheels": len(list(wheels.glob("*.whl"))),
     }
+    if onnxruntime_gpu:
+        with tempfile.TemporaryDirectory() as scratch:
+            started = time.perf_counter()
+            _pip(
+                "download",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--python-version",
+                DEVICE_PYTHON,
+                "--implementation",
+                "cp",
+                *platforms,
+                "-d",
+                scratch,
+                ORT_GPU_WHEEL,
+            )
+            result["onnxruntime_gpu_download_s"] = round(time.perf_counter() - started, 1)
+            wheel = next(Path(scratch).glob("onnxruntime_gpu-*.whl"))
+            record = split_wheel(wheel, wheels.parent / "gpu-check-ort", wheels)
+            started = time.perf_counter()
+            joined = join_parts(wheels.parent / "gpu-check-ort", wheels, Path(scratch) / "j")
+            _pip(
+                "install",
+                "--no-index",
+                "--no-deps",
+                "--no-compile",
+                "--only-binary=:all:",
+                "--python-version",
+                DEVICE_PYTHON,
+                *platforms,
+                "--target",
+                str(Path(scratch) / "site"),
+                str(joined),
+            )
+            result["onnxruntime_gpu_join_install_s"] = round(time.perf_counter() - started, 1)
+            result["onnxruntime_gpu_mb"] = round(int(record["bytes"]) / 1e6, 1)  # type: ignore[call-overload]
+            result["onnxruntime_gpu_parts"] = len(record["parts"])  # type: ignore[arg-type]
     print(json.dumps(result))
     return result
 
@@ -113,6 +209,16 @@ def set_up(wheels: Path | None) -> dict[str, object]:
         raise SystemExit("cutq is not installed: pass --wheels DIR (see `prepare`)")
     started = time.perf_counter()
     shutil.rmtree(SITE, ignore_errors=True)
+    extra: list[Path] = []
+    parts = wheels.parent / "gpu-check-ort"
+    ort_note = "not carried (the CUDA EP step skips)"
+    if (wheels / PARTS_MANIFEST).is_file():
+        try:
+            scratch = Path(tempfile.mkdtemp(prefix="cutq-ort-"))
+            extra.append(join_parts(parts, wheels, scratch))
+            ort_note = f"{extra[0].name}, from {len(list(parts.iterdir()))} parts"
+        except SystemExit as why:
+            ort_note = str(why)
     _pip(
         "install",
         "--no-index",
@@ -121,6 +227,7 @@ def set_up(wheels: Path | None) -> dict[str, object]:
         "--target",
         str(SITE),
         *map(str, sorted(wheels.glob("*.whl"))),
+        *map(str, extra),
     )
     _pip(
         "install",
@@ -136,6 +243,7 @@ def set_up(wheels: Path | None) -> dict[str, object]:
         "status": "passed",
         "seconds": round(time.perf_counter() - started, 1),
         "installed": [*sorted(p.name for p in wheels.glob("*.whl")), "cutq (this tree)"],
+        "onnxruntime_gpu": ort_note,
     }
 
 
@@ -230,6 +338,11 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     prep = sub.add_parser("prepare", help="download the device machine's missing wheels")
     prep.add_argument("--wheels", type=Path, default=ROOT / "out" / "gpu-check-wheels")
+    prep.add_argument(
+        "--onnxruntime-gpu",
+        action="store_true",
+        help=f"also {ORT_GPU_WHEEL}, cut into parts under out/gpu-check-ort (one per call)",
+    )
     go = sub.add_parser("run", help="set up if needed, then run every step")
     go.add_argument("--wheels", type=Path)
     go.add_argument("--out", type=Path, default=ROOT / "out" / "gpu-check")
@@ -247,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     # the device machine has no network.
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     if args.command == "prepare":
-        prepare(args.wheels)
+        prepare(args.wheels, args.onnxruntime_gpu)
         return 0
     if args.setup_json:
         setup = json.loads(args.setup_json)

@@ -258,30 +258,10 @@ def nan_guard(ctx: Ctx) -> Outcome:
 
 
 def cuda_ep(ctx: Ctx) -> Outcome:
-    """u2netp's shipped ONNX graph on onnxruntime's CUDA execution provider vs torch."""
-    import numpy as np
-    import onnxruntime as ort
-    import torch
+    """onnxruntime models on CUDA's execution provider (``tools/gpu_checks_onnx.py``)."""
+    from tools import gpu_checks_onnx
 
-    providers = ort.get_available_providers()
-    if "CUDAExecutionProvider" not in providers:
-        raise Skip(
-            f"onnxruntime {ort.__version__} here has no CUDA EP ({', '.join(providers)}); carry "
-            "the onnxruntime-gpu wheel (~250 MB, over a device call's 64 MiB) to run it"
-        )
-    graph = ROOT / "worker" / "models" / "weights" / "u2netp.onnx"
-    session = ort.InferenceSession(str(graph), providers=["CUDAExecutionProvider"])
-    runner = _runner(ctx, "u2netp", precision="fp32")
-    x = torch.rand(4, 3, 320, 320)
-    ours = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
-    reference = torch.stack(runner.predict(list(x))).cpu().numpy()
-    diff = float(np.abs(ours - reference).max())
-    data = {
-        "providers": providers,
-        "max_abs_diff": diff,
-        "custom_graph": "not run: issue 25's custom-ONNX model is not in this tree yet",
-    }
-    return diff < 1e-3, data, f"max diff {diff:.2e}; custom graph not run (issue 25)"
+    return gpu_checks_onnx.cuda_ep(ctx)
 
 
 # --- benchmark rows -----------------------------------------------------------------------
@@ -385,7 +365,7 @@ STEPS = (
     Step("fp16/bf16 vs fp32 masks", "test", precision_agreement, 60),
     Step("NaN guard (fp32 re-run)", "test", nan_guard, 30),
     Step("OOM split", "test", oom_split, 40, gpu_only="caps CUDA memory"),
-    Step("u2netp on onnxruntime's CUDA EP", "test", cuda_ep, 15, gpu_only="CUDA EP"),
+    Step("onnxruntime's CUDA EP: u2netp and a custom graph", "test", cuda_ep, 20),
     Step("forward batch 1/8/32", "bench", forward_rates, 90),
     Step("pipeline ÷ bare forward", "bench", pipeline_ratio, 60),
     Step("start → ready", "bench", start_to_ready, 40),

@@ -83,3 +83,38 @@ def test_set_up_is_skipped_where_cutq_is_installed() -> None:
 def test_device_wheels_are_pinned() -> None:
     assert all("==" in spec for spec in gpu_check.DEVICE_WHEELS)
     assert "transparent-background==1.3.4" in gpu_check.DEVICE_WHEELS
+
+
+def test_the_onnxruntime_gpu_wheel_travels_in_parts_and_is_checked(tmp_path: Path) -> None:
+    wheel = tmp_path / "onnxruntime_gpu-1.31.1-cp312-cp312-manylinux_2_28_x86_64.whl"
+    wheel.write_bytes(bytes(range(256)) * 1000)
+    small, parts = tmp_path / "wheels", tmp_path / "parts"
+    small.mkdir()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(gpu_check, "PART_BYTES", 100_000)
+        record = gpu_check.split_wheel(wheel, parts, small)
+    assert record["parts"] == ["part0", "part1", "part2"]  # 256,000 bytes in 100,000s
+    (tmp_path / "joined").mkdir()
+    joined = gpu_check.join_parts(parts, small, tmp_path / "joined")
+    assert joined.name == wheel.name and joined.read_bytes() == wheel.read_bytes()
+    (parts / "part1" / "piece").write_bytes(b"x" * 100_000)  # a part from another wheel
+    with pytest.raises(SystemExit, match=r"do not make onnxruntime_gpu-1\.31\.1"):
+        gpu_check.join_parts(parts, small, tmp_path / "joined")
+    (parts / "part2" / "piece").unlink()  # a call that did not carry it (or a fresh machine)
+    with pytest.raises(SystemExit, match=r"parts part2 of .* are not here"):
+        gpu_check.join_parts(parts, small, tmp_path / "joined")
+
+
+@pytest.mark.timeout(120)
+def test_the_onnxruntime_step_compares_providers_through_the_worker(tmp_path: Path) -> None:
+    """On a CPU the step runs its real code with the CPU's provider on both sides: u2netp's
+    shipped graphs and the custom graph it builds, served from its spec."""
+    from tools import gpu_checks_onnx
+
+    passed, data, summary = gpu_checks_onnx.cuda_ep(Ctx(gpu=False, quick=True, work=tmp_path))
+    assert passed, summary
+    for label in ("u2netp", "custom spec"):
+        assert data[label]["device"] == "cpu"
+        assert data[label]["max_abs_diff_batch1"] == data[label]["max_abs_diff_batch8"] == 0.0
+    assert "custom spec on cpu: max diff 0.0e+00" in summary
+    assert (tmp_path / "custom.json").is_file()
