@@ -98,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, help="images per throughput run")
     parser.add_argument("--rounds", type=int, help="alternating rounds for the ratios")
     parser.add_argument("--max-batch", type=int, help="batch size for efficiency and latency")
+    parser.add_argument("--lanes", type=int, help="images in the model at once (CPU engine)")
+    parser.add_argument("--capacity", type=float, help="latency: loads are fractions of this")
+    parser.add_argument("--p95-goal-ms", type=float, help="latency: this goal, not the run's")
     parser.add_argument("--io-threads", type=int, help="I/O threads per pool (default: device's)")
     parser.add_argument("--load-duration-s", type=float, help="seconds of arrivals per load")
     parser.add_argument("--no-pubsub", action="store_true", help="skip the GCS + Pub/Sub variant")
@@ -128,7 +131,16 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(scratch)
         for model in args.models.split(","):
             changes: dict[str, object] = {"device": args.device, "model": model}
-            for key in ("images", "rounds", "max_batch", "io_threads", "load_duration_s"):
+            for key in (
+                "images",
+                "rounds",
+                "max_batch",
+                "lanes",
+                "io_threads",
+                "load_duration_s",
+                "capacity",
+                "p95_goal_ms",
+            ):
                 if getattr(args, key) is not None:
                     changes[key] = getattr(args, key)
             if args.no_pubsub:
