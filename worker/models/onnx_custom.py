@@ -5,10 +5,10 @@ the file is fetched (local path, ``file://`` or ``gs://`` into the checkpoint ca
 checked when the spec pins one, and the graph loaded with onnxruntime: on CUDA's execution
 provider when the worker runs on a GPU (``CUTQ_DEVICE=cuda`` requires it and stops, naming
 what to install, when onnxruntime has none; ``auto`` falls back to the CPU with a warning),
-on the CPU otherwise. Before any
-warm-up, :meth:`CustomOnnx.setup` checks the spec against the graph and runs one probe, so a
-wrong spec stops the worker with a message naming the field, not a failed job per image. The
-runner's warm-up then checks what every model must do: finite maps in [0, 1] that find a disc.
+on the CPU otherwise. Before any warm-up, :meth:`CustomOnnx.setup` checks the spec against
+the graph and runs one probe, so a wrong spec stops the worker with a message naming the
+field, not a failed job per image. The runner's warm-up then checks what every model must do:
+finite maps in [0, 1] that find a disc.
 
 On a CPU the graph runs in lanes like u2netp (:class:`~cutq.worker.models.onnx_engine.Graph`;
 one lane unless ``CUTQ_LANES`` says more: these graphs are large). A graph whose batch axis is

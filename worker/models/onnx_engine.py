@@ -1,4 +1,5 @@
-"""Running cutq's own torch networks through onnxruntime on a CPU: export, check, cache, load.
+"""Running cutq's own torch networks through onnxruntime on a CPU: export, check, cache, load;
+and where an onnxruntime model runs (:class:`Placement`: the CPU, or CUDA's execution provider).
 
 Nothing here is downloaded. A network is exported from cutq's torch model the first time a CPU
 worker needs it (about a second), checked against torch on fixed probe inputs (the largest
