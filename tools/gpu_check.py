@@ -242,9 +242,23 @@ def set_up(wheels: Path | None) -> dict[str, object]:
     return {
         "status": "passed",
         "seconds": round(time.perf_counter() - started, 1),
+        "cuda_libraries": _share_cuda_libraries() if extra else None,
         "installed": [*sorted(p.name for p in wheels.glob("*.whl")), "cutq (this tree)"],
         "onnxruntime_gpu": ort_note,
     }
+
+
+def _share_cuda_libraries() -> str | None:
+    """Point the scratch site's ``nvidia`` folder at the image's (its torch's CUDA 13 and
+    cuDNN 9 wheels), where onnxruntime-gpu's ``preload_dlls`` looks for them: beside itself."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("nvidia")
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    if not folders or (SITE / "nvidia").exists():
+        return None
+    (SITE / "nvidia").symlink_to(folders[0], target_is_directory=True)
+    return folders[0]
 
 
 def _pip(*args: str) -> None:

@@ -365,7 +365,7 @@ STEPS = (
     Step("fp16/bf16 vs fp32 masks", "test", precision_agreement, 60),
     Step("NaN guard (fp32 re-run)", "test", nan_guard, 30),
     Step("OOM split", "test", oom_split, 40, gpu_only="caps CUDA memory"),
-    Step("onnxruntime's CUDA EP: u2netp and a custom graph", "test", cuda_ep, 20),
+    Step("onnxruntime's CUDA EP: u2netp and a custom graph", "test", cuda_ep, 30),
     Step("forward batch 1/8/32", "bench", forward_rates, 90),
     Step("pipeline ÷ bare forward", "bench", pipeline_ratio, 60),
     Step("start → ready", "bench", start_to_ready, 40),

@@ -118,3 +118,15 @@ def test_the_onnxruntime_step_compares_providers_through_the_worker(tmp_path: Pa
         assert data[label]["max_abs_diff_batch1"] == data[label]["max_abs_diff_batch8"] == 0.0
     assert "custom spec on cpu: max diff 0.0e+00" in summary
     assert (tmp_path / "custom.json").is_file()
+
+
+def test_the_scratch_site_sees_the_images_cuda_libraries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """onnxruntime-gpu's preload_dlls looks for nvidia/… beside itself (the scratch site);
+    the dev venv's torch brings nvidia-* wheels, as the device image's does."""
+    monkeypatch.setattr(gpu_check, "SITE", tmp_path)
+    found = gpu_check._share_cuda_libraries()
+    assert found is not None and (tmp_path / "nvidia").resolve() == Path(found).resolve()
+    assert any((tmp_path / "nvidia").iterdir())
+    assert gpu_check._share_cuda_libraries() is None  # already there: left alone
