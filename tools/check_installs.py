@@ -12,6 +12,9 @@ Profiles (``--only NAME`` runs some of them):
   ``cutq serve --help`` start; no torch, no onnx;
 * ``gpu``: the pinned torch, then ``cutq[gpu]`` (no GPU here): ``cutq worker --help``, and
   ``cutq run`` on the torch engine writes 8 results;
+* ``gpu-onnx``: ``cutq[gpu-onnx]`` (onnxruntime-gpu, no torch, no CPU onnxruntime; no GPU
+  here): ``cutq run`` on its CPU provider writes 8 results, and ``--device cuda`` stops at
+  start naming CUDA's provider instead of running on the CPU;
 * ``function``: ``cutq[function]``: functions-framework loads the upload trigger;
 * ``docker``: the Dockerfile's build steps (``infra/docker/build-steps.sh``) in a fresh venv,
   torch from the package index instead of the CUDA one (only PyPI is reachable here).
@@ -199,6 +202,31 @@ def check_gpu(work: Path) -> Venv:
     return venv
 
 
+def check_gpu_onnx(work: Path) -> Venv:
+    """``cutq[gpu-onnx]``: onnxruntime-gpu and its CUDA libraries instead of the CPU wheel, no
+    torch. With no GPU here, ``auto`` runs u2netp on its CPU provider; ``--device cuda`` (its
+    CUDA provider listed, but no GPU to start it on: onnxruntime puts the session on the CPU
+    with only a log line) must stop at start, never run on the CPU."""
+    venv = Venv(work / "gpu-onnx-venv")
+    venv.pip(".[gpu-onnx]")
+    refuse(venv, ("torch",), names=("onnxruntime",))
+    out = work / "gpu-onnx-out"
+    venv.run("cutq", "run", SAMPLES, "--out", out, "--no-progress", CUTQ_ENGINE="onnxruntime")
+    results_in(out)
+    try:
+        venv.run(
+            "cutq", "run", SAMPLES, "--out", work / "gpu-onnx-cuda", "--no-progress",
+            "--device", "cuda", CUTQ_ENGINE="onnxruntime",
+        )  # fmt: skip
+    except CheckFailed as stopped:
+        if "could not start its CUDAExecutionProvider" not in str(stopped):  # onnx_engine's
+            message = f"--device cuda stopped, but not over the provider:\n{stopped}"
+            raise CheckFailed(message) from None
+    else:
+        raise CheckFailed("--device cuda ran without a GPU: onnxruntime fell back to the CPU")
+    return venv
+
+
 def check_function(work: Path) -> Venv:
     venv = Venv(work / "function-venv")
     venv.pip(".[function]")
@@ -244,6 +272,7 @@ PROFILES: dict[str, Callable[[Path], Venv]] = {
     "light": check_light,
     "cpu": check_cpu,
     "gpu": check_gpu,
+    "gpu-onnx": check_gpu_onnx,
     "function": check_function,
     "docker": check_docker,
 }
