@@ -183,6 +183,15 @@ def _preload_cuda_libraries() -> None:
         log.debug("onnxruntime.preload_dlls: %s", error)
 
 
+def _built_for_cuda() -> str:
+    """The CUDA version this onnxruntime was built for, as its wheel records it ("13.0")."""
+    try:
+        from onnxruntime.capi import build_and_package_info
+    except ImportError:
+        return "(version unknown)"
+    return str(getattr(build_and_package_info, "cuda_version", "(version unknown)"))
+
+
 def check_placement(session: ort.InferenceSession, placement: Placement) -> Placement:
     """Where ``session`` really runs. onnxruntime drops CUDA's provider with only a log line
     when it cannot load it (CUDA or cuDNN libraries missing or too old for the wheel): a
@@ -191,8 +200,9 @@ def check_placement(session: ort.InferenceSession, placement: Placement) -> Plac
         return placement
     message = (
         f"onnxruntime could not start its {CUDA_PROVIDER} on {placement.device} (the session "
-        f"runs on {', '.join(session.get_providers())}): the CUDA 12 and cuDNN 9 libraries "
-        "onnxruntime-gpu loads are missing or do not match it; its error is in the log above"
+        f"runs on {', '.join(session.get_providers())}): no usable GPU there, or the CUDA "
+        f"{_built_for_cuda()} and cuDNN 9 libraries this onnxruntime-gpu loads are missing "
+        "(its `cuda` and `cudnn` extras install them); its own error is in the log above"
     )
     if placement.required:
         raise ConfigError(message)
