@@ -44,16 +44,16 @@ def cuda_ep(ctx: Ctx) -> Outcome:
     data: dict[str, Any] = {"onnxruntime": ort.__version__, "providers": providers}
     ok = True
     for label, settings in cases.items():
-        runners = {
-            where: Runner(
+        runners = {  # two models, also in a dry run (then both on the CPU)
+            role: Runner(
                 create_model(WorkerConfig(device=where, platform=platform, **settings)), where
             )
-            for where in (ctx.device, "cpu")
+            for role, where in (("device", ctx.device), ("cpu", "cpu"))
         }
         for runner in runners.values():
             runner.setup()
         side = 320 if label == "u2netp" else 256
-        row: dict[str, Any] = {"device": str(runners[ctx.device].device)}
+        row: dict[str, Any] = {"device": str(runners["device"].device)}
         for batch in (1, 8):  # u2netp: the fixed graph, then the general one
             arrays = list(rng.random((batch, 3, side, side), dtype=np.float32))
             maps = {}
@@ -62,7 +62,7 @@ def cuda_ep(ctx: Ctx) -> Outcome:
                 started = time.perf_counter()
                 maps[where] = np.stack(runner.run(arrays).maps)
                 row[f"{where}_batch{batch}_ms"] = round((time.perf_counter() - started) * 1e3, 1)
-            row[f"max_abs_diff_batch{batch}"] = float(np.abs(maps[ctx.device] - maps["cpu"]).max())
+            row[f"max_abs_diff_batch{batch}"] = float(np.abs(maps["device"] - maps["cpu"]).max())
         on_cuda = row["device"].startswith("cuda") or not ctx.gpu
         close = all(row[f"max_abs_diff_batch{b}"] < 1e-3 for b in (1, 8))
         ok = ok and on_cuda and close

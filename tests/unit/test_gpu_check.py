@@ -116,6 +116,7 @@ def test_the_onnxruntime_step_compares_providers_through_the_worker(tmp_path: Pa
     for label in ("u2netp", "custom spec"):
         assert data[label]["device"] == "cpu"
         assert data[label]["max_abs_diff_batch1"] == data[label]["max_abs_diff_batch8"] == 0.0
+        assert {"device_batch8_ms", "cpu_batch8_ms"} <= set(data[label])  # two models ran
     assert "custom spec on cpu: max diff 0.0e+00" in summary
     assert (tmp_path / "custom.json").is_file()
 
