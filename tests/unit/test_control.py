@@ -1,0 +1,145 @@
+"""Deadlines and cancellation records (:mod:`cutq.core.control`) and the worker's cached view
+of them (:mod:`cutq.worker.cancellations`), on file:// storage, with no cloud."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from cutq.core.contract import OutputSpec, new_job, parse_job
+from cutq.core.control import (
+    Expiry,
+    cancel,
+    control_uri,
+    list_cancellations,
+    new_run_id,
+    register_run,
+)
+from cutq.core.errors import DeadlineExceeded, InvalidJob
+from cutq.core.storage import Stores, open_storage
+from cutq.worker.cancellations import CancelWatch
+
+OUT = OutputSpec("gs://bucket/results")
+PUBLISHED = datetime(2026, 12, 2, 10, 0, 0, tzinfo=timezone.utc)
+
+
+def parse(body: dict) -> object:
+    body = {"input": "gs://bucket/in/a.png", **body}
+    return parse_job(json.dumps(body).encode(), defaults=OUT, publish_time=PUBLISHED)
+
+
+def test_a_deadline_and_a_ttl_expire_at_the_earlier_of_the_two() -> None:
+    job = parse({"deadline": "2026-12-02T12:00:00+01:00", "ttl_s": 30})
+    assert job.expiry.at(PUBLISHED) == PUBLISHED + timedelta(seconds=30)  # type: ignore[attr-defined]
+    job = parse({"deadline": "2026-12-02T10:00:10Z", "ttl_s": 30})
+    assert job.expiry.at(PUBLISHED) == PUBLISHED + timedelta(seconds=10)  # type: ignore[attr-defined]
+    expiry = Expiry(ttl_s=30)
+    expiry.check(PUBLISHED, now=PUBLISHED + timedelta(seconds=29.9))
+    with pytest.raises(DeadlineExceeded, match=r"passed 0\.1 s ago"):
+        expiry.check(PUBLISHED, now=PUBLISHED + timedelta(seconds=30.1))
+    assert DeadlineExceeded.code == "deadline_exceeded"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"deadline": "2026-12-02T10:00:00"}, "offset"),  # no offset: ambiguous
+        ({"deadline": "2026-12-02"}, "offset"),
+        ({"deadline": 1764669600}, "RFC 3339"),
+        ({"ttl_s": 0}, "more than 0"),
+        ({"ttl_s": -5}, "more than 0"),
+        ({"ttl_s": True}, "number"),
+        ({"ttl_s": "30"}, "number"),
+        ({"ttl_s": 40 * 24 * 3600}, "31 days"),
+    ],
+)
+def test_a_malformed_deadline_is_an_invalid_job_naming_the_field(body: dict, message: str) -> None:
+    field = next(iter(body))
+    with pytest.raises(InvalidJob, match=f"{field}: .*{message}"):
+        parse(body)
+
+
+def test_a_deadline_does_not_change_the_job_id_and_survives_a_round_trip() -> None:
+    plain = new_job("gs://bucket/in/a.png", OUT)
+    timed = new_job("gs://bucket/in/a.png", OUT, expiry=Expiry(PUBLISHED, 30))
+    assert timed.job_id == plain.job_id
+    again = parse_job(timed.to_message(), defaults=OUT, publish_time=PUBLISHED)
+    assert again.expiry == Expiry(PUBLISHED, 30.0)
+    assert b'"deadline":"2026-12-02T10:00:00Z"' in timed.to_message()
+    assert b"deadline" not in plain.to_message()
+
+
+def test_control_prefix_is_the_bucket_root_for_gs_and_under_the_output_for_files() -> None:
+    assert control_uri("gs://b/results/x") == "gs://b/_cutq"
+    assert control_uri("file:///tmp/out/") == "file:///tmp/out/_cutq"
+    assert control_uri("gs://b/results", "gs://other/ctl/") == "gs://other/ctl"
+
+
+def test_cancelling_twice_and_an_unknown_run_are_reported_not_raised(tmp_path: Path) -> None:
+    control = (tmp_path / "_cutq").as_uri()
+    storage = open_storage(control)
+    run_id = new_run_id()
+    register_run(storage, control, run_id, {"inputs": ["gs://b/in/"]})
+    first = cancel(storage, control, run_ids=[run_id], job_ids=["job-a"])
+    assert sorted(first.cancelled) == sorted([f"run {run_id}", "job job-a"]) and first.ok
+    again = cancel(storage, control, run_ids=[run_id, "run-nobody"], job_ids=["job-a"])
+    assert again.cancelled == [] and set(again.already) == {f"run {run_id}", "job job-a"}
+    assert all(again.already.values()), "the first cancellation's time is reported"
+    assert again.unknown_runs == ["run-nobody"] and not again.ok
+    assert any("no run run-nobody" in line for line in again.lines())
+    view = list_cancellations(storage, control, limit=100)
+    assert view.runs == {run_id} and view.jobs == {"job-a"}
+    assert view.covers("any-job", run_id) and view.covers("job-a", None)
+    assert not view.covers("job-b", "run-other")
+    with pytest.raises(InvalidJob, match="run id"):
+        cancel(storage, control, run_ids=["../etc"])
+
+
+class FailingStores(Stores):
+    """Local storage whose listings fail while ``failing`` is set."""
+
+    failing = False
+
+    def open(self, uri: str):  # type: ignore[no-untyped-def]
+        backend, stores = super().open(uri), self
+
+        class Listing:
+            def __getattr__(self, name: str) -> object:
+                return getattr(backend, name)
+
+            def list(self, prefix: str):  # type: ignore[no-untyped-def]
+                if stores.failing:
+                    raise OSError("storage is down")
+                return backend.list(prefix)
+
+        return Listing()
+
+
+def test_the_cached_view_fails_open_keeping_what_it_knew(tmp_path: Path) -> None:
+    control = (tmp_path / "_cutq").as_uri()
+    storage = open_storage(control)
+    stores = FailingStores()
+    watch = CancelWatch(stores, control, refresh_s=60)
+    assert watch.refresh() and not watch.covers("job-a", None)
+    cancel(storage, control, job_ids=["job-a"])
+    assert not watch.covers("job-a", None), "seen only at the next listing"
+    assert watch.refresh() and watch.covers("job-a", None)
+    assert "job job-a" in watch.seen_at
+    stores.failing = True
+    cancel(storage, control, job_ids=["job-b"])
+    assert not watch.refresh() and not watch.refresh()
+    assert watch.failures == 2
+    assert watch.covers("job-a", None) and not watch.covers("job-b", None)  # the last view
+    stores.failing = False
+    assert watch.refresh() and watch.covers("job-b", None)
+
+
+def test_the_view_keeps_at_most_max_records(tmp_path: Path) -> None:
+    control = (tmp_path / "_cutq").as_uri()
+    cancel(open_storage(control), control, job_ids=[f"job-{i}" for i in range(30)])
+    watch = CancelWatch(Stores(), control, refresh_s=60, max_records=10)
+    assert watch.refresh()
+    assert sum(watch.covers(f"job-{i}", None) for i in range(30)) == 10
