@@ -40,10 +40,12 @@ STAT_THREADS = 16
 
 @dataclass(frozen=True)
 class Result:
-    """How one job ended. Failures are results, not exceptions (see :func:`raise_for_failures`)."""
+    """How one job ended. Failures are results, not exceptions (see :func:`raise_for_failures`):
+    ``failed`` (with ``error_code``; ``deadline_exceeded`` when it expired in the queue) or
+    ``cancelled`` (it or its run was cancelled; ``error_message`` says which)."""
 
     job_id: str
-    status: Literal["completed", "failed"]
+    status: Literal["completed", "failed", "cancelled"]
     outputs: Mapping[str, str]  # rendition name (cutout, mask without renditions) → URI
     error_code: str | None = None
     error_message: str | None = None
@@ -52,6 +54,13 @@ class Result:
     @property
     def ok(self) -> bool:
         return self.status == "completed"
+
+    @property
+    def ending(self) -> str:
+        """One word: completed, failed, deadline_exceeded or cancelled (for counting)."""
+        if self.status == "failed" and self.error_code == "deadline_exceeded":
+            return "deadline_exceeded"
+        return self.status
 
     @classmethod
     def from_event(cls, event: Event) -> Result:
@@ -72,7 +81,7 @@ class JobsFailed(CutqError):
 
     def __init__(self, failed: Sequence[Result]) -> None:
         self.failed = list(failed)
-        examples = ", ".join(f"{r.job_id}: {r.error_code}" for r in self.failed[:5])
+        examples = ", ".join(f"{r.job_id}: {r.error_code or r.status}" for r in self.failed[:5])
         super().__init__(f"{len(self.failed)} job(s) failed ({examples})")
 
 
@@ -86,7 +95,8 @@ class WaitTimeout(TimeoutError):
 
 
 def raise_for_failures(results: Iterable[Result]) -> None:
-    """Raise :class:`JobsFailed` listing the failed results, if there are any."""
+    """Raise :class:`JobsFailed` listing the results that did not complete (failed, cancelled),
+    if there are any."""
     failed = [result for result in results if not result.ok]
     if failed:
         raise JobsFailed(failed)

@@ -20,6 +20,7 @@ from cutq.core.errors import ConfigError, InvalidJob
 from cutq.core.flags import add_output_args, options_from_args, renditions_from_args
 
 if TYPE_CHECKING:
+    from cutq.core.control import Expiry
     from cutq.submitter.client import JobHandle, Watcher
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--timeout-s", type=float, default=3600.0, help="how long --wait waits")
     parser.add_argument("--download", metavar="DIR", help="with --wait: download the results")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--run-id",
+        help="this bulk run's id (cutq.run_id attribute; `cutq cancel --run` stops it); "
+        "generated and printed when a directory or prefix is submitted",
+    )
+    parser.add_argument("--ttl-s", type=float, help="each job expires this long after publish")
+    parser.add_argument("--deadline", help="each job expires at this RFC 3339 time")
     add_output_args(parser)
     parser.set_defaults(handler=handle)
 
@@ -72,6 +80,8 @@ class Summary:
     errors: int = 0
     completed: int = 0
     failed: int = 0
+    expired: int = 0  # failed with deadline_exceeded (also in failed)
+    cancelled: int = 0
     pending: int = 0
     publish_s: float = 0.0
     failures: list[str] = field(default_factory=list)
@@ -82,14 +92,16 @@ class Summary:
             f"published {self.published}, skipped {self.skipped} (done), errors {self.errors}"
             f" in {self.publish_s:.1f} s ({rate:.1f} jobs/s)"
         )
-        if self.completed or self.failed or self.pending:
+        if self.completed or self.failed or self.cancelled or self.pending:
             line += f"; completed {self.completed}, failed {self.failed}"
+            line += f" ({self.expired} deadline_exceeded)" if self.expired else ""
+            line += f", cancelled {self.cancelled}" if self.cancelled else ""
             line += f", pending {self.pending}" if self.pending else ""
         return "\n".join([line, *self.failures[:20]])
 
     @property
     def ok(self) -> bool:
-        return not (self.errors or self.failed or self.pending)
+        return not (self.errors or self.failed or self.cancelled or self.pending)
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -127,6 +139,7 @@ def handle(args: argparse.Namespace) -> int:
         )
     except InvalidJob as error:
         raise ConfigError(str(error)) from None
+    expiry = _expiry(args)
     checkpoint = Checkpoint(args.resume_file) if args.resume_file else None
     limiter = TokenBucket(parse_rate(args.rate)) if args.rate else None
     done = DoneIndex.build(spec) if args.skip_done else None
@@ -163,6 +176,10 @@ def handle(args: argparse.Namespace) -> int:
         settled(False)
 
     submitter = Submitter(config)
+    run_id = args.run_id
+    if run_id is not None or any(_is_bulk(origin) for origin in args.inputs):
+        run_id = submitter.start_run(run_id, output=spec, details={"inputs": args.inputs[:20]})
+        print(f"run {run_id} (stop it with: cutq cancel --run {run_id})", flush=True)
     watcher = submitter.watch() if args.wait else None
     started = time.monotonic()
     try:
@@ -177,6 +194,9 @@ def handle(args: argparse.Namespace) -> int:
                 skip=done.lookup if done is not None else None,
                 before_publish=limiter.acquire if limiter is not None else None,
                 on_error=on_error,
+                run_id=run_id,
+                ttl_s=expiry.ttl_s if expiry else None,
+                deadline=expiry.deadline if expiry else None,
             ):
                 settled(True)
                 summary.skipped += handle.skipped
@@ -215,8 +235,11 @@ def _wait(
     for result in results:
         if result.ok:
             summary.completed += 1
+        elif result.status == "cancelled":
+            summary.cancelled += 1
         else:
             summary.failed += 1
+            summary.expired += result.ending == "deadline_exceeded"
             summary.failures.append(f"  failed {result.job_id}: {result.error_code}")
     if args.download:
         from cutq.core.storage import open_storage
@@ -232,6 +255,22 @@ def _wait(
             if future.exception() is not None:
                 summary.errors += 1
                 summary.failures.append(f"  download {uri}: {future.exception()}")
+
+
+def _is_bulk(origin: str) -> bool:
+    """A directory or a prefix: many jobs, one run (a single local file is not a run)."""
+    return "://" in origin or Path(origin).is_dir()
+
+
+def _expiry(args: argparse.Namespace) -> Expiry | None:
+    """``--ttl-s``/``--deadline`` as the job contract reads them (a bad value: exit 2)."""
+    from cutq.core.control import parse_expiry
+
+    fields = {"ttl_s": args.ttl_s, "deadline": args.deadline}
+    try:
+        return parse_expiry({k: v for k, v in fields.items() if v is not None})
+    except InvalidJob as error:
+        raise ConfigError(f"--{str(error).replace('_', '-', 1)}") from None
 
 
 def _name(uri: str) -> str:

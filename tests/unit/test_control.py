@@ -4,6 +4,7 @@ of them (:mod:`cutq.worker.cancellations`), on file:// storage, with no cloud.""
 from __future__ import annotations
 
 import json
+from concurrent.futures import Future
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -143,3 +144,73 @@ def test_the_view_keeps_at_most_max_records(tmp_path: Path) -> None:
     watch = CancelWatch(Stores(), control, refresh_s=60, max_records=10)
     assert watch.refresh()
     assert sum(watch.covers(f"job-{i}", None) for i in range(30)) == 10
+
+
+def test_cutq_cancel_says_what_it_did_with_documented_exit_codes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cutq.cli import main
+
+    monkeypatch.delenv("CUTQ_CONTROL", raising=False)
+    monkeypatch.delenv("CUTQ_SUBMITTER_OUTPUT", raising=False)
+    output = (tmp_path / "out").as_uri()
+    control = control_uri(output)
+    register_run(open_storage(control), control, "run-7", {})
+    ids = tmp_path / "ids.txt"
+    ids.write_text("# stale\njob-1\n\njob-2\n")
+
+    assert main(["cancel", "--run", "run-7", "--output", output]) == 0
+    assert capsys.readouterr().out == "cancelled run run-7\n"
+    assert main(["cancel", "--run", "run-7", "--output", output]) == 0
+    assert "run run-7 was already cancelled at 20" in capsys.readouterr().out
+    assert main(["cancel", "--run", "run-typo", "--output", output]) == 1
+    assert "no run run-typo: nothing cancelled" in capsys.readouterr().err
+    assert main(["cancel", "--jobs-file", str(ids), "job-3", "--output", output]) == 0
+    assert sorted(capsys.readouterr().out.splitlines()) == [
+        f"cancelled job job-{i}" for i in (1, 2, 3)
+    ]
+    assert main(["cancel", "--output", output]) == 2
+    assert "nothing to cancel" in capsys.readouterr().err
+    assert main(["cancel", "job-1"]) == 2  # no output and no CUTQ_CONTROL
+    assert main(["cancel", "../x", "--output", output]) == 2
+    view = list_cancellations(open_storage(control), control, limit=100)
+    assert view.runs == {"run-7"} and view.jobs == {"job-1", "job-2", "job-3"}
+
+
+class FakePublisher:
+    """Records what would be published; every publish succeeds at once."""
+
+    def __init__(self) -> None:
+        self.published: list[tuple[bytes, dict[str, str]]] = []
+
+    def publish(self, topic: str, data: bytes, **attributes: str) -> Future[str]:
+        self.published.append((data, attributes))
+        future: Future[str] = Future()
+        future.set_result(str(len(self.published)))
+        return future
+
+
+def test_a_bulk_run_tags_each_message_and_can_be_cancelled_from_the_library(
+    tmp_path: Path,
+) -> None:
+    from cutq.submitter.client import Submitter, SubmitterConfig
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in ("a.png", "b.png"):
+        (inputs / name).write_bytes(b"\x89PNG\r\n\x1a\n" + name.encode())
+    output = (tmp_path / "out").as_uri()
+    publisher = FakePublisher()
+    config = SubmitterConfig(jobs_topic="projects/p/topics/jobs", output=output)
+    submitter = Submitter(config, publisher=publisher)  # type: ignore[arg-type]
+    run_id = submitter.start_run()
+    assert run_id.startswith("run-") and submitter.start_run("my-run") == "my-run"
+    sources = [(inputs / name).as_uri() for name in ("a.png", "b.png")]
+    handles = list(submitter.submit_many(sources, run_id=run_id, ttl_s=30))
+    assert [attributes["cutq.run_id"] for _, attributes in publisher.published] == [run_id] * 2
+    assert all(json.loads(data)["ttl_s"] == 30 for data, _ in publisher.published)
+    report = submitter.cancel(run_ids=[run_id], job_ids=[handles[0].job_id])
+    assert sorted(report.cancelled) == sorted([f"run {run_id}", f"job {handles[0].job_id}"])
+    assert submitter.cancel(run_ids=["run-unknown"]).unknown_runs == ["run-unknown"]
+    view = list_cancellations(open_storage(output), control_uri(output), limit=10)
+    assert view.covers("other-job", run_id) and view.covers(handles[0].job_id, None)
