@@ -13,7 +13,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -139,11 +139,13 @@ class Watcher:
         timeout_s: float = 600.0,
         *,
         check_objects: bool = False,
+        on_result: Callable[[Result], None] | None = None,
     ) -> list[Result]:
         """A :class:`Result` per handle, in order, once every job has an event.
 
         ``check_objects`` first looks for result objects, for jobs that may have finished
-        before this watcher existed. Raises ``TimeoutError`` naming how many are pending.
+        before this watcher existed. ``on_result`` is told of each job's result once, as it
+        arrives (progress). Raises ``TimeoutError`` naming how many are pending.
         """
         handles = list(handles)
         deadline = time.monotonic() + timeout_s
@@ -158,6 +160,17 @@ class Watcher:
         pending = {h.job_id: h for h in handles if h.job_id not in self._results}
         if check_objects and pending:
             self._results.update(check_results(list(pending.values())))
+        told: set[str] = set()
+
+        def tell() -> None:
+            if on_result is None:
+                return
+            for job_id in wanted:
+                if job_id in self._results and job_id not in told:
+                    told.add(job_id)
+                    on_result(self._results[job_id])
+
+        tell()
         while any(job_id not in self._results for job_id in pending):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -170,6 +183,7 @@ class Watcher:
                     missing,
                 )
             self._pull(min(remaining, PULL_TIMEOUT_S), wanted)
+            tell()
         return [self._results[handle.job_id] for handle in handles]
 
     def _pull(self, timeout_s: float, wanted: set[str]) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,8 +20,9 @@ from cutq.core.errors import ConfigError, InvalidJob
 from cutq.core.flags import add_output_args, options_from_args, renditions_from_args
 
 if TYPE_CHECKING:
+    from cutq.core.contract import OutputSpec
     from cutq.core.control import Expiry
-    from cutq.submitter.client import JobHandle, Watcher
+    from cutq.submitter.client import JobHandle, Submitter, Watcher
 
 log = logging.getLogger(__name__)
 
@@ -176,10 +177,7 @@ def handle(args: argparse.Namespace) -> int:
         settled(False)
 
     submitter = Submitter(config)
-    run_id = args.run_id
-    if run_id is not None or any(_is_bulk(origin) for origin in args.inputs):
-        run_id = submitter.start_run(run_id, output=spec, details={"inputs": args.inputs[:20]})
-        print(f"run {run_id} (stop it with: cutq cancel --run {run_id})", flush=True)
+    run_id = _start_run(submitter, spec, args)
     watcher = submitter.watch() if args.wait else None
     started = time.monotonic()
     try:
@@ -225,13 +223,23 @@ def handle(args: argparse.Namespace) -> int:
 def _wait(
     watcher: Watcher, handles: list[JobHandle], args: argparse.Namespace, summary: Summary
 ) -> None:
-    from cutq.submitter.watch import WaitTimeout
+    from tqdm import tqdm
 
-    try:
-        results = watcher.wait(handles, args.timeout_s, check_objects=True)
-    except WaitTimeout as error:
-        print(f"cutq: {error}")
-        results, summary.pending = error.results, len(error.pending)
+    from cutq.submitter.watch import Result, WaitTimeout
+
+    endings: Counter[str] = Counter()  # completed, failed, deadline_exceeded, cancelled
+
+    def progress(result: Result) -> None:
+        endings[result.ending] += 1
+        bar.update()
+        bar.set_postfix(endings, refresh=False)
+
+    with tqdm(total=len(handles), unit="job", disable=args.no_progress, desc="wait") as bar:
+        try:
+            results = watcher.wait(handles, args.timeout_s, check_objects=True, on_result=progress)
+        except WaitTimeout as error:
+            print(f"cutq: {error}")
+            results, summary.pending = error.results, len(error.pending)
     for result in results:
         if result.ok:
             summary.completed += 1
@@ -255,6 +263,31 @@ def _wait(
             if future.exception() is not None:
                 summary.errors += 1
                 summary.failures.append(f"  download {uri}: {future.exception()}")
+
+
+def _start_run(submitter: Submitter, spec: OutputSpec, args: argparse.Namespace) -> str | None:
+    """A bulk run's id (given, or generated for a directory or prefix), registered so that
+    ``cutq cancel --run`` knows it; a client that may not write there still submits."""
+    from cutq.core.control import check_id, new_run_id
+
+    if args.run_id is None and not any(_is_bulk(origin) for origin in args.inputs):
+        return None
+    try:
+        run_id = check_id(args.run_id, "--run-id") if args.run_id else new_run_id()
+    except InvalidJob as error:
+        raise ConfigError(str(error)) from None
+    try:
+        submitter.start_run(run_id, output=spec, details={"inputs": args.inputs[:20]})
+    except Exception as error:  # e.g. no write access to the control prefix
+        log.warning(
+            "could not register run %s under %s (%s): `cutq cancel --run` will call it "
+            "unknown; its jobs can still be cancelled by id",
+            run_id,
+            submitter.control_uri(spec),
+            error,
+        )
+    print(f"run {run_id} (stop it with: cutq cancel --run {run_id})", flush=True)
+    return run_id
 
 
 def _is_bulk(origin: str) -> bool:

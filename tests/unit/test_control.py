@@ -214,3 +214,40 @@ def test_a_bulk_run_tags_each_message_and_can_be_cancelled_from_the_library(
     assert submitter.cancel(run_ids=["run-unknown"]).unknown_runs == ["run-unknown"]
     view = list_cancellations(open_storage(output), control_uri(output), limit=10)
     assert view.covers("other-job", run_id) and view.covers(handles[0].job_id, None)
+
+
+def test_submit_wait_counts_cancelled_and_expired_jobs_as_not_completed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from argparse import Namespace
+
+    from cutq.submitter.commands.submit import Summary, _wait
+    from cutq.submitter.watch import Result
+
+    results = [
+        Result("a", "completed", {"cutout": "gs://o/a.png"}),
+        Result("b", "failed", {}, "deadline_exceeded", "deadline passed"),
+        Result("c", "failed", {}, "image_undecodable", "not an image"),
+        Result("d", "cancelled", {}, None, "run run-1 was cancelled"),
+        Result("e", "cancelled", {}, None, "job was cancelled"),
+    ]
+    assert [r.ending for r in results] == [
+        "completed",
+        "deadline_exceeded",
+        "failed",
+        "cancelled",
+        "cancelled",
+    ]
+
+    class Watcher:
+        def wait(self, handles, timeout_s, *, check_objects, on_result):  # type: ignore[no-untyped-def]
+            for result in results:
+                on_result(result)
+            return results
+
+    summary = Summary(published=5)
+    args = Namespace(timeout_s=10.0, no_progress=True, download=None)
+    _wait(Watcher(), [object()] * 5, args, summary)  # type: ignore[arg-type]
+    assert (summary.completed, summary.failed, summary.expired, summary.cancelled) == (1, 2, 1, 2)
+    assert not summary.ok
+    assert "completed 1, failed 2 (1 deadline_exceeded), cancelled 2" in summary.render()
