@@ -190,7 +190,9 @@ class Pipeline:
             return  # another delivery of this job is running: settled with it
         if self._skip_if_done(admitted):
             return
-        self._check_withdrawn(admitted)  # raises: settled by _hand_off, before any download
+        reason = withdrawal(admitted.job, task.delivery.attributes, self.cancellations)
+        if reason is not None:  # cancelled or expired: never downloaded
+            raise reason  # settled by _hand_off
         self.model_loop.put(self._load(admitted))
 
     def _admit(self, task: Task) -> Admitted:
@@ -219,12 +221,6 @@ class Pipeline:
         if done is not None:
             self._complete(admitted, done[0], duplicate=True, judged=done[1])
         return done is not None
-
-    def _check_withdrawn(self, admitted: Admitted) -> None:
-        """Raise when the job was cancelled or its deadline passed (see :func:`withdrawal`)."""
-        reason = withdrawal(admitted.job, admitted.task.delivery.attributes, self.cancellations)
-        if reason is not None:
-            raise reason
 
     def _load(self, admitted: Admitted) -> Loaded:
         task, job = admitted.task, admitted.job
@@ -258,10 +254,10 @@ class Pipeline:
             if reason is None:
                 keep.append(loaded)
             else:
-                self._hand_off(self._writers, self._fail_with, (task, reason), task)
+                self._hand_off(self._writers, self._fail_as, (task, reason), task)
         return keep
 
-    def _fail_with(self, failure: tuple[Task, BaseException]) -> None:
+    def _fail_as(self, failure: tuple[Task, BaseException]) -> None:
         self._fail(*failure)
 
     def _inferred(self, group: list[Loaded], prediction: Prediction, started: float) -> None:
