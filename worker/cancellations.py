@@ -27,6 +27,7 @@ from cutq.core.storage import Stores
 
 log = logging.getLogger(__name__)
 MAX_RECORDS = 100_000  # ~10 MB of names at most; past it, the rest are ignored (logged)
+FIRST_LISTING_S = 5.0  # how long a starting worker waits for its first listing
 
 
 class CancelWatch:
@@ -54,6 +55,7 @@ class CancelWatch:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._failing = False
+        self._first = threading.Event()  # the first listing ended (either way)
 
     def covers(self, job_id: str, run_id: str | None) -> bool:
         """Whether the job, or its run, is cancelled as far as this worker knows."""
@@ -91,12 +93,18 @@ class CancelWatch:
             log.warning("%d cancellation records or more: the rest are ignored", len(view))
         return True
 
-    def start(self) -> None:
-        """A first listing now (its failure does not stop the worker), then one every
-        ``refresh_s`` on a daemon thread."""
-        self.refresh()
+    def start(self, first_within_s: float = FIRST_LISTING_S) -> None:
+        """List now, then every ``refresh_s``, on a daemon thread; wait at most
+        ``first_within_s`` for the first listing (a worker scaled up from zero should know
+        the cancellations before its first job, but storage retrying for a minute must not
+        hold its start: fail-open)."""
         self._thread = threading.Thread(target=self._run, name="cutq-cancel-watch", daemon=True)
         self._thread.start()
+        if not self._first.wait(first_within_s):
+            log.warning(
+                "no listing of cancellations within %.0fs; serving without it for now",
+                first_within_s,
+            )
 
     def stop(self) -> None:
         self._stop.set()
@@ -104,6 +112,8 @@ class CancelWatch:
             self._thread.join(timeout=5)
 
     def _run(self) -> None:
+        self.refresh()
+        self._first.set()
         while not self._stop.wait(self.refresh_s):
             self.refresh()
 

@@ -4,6 +4,8 @@ of them (:mod:`cutq.worker.cancellations`), on file:// storage, with no cloud.""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from concurrent.futures import Future
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -251,3 +253,48 @@ def test_submit_wait_counts_cancelled_and_expired_jobs_as_not_completed(
     assert (summary.completed, summary.failed, summary.expired, summary.cancelled) == (1, 2, 1, 2)
     assert not summary.ok
     assert "completed 1, failed 2 (1 deadline_exceeded), cancelled 2" in summary.render()
+
+
+class BlockingStores(Stores):
+    """Local storage whose listings wait for ``gate``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+
+    def open(self, uri: str):  # type: ignore[no-untyped-def]
+        backend, gate = super().open(uri), self.gate
+
+        class Listing:
+            def __getattr__(self, name: str) -> object:
+                return getattr(backend, name)
+
+            def list(self, prefix: str):  # type: ignore[no-untyped-def]
+                gate.wait(10)
+                return backend.list(prefix)
+
+        return Listing()
+
+
+def test_a_starting_worker_waits_for_its_first_listing_but_not_for_long(tmp_path: Path) -> None:
+    control = (tmp_path / "_cutq").as_uri()
+    cancel(open_storage(control), control, job_ids=["job-a"])
+    stores = BlockingStores()
+    watch = CancelWatch(stores, control, refresh_s=0.05)
+    started = time.monotonic()
+    watch.start(first_within_s=0.3)  # storage hangs: the start goes on without the view
+    assert 0.3 <= time.monotonic() - started < 2 and not watch.covers("job-a", None)
+    stores.gate.set()
+    deadline = time.monotonic() + 5
+    while not watch.covers("job-a", None):
+        assert time.monotonic() < deadline, "the background listing never came"
+        time.sleep(0.01)
+    cancel(open_storage(control), control, job_ids=["job-b"])
+    while not watch.covers("job-b", None):  # seen by a later refresh, on its own
+        assert time.monotonic() < deadline, "no periodic refresh"
+        time.sleep(0.01)
+    watch.stop()
+    quick = CancelWatch(Stores(), control, refresh_s=60)
+    quick.start()  # a working listing: known before the first job
+    assert quick.covers("job-b", None)
+    quick.stop()
