@@ -27,7 +27,7 @@ from cutq.core.storage import Stores
 
 log = logging.getLogger(__name__)
 MAX_RECORDS = 100_000  # ~10 MB of names at most; past it, the rest are ignored (logged)
-FIRST_LISTING_S = 5.0  # how long a starting worker waits for its first listing
+FIRST_LISTING_S = 1.0  # how long a starting worker waits for its first listing
 
 
 class CancelWatch:
