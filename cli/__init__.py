@@ -25,6 +25,7 @@ COMMAND_MODULES = {
     "cutq.worker.commands.eval": "eval",
     "cutq.worker.commands.report": "worker",
     "cutq.submitter.commands.submit": None,
+    "cutq.submitter.commands.cancel": None,
 }
 
 

@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from typing import Any, Literal
 
 from cutq.core import validation as v
+from cutq.core.control import Expiry, parse_expiry
 from cutq.core.errors import InvalidJob, InvalidMessage
 from cutq.core.renditions import Rendition, parse_renditions
 
@@ -108,6 +109,7 @@ class Job:
     attributes: Mapping[str, str] = field(default_factory=dict)
     publish_time: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     renditions: tuple[Rendition, ...] = ()  # empty: the one or two results ``output`` names
+    expiry: Expiry | None = None  # deadline and/or ttl_s (not part of the job id)
 
     def planned(self) -> tuple[Rendition, ...]:
         """What this job writes, in order: its renditions, or ``output``'s cutout and/or mask
@@ -160,6 +162,7 @@ class Job:
             body["options"] = options
         if self.attributes:
             body["attributes"] = dict(self.attributes)
+        body.update(self.expiry.body() if self.expiry else {})
         return json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
 
 
@@ -196,6 +199,7 @@ def new_job(
     attributes: Mapping[str, str] | None = None,
     job_id: str | None = None,
     renditions: tuple[Rendition, ...] = (),
+    expiry: Expiry | None = None,
 ) -> Job:
     """Build a validated job the way a client would publish it."""
     options = options or Options()
@@ -210,6 +214,7 @@ def new_job(
         options=options,
         attributes=dict(attributes or {}),
         renditions=renditions,
+        expiry=expiry,
     )
     return parse_job(job.to_message(), defaults=output)
 
@@ -226,6 +231,8 @@ _JOB_FIELDS = {
     "options",
     "attributes",
     "renditions",
+    "deadline",
+    "ttl_s",
 }
 _OUTPUT_FIELDS = {"uri", "format", "kind", "background", "quality"}
 _OPTION_FIELDS = {"resize", "threshold", "foreground", "matting", "post_process"}
@@ -326,6 +333,7 @@ def _parse_v1(body: Any, defaults: OutputSpec, publish_time: datetime) -> Job:
             attributes=attributes,
             publish_time=publish_time,
             renditions=renditions,
+            expiry=parse_expiry(obj),
         )
     )
 

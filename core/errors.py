@@ -98,6 +98,12 @@ class ModelOutputNotFinite(PermanentError):
     code = "model_output_not_finite"
 
 
+class DeadlineExceeded(PermanentError):
+    """The job's ``deadline`` or ``ttl_s`` had passed when it was admitted or batched."""
+
+    code = "deadline_exceeded"
+
+
 # --- transient: nack, retry, dead-letter ------------------------------------------------------
 
 
@@ -151,6 +157,12 @@ class AlreadyExists(CutqError):
     """A create-only write found the object already there: another delivery wrote it first."""
 
     code = "already_exists"
+
+
+class JobCancelled(CutqError):
+    """The job, or its bulk run, was cancelled: a ``cancelled`` event (not a failure), ack."""
+
+    code = "cancelled"
 
 
 # --- start-up: exit non-zero, never serve -----------------------------------------------------

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 EVENT_TYPE_PREFIX = "dev.cutq.job."
 EVENT_SOURCE = "//cutq/worker"
 
-Status = Literal["completed", "failed"]
+Status = Literal["completed", "failed", "cancelled"]
 TIMING_STAGES = ("queue", "download", "decode", "batch_wait", "infer", "encode", "upload", "total")
 
 
@@ -48,7 +48,8 @@ class OutputInfo:
 
 @dataclass(frozen=True)
 class Event:
-    """The completion or failure of a job, published once the result is durable."""
+    """How a job ended: completed (published once the result is durable), failed, or
+    cancelled (never computed: the job or its bulk run was cancelled)."""
 
     job_id: str
     status: Status
@@ -122,6 +123,28 @@ class Event:
             attributes=dict(attributes or {}),
         )
 
+    @classmethod
+    def cancelled(
+        cls,
+        job: Job,
+        message: str,
+        *,
+        model: Mapping[str, str] | None = None,
+        attempt: int | None = None,
+        timings_ms: Mapping[str, float] | None = None,
+    ) -> Event:
+        """``job`` was cancelled before it was computed: nothing was written."""
+        return cls(
+            job_id=job.job_id,
+            status="cancelled",
+            input=job.input,
+            model=model,
+            attempt=attempt,
+            timings_ms=dict(timings_ms or {}),
+            error_message=message[:1000],
+            attributes=job.attributes,
+        )
+
     def with_time(self, time: datetime) -> Event:
         return replace(self, time=time)
 
@@ -144,6 +167,8 @@ class Event:
             data["quality"] = dict(self.quality or {})
         if self.status == "failed":
             data["error"] = {"code": self.error_code, "message": self.error_message}
+        elif self.status == "cancelled":
+            data["reason"] = self.error_message
         return {
             "specversion": "1.0",
             "id": f"{self.job_id}:{self.status}",
@@ -189,7 +214,7 @@ def event_from_cloudevent(document: Mapping[str, Any]) -> Event:
         batch_size=data.get("batch_size"),
         timings_ms=data.get("timings_ms", {}),
         error_code=error.get("code"),
-        error_message=error.get("message"),
+        error_message=error.get("message", data.get("reason")),
         attributes=data.get("attributes", {}),
         duplicate=data.get("duplicate", False),
         flags=tuple(data["flags"]) if "flags" in data else None,

@@ -30,6 +30,16 @@ from google.cloud import pubsub_v1
 from google.cloud.pubsub_v1 import types as pstypes
 
 from cutq.core.contract import Job, Options, OutputSpec, new_job
+from cutq.core.control import (
+    RUN_ID_ATTRIBUTE,
+    CancelReport,
+    Expiry,
+    cancel,
+    check_id,
+    control_uri,
+    new_run_id,
+    register_run,
+)
 from cutq.core.errors import ConfigError, CutqError, InputNotFound, PublishFailed
 from cutq.core.renditions import Rendition
 from cutq.core.storage import ObjectInfo, file_path, open_storage, scheme_of, to_uri
@@ -46,6 +56,7 @@ _ENV_NAMES = {
     "CUTQ_EVENTS_TOPIC": "events_topic",
     "CUTQ_SUBMITTER_OUTPUT": "output",
     "CUTQ_SUBMITTER_STAGING": "staging",
+    "CUTQ_CONTROL": "control",  # the same variable as the worker's
 }
 
 
@@ -57,6 +68,7 @@ class SubmitterConfig:
     output: str | None = None  # default output base URI for jobs that name none
     staging: str | None = None  # where local files and bytes are uploaded (gs:// or file://)
     events_topic: str | None = None  # completion events, for wait()/watch()
+    control: str | None = None  # runs and cancellations; None: control_uri(output)
     max_in_flight: int = 1000  # unconfirmed publishes before publish() blocks
     prepare_threads: int = 8  # hashing/uploading/stat threads in submit_many
     batch_max_messages: int = 500
@@ -67,7 +79,7 @@ class SubmitterConfig:
             value = getattr(self, name)
             if value is not None and not _is_topic(value):
                 raise ConfigError(f"{name}: expected projects/P/topics/T, got {value!r}")
-        for name in ("output", "staging"):
+        for name in ("output", "staging", "control"):
             value = getattr(self, name)
             if value is not None:
                 scheme_of(value)  # rejects unknown schemes
@@ -178,11 +190,15 @@ class Submitter:
         job_id: str | None = None,
         model: str | None = None,
         renditions: Sequence[Rendition] = (),
+        ttl_s: float | None = None,
+        deadline: datetime | None = None,
     ) -> Job:
         """Stage ``source`` if needed and build its job, without publishing it.
 
         ``renditions``: the named outputs to make from one model run (e.g.
         ``presets("amazon-main", "thumbnail")``); none: ``output``'s cutout and/or mask.
+        ``ttl_s`` (from publish) and/or ``deadline``: past it, the job is not computed but
+        ends ``failed`` with ``deadline_exceeded``.
         """
         uri, generation = self._stage(source)
         return new_job(
@@ -194,6 +210,7 @@ class Submitter:
             attributes=attributes,
             job_id=job_id,
             renditions=tuple(renditions),
+            expiry=Expiry(deadline, ttl_s) if ttl_s is not None or deadline else None,
         )
 
     def submit(
@@ -206,6 +223,8 @@ class Submitter:
         job_id: str | None = None,
         model: str | None = None,
         renditions: Sequence[Rendition] = (),
+        ttl_s: float | None = None,
+        deadline: datetime | None = None,
     ) -> JobHandle:
         """Upload when needed, publish one job and wait for Pub/Sub to accept it."""
         job = self.prepare(
@@ -216,6 +235,8 @@ class Submitter:
             job_id=job_id,
             model=model,
             renditions=renditions,
+            ttl_s=ttl_s,
+            deadline=deadline,
         )
         pending = _Pending(_label(source), job, submitted_at=_now())
         pending.future = self._publish(job)
@@ -233,6 +254,9 @@ class Submitter:
         skip: SkipCheck | None = None,
         before_publish: Callable[[], None] | None = None,
         on_error: Callable[[str, BaseException], None] | None = None,
+        run_id: str | None = None,
+        ttl_s: float | None = None,
+        deadline: datetime | None = None,
     ) -> Iterator[JobHandle]:
         """Publish a job per source, lazily; yields handles in the order of ``sources``.
 
@@ -241,6 +265,8 @@ class Submitter:
         ``skip(job)`` returns the result URIs of a job already done (it is then not published);
         ``before_publish`` runs before each publish (a rate limiter); ``on_error(source, error)``
         is called, in order, for a source that could not be submitted (else the error raises).
+        ``run_id`` (see :meth:`start_run`) goes into each message's ``cutq.run_id`` attribute,
+        so :meth:`cancel` can stop the whole run.
         """
         spec = self._output(output)
         lookahead = self.config.prepare_threads * 4
@@ -256,6 +282,8 @@ class Submitter:
                 attributes=attributes,
                 model=model,
                 renditions=renditions,
+                ttl_s=ttl_s,
+                deadline=deadline,
             )
 
         def advance(source: str, future: Future[Job]) -> Iterator[JobHandle]:
@@ -267,7 +295,7 @@ class Submitter:
                     if before_publish:
                         before_publish()
                     pending.submitted_at = _now()
-                    pending.future = self._publish(pending.job)
+                    pending.future = self._publish(pending.job, run_id)
             except CutqError as error:
                 pending.error = error
             published.append(pending)
@@ -290,6 +318,46 @@ class Submitter:
                 yield from self._finish(published.popleft(), on_error)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+
+    # --- runs and cancelling ------------------------------------------------------------------
+
+    def start_run(
+        self,
+        run_id: str | None = None,
+        *,
+        output: str | OutputSpec | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Register a bulk run (an id is generated when none is given) and return its id:
+        pass it to :meth:`submit_many` as ``run_id``, and to :meth:`cancel` to stop it."""
+        run_id = check_id(run_id, "run id") if run_id is not None else new_run_id()
+        control = self.control_uri(output)
+        register_run(open_storage(control), control, run_id, dict(details or {}))
+        return run_id
+
+    def cancel(
+        self,
+        *,
+        run_ids: Iterable[str] = (),
+        job_ids: Iterable[str] = (),
+        reason: str | None = None,
+        output: str | OutputSpec | None = None,
+    ) -> CancelReport:
+        """Record the cancellation of bulk runs and/or jobs, durably; workers see it within
+        their ``control_refresh_s`` and end those jobs ``cancelled`` without computing them
+        (jobs already done stay done). Cancelling twice, or a run never started, is reported
+        in the :class:`CancelReport`, not raised."""
+        control = self.control_uri(output)
+        return cancel(
+            open_storage(control), control, run_ids=run_ids, job_ids=job_ids, reason=reason
+        )
+
+    def control_uri(self, output: str | OutputSpec | None = None) -> str:
+        """Where runs and cancellations are recorded: ``CUTQ_CONTROL``, else derived from the
+        output (:func:`~cutq.core.control.control_uri`; workers derive it from theirs)."""
+        if self.config.control:
+            return control_uri("", self.config.control)
+        return control_uri(self._output(output).uri)
 
     # --- waiting ----------------------------------------------------------------------------
 
@@ -354,9 +422,12 @@ class Submitter:
             raise ConfigError("no output: pass output= or set CUTQ_SUBMITTER_OUTPUT")
         return OutputSpec(uri=uri)
 
-    def _publish(self, job: Job) -> Future[str]:
+    def _publish(self, job: Job, run_id: str | None = None) -> Future[str]:
+        attributes = {"job_id": job.job_id}
+        if run_id is not None:
+            attributes[RUN_ID_ATTRIBUTE] = run_id
         future: Future[str] = self.publisher.publish(
-            self.config.jobs_topic, job.to_message(), job_id=job.job_id
+            self.config.jobs_topic, job.to_message(), **attributes
         )
         with self._unconfirmed_lock:
             self._unconfirmed.add(future)

@@ -13,7 +13,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -40,10 +40,12 @@ STAT_THREADS = 16
 
 @dataclass(frozen=True)
 class Result:
-    """How one job ended. Failures are results, not exceptions (see :func:`raise_for_failures`)."""
+    """How one job ended. Failures are results, not exceptions (see :func:`raise_for_failures`):
+    ``failed`` (with ``error_code``; ``deadline_exceeded`` when it expired in the queue) or
+    ``cancelled`` (it or its run was cancelled; ``error_message`` says which)."""
 
     job_id: str
-    status: Literal["completed", "failed"]
+    status: Literal["completed", "failed", "cancelled"]
     outputs: Mapping[str, str]  # rendition name (cutout, mask without renditions) → URI
     error_code: str | None = None
     error_message: str | None = None
@@ -52,6 +54,13 @@ class Result:
     @property
     def ok(self) -> bool:
         return self.status == "completed"
+
+    @property
+    def ending(self) -> str:
+        """One word: completed, failed, deadline_exceeded or cancelled (for counting)."""
+        if self.status == "failed" and self.error_code == "deadline_exceeded":
+            return "deadline_exceeded"
+        return self.status
 
     @classmethod
     def from_event(cls, event: Event) -> Result:
@@ -72,7 +81,7 @@ class JobsFailed(CutqError):
 
     def __init__(self, failed: Sequence[Result]) -> None:
         self.failed = list(failed)
-        examples = ", ".join(f"{r.job_id}: {r.error_code}" for r in self.failed[:5])
+        examples = ", ".join(f"{r.job_id}: {r.error_code or r.status}" for r in self.failed[:5])
         super().__init__(f"{len(self.failed)} job(s) failed ({examples})")
 
 
@@ -86,7 +95,8 @@ class WaitTimeout(TimeoutError):
 
 
 def raise_for_failures(results: Iterable[Result]) -> None:
-    """Raise :class:`JobsFailed` listing the failed results, if there are any."""
+    """Raise :class:`JobsFailed` listing the results that did not complete (failed, cancelled),
+    if there are any."""
     failed = [result for result in results if not result.ok]
     if failed:
         raise JobsFailed(failed)
@@ -129,11 +139,13 @@ class Watcher:
         timeout_s: float = 600.0,
         *,
         check_objects: bool = False,
+        on_result: Callable[[Result], None] | None = None,
     ) -> list[Result]:
         """A :class:`Result` per handle, in order, once every job has an event.
 
         ``check_objects`` first looks for result objects, for jobs that may have finished
-        before this watcher existed. Raises ``TimeoutError`` naming how many are pending.
+        before this watcher existed. ``on_result`` is told of each job's result once, as it
+        arrives (progress). Raises ``TimeoutError`` naming how many are pending.
         """
         handles = list(handles)
         deadline = time.monotonic() + timeout_s
@@ -148,6 +160,17 @@ class Watcher:
         pending = {h.job_id: h for h in handles if h.job_id not in self._results}
         if check_objects and pending:
             self._results.update(check_results(list(pending.values())))
+        told: set[str] = set()
+
+        def tell() -> None:
+            if on_result is None:
+                return
+            for job_id in wanted:
+                if job_id in self._results and job_id not in told:
+                    told.add(job_id)
+                    on_result(self._results[job_id])
+
+        tell()
         while any(job_id not in self._results for job_id in pending):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -160,6 +183,7 @@ class Watcher:
                     missing,
                 )
             self._pull(min(remaining, PULL_TIMEOUT_S), wanted)
+            tell()
         return [self._results[handle.job_id] for handle in handles]
 
     def _pull(self, timeout_s: float, wanted: set[str]) -> None:

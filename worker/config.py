@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from cutq.core.contract import FOREGROUNDS, FORMATS, KINDS, RESIZES, OutputSpec, check_output
+from cutq.core.control import control_uri
 from cutq.core.errors import ConfigError, InvalidJob
 from cutq.worker.hardware import CPU_ONLY, Platform
 
@@ -71,6 +72,8 @@ class WorkerConfig:
     output_background: str | None = None  # "#rrggbb[aa]": composite cutouts onto this colour
     output_quality: int | None = None  # 1-100 for jpeg, avif and lossy webp
     events_topic: str | None = None  # projects/P/topics/T; None: events go to the log only
+    control: str | None = None  # cancellation records; None: gs://<bucket>/_cutq, <output>/_cutq
+    control_refresh_s: float = 2.0  # how often cancellations are listed; 0: never (no checks)
     subscription: str | None = None  # projects/P/subscriptions/S, for `cutq worker`
     lease_extension_s: int = 20  # leases are renewed this far ahead: a crashed worker's jobs
     #                              reappear for others within about this long
@@ -125,6 +128,7 @@ class WorkerConfig:
             f"({self.max_pixels}): the largest allowed image must fit on its own",
         )
         _check(self.grace_period_s >= 0, "grace_period_s must be ≥ 0")
+        _check(self.control_refresh_s >= 0, "control_refresh_s must be ≥ 0 (0: off)")
         _check(self.storage_attempts >= 1, "storage_attempts must be ≥ 1")
         _check(self.storage_timeout_s > 0, "storage_timeout_s must be > 0")
         _check(10 <= self.lease_extension_s <= 600, "lease_extension_s must be 10-600")
@@ -194,6 +198,11 @@ class WorkerConfig:
             background=self.output_background,
             quality=self.output_quality,
         )
+
+    @property
+    def control_uri(self) -> str:
+        """Where cancellations are recorded (:mod:`cutq.core.control`)."""
+        return control_uri(self.output, self.control)
 
     @classmethod
     def from_env(

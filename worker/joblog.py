@@ -65,7 +65,9 @@ def log_job(task: Task, outcome: Outcome) -> None:
         )
     elif ending is Ending.DUPLICATE:
         log.info("%8.1fms = %s already done", total, task.label, extra=extra)
-    elif ending is Ending.FAILED:
+    elif ending is Ending.CANCELLED:
+        log.info("%8.1fms ⊘ %s cancelled", total, task.label, extra=extra)
+    elif ending in (Ending.FAILED, Ending.EXPIRED):
         assert outcome.event is not None
         log.info(
             "%8.1fms ✗ %s %s: %s",

@@ -117,7 +117,7 @@ def run_local(
         total=len(files),
         completed=stats.completed,
         duplicates=stats.duplicates,
-        failed=stats.failed + stats.exhausted,
+        failed=stats.failed + stats.expired + stats.exhausted,
         elapsed_s=elapsed,
         warmup_s=warmup_s,
         events_path=events_path,

@@ -2,7 +2,8 @@
 
 A :class:`ModelLoop` takes loaded inputs (:meth:`ModelLoop.put`), groups them into batches
 of same-sized inputs (:func:`~cutq.worker.batcher.get_batch`: at ``max_batch`` items or
-``max_wait_ms`` after the first) and runs each through the runner. A batch that raises fails
+``max_wait_ms`` after the first), lets ``screen`` drop the inputs no longer wanted (cancelled,
+past their deadline) and runs the rest through the runner. A batch that raises fails
 each of its jobs on its own (``failed``), never the thread (an input whose map is not
 finite, also in fp32, is in the prediction's ``failed``: the pipeline fails it on its own);
 anything worse than an ``Exception`` kills the thread and is kept in
@@ -50,6 +51,7 @@ class ModelLoop(Generic[T]):
         max_wait_ms: float,
         inferred: Callable[[list[T], Prediction, float], None],
         failed: Callable[[T, BaseException], None],
+        screen: Callable[[list[T]], list[T]] | None = None,
     ) -> None:
         self.runner = runner
         self.max_batch = max_batch
@@ -57,6 +59,7 @@ class ModelLoop(Generic[T]):
         self.failure: BaseException | None = None  # why a model thread died, if one did
         self._inferred = inferred  # (the batch's inputs, its prediction, when it started)
         self._failed = failed
+        self._screen = screen  # as a batch would start: the inputs still to compute
         self._queue: queue.Queue = queue.Queue()
         self.threads = [
             threading.Thread(target=self._run, name=f"cutq-model-{lane}", daemon=True)
@@ -91,6 +94,13 @@ class ModelLoop(Generic[T]):
             log.critical("the model thread died: the worker is no longer healthy", exc_info=True)
 
     def _infer(self, group: list[T]) -> None:
+        if self._screen is not None:
+            try:
+                group = self._screen(group)
+            except Exception:  # a screen that fails must not fail (or skip) the batch
+                log.exception("screening a batch of %d failed; computing it", len(group))
+            if not group:
+                return
         started = time.monotonic()
         try:
             prediction = self.runner.run([item.tensor for item in group])

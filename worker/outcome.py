@@ -4,7 +4,8 @@ An :class:`Outcome` is made once per delivery, where the pipeline knows how the 
 and handed to the one settle (:meth:`cutq.worker.ledger.Ledger.settle`), which acks or nacks
 by it and then tells every :class:`Observer`: the stats, the job's log line, and (``cutq
 run``) the local dead letter. One word per ending, the same in code, logs, summaries and the
-README: ``completed``, ``duplicate``, ``failed``, ``returned``, ``exhausted``.
+README: ``completed``, ``duplicate``, ``failed``, ``expired``, ``cancelled``, ``returned``,
+``exhausted``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Protocol
 
-from cutq.core.errors import error_code
+from cutq.core.errors import DeadlineExceeded, error_code
 from cutq.core.events import Event
 
 if TYPE_CHECKING:
@@ -24,18 +25,26 @@ if TYPE_CHECKING:
 
 
 class Ending(enum.Enum):
-    """The kinds of outcome. Acked: completed, duplicate, failed; nacked: the others."""
+    """The kinds of outcome. Acked: completed, duplicate, failed, expired, cancelled; nacked:
+    the others."""
 
     COMPLETED = "completed"  # results written and their event published
     DUPLICATE = "duplicate"  # another delivery made the results: its event again
     FAILED = "failed"  # a permanent error: a ``failed`` event
+    EXPIRED = "expired"  # past its deadline, never computed: ``failed``, deadline_exceeded
+    CANCELLED = "cancelled"  # it or its run was cancelled, never computed: ``cancelled``
     RETURNED = "returned"  # a transient error or shutdown: back to the queue, to be redelivered
     EXHAUSTED = "exhausted"  # returned on its last attempt: dead-lettered
-    # To come with deadlines and cancellation: CANCELLED, EXPIRED.
 
     @property
     def acked(self) -> bool:
-        return self in (Ending.COMPLETED, Ending.DUPLICATE, Ending.FAILED)
+        return self in (
+            Ending.COMPLETED,
+            Ending.DUPLICATE,
+            Ending.FAILED,
+            Ending.EXPIRED,
+            Ending.CANCELLED,
+        )
 
 
 @dataclass(frozen=True)
@@ -49,9 +58,13 @@ class Outcome:
 
     @classmethod
     def published(cls, event: Event) -> Outcome:
-        """Completed, duplicate or failed, as ``event`` says: acked once it is published."""
+        """Completed, duplicate, failed, expired or cancelled, as ``event`` says: acked once
+        it is published."""
+        if event.status == "cancelled":
+            return cls(Ending.CANCELLED, event)
         if event.status == "failed":
-            return cls(Ending.FAILED, event)
+            expired = event.error_code == DeadlineExceeded.code
+            return cls(Ending.EXPIRED if expired else Ending.FAILED, event)
         return cls(Ending.DUPLICATE if event.duplicate else Ending.COMPLETED, event)
 
     @classmethod
@@ -105,6 +118,8 @@ class Stats:
     completed: int = 0
     duplicates: int = 0
     failed: int = 0
+    expired: int = 0  # past their deadline (also counted under failures: deadline_exceeded)
+    cancelled: int = 0
     returned: int = 0
     exhausted: int = 0
     ack_failures: int = 0  # acks and nacks the source refused (exactly-once delivery)
@@ -122,16 +137,28 @@ class Stats:
             self.duplicates += 1
         elif ending is Ending.RETURNED:
             self.returned += 1
+        elif ending is Ending.CANCELLED:
+            self.cancelled += 1
         else:
             if ending is Ending.FAILED:
                 self.failed += 1
+            elif ending is Ending.EXPIRED:
+                self.expired += 1
             else:
                 self.exhausted += 1
             self.failures[outcome.error_code or "internal"] += 1
 
     @property
     def settled_count(self) -> int:
-        return self.completed + self.duplicates + self.failed + self.returned + self.exhausted
+        return (
+            self.completed
+            + self.duplicates
+            + self.failed
+            + self.expired
+            + self.cancelled
+            + self.returned
+            + self.exhausted
+        )
 
     @property
     def mean_batch(self) -> float:
@@ -139,7 +166,8 @@ class Stats:
 
     def summary(self) -> str:
         return (
-            f"{self.completed} completed, {self.failed} failed, {self.duplicates} duplicates, "
+            f"{self.completed} completed, {self.failed} failed, {self.expired} expired, "
+            f"{self.cancelled} cancelled, {self.duplicates} duplicates, "
             f"{self.returned} returned, {self.exhausted} exhausted, {self.batches} batches "
             f"(mean size {self.mean_batch:.1f}, {self.fp32_reruns} re-run in fp32), "
             f"{self.ack_failures} acks failed"

@@ -1,13 +1,18 @@
 """The worker pipeline: one job's life as named stages.
 
-    submit ─▶ admit ─▶ skip if done ─▶ load ─▶ infer ─▶ write ─▶ emit ─▶ settle
-              (loaders pool)                  (model   (writers pool)   (ledger)
-                                               thread)
+    submit ─▶ admit ─▶ skip if done ─▶ withdraw? ─▶ load ─▶ withdraw? ─▶ infer ─▶ write ─▶ …
+              (loaders pool)                                 (model thread)      (writers pool)
+    … ─▶ emit ─▶ settle
+                 (ledger)
 
 * **admit**: parse the message, check the model and the allow-lists, fix the input and result
   URIs once (the resolved paths that were checked); then lead the job, or follow a delivery of
   it that is already running (:mod:`cutq.worker.ledger`): one computation per job.
 * **skip if done**: at-least-once delivery; when every result exists, re-emit and ack.
+* **withdraw?** (at admission, and again when the job's batch would start): a job whose run
+  or itself is cancelled (:mod:`cutq.worker.cancellations`), or whose deadline passed, ends
+  here with a ``cancelled`` or ``failed`` (``deadline_exceeded``) event: never downloaded at
+  admission, never computed at the batch. A job already done stays done (checked first).
 * **load**: read, decode (inside the pixel budget) and preprocess into a model input.
 * **infer**: the model loop (:mod:`cutq.worker.model_loop`) forms batches of same-sized
   inputs and runs them (one thread per lane of the model: two single-threaded forwards at
@@ -15,8 +20,8 @@
 * **write**: from one mask, each of the job's renditions (:mod:`cutq.worker.results`: framing,
   edge colours, encode, a preset's verdict) and its quality flags; create each result object
   *only if absent*, so of two workers racing on one job exactly one writes each object.
-* **emit**: publish the ``completed`` or ``failed`` event; **settle**: ack (or nack for
-  transient errors) in the ledger, once, by the job's :class:`~cutq.worker.outcome.Outcome`
+* **emit**: publish the ``completed``, ``failed`` or ``cancelled`` event; **settle**: ack (or
+  nack for transient errors) in the ledger, once, by the job's :class:`~cutq.worker.outcome.Outcome`
   (:meth:`Pipeline._end`, the one way a job ends).
 
 Any error settles the job by its class (:mod:`cutq.core.errors`): permanent → ``failed`` event
@@ -37,6 +42,7 @@ from typing import TYPE_CHECKING, TypeVar
 from cutq.core.contract import Job, parse_job, salvage_job_id
 from cutq.core.errors import (
     CutqError,
+    JobCancelled,
     ShuttingDown,
     UnknownModel,
     error_code,
@@ -46,6 +52,7 @@ from cutq.core.events import Event, OutputInfo
 from cutq.core.storage import Stores
 from cutq.worker import imaging, results
 from cutq.worker.access import check_allowed
+from cutq.worker.cancellations import CancelWatch, withdrawal
 from cutq.worker.config import WorkerConfig
 from cutq.worker.inference import Prediction, Runner
 from cutq.worker.ledger import Ledger, Task
@@ -102,8 +109,10 @@ class Pipeline:
         runner: Runner,
         events: EventSink,
         storage: Stores | None = None,
+        cancellations: CancelWatch | None = None,
     ) -> None:
         self.config = config
+        self.cancellations = cancellations  # None: no cancellation checks (deadlines still)
         self.runner = runner
         self.events = events
         self.storage = storage or stores_for(config)
@@ -117,6 +126,7 @@ class Pipeline:
             max_wait_ms=config.max_wait_ms,
             inferred=self._inferred,
             failed=lambda loaded, error: self._fail(loaded.admitted.task, error),
+            screen=self._screen,
         )
         self._stopping = threading.Event()
         self._released = threading.Event()
@@ -180,6 +190,9 @@ class Pipeline:
             return  # another delivery of this job is running: settled with it
         if self._skip_if_done(admitted):
             return
+        reason = withdrawal(admitted.job, task.delivery.attributes, self.cancellations)
+        if reason is not None:  # cancelled or expired: never downloaded
+            raise reason  # settled by _hand_off
         self.model_loop.put(self._load(admitted))
 
     def _admit(self, task: Task) -> Admitted:
@@ -230,6 +243,22 @@ class Pipeline:
         if not self.ledger.pixels.reserve(pixels, cancelled=self._stopping.is_set):
             raise ShuttingDown("worker stopping")
         task.pixels = pixels
+
+    def _screen(self, group: list[Loaded]) -> list[Loaded]:
+        """Model loop, as a batch would start: the jobs still to compute; the others end on
+        the writers (their event is published there, never on the model thread)."""
+        keep = []
+        for loaded in group:
+            task = loaded.admitted.task
+            reason = withdrawal(loaded.admitted.job, task.delivery.attributes, self.cancellations)
+            if reason is None:
+                keep.append(loaded)
+            else:
+                self._hand_off(self._writers, self._fail_as, (task, reason), task)
+        return keep
+
+    def _fail_as(self, failure: tuple[Task, BaseException]) -> None:
+        self._fail(*failure)
 
     def _inferred(self, group: list[Loaded], prediction: Prediction, started: float) -> None:
         """Model loop: a batch ran; each of its jobs goes on to the writers (or fails on its
@@ -288,7 +317,19 @@ class Pipeline:
     # --- ending a job -----------------------------------------------------------------------
 
     def _fail(self, task: Task, error: BaseException) -> None:
-        """End ``task`` by the class of ``error``: a ``failed`` event, or back to the queue."""
+        """End ``task`` by the class of ``error``: a ``failed`` (or ``cancelled``) event, or
+        back to the queue."""
+        job, delivery = task.job, task.delivery
+        if isinstance(error, JobCancelled) and job is not None:
+            event = Event.cancelled(
+                job,
+                str(error),
+                model=self.runner.model.describe(),
+                attempt=delivery.delivery_attempt,
+                timings_ms=task.finish(),
+            )
+            self._end(task, Outcome.published(event))
+            return
         if not is_permanent(error):
             if not isinstance(error, CutqError):
                 log.error(
@@ -298,7 +339,6 @@ class Pipeline:
                 )
             self._end(task, Outcome.returned(error, last_attempt=task.last_attempt))
             return
-        job, delivery = task.job, task.delivery
         event = Event.failed(
             (job.job_id if job else salvage_job_id(delivery.data)) or task.label,
             job.input if job else None,

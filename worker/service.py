@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 
 from cutq.core.storage import Stores
+from cutq.worker.cancellations import CancelWatch
 from cutq.worker.config import WorkerConfig
 from cutq.worker.inference import Runner, batch_shapes
 from cutq.worker.models import create_model
@@ -48,7 +49,12 @@ class Service:
         self.runner = runner
         self.events = events
         self.storage = storage or stores_for(config)
-        self.pipeline = Pipeline(config, runner, events, self.storage)
+        self.cancellations = (
+            CancelWatch(self.storage, config.control_uri, config.control_refresh_s)
+            if config.control_refresh_s > 0
+            else None
+        )
+        self.pipeline = Pipeline(config, runner, events, self.storage, self.cancellations)
         self.ready_s = ready_s
         self._stopping = threading.Event()
         self._closing = threading.Lock()
@@ -108,6 +114,8 @@ class Service:
         intake = Intake(self.pipeline.submit, self.ready, self.pipeline.in_flight)
         with self._signals(handle_signals):
             try:
+                if self.cancellations is not None:  # a first listing before the first job
+                    self.cancellations.start()
                 source.start(intake)
                 reason = self._serve(source, drain_idle_s)
                 log.info("stopping: %s", reason.value)
@@ -179,6 +187,9 @@ class Service:
             _bounded(lambda: source.close(deadline), deadline - time.monotonic(), "the source")
         # 6. Flush the event sink (bounded: a stuck publisher must not hold the exit).
         _bounded(self.events.close, deadline - time.monotonic(), "closing the event sink")
+        # 7. Stop listing cancellations (it only reads).
+        if self.cancellations is not None:
+            self.cancellations.stop()
         log.info("stopped: %s", self.pipeline.stats.summary())
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,7 +20,9 @@ from cutq.core.errors import ConfigError, InvalidJob
 from cutq.core.flags import add_output_args, options_from_args, renditions_from_args
 
 if TYPE_CHECKING:
-    from cutq.submitter.client import JobHandle, Watcher
+    from cutq.core.contract import OutputSpec
+    from cutq.core.control import Expiry
+    from cutq.submitter.client import JobHandle, Submitter, Watcher
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--timeout-s", type=float, default=3600.0, help="how long --wait waits")
     parser.add_argument("--download", metavar="DIR", help="with --wait: download the results")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--run-id",
+        help="this bulk run's id (cutq.run_id attribute; `cutq cancel --run` stops it); "
+        "generated and printed when a directory or prefix is submitted",
+    )
+    parser.add_argument("--ttl-s", type=float, help="each job expires this long after publish")
+    parser.add_argument("--deadline", help="each job expires at this RFC 3339 time")
     add_output_args(parser)
     parser.set_defaults(handler=handle)
 
@@ -72,6 +81,8 @@ class Summary:
     errors: int = 0
     completed: int = 0
     failed: int = 0
+    expired: int = 0  # failed with deadline_exceeded (also in failed)
+    cancelled: int = 0
     pending: int = 0
     publish_s: float = 0.0
     failures: list[str] = field(default_factory=list)
@@ -82,14 +93,16 @@ class Summary:
             f"published {self.published}, skipped {self.skipped} (done), errors {self.errors}"
             f" in {self.publish_s:.1f} s ({rate:.1f} jobs/s)"
         )
-        if self.completed or self.failed or self.pending:
+        if self.completed or self.failed or self.cancelled or self.pending:
             line += f"; completed {self.completed}, failed {self.failed}"
+            line += f" ({self.expired} deadline_exceeded)" if self.expired else ""
+            line += f", cancelled {self.cancelled}" if self.cancelled else ""
             line += f", pending {self.pending}" if self.pending else ""
         return "\n".join([line, *self.failures[:20]])
 
     @property
     def ok(self) -> bool:
-        return not (self.errors or self.failed or self.pending)
+        return not (self.errors or self.failed or self.cancelled or self.pending)
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -127,6 +140,7 @@ def handle(args: argparse.Namespace) -> int:
         )
     except InvalidJob as error:
         raise ConfigError(str(error)) from None
+    expiry = _expiry(args)
     checkpoint = Checkpoint(args.resume_file) if args.resume_file else None
     limiter = TokenBucket(parse_rate(args.rate)) if args.rate else None
     done = DoneIndex.build(spec) if args.skip_done else None
@@ -163,6 +177,7 @@ def handle(args: argparse.Namespace) -> int:
         settled(False)
 
     submitter = Submitter(config)
+    run_id = _start_run(submitter, spec, args)
     watcher = submitter.watch() if args.wait else None
     started = time.monotonic()
     try:
@@ -177,6 +192,9 @@ def handle(args: argparse.Namespace) -> int:
                 skip=done.lookup if done is not None else None,
                 before_publish=limiter.acquire if limiter is not None else None,
                 on_error=on_error,
+                run_id=run_id,
+                ttl_s=expiry.ttl_s if expiry else None,
+                deadline=expiry.deadline if expiry else None,
             ):
                 settled(True)
                 summary.skipped += handle.skipped
@@ -205,18 +223,31 @@ def handle(args: argparse.Namespace) -> int:
 def _wait(
     watcher: Watcher, handles: list[JobHandle], args: argparse.Namespace, summary: Summary
 ) -> None:
-    from cutq.submitter.watch import WaitTimeout
+    from tqdm import tqdm
 
-    try:
-        results = watcher.wait(handles, args.timeout_s, check_objects=True)
-    except WaitTimeout as error:
-        print(f"cutq: {error}")
-        results, summary.pending = error.results, len(error.pending)
+    from cutq.submitter.watch import Result, WaitTimeout
+
+    endings: Counter[str] = Counter()  # completed, failed, deadline_exceeded, cancelled
+
+    def progress(result: Result) -> None:
+        endings[result.ending] += 1
+        bar.update()
+        bar.set_postfix(endings, refresh=False)
+
+    with tqdm(total=len(handles), unit="job", disable=args.no_progress, desc="wait") as bar:
+        try:
+            results = watcher.wait(handles, args.timeout_s, check_objects=True, on_result=progress)
+        except WaitTimeout as error:
+            print(f"cutq: {error}")
+            results, summary.pending = error.results, len(error.pending)
     for result in results:
         if result.ok:
             summary.completed += 1
+        elif result.status == "cancelled":
+            summary.cancelled += 1
         else:
             summary.failed += 1
+            summary.expired += result.ending == "deadline_exceeded"
             summary.failures.append(f"  failed {result.job_id}: {result.error_code}")
     if args.download:
         from cutq.core.storage import open_storage
@@ -232,6 +263,47 @@ def _wait(
             if future.exception() is not None:
                 summary.errors += 1
                 summary.failures.append(f"  download {uri}: {future.exception()}")
+
+
+def _start_run(submitter: Submitter, spec: OutputSpec, args: argparse.Namespace) -> str | None:
+    """A bulk run's id (given, or generated for a directory or prefix), registered so that
+    ``cutq cancel --run`` knows it; a client that may not write there still submits."""
+    from cutq.core.control import check_id, new_run_id
+
+    if args.run_id is None and not any(_is_bulk(origin) for origin in args.inputs):
+        return None
+    try:
+        run_id = check_id(args.run_id, "--run-id") if args.run_id else new_run_id()
+    except InvalidJob as error:
+        raise ConfigError(str(error)) from None
+    try:
+        submitter.start_run(run_id, output=spec, details={"inputs": args.inputs[:20]})
+    except Exception as error:  # e.g. no write access to the control prefix
+        log.warning(
+            "could not register run %s under %s (%s): `cutq cancel --run` will call it "
+            "unknown; its jobs can still be cancelled by id",
+            run_id,
+            submitter.control_uri(spec),
+            error,
+        )
+    print(f"run {run_id} (stop it with: cutq cancel --run {run_id})", flush=True)
+    return run_id
+
+
+def _is_bulk(origin: str) -> bool:
+    """A directory or a prefix: many jobs, one run (a single local file is not a run)."""
+    return "://" in origin or Path(origin).is_dir()
+
+
+def _expiry(args: argparse.Namespace) -> Expiry | None:
+    """``--ttl-s``/``--deadline`` as the job contract reads them (a bad value: exit 2)."""
+    from cutq.core.control import parse_expiry
+
+    fields = {"ttl_s": args.ttl_s, "deadline": args.deadline}
+    try:
+        return parse_expiry({k: v for k, v in fields.items() if v is not None})
+    except InvalidJob as error:
+        raise ConfigError(f"--{str(error).replace('_', '-', 1)}") from None
 
 
 def _name(uri: str) -> str:

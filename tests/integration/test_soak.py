@@ -39,3 +39,35 @@ def test_soak_with_rotating_faults_loses_nothing(
     kinds = {fault["fault"].split(" ")[0] for fault in report["faults"]}
     assert {"kill_worker", "storage_503_burst", "sigterm_scale_in"} <= kinds, report["faults"]
     assert report["worker_processes"] >= 3  # the killed one was replaced
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_soak_with_a_bulk_run_cancelled_midway_ends_every_job_once(
+    pubsub_double: PubSubEmulator, gcs_server: str, gcs_bucket: str
+) -> None:
+    """The same faults, and a third of the jobs in a bulk run cancelled 4 s in: still nothing
+    lost, nothing computed twice, and every job ends as exactly one of completed / failed /
+    cancelled (a cancelled job with a result object, or with a completed event too, is a
+    conflict)."""
+    settings = SoakSettings(
+        jobs=300,
+        workers=2,
+        fault_every_s=3.0,
+        faults=("kill_worker", "sigterm_scale_in", "storage_503_burst", "pubsub_restart"),
+        timeout_s=150.0,
+        cancel_every=3,
+        cancel_at_s=4.0,
+    )
+    report = run_soak(pubsub_double, gcs_server, gcs_bucket, settings)
+    print(json.dumps(report, indent=2))  # shown with -s, and on failure
+    assert report["lost"] == 0 and report["conflicting"] == 0, report
+    assert report["duplicate_results"] == 0, report
+    assert report["computed_twice"] == 0 and report["scale_in_problems"] == [], report
+    assert report["dead_lettered"] == 0 and report["failed"] == 0, report
+    assert report["completed"] + report["cancelled"] == 300, report
+    assert report["cancel_at_s"] is not None and report["cancelled"] > 0, report
+    # Only the run's jobs are cancelled (every other job completed: the sum above).
+    assert report["cancelled_outside_run"] == 0, report
+    kinds = {fault["fault"].split(" ")[0] for fault in report["faults"]}
+    assert {"kill_worker", "sigterm_scale_in"} <= kinds, report["faults"]

@@ -374,3 +374,22 @@ def test_close_waits_for_every_publish_handed_to_the_client(jobs, tmp_path):
     assert [type(future.exception()).__name__ for future in futures if future.exception()] == []
     assert len(jobs.drain(60)) == 60
     assert submitter._unconfirmed == set()
+
+
+def test_a_bulk_submit_is_a_registered_run_that_cutq_cancel_knows(jobs, tmp_path, capsys):
+    write_files(tmp_path / "in", 3)
+    output = (tmp_path / "out").as_uri()
+    code, _ = run_cli((tmp_path / "in").as_uri(), "--topic", jobs.topic, "--output", output,
+                      "--ttl-s", "30")  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    run_id = printed.split("run ", 1)[1].split(" ", 1)[0]
+    assert f"stop it with: cutq cancel --run {run_id}" in printed
+    messages = jobs.drain(3)
+    assert {message.attributes["cutq.run_id"] for message in messages} == {run_id}
+    assert {json.loads(message.data)["ttl_s"] for message in messages} == {30}
+    assert main(["cancel", "--run", run_id, "--output", output]) == 0
+    assert capsys.readouterr().out == f"cancelled run {run_id}\n"
+    code, _ = run_cli((tmp_path / "in").as_uri(), "--topic", jobs.topic, "--output", output,
+                      "--run-id", "../bad")  # fmt: skip
+    assert code == 2

@@ -1,7 +1,8 @@
 """Counting how every submitted job ended, for fault and soak tests.
 
-A job may end as a result object plus a ``completed`` event, as a ``failed`` event, or in the
-dead-letter topic, and as exactly one of those. At-least-once delivery allows a job's
+A job may end as a result object plus a ``completed`` event, as a ``failed`` event, as a
+``cancelled`` event (with no result object), or in the dead-letter topic, and as exactly one of
+those. At-least-once delivery allows a job's
 ``completed`` event to be re-emitted (``duplicate: true``); that is counted, not a failure.
 What must be zero: jobs with no ending (lost), jobs with two different endings, and result
 objects beyond one per job.
@@ -29,9 +30,11 @@ class Tally:
     submitted: int
     completed: int = 0
     failed: int = 0
+    cancelled: int = 0
     dead_lettered: int = 0
     lost: list[str] = field(default_factory=list)
     conflicting: list[str] = field(default_factory=list)  # two different endings
+    cancelled_ids: list[str] = field(default_factory=list)
     duplicate_results: int = 0  # result objects beyond one per job (or for no job)
     repeated_events: int = 0  # re-emitted events: allowed by at-least-once delivery
 
@@ -39,6 +42,7 @@ class Tally:
         data = asdict(self)
         data["lost"] = len(self.lost)
         data["conflicting"] = len(self.conflicting)
+        del data["cancelled_ids"]
         return data
 
     def assert_nothing_lost(self) -> None:
@@ -52,17 +56,20 @@ def tally(
 ) -> Tally:
     """Match events, dead letters and result objects (as pulled by :class:`Cloud`) to jobs."""
     ids = list(job_ids)
-    completed, failed, dead_ids = Counter(), Counter(), Counter()
+    completed, failed, cancelled, dead_ids = Counter(), Counter(), Counter(), Counter()
+    by_status = {"completed": completed, "cancelled": cancelled}
     for event in events:
         data = event["body"]["data"]
-        (completed if data["status"] == "completed" else failed)[data["job_id"]] += 1
+        by_status.get(data["status"], failed)[data["job_id"]] += 1
     for message in dead:
         dead_ids[message["body"].get("job_id", "?")] += 1
     objects = Counter(PurePosixPath(uri).name.split(".", 1)[0] for uri in results)
     result = Tally(submitted=len(ids))
     for job_id in ids:
         done = completed[job_id] > 0 and objects[job_id] > 0
-        endings = [done, failed[job_id] > 0, dead_ids[job_id] > 0]
+        endings = [done, failed[job_id] > 0, dead_ids[job_id] > 0, cancelled[job_id] > 0]
+        if cancelled[job_id] and objects[job_id]:  # a cancelled job's result: a second ending
+            endings.append(True)
         if sum(endings) == 0:
             result.lost.append(job_id)
         elif sum(endings) > 1:
@@ -70,7 +77,11 @@ def tally(
         result.completed += done
         result.failed += endings[1]
         result.dead_lettered += endings[2]
-        result.repeated_events += max(0, completed[job_id] + failed[job_id] - 1)
+        result.cancelled += endings[3]
+        if endings[3]:
+            result.cancelled_ids.append(job_id)
+        seen = completed[job_id] + failed[job_id] + cancelled[job_id]
+        result.repeated_events += max(0, seen - 1)
     known = set(ids)
     result.duplicate_results = sum(
         count - 1 if job_id in known else count for job_id, count in objects.items() if count

@@ -6,7 +6,10 @@ SIGTERM (it must exit 0 within its grace period plus 1 s) and a fresh one starte
 server restarts under every stream (skipped when it is an external emulator). Every worker's
 job lines are read: a job that ended (completed or duplicate) more than once after running the
 model was computed twice (a transient failure's retry is not counted: it had to recompute).
-Meanwhile the resident memory of
+With ``cancel_every`` set, every that-many-th job is published in a bulk run
+(``cutq.run_id``) that is cancelled ``cancel_at_s`` into the run: each of its jobs must end
+exactly once, completed (before the cancellation reached it) or cancelled. Meanwhile the
+resident memory of
 each worker process is sampled from ``/proc/<pid>/status``. The result says how every job
 ended (see :mod:`tests.support.ledger`), the throughput, the faults and the memory drift.
 Used by ``tests/integration/test_soak.py`` (small) and ``bench/soak.py`` (any size).
@@ -25,6 +28,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from cutq.core.contract import new_job
+from cutq.core.control import RUN_ID_ATTRIBUTE, cancel, register_run
 from cutq.core.storage import open_storage
 from tests.support.cloud import Cloud, tiny_image, worker_process
 from tests.support.emulators import PubSubEmulator
@@ -47,6 +52,8 @@ class SoakSettings:
     max_batch: int = 8
     max_in_flight: int = 16
     image_sizes: tuple[tuple[int, int], ...] = ((48, 40), (64, 48), (40, 56))
+    cancel_every: int = 0  # every N-th job belongs to a run cancelled midway; 0: none
+    cancel_at_s: float = 0.0  # … this long after publishing
 
 
 def rss_mb(pid: int) -> float | None:
@@ -139,6 +146,56 @@ def _upload(cloud: Cloud, count: int, sizes: tuple[tuple[int, int], ...]) -> lis
     return uris
 
 
+class _Cancellation:
+    """A bulk run among the soak's jobs, cancelled midway (nothing when ``cancel_every`` is 0)."""
+
+    RUN_ID = "soak-cancelled"
+
+    def __init__(self, cloud: Cloud, control: str, settings: SoakSettings) -> None:
+        self.cloud = cloud
+        self.control = control
+        self.settings = settings
+        self.run_ids: list[str] = []  # the jobs in the run
+        self.at_s: float | None = None
+
+    def publish(self, uris: list[str]) -> list[str]:
+        """Publish every job (the run's with its ``cutq.run_id``); returns their ids in order."""
+        every = self.settings.cancel_every
+        if not every:
+            return self.cloud.publish_jobs(uris)
+        storage = open_storage(self.control)
+        register_run(storage, self.control, self.RUN_ID, {"soak": True})
+        futures, ids = [], []
+        for index, uri in enumerate(uris):
+            job = new_job(uri, self.cloud.output)
+            attributes = {RUN_ID_ATTRIBUTE: self.RUN_ID} if index % every == 0 else {}
+            if attributes:
+                self.run_ids.append(job.job_id)
+            publisher = self.cloud.publisher
+            futures.append(publisher.publish(self.cloud.jobs_topic, job.to_message(), **attributes))
+            ids.append(job.job_id)
+        for future in futures:
+            future.result(timeout=30)
+        return ids
+
+    def tick(self, elapsed_s: float) -> None:
+        if not self.run_ids or self.at_s is not None or elapsed_s < self.settings.cancel_at_s:
+            return
+        report = cancel(open_storage(self.control), self.control, run_ids=[self.RUN_ID])
+        assert report.cancelled == [f"run {self.RUN_ID}"], report
+        self.at_s = round(elapsed_s, 1)
+
+    def report(self, computed: collections.Counter, cancelled: list[str]) -> dict[str, Any]:
+        if not self.run_ids:
+            return {}
+        return {
+            "cancel_at_s": self.at_s,
+            "cancel_run_jobs": len(self.run_ids),
+            "cancel_run_computed": sum(computed[job_id] > 0 for job_id in self.run_ids),
+            "cancelled_outside_run": len(set(cancelled) - set(self.run_ids)),
+        }
+
+
 def run_soak(
     emulator: PubSubEmulator, gcs_url: str, bucket: str, settings: SoakSettings
 ) -> dict[str, Any]:
@@ -168,7 +225,8 @@ def run_soak(
 
         workers.extend(spawn() for _ in range(settings.workers))
         started = time.monotonic()
-        ids = cloud.publish_jobs(uris)
+        cancellation = _Cancellation(cloud, config.control_uri, settings)
+        ids = cancellation.publish(uris)
         published_s = time.monotonic() - started
         next_fault = started + settings.fault_every_s
         next_sample = 0.0
@@ -181,6 +239,7 @@ def run_soak(
                 for worker in workers:
                     worker.sample()
                 next_sample = now + 1.0
+            cancellation.tick(now - started)
             if now < next_fault:
                 return
             kind = settings.faults[len(faults) % len(settings.faults)]
@@ -230,7 +289,7 @@ def run_soak(
             for worker in finished:
                 worker.close()
             cloud.close()
-        ended = result.completed + result.failed + result.dead_lettered
+        ended = result.completed + result.failed + result.cancelled + result.dead_lettered
     memory = [m for m in (w.memory() for w in finished) if m is not None]
     return {
         "jobs": settings.jobs,
@@ -238,6 +297,7 @@ def run_soak(
         "fault_every_s": settings.fault_every_s,
         **result.as_dict(),
         "computed_twice": sum(count > 1 for count in computed.values()),
+        **cancellation.report(computed, result.cancelled_ids),
         "scale_in_problems": scale_in_problems,
         "elapsed_s": round(elapsed, 1),
         "publish_s": round(published_s, 1),

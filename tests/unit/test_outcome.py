@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from cutq.core.contract import OutputSpec, new_job
 from cutq.core.errors import ShuttingDown, StorageUnavailable
 from cutq.core.events import Event
 from cutq.worker.joblog import log_job
@@ -23,9 +24,11 @@ def task(last_attempt: bool = False) -> Task:
     return Task(delivery)  # type: ignore[arg-type]
 
 
-def event(status: str, duplicate: bool = False) -> Event:
+def event(status: str, duplicate: bool = False, code: str = "not_an_image") -> Event:
     if status == "failed":
-        return Event.failed("j1", "gs://b/in.png", "not_an_image", "no", attributes={})
+        return Event.failed("j1", "gs://b/in.png", code, "no", attributes={})
+    if status == "cancelled":
+        return Event.cancelled(new_job("gs://bucket/in.png", OutputSpec("gs://bucket/o")), "run x")
     return Event(
         job_id="j1",
         status="completed",
@@ -39,6 +42,8 @@ OUTCOMES = {
     Ending.COMPLETED: lambda: Outcome.published(event("completed")),
     Ending.DUPLICATE: lambda: Outcome.published(event("completed", duplicate=True)),
     Ending.FAILED: lambda: Outcome.published(event("failed")),
+    Ending.EXPIRED: lambda: Outcome.published(event("failed", code="deadline_exceeded")),
+    Ending.CANCELLED: lambda: Outcome.published(event("cancelled")),
     Ending.RETURNED: lambda: Outcome.returned(StorageUnavailable("down")),
     Ending.EXHAUSTED: lambda: Outcome.returned(StorageUnavailable("down"), last_attempt=True),
 }
@@ -50,7 +55,7 @@ def test_each_outcome_has_one_word_in_the_stats_and_the_job_log(
 ) -> None:
     outcome = OUTCOMES[ending]()
     assert outcome.ending is ending
-    assert outcome.acked is (ending in (Ending.COMPLETED, Ending.DUPLICATE, Ending.FAILED))
+    assert outcome.acked is (ending not in (Ending.RETURNED, Ending.EXHAUSTED))
     stats, item = Stats(), task()
     item.finish()
     stats.settled(item, outcome)
@@ -58,6 +63,8 @@ def test_each_outcome_has_one_word_in_the_stats_and_the_job_log(
         "completed": stats.completed,
         "duplicate": stats.duplicates,
         "failed": stats.failed,
+        "expired": stats.expired,
+        "cancelled": stats.cancelled,
         "returned": stats.returned,
         "exhausted": stats.exhausted,
     }
