@@ -212,12 +212,12 @@ def tensors_for(runner: Runner, files: Sequence[Path], resize: str) -> list[torc
 
 def bare_rate(runner: Runner, tensors: Sequence[torch.Tensor | Any], batch: int) -> float:
     """Images/s of ``Runner.predict`` alone over ``tensors`` in batches of ``batch``, with as
-    many calls at once as the model has lanes (as the pipeline runs it)."""
+    many calls at once as the model has streams (as the pipeline runs it)."""
     batches = [tensors[start : start + batch] for start in range(0, len(tensors), batch)]
     sync(runner)
     started = time.perf_counter()
-    with ThreadPoolExecutor(max(1, runner.model.lanes)) as lanes:
-        for _ in lanes.map(runner.predict, batches):
+    with ThreadPoolExecutor(max(1, runner.model.streams)) as streams:
+        for _ in streams.map(runner.predict, batches):
             pass
     sync(runner)
     return len(tensors) / (time.perf_counter() - started)

@@ -267,8 +267,8 @@ def test_the_registry_serves_a_spec_through_config(tmp_path: Path) -> None:
     path = onnx_graphs.nchw_graph(tmp_path / "g.onnx", **FIXED)
     spec = str(base_spec(tmp_path, path))
     model = create_model(WorkerConfig(model_spec=spec, device="cpu"))
-    assert isinstance(model, CustomOnnx) and model.name == "probe" and model.lanes == 1
-    assert create_model(WorkerConfig(model_spec=spec, model="probe", lanes=2)).lanes == 2
+    assert isinstance(model, CustomOnnx) and model.name == "probe" and model.streams == 1
+    assert create_model(WorkerConfig(model_spec=spec, model="probe", streams=2)).streams == 2
     with pytest.raises(ConfigError, match="CUTQ_MODEL=inspyrenet but the model spec serves probe"):
         create_model(WorkerConfig(model_spec=spec, model="inspyrenet"))
     with pytest.raises(ConfigError, match="runs in onnxruntime"):

@@ -51,7 +51,7 @@ def _u2netp(config: WorkerConfig, extra: dict[str, int]) -> Model:
         return U2NetPOnnx(
             cache_dir=config.checkpoint_cache_dir,
             threads=config.threads,
-            lanes=config.lanes,
+            streams=config.streams,
             **extra,
         )
     from cutq.worker.models.u2netp import U2NetP
@@ -95,7 +95,7 @@ def custom_model(config: WorkerConfig) -> Model:
         raise ConfigError("a model spec runs in onnxruntime; unset CUTQ_ENGINE=torch")
     cuda = config.device != "cpu" and config.platform.gpus > 0  # onnxruntime's own CUDA EP
     return CustomOnnx(
-        spec, config.checkpoint_cache_dir, threads=config.threads, lanes=config.lanes, cuda=cuda
+        spec, config.checkpoint_cache_dir, threads=config.threads, streams=config.streams, cuda=cuda
     )
 
 
@@ -113,8 +113,8 @@ def create_model(config: WorkerConfig) -> Model:
     factory = REGISTRY.get(config.model)
     if factory is None:
         raise ConfigError(f"unknown model {config.model!r}; choose one of {', '.join(MODELS)}")
-    if config.lanes not in (None, 1) and resolve_engine(config) != "onnxruntime":
-        raise ConfigError("lanes above 1 need the onnxruntime engine (u2netp on a CPU)")
+    if config.streams not in (None, 1) and resolve_engine(config) != "onnxruntime":
+        raise ConfigError("streams above 1 need the onnxruntime engine (u2netp on a CPU)")
     extra = {"max_side": config.model_max_side} if config.model_max_side else {}
     try:
         return factory(config, extra)

@@ -46,7 +46,7 @@ class Model(ABC):
     #: How many :meth:`predict` calls the pipeline may run at once (one model thread each).
     #: Only a model whose predict is thread-safe and which sized its own threads for it says
     #: more than 1.
-    lanes: int = 1
+    streams: int = 1
 
     @abstractmethod
     def setup(self, device: torch.device | Any) -> None:

@@ -8,8 +8,8 @@ warm-up, :meth:`CustomOnnx.setup` checks the spec against the graph and runs one
 wrong spec stops the worker with a message naming the field, not a failed job per image. The
 runner's warm-up then checks what every model must do: finite maps in [0, 1] that find a disc.
 
-On a CPU the graph runs in lanes like u2netp (:class:`~cutq.worker.models.onnx_engine.Graph`;
-one lane unless ``CUTQ_LANES`` says more: these graphs are large). A graph whose batch axis is
+On a CPU the graph runs in streams like u2netp (:class:`~cutq.worker.models.onnx_engine.Graph`;
+one stream unless ``CUTQ_STREAMS`` says more: these graphs are large). A graph whose batch axis is
 fixed at 1 (many published exports) is run image by image.
 """
 
@@ -42,20 +42,20 @@ class CustomOnnx(Model):
         spec: ModelSpec,
         cache_dir: str | os.PathLike[str] | None = None,
         threads: int | None = None,
-        lanes: int | None = None,
+        streams: int | None = None,
         cuda: bool = False,
     ) -> None:
         """``cuda``: run on CUDA's execution provider (falls back to the CPU, with a warning,
         when this onnxruntime has none)."""
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be ≥ 1, got {threads}")
-        if lanes is not None and lanes < 1:
-            raise ValueError(f"lanes must be ≥ 1, got {lanes}")
+        if streams is not None and streams < 1:
+            raise ValueError(f"streams must be ≥ 1, got {streams}")
         self.spec = spec
         self.name = spec.name  # type: ignore[misc]  # per instance: the spec names it
         self.cache_dir = cache_dir
         self.threads = threads or onnx_engine.cpu_count()
-        self.lanes = 1 if cuda else (lanes or 1)
+        self.streams = 1 if cuda else (streams or 1)
         self.want_cuda = cuda
         self.providers: list[str] = []
         self.path: Path | None = None
@@ -72,7 +72,7 @@ class CustomOnnx(Model):
         self.providers = onnx_engine.providers_for(cuda=self.want_cuda)
         try:
             if self.providers[0] == "CPUExecutionProvider":
-                graph = NamedGraph(self.path, self.threads, self.lanes, onnx_engine.Lanes())
+                graph = NamedGraph(self.path, self.threads, self.streams, onnx_engine.Streams())
                 session = graph.wide
             else:
                 session = onnx_engine.open_session(self.path, self.threads, self.providers)

@@ -144,7 +144,7 @@ def run(session: ort.InferenceSession, batch: np.ndarray) -> np.ndarray:
     return session.run([OUTPUT_NAME], feed)[0]  # type: ignore[no-any-return]
 
 
-class Lanes:
+class Streams:
     """How many forward passes run at once, across every graph of one model."""
 
     def __init__(self) -> None:
@@ -165,20 +165,20 @@ class Lanes:
 
 
 class Graph:
-    """One exported graph, run by up to ``lanes`` model threads at once.
+    """One exported graph, run by up to ``streams`` model threads at once.
 
     A forward pass that starts alone runs on the wide session (``threads`` intra-op threads:
     a lone image is done soonest); one that starts while another runs takes the narrow session
-    (``threads // lanes``), so under a backlog each lane runs single-threaded on 2 cores:
-    no lane waits at a kernel's barrier for a thread that decode or encode work preempted.
+    (``threads // streams``), so under a backlog each stream runs single-threaded on 2 cores:
+    no stream waits at a kernel's barrier for a thread that decode or encode work preempted.
     The narrow session is loaded when first needed (a lone worker at start-up never does).
     """
 
     def __init__(
-        self, path: Path, threads: int, lanes: int, busy: Lanes, spinning: bool = False
+        self, path: Path, threads: int, streams: int, busy: Streams, spinning: bool = False
     ) -> None:
         self.path, self.spinning, self.busy = path, spinning, busy
-        self.narrow_threads = max(1, threads // lanes)
+        self.narrow_threads = max(1, threads // streams)
         self.wide = load_session(path, threads, spinning)
         self._narrow = self.wide if self.narrow_threads == threads else None
         self._loading = threading.Lock()

@@ -196,12 +196,12 @@ class U2NetPOnnx(Model):
         cache_dir: str | Path | None = None,
         threads: int | None = None,
         spinning: bool = False,
-        lanes: int | None = None,
+        streams: int | None = None,
     ) -> None:
         """The bundled weights run from the graphs shipped beside them; other ``weights`` are
         exported once into ``cache_dir`` (default ``~/.cache/cutq/onnx``).
 
-        Up to ``lanes`` images run at once, each on its own model thread (default: 2 when
+        Up to ``streams`` images run at once, each on its own model thread (default: 2 when
         there are 2 cores or more). An image running alone gets ``threads`` intra-op threads
         (default: one per core); images running together share them out (see
         :class:`~cutq.worker.models.onnx_engine.Graph`). On 2 cores, two single-threaded
@@ -216,10 +216,10 @@ class U2NetPOnnx(Model):
         self.cache_dir = Path(cache_dir) if cache_dir else onnx_engine.default_cache_dir()
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be ≥ 1, got {threads}")
-        if lanes is not None and lanes < 1:
-            raise ValueError(f"lanes must be ≥ 1, got {lanes}")
+        if streams is not None and streams < 1:
+            raise ValueError(f"streams must be ≥ 1, got {streams}")
         self.threads = threads or onnx_engine.cpu_count()
-        self.lanes = lanes or min(2, onnx_engine.cpu_count())
+        self.streams = streams or min(2, onnx_engine.cpu_count())
         self.spinning = spinning
         if self.shipped:
             self.onnx_path = self.weights_path.parent / SHIPPED_GENERAL
@@ -227,7 +227,7 @@ class U2NetPOnnx(Model):
         else:
             self.onnx_path, self.fixed_path = graph_paths(self.cache_dir, self.version)
         self.exported_s: float | None = None  # set when this setup had to export
-        self.busy = onnx_engine.Lanes()
+        self.busy = onnx_engine.Streams()
         self.general: onnx_engine.Graph | None = None  # any batch, any size
         self.fixed: onnx_engine.Graph | None = None  # FIXED_SHAPE only
 
@@ -250,7 +250,7 @@ class U2NetPOnnx(Model):
             self._load()
 
     def _load(self) -> None:
-        settings = (self.threads, self.lanes, self.busy, self.spinning)
+        settings = (self.threads, self.streams, self.busy, self.spinning)
         self.general = onnx_engine.Graph(self.onnx_path, *settings)
         self.fixed = onnx_engine.Graph(self.fixed_path, *settings)
 
@@ -315,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.weights is None:
-        model = U2NetPOnnx(threads=1, lanes=1)
+        model = U2NetPOnnx(threads=1, streams=1)
         model.setup("cpu")
         maps = model.predict(probe_batches()[0][:1])
         if maps.shape != (1, 1, STATIC_SIDE, STATIC_SIDE) or not np.isfinite(maps).all():
