@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from cutq.core.errors import ConfigError, InvalidJob
 from cutq.core.flags import add_output_args, options_from_args, renditions_from_args
+from cutq.core.lanes import Lane
 
 if TYPE_CHECKING:
     from cutq.submitter.client import JobHandle, Watcher
@@ -35,6 +36,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("inputs", nargs="+", help="files, directories, gs://bucket/prefix")
     parser.add_argument("--topic", help="jobs topic projects/P/topics/T (CUTQ_JOBS_TOPIC)")
+    parser.add_argument("--bulk-topic", help="the bulk lane's jobs topic (CUTQ_BULK_TOPIC)")
+    parser.add_argument(
+        "--lane",
+        choices=("interactive", "bulk"),
+        help="default: interactive for one file or object, bulk for folders, prefixes or more",
+    )
     parser.add_argument("--output", help="output base URI (CUTQ_SUBMITTER_OUTPUT)")
     parser.add_argument("--staging", help="upload prefix for local files (CUTQ_SUBMITTER_STAGING)")
     parser.add_argument("--events-topic", help="completion events topic (CUTQ_EVENTS_TOPIC)")
@@ -101,6 +108,7 @@ def handle(args: argparse.Namespace) -> int:
 
     config = SubmitterConfig.from_env(
         jobs_topic=args.topic,
+        bulk_topic=args.bulk_topic,
         output=args.output,
         staging=args.staging,
         events_topic=args.events_topic,
@@ -127,6 +135,8 @@ def handle(args: argparse.Namespace) -> int:
         )
     except InvalidJob as error:
         raise ConfigError(str(error)) from None
+    lane = Lane(args.lane) if args.lane else default_lane(args.inputs)
+    log.info("submitting to the %s lane (%s)", lane.value, config.topic_for(lane))
     checkpoint = Checkpoint(args.resume_file) if args.resume_file else None
     limiter = TokenBucket(parse_rate(args.rate)) if args.rate else None
     done = DoneIndex.build(spec) if args.skip_done else None
@@ -177,6 +187,7 @@ def handle(args: argparse.Namespace) -> int:
                 skip=done.lookup if done is not None else None,
                 before_publish=limiter.acquire if limiter is not None else None,
                 on_error=on_error,
+                lane=lane,
             ):
                 settled(True)
                 summary.skipped += handle.skipped
@@ -232,6 +243,22 @@ def _wait(
             if future.exception() is not None:
                 summary.errors += 1
                 summary.failures.append(f"  download {uri}: {future.exception()}")
+
+
+def default_lane(inputs: list[str]) -> Lane:
+    """Interactive for exactly one file or object (someone waits for it); bulk for a folder,
+    a prefix or several inputs (a backlog)."""
+    if len(inputs) != 1:
+        return Lane.BULK
+    (given,) = inputs
+    if "://" not in given:
+        return Lane.INTERACTIVE if Path(given).is_file() else Lane.BULK
+    from cutq.core.storage import open_storage
+
+    try:  # an object of that exact name; else a prefix
+        return Lane.INTERACTIVE if open_storage(given).stat(given) is not None else Lane.BULK
+    except Exception:  # not an object name at all (a bucket, a folder): a prefix
+        return Lane.BULK
 
 
 def _name(uri: str) -> str:
