@@ -88,6 +88,7 @@ class RecordingSink:
         self.inner = inner
         self.done_at: dict[str, float] = {}
         self.batch_sizes: dict[str, int | None] = {}
+        self.timings_ms: dict[str, dict[str, float]] = {}  # per job: the event's stage timings
         self.statuses: Counter = Counter()
         self._lock = threading.Lock()
 
@@ -97,6 +98,7 @@ class RecordingSink:
         with self._lock:
             self.done_at[event.job_id] = now
             self.batch_sizes[event.job_id] = event.batch_size
+            self.timings_ms[event.job_id] = dict(event.timings_ms)
             self.statuses[event.status] += 1
 
     def close(self) -> None:
