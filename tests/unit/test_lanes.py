@@ -131,3 +131,39 @@ def test_cutq_lanes_still_sets_the_model_streams_with_a_warning(
     with pytest.raises(ConfigError, match="set only CUTQ_STREAMS"):
         WorkerConfig.from_env({"CUTQ_LANES": "1", "CUTQ_STREAMS": "2"})
     assert WorkerConfig.from_env({"CUTQ_BULK_TOPIC": BULK}).streams is None  # the submitter's
+
+
+def test_a_worker_with_a_bulk_subscription_pulls_each_lane_with_its_own_flow_control(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Plausible bug this catches: the bulk stream allowed all of max_in_flight, so bulk
+    deliveries would wait inside the worker for a slot (leased, uncounted) whenever an
+    interactive job holds the reserve."""
+    from cutq.worker.sources import Sources
+    from cutq.worker.sources.pubsub import PubSubSource
+
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", "127.0.0.1:9")  # clients are made, never used
+    one = PubSubSource.from_config(WorkerConfig(subscription="projects/p/subscriptions/i"))
+    assert isinstance(one, PubSubSource) and one.lane is None and one.max_in_flight == 8
+    one.close(0)
+    config = WorkerConfig(
+        subscription="projects/p/subscriptions/i",
+        bulk_subscription="projects/p/subscriptions/b",
+        max_in_flight=10,
+        interactive_reserve=3,
+    )
+    both = PubSubSource.from_config(config)
+    assert isinstance(both, Sources)
+    interactive, bulk = both.sources
+    assert isinstance(interactive, PubSubSource) and isinstance(bulk, PubSubSource)
+    assert (interactive.subscription, interactive.lane, interactive.max_in_flight) == (
+        "projects/p/subscriptions/i",
+        Lane.INTERACTIVE,
+        10,
+    )
+    assert (bulk.subscription, bulk.lane, bulk.max_in_flight) == (
+        "projects/p/subscriptions/b",
+        Lane.BULK,
+        7,
+    )
+    both.close(0)
