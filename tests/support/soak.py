@@ -47,6 +47,7 @@ class SoakSettings:
     max_batch: int = 8
     max_in_flight: int = 16
     image_sizes: tuple[tuple[int, int], ...] = ((48, 40), (64, 48), (40, 56))
+    lanes: bool = False  # mixed lanes: every job but each 4th is bulk (both subscriptions)
 
 
 def rss_mb(pid: int) -> float | None:
@@ -143,7 +144,7 @@ def run_soak(
     emulator: PubSubEmulator, gcs_url: str, bucket: str, settings: SoakSettings
 ) -> dict[str, Any]:
     """Run one soak and return its report (JSON-ready); workers are stopped on return."""
-    cloud = Cloud(emulator, bucket, max_delivery_attempts=20)
+    cloud = Cloud(emulator, bucket, max_delivery_attempts=20, lanes=settings.lanes)
     uris = _upload(cloud, settings.jobs, settings.image_sizes)
     burst = _Burst()
     workers: list[_Worker] = []
@@ -168,7 +169,7 @@ def run_soak(
 
         workers.extend(spawn() for _ in range(settings.workers))
         started = time.monotonic()
-        ids = cloud.publish_jobs(uris)
+        ids = cloud.publish_jobs(uris, bulk=(lambda i: i % 4 != 0) if settings.lanes else None)
         published_s = time.monotonic() - started
         next_fault = started + settings.fault_every_s
         next_sample = 0.0
@@ -236,6 +237,7 @@ def run_soak(
         "jobs": settings.jobs,
         "workers": settings.workers,
         "fault_every_s": settings.fault_every_s,
+        "lanes": "interactive + bulk (3 of 4 jobs)" if settings.lanes else "one",
         **result.as_dict(),
         "computed_twice": sum(count > 1 for count in computed.values()),
         "scale_in_problems": scale_in_problems,
