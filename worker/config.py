@@ -81,7 +81,8 @@ class WorkerConfig:
     #                                  interactive lane (or the only one)
     bulk_subscription: str | None = None  # the bulk lane's subscription, served behind it
     interactive_reserve: int | None = None  # of max_in_flight, slots bulk jobs never take;
-    #                                         None: max(1, max_batch) with a bulk subscription
+    #      None, with a bulk subscription: a batch (max_batch), at most what leaves bulk a
+    #      batch, at least 1; without one: 0
     lease_extension_s: int = 20  # leases are renewed this far ahead: a crashed worker's jobs
     #                              reappear for others within about this long
     push_audience: str | None = None  # `cutq serve`: require push OIDC tokens for this audience
@@ -118,7 +119,9 @@ class WorkerConfig:
         assert self.max_batch is not None and self.io_threads is not None
         if self.max_in_flight is None:  # a CPU does ~5 images/s: 8 jobs is 2 s of work
             default = 32 if self.on_gpu else 8
-            object.__setattr__(self, "max_in_flight", max(default, self.max_batch))
+            # With two lanes, at least a batch of bulk jobs and a batch kept for interactive ones.
+            batches = 2 if self.bulk_subscription else 1
+            object.__setattr__(self, "max_in_flight", max(default, batches * self.max_batch))
         assert self.max_in_flight is not None
         _check(self.max_batch >= 1, "max_batch must be ≥ 1")
         _check(self.max_wait_ms >= 0, "max_wait_ms must be ≥ 0")
@@ -127,8 +130,9 @@ class WorkerConfig:
             f"max_in_flight ({self.max_in_flight}) must be ≥ max_batch ({self.max_batch})",
         )
         _check(self.io_threads >= 1, "io_threads must be ≥ 1")
-        if self.interactive_reserve is None:
-            reserve = max(1, self.max_batch) if self.bulk_subscription else 0
+        if self.interactive_reserve is None:  # a batch, leaving bulk a batch (and the reserve 1)
+            room = min(self.max_batch, self.max_in_flight - self.max_batch)
+            reserve = max(1, room) if self.bulk_subscription and self.max_in_flight > 1 else 0
             object.__setattr__(self, "interactive_reserve", reserve)
         assert self.interactive_reserve is not None
         _check(

@@ -115,6 +115,13 @@ def test_a_bulk_subscription_keeps_a_batch_of_slots_for_interactive_jobs() -> No
     gpu = WorkerConfig(device="cuda", **lanes)
     assert (gpu.interactive_reserve, gpu.max_in_flight) == (8, 32)
     assert WorkerConfig(interactive_reserve=3, **lanes).interactive_reserve == 3
+    # A CPU worker with batches of 8: 8 in flight would leave bulk nothing; it holds two batches.
+    cpu8 = WorkerConfig(max_batch=8, **lanes)
+    assert (cpu8.max_in_flight, cpu8.interactive_reserve) == (16, 8)
+    assert WorkerConfig(max_batch=8).max_in_flight == 8  # one lane: as before
+    tight = WorkerConfig(max_batch=8, max_in_flight=8, **lanes)  # set by hand: bulk keeps 7
+    assert tight.interactive_reserve == 1
+    assert WorkerConfig(max_batch=1, max_in_flight=1, **lanes).interactive_reserve == 0
     with pytest.raises(ConfigError, match="bulk jobs need at least one slot"):
         WorkerConfig(max_in_flight=8, interactive_reserve=8, **lanes)
     with pytest.raises(ConfigError, match="bulk_subscription needs subscription"):
