@@ -323,8 +323,8 @@ def main(argv: list[str] | None = None) -> int:
                 "streams": runner.model.streams,
                 "max_batch": config.max_batch,
                 "max_in_flight": config.max_in_flight,
-                "interactive_reserve": config.replace(
-                    subscription="s", bulk_subscription="b"
+                "interactive_reserve": config.replace(  # what the rows' workers resolved
+                    subscription="s", bulk_subscription="b", interactive_reserve=None
                 ).interactive_reserve,
             },
             "cpu_cores": os.cpu_count(),
