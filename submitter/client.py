@@ -366,7 +366,7 @@ class Submitter:
             raise ConfigError("no output: pass output= or set CUTQ_SUBMITTER_OUTPUT")
         return OutputSpec(uri=uri)
 
-    def _publish(self, job: Job, lane: Lane) -> Future[str]:
+    def _publish(self, job: Job, lane: Lane = Lane.INTERACTIVE) -> Future[str]:
         future: Future[str] = self.publisher.publish(
             self.config.topic_for(lane),
             job.to_message(),
