@@ -2,7 +2,7 @@
 
 Every candidate runs the same fixed 1×320² graph cutq serves on a CPU (exported from the
 bundled weights into the cache on first use), the way the worker runs it under a backlog: as
-many lanes as cores, one model thread each, and also as one forward on every core at once.
+many streams as cores, one model thread each, and also as one forward on every core at once.
 Rounds interleave the candidates, so a shared machine slows them alike; the figure to read is
 each candidate's ratio to onnxruntime's default (the baseline row).
 
@@ -99,25 +99,27 @@ def quantize(
     return target
 
 
-def ort_lanes(path: Path, lanes: int, threads: int) -> list[Forward]:
-    sessions = [onnx_engine.load_session(path, threads) for _ in range(lanes)]
+def ort_streams(path: Path, streams: int, threads: int) -> list[Forward]:
+    sessions = [onnx_engine.load_session(path, threads) for _ in range(streams)]
     return [lambda x, s=s: onnx_engine.run(s, x) for s in sessions]
 
 
-def openvino_lanes(path: Path, lanes: int, threads: int, precision: str = "f32") -> list[Forward]:
-    """One compiled model, ``lanes`` streams of ``threads`` each, an infer request per lane;
+def openvino_streams(
+    path: Path, streams: int, threads: int, precision: str = "f32"
+) -> list[Forward]:
+    """One compiled model, ``streams`` streams of ``threads`` each, an infer request per stream;
     ``precision`` "bf16" lets OpenVINO run in bfloat16 on CPUs with AVX-512 BF16."""
     import openvino as ov
 
     core = ov.Core()
     config = {
-        "PERFORMANCE_HINT": "THROUGHPUT" if lanes > 1 else "LATENCY",
-        "NUM_STREAMS": str(lanes),
-        "INFERENCE_NUM_THREADS": str(lanes * threads),
+        "PERFORMANCE_HINT": "THROUGHPUT" if streams > 1 else "LATENCY",
+        "NUM_STREAMS": str(streams),
+        "INFERENCE_NUM_THREADS": str(streams * threads),
         "INFERENCE_PRECISION_HINT": precision,
     }
     compiled = core.compile_model(str(path), "CPU", config)
-    requests = [compiled.create_infer_request() for _ in range(lanes)]
+    requests = [compiled.create_infer_request() for _ in range(streams)]
 
     def forward(request: Any, x: np.ndarray) -> np.ndarray:
         return np.asarray(request.infer({0: x})[compiled.output(0)])
@@ -125,18 +127,18 @@ def openvino_lanes(path: Path, lanes: int, threads: int, precision: str = "f32")
     return [lambda x, r=r: forward(r, x) for r in requests]
 
 
-def rate(lanes: list[Forward], image: np.ndarray, forwards: int) -> float:
-    """Images/s with one thread per lane, ``forwards`` images in all."""
-    each = max(1, forwards // len(lanes))
+def rate(streams: list[Forward], image: np.ndarray, forwards: int) -> float:
+    """Images/s with one thread per stream, ``forwards`` images in all."""
+    each = max(1, forwards // len(streams))
 
-    def lane(forward: Forward) -> None:
+    def stream(forward: Forward) -> None:
         for _ in range(each):
             forward(image)
 
     started = time.perf_counter()
-    with ThreadPoolExecutor(len(lanes)) as pool:
-        list(pool.map(lane, lanes))
-    return each * len(lanes) / (time.perf_counter() - started)
+    with ThreadPoolExecutor(len(streams)) as pool:
+        list(pool.map(stream, streams))
+    return each * len(streams) / (time.perf_counter() - started)
 
 
 def masks(forward: Forward, images: list[tuple[str, np.ndarray]]) -> list[np.ndarray]:
@@ -222,25 +224,25 @@ def main(argv: list[str] | None = None) -> int:
     int8 = quantize(model.fixed_path, scratch / "u2netp-int8-qdq.onnx", calibration)
 
     candidates: dict[str, Callable[[], list[Forward]]] = {
-        f"onnxruntime fp32, {cores} lanes × 1 thread (baseline)": lambda: ort_lanes(
+        f"onnxruntime fp32, {cores} streams × 1 thread (baseline)": lambda: ort_streams(
             model.fixed_path, cores, 1
         ),
-        f"onnxruntime fp32, 1 × {cores} threads": lambda: ort_lanes(model.fixed_path, 1, cores),
-        f"onnxruntime int8 QDQ, {cores} lanes": lambda: ort_lanes(int8, cores, 1),
+        f"onnxruntime fp32, 1 × {cores} threads": lambda: ort_streams(model.fixed_path, 1, cores),
+        f"onnxruntime int8 QDQ, {cores} streams": lambda: ort_streams(int8, cores, 1),
     }
     try:
         import openvino  # noqa: F401
 
-        candidates[f"openvino fp32, {cores} streams"] = lambda: openvino_lanes(
+        candidates[f"openvino fp32, {cores} streams"] = lambda: openvino_streams(
             model.fixed_path, cores, 1
         )
-        candidates[f"openvino fp32, 1 × {cores} threads"] = lambda: openvino_lanes(
+        candidates[f"openvino fp32, 1 × {cores} threads"] = lambda: openvino_streams(
             model.fixed_path, 1, cores
         )
-        candidates[f"openvino bf16, {cores} streams"] = lambda: openvino_lanes(
+        candidates[f"openvino bf16, {cores} streams"] = lambda: openvino_streams(
             model.fixed_path, cores, 1, "bf16"
         )
-        candidates[f"openvino int8 QDQ, {cores} streams"] = lambda: openvino_lanes(int8, cores, 1)
+        candidates[f"openvino int8 QDQ, {cores} streams"] = lambda: openvino_streams(int8, cores, 1)
     except ImportError:
         print("openvino not installed: its rows are left out", file=sys.stderr)
     loaded = {name: make() for name, make in candidates.items()}
@@ -249,19 +251,19 @@ def main(argv: list[str] | None = None) -> int:
     names = [name for name, _ in scored]
     base_masks = masks(next(iter(loaded.values()))[0], scored)
     agreement = {
-        name: iou_floor(masks(lanes[0], scored), base_masks, names)
-        for name, lanes in loaded.items()
+        name: iou_floor(masks(streams[0], scored), base_masks, names)
+        for name, streams in loaded.items()
     }
 
     image = preprocess_array(scored[0][1], (SIDE, SIDE))[None]
-    for lanes in loaded.values():
-        rate(lanes, image, len(lanes) * 2)  # warm
+    for streams in loaded.values():
+        rate(streams, image, len(streams) * 2)  # warm
     rounds: dict[str, list[float]] = {name: [] for name in loaded}
     for index in range(args.rounds):
         order = list(loaded.items())
         order = order if index % 2 == 0 else order[::-1]
-        for name, lanes in order:
-            rounds[name].append(round(rate(lanes, image, args.forwards), 3))
+        for name, streams in order:
+            rounds[name].append(round(rate(streams, image, args.forwards), 3))
     base = statistics.median(next(iter(rounds.values())))
     report = {
         "command": "python -m bench.cpu_engines " + " ".join(argv or sys.argv[1:]),

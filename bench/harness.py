@@ -88,6 +88,7 @@ class RecordingSink:
         self.inner = inner
         self.done_at: dict[str, float] = {}
         self.batch_sizes: dict[str, int | None] = {}
+        self.timings_ms: dict[str, dict[str, float]] = {}  # per job: the event's stage timings
         self.statuses: Counter = Counter()
         self._lock = threading.Lock()
 
@@ -97,6 +98,7 @@ class RecordingSink:
         with self._lock:
             self.done_at[event.job_id] = now
             self.batch_sizes[event.job_id] = event.batch_size
+            self.timings_ms[event.job_id] = dict(event.timings_ms)
             self.statuses[event.status] += 1
 
     def close(self) -> None:
@@ -212,12 +214,12 @@ def tensors_for(runner: Runner, files: Sequence[Path], resize: str) -> list[torc
 
 def bare_rate(runner: Runner, tensors: Sequence[torch.Tensor | Any], batch: int) -> float:
     """Images/s of ``Runner.predict`` alone over ``tensors`` in batches of ``batch``, with as
-    many calls at once as the model has lanes (as the pipeline runs it)."""
+    many calls at once as the model has streams (as the pipeline runs it)."""
     batches = [tensors[start : start + batch] for start in range(0, len(tensors), batch)]
     sync(runner)
     started = time.perf_counter()
-    with ThreadPoolExecutor(max(1, runner.model.lanes)) as lanes:
-        for _ in lanes.map(runner.predict, batches):
+    with ThreadPoolExecutor(max(1, runner.model.streams)) as streams:
+        for _ in streams.map(runner.predict, batches):
             pass
     sync(runner)
     return len(tensors) / (time.perf_counter() - started)

@@ -1,5 +1,5 @@
-"""The latency suite for CPU lane policies side by side (issue 25): the default (two lanes,
-a lone image on every core) against one lane on every core, in one process.
+"""The latency suite for CPU stream policies side by side (issue 25): the default (two streams,
+a lone image on every core) against one stream on every core, in one process.
 
 Each configuration's capacity is measured (the efficiency suite's pipeline over ``file://``,
 alternating), then each load of the latency suite runs for both, one after the other, with
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from bench import throughput
 
-POLICIES = {"two lanes (default)": None, "one lane": 1}
+POLICIES = {"two streams (default)": None, "one stream": 1}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,7 +41,9 @@ def main(argv: list[str] | None = None) -> int:
         load_duration_s=args.load_duration_s,
     )
     began = time.monotonic()
-    settings = {name: dataclasses.replace(base, lanes=lanes) for name, lanes in POLICIES.items()}
+    settings = {
+        name: dataclasses.replace(base, streams=streams) for name, streams in POLICIES.items()
+    }
     runners = {name: throughput.make_runner(s) for name, s in settings.items()}
     rates: dict[str, list[dict]] = {name: [] for name in POLICIES}
     with throughput.scratch() as scratch:
@@ -80,7 +82,9 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python -m bench.latency_policies " + " ".join(argv or sys.argv[1:]),
         "capacity_images_per_s": capacity,
         "bare_images_per_s": bare,
-        "capacity_ratio_one_lane_over_default": round(capacity["one lane"] / capacity[default], 3),
+        "capacity_ratio_one_lane_over_default": round(
+            capacity["one stream"] / capacity[default], 3
+        ),
         "p95_goal_ms": goal_ms,
         "loads_are_fractions_of": f"{default}'s capacity, {capacity[default]} images/s",
         "rows": rows,

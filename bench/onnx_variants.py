@@ -1,7 +1,7 @@
 """Bare u2netp forwards in onnxruntime on a CPU, engine variants side by side in one run.
 
 The general graph and the graph fixed at one 320² image (from the export cache, exported on
-first use), on every core at once, as two single-threaded lanes, with busy-waiting threads and
+first use), on every core at once, as two single-threaded streams, with busy-waiting threads and
 at batch 2; interleaved rounds, medians, and each variant's ratio to the general graph.
 
     python -m bench.onnx_variants                # 16 forwards per variant, 3 rounds
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, sessions, batch in (
         (f"general graph, {cores} threads", [load(general, cores)], one),
         (f"fixed graph, {cores} threads", [load(fixed, cores)], one),
-        ("fixed graph, 2 lanes × 1 thread", [load(fixed, 1), load(fixed, 1)], one),
+        ("fixed graph, 2 streams × 1 thread", [load(fixed, 1), load(fixed, 1)], one),
         (f"fixed graph, {cores} threads, spinning", [load(fixed, cores, True)], one),
         (f"general graph, {cores} threads, batch 2", [load(general, cores)], two),
     ):

@@ -3,23 +3,23 @@ through a queue simulation (issue 25, "latency under load").
 
 It measures u2netp's fixed-graph forward (one 320² image, onnxruntime) three ways, interleaved
 in rounds: one forward alone on every core (``wide``), one forward alone on one thread
-(``narrow``), and two one-thread forwards side by side (``pair``: what two lanes do under a
+(``narrow``), and two one-thread forwards side by side (``pair``: what two streams do under a
 backlog). From these samples it derives each policy's capacity, then feeds the same Poisson
-arrivals, at fractions of the two-lane capacity (the default's), through an ideal FIFO queue
+arrivals, at fractions of the two-stream capacity (the default's), through an ideal FIFO queue
 per policy, drawing each job's service time from that policy's measured samples:
 
-* ``two lanes``: 2 servers, each job one ``pair`` sample (the default under a backlog);
-* ``one wide lane``: 1 server, each job one ``wide`` sample (``CUTQ_LANES=1``);
+* ``two streams``: 2 servers, each job one ``pair`` sample (the default under a backlog);
+* ``one wide stream``: 1 server, each job one ``wide`` sample (``CUTQ_LANES=1``);
 * ``wide when alone``: 2 servers; a job that starts while the other server is idle takes a
   ``wide`` sample, else a ``pair`` sample (the default engine's switch, ignoring that a wide
   forward already running is slowed by a second one: a lower bound on it);
-* ``one wide lane, deadline-aware``: as ``one wide lane``, but the oldest job that can still
+* ``one wide stream, deadline-aware``: as ``one wide stream``, but the oldest job that can still
   meet the goal goes first (late jobs wait for a gap): what reordering alone can buy p95, and
   what it costs p99 and the maximum.
 
 Nothing else competes for the cores in the simulation (no decode, encode or I/O), so every
 p95 here is a floor under the real worker's. The goal is the latency suite's for the default
-configuration: 2 × (``max_wait_ms`` + one lane's forward).
+configuration: 2 × (``max_wait_ms`` + one stream's forward).
 
     python -m bench.queue_floor                       # 40 forwards per variant, 3 rounds
     python -m bench.queue_floor --forwards 60 --rounds 3 --jobs 200000
@@ -70,7 +70,7 @@ def timed_pair(sessions: Sequence[object], batch: np.ndarray, count: int) -> lis
         thread.start()
     for thread in threads:
         thread.join()
-    return [t for lane in results for t in lane]
+    return [t for stream in results for t in stream]
 
 
 def simulate(
@@ -148,7 +148,7 @@ def measure(forwards: int, rounds: int) -> tuple[dict[str, list[float]], float, 
 
 def unit_table(jobs: int, goal_units: float) -> list[dict[str, object]]:
     """p95 (and the deadline-aware order's p99 and max) in units of 1/capacity, for exact
-    service times: M/D/1 (one lane on every core), M/D/2 (two lanes, each job two units) and
+    service times: M/D/1 (one stream on every core), M/D/2 (two streams, each job two units) and
     M/D/1 deadline-aware, at each load. Hardware-free: any CPU's figures are these times its
     1/capacity. ``goal_units``: the suite's goal in the same units, 2 × (2 + max wait)."""
     rng = np.random.default_rng(7)
@@ -214,29 +214,29 @@ def main(argv: list[str] | None = None) -> int:
         for name, v in samples.items()
     }
     capacity = {
-        "two lanes": 2 / statistics.fmean(samples["pair"]),
-        "one wide lane": 1 / statistics.fmean(samples["wide"]),
+        "two streams": 2 / statistics.fmean(samples["pair"]),
+        "one wide stream": 1 / statistics.fmean(samples["wide"]),
     }
-    reference = capacity["two lanes"]
-    lane_ms = 2 / reference * 1000  # one lane's forward under a backlog, as the suite counts it
+    reference = capacity["two streams"]
+    lane_ms = 2 / reference * 1000  # one stream's forward under a backlog, as the suite counts it
     goal_ms = 2 * (MAX_WAIT_MS + lane_ms)
     rng = np.random.default_rng(7)
     rows = []
     for fraction in LOADS:
         arrivals = np.cumsum(rng.exponential(1 / (fraction * reference), args.jobs))
         policies = {
-            "two lanes": simulate(arrivals, 2, sampler(samples["pair"], 1)),
-            "one wide lane": simulate(arrivals, 1, sampler(samples["wide"], 2)),
+            "two streams": simulate(arrivals, 2, sampler(samples["pair"], 1)),
+            "one wide stream": simulate(arrivals, 1, sampler(samples["wide"], 2)),
             "wide when alone": simulate(
                 arrivals, 2, sampler(samples["pair"], 3), np.asarray(samples["wide"])
             ),
-            "one wide lane, deadline-aware": simulate(
+            "one wide stream, deadline-aware": simulate(
                 arrivals, 1, sampler(samples["wide"], 4), goal_s=goal_ms / 1000
             ),
         }
         row: dict[str, object] = {"load": fraction, "offered_per_s": round(fraction * reference, 3)}
         for name, sojourns in policies.items():
-            own = capacity["one wide lane" if name.startswith("one") else "two lanes"]
+            own = capacity["one wide stream" if name.startswith("one") else "two streams"]
             utilisation = fraction * reference / own
             row[name] = {
                 "utilisation": round(utilisation, 3) if utilisation < 1 else "≥ 1 (unstable)",
@@ -256,8 +256,8 @@ def main(argv: list[str] | None = None) -> int:
             statistics.fmean(samples["narrow"]) / statistics.fmean(samples["wide"]), 3
         ),
         "capacity_images_per_s": {k: round(v, 3) for k, v in capacity.items()},
-        "capacity_one_wide_over_two_lanes": round(
-            capacity["one wide lane"] / capacity["two lanes"], 3
+        "capacity_one_wide_over_two_streams": round(
+            capacity["one wide stream"] / capacity["two streams"], 3
         ),
         "goal_ms": round(goal_ms, 1),
         "rows": rows,

@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fault-every-s", type=float, default=15.0)
     parser.add_argument("--timeout-s", type=float, default=3600.0)
     parser.add_argument("--max-batch", type=int, default=8)
+    parser.add_argument(
+        "--one-lane", action="store_true", help="every job on the jobs topic (no bulk lane)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     settings = SoakSettings(
@@ -64,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         timeout_s=args.timeout_s,
         max_batch=args.max_batch,
         max_in_flight=max(16, 2 * args.max_batch),
+        lanes=not args.one_lane,
     )
     with local_gcs() as gcs_url, local_pubsub() as emulator:
         bucket = f"soak-{uuid.uuid4().hex[:10]}"

@@ -43,7 +43,7 @@ class Settings:
     max_side: int | None = None
     max_batch: int | None = None  # None: the worker's default for the device (1 on a CPU)
     max_wait_ms: float = 20.0
-    lanes: int | None = None  # None: the worker's default (2 on a CPU with ≥ 2 cores)
+    streams: int | None = None  # None: the worker's default (2 on a CPU with ≥ 2 cores)
     io_threads: int | None = None  # None: the worker's default for the device
     rounds: int = 3
     batch_sizes: tuple[int, ...] = (1, 2, 4, 8, 16)
@@ -92,7 +92,7 @@ class Settings:
             resize=self.resize,
             max_batch=self.max_batch,
             max_wait_ms=self.max_wait_ms,
-            lanes=self.lanes,
+            streams=self.streams,
             io_threads=self.io_threads,
             max_in_flight=max(32, 4 * self.batch),
             warmup=False,
@@ -232,9 +232,9 @@ def latency(settings: Settings, runner: Runner, work: Path, capacity: float, bar
         path = pool_dir / f"job-{index:05d}.jpg"
         os.link(base[index % len(base)], path)
         pool.append(path)
-    # One batch's time as a job sees it: with lanes, each runs ``lanes`` times longer than
-    # the bare rate (which counts the lanes running side by side) suggests.
-    batch_ms = settings.batch * max(1, runner.model.lanes) / bare * 1000.0
+    # One batch's time as a job sees it: with streams, each runs ``streams`` times longer than
+    # the bare rate (which counts the streams running side by side) suggests.
+    batch_ms = settings.batch * max(1, runner.model.streams) / bare * 1000.0
     bound_ms = settings.p95_goal_ms or 2 * (settings.max_wait_ms + batch_ms)
     config = settings.config()
     rows = []
@@ -246,7 +246,7 @@ def latency(settings: Settings, runner: Runner, work: Path, capacity: float, bar
         p95 = row["latency_ms"]["p95"]  # type: ignore[index]
         row["p95_goal_met"] = p95 <= bound_ms
         # The same arrivals through an ideal queue of this capacity: what no scheduler beats.
-        ideal = ideal_queue_ms(arrivals, max(1, runner.model.lanes), batch_ms / settings.batch)
+        ideal = ideal_queue_ms(arrivals, max(1, runner.model.streams), batch_ms / settings.batch)
         row["ideal_queue_p95_ms"] = round(harness.percentile(ideal, 95), 1)
         row["p95_over_ideal"] = round(p95 / max(row["ideal_queue_p95_ms"], 1e-9), 3)
         rows.append(row)
@@ -264,7 +264,7 @@ def ideal_queue_ms(arrivals_s: list[float], servers: int, service_ms: float) -> 
     every job exactly ``service_ms`` and nothing else (no decode, encode, I/O or threads
     competing for the cores): M/D/c on the suite's own Poisson arrivals.
 
-    It is the floor under any lane assignment, admission or batch policy with this capacity
+    It is the floor under any stream assignment, admission or batch policy with this capacity
     when batching does not add throughput (a CPU): at 75 % load its p95 is several forwards
     long, because that is how long Poisson bursts queue (the latency section of
     bench/README.md)."""

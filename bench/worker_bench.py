@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, help="images per throughput run")
     parser.add_argument("--rounds", type=int, help="alternating rounds for the ratios")
     parser.add_argument("--max-batch", type=int, help="batch size for efficiency and latency")
-    parser.add_argument("--lanes", type=int, help="images in the model at once (CPU engine)")
+    parser.add_argument("--streams", type=int, help="images in the model at once (CPU engine)")
     parser.add_argument("--capacity", type=float, help="latency: loads are fractions of this")
     parser.add_argument("--p95-goal-ms", type=float, help="latency: this goal, not the run's")
     parser.add_argument("--io-threads", type=int, help="I/O threads per pool (default: device's)")
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
                 "images",
                 "rounds",
                 "max_batch",
-                "lanes",
+                "streams",
                 "io_threads",
                 "load_duration_s",
                 "capacity",

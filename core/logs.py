@@ -25,6 +25,7 @@ _EXTRA_FIELDS = (
     "batch_size",
     "queue_depth",
     "ack_failed",
+    "lane",
 )
 
 

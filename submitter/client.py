@@ -41,6 +41,7 @@ from cutq.core.control import (
     register_run,
 )
 from cutq.core.errors import ConfigError, CutqError, InputNotFound, PublishFailed
+from cutq.core.lanes import Lane, lane_attributes
 from cutq.core.renditions import Rendition
 from cutq.core.storage import ObjectInfo, file_path, open_storage, scheme_of, to_uri
 from cutq.submitter.watch import JobsFailed, Result, Watcher, poll_objects, raise_for_failures
@@ -53,6 +54,7 @@ SINGLE_REQUEST_MAX_BYTES = 8 * 1024 * 1024  # larger sources go through a resuma
 _MAGIC = ((b"\x89PNG", "png"), (b"\xff\xd8\xff", "jpg"), (b"GIF8", "gif"), (b"BM", "bmp"))
 _ENV_NAMES = {
     "CUTQ_JOBS_TOPIC": "jobs_topic",
+    "CUTQ_BULK_TOPIC": "bulk_topic",
     "CUTQ_EVENTS_TOPIC": "events_topic",
     "CUTQ_SUBMITTER_OUTPUT": "output",
     "CUTQ_SUBMITTER_STAGING": "staging",
@@ -64,7 +66,8 @@ _ENV_NAMES = {
 class SubmitterConfig:
     """Where jobs go. Read from the environment once, by :meth:`from_env`."""
 
-    jobs_topic: str  # projects/P/topics/T
+    jobs_topic: str  # projects/P/topics/T: the interactive lane's (or the only) jobs topic
+    bulk_topic: str | None = None  # the bulk lane's; None: bulk jobs go to jobs_topic too
     output: str | None = None  # default output base URI for jobs that name none
     staging: str | None = None  # where local files and bytes are uploaded (gs:// or file://)
     events_topic: str | None = None  # completion events, for wait()/watch()
@@ -75,7 +78,7 @@ class SubmitterConfig:
     batch_max_latency_ms: float = 10.0
 
     def __post_init__(self) -> None:
-        for name in ("jobs_topic", "events_topic"):
+        for name in ("jobs_topic", "bulk_topic", "events_topic"):
             value = getattr(self, name)
             if value is not None and not _is_topic(value):
                 raise ConfigError(f"{name}: expected projects/P/topics/T, got {value!r}")
@@ -88,7 +91,8 @@ class SubmitterConfig:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> SubmitterConfig:
-        """``CUTQ_JOBS_TOPIC``, ``CUTQ_EVENTS_TOPIC``, ``CUTQ_SUBMITTER_OUTPUT``/``_STAGING``;
+        """``CUTQ_JOBS_TOPIC``, ``CUTQ_BULK_TOPIC``, ``CUTQ_EVENTS_TOPIC``,
+        ``CUTQ_SUBMITTER_OUTPUT``/``_STAGING``;
         non-None ``overrides`` win. An unknown ``CUTQ_SUBMITTER_*`` variable is an error."""
         env = os.environ if env is None else env
         unknown = sorted(k for k in env if k.startswith("CUTQ_SUBMITTER_") and k not in _ENV_NAMES)
@@ -99,6 +103,10 @@ class SubmitterConfig:
         if not values.get("jobs_topic"):
             raise ConfigError("no jobs topic: pass --topic or set CUTQ_JOBS_TOPIC")
         return cls(**values)
+
+    def topic_for(self, lane: Lane) -> str:
+        """Where a job in ``lane`` is published."""
+        return self.bulk_topic if lane is Lane.BULK and self.bulk_topic else self.jobs_topic
 
 
 @dataclass(frozen=True)
@@ -225,8 +233,10 @@ class Submitter:
         renditions: Sequence[Rendition] = (),
         ttl_s: float | None = None,
         deadline: datetime | None = None,
+        lane: Lane = Lane.INTERACTIVE,
     ) -> JobHandle:
-        """Upload when needed, publish one job and wait for Pub/Sub to accept it."""
+        """Upload when needed, publish one job and wait for Pub/Sub to accept it. One job is
+        interactive unless ``lane`` says otherwise (README, "Lanes")."""
         job = self.prepare(
             source,
             output=output,
@@ -239,7 +249,7 @@ class Submitter:
             deadline=deadline,
         )
         pending = _Pending(_label(source), job, submitted_at=_now())
-        pending.future = self._publish(job)
+        pending.future = self._publish(job, lane)
         return self._handle(pending)
 
     def submit_many(
@@ -257,8 +267,10 @@ class Submitter:
         run_id: str | None = None,
         ttl_s: float | None = None,
         deadline: datetime | None = None,
+        lane: Lane = Lane.BULK,
     ) -> Iterator[JobHandle]:
         """Publish a job per source, lazily; yields handles in the order of ``sources``.
+        Many jobs are bulk unless ``lane`` says otherwise (README, "Lanes").
 
         Staging runs in ``prepare_threads`` threads a bounded distance ahead; publishes are
         batched, and Pub/Sub flow control blocks once ``max_in_flight`` are unconfirmed.
@@ -295,7 +307,7 @@ class Submitter:
                     if before_publish:
                         before_publish()
                     pending.submitted_at = _now()
-                    pending.future = self._publish(pending.job, run_id)
+                    pending.future = self._publish(pending.job, lane, run_id)
             except CutqError as error:
                 pending.error = error
             published.append(pending)
@@ -422,12 +434,14 @@ class Submitter:
             raise ConfigError("no output: pass output= or set CUTQ_SUBMITTER_OUTPUT")
         return OutputSpec(uri=uri)
 
-    def _publish(self, job: Job, run_id: str | None = None) -> Future[str]:
-        attributes = {"job_id": job.job_id}
+    def _publish(
+        self, job: Job, lane: Lane = Lane.INTERACTIVE, run_id: str | None = None
+    ) -> Future[str]:
+        attributes = {"job_id": job.job_id, **lane_attributes(lane)}
         if run_id is not None:
             attributes[RUN_ID_ATTRIBUTE] = run_id
         future: Future[str] = self.publisher.publish(
-            self.config.jobs_topic, job.to_message(), **attributes
+            self.config.topic_for(lane), job.to_message(), **attributes
         )
         with self._unconfirmed_lock:
             self._unconfirmed.add(future)

@@ -36,6 +36,8 @@ ACK_DEADLINE_S = 120  # var.ack_deadline_seconds
 RETRY_MIN_BACKOFF_S = 10  # var.retry_minimum_backoff_seconds
 RETRY_MAX_BACKOFF_S = 600  # var.retry_maximum_backoff_seconds
 MAX_DELIVERY_ATTEMPTS = 10  # var.max_delivery_attempts
+BULK_RETRY_MIN_BACKOFF_S = 60  # var.bulk_retry_minimum_backoff_seconds
+BULK_MAX_DELIVERY_ATTEMPTS = 10  # var.bulk_max_delivery_attempts
 OUTPUT_PREFIX = "cutouts"  # var.output_prefix
 
 
@@ -47,12 +49,21 @@ def names(project: str = PROJECT) -> dict[str, str]:
         "jobs_topic": f"projects/{project}/topics/{PREFIX}-jobs",
         "events_topic": f"projects/{project}/topics/{PREFIX}-events",
         "dead_letter_topic": f"projects/{project}/topics/{PREFIX}-jobs-dead-letter",
+        "bulk_topic": f"projects/{project}/topics/{PREFIX}-jobs-bulk",
+        "bulk_dead_letter_topic": f"projects/{project}/topics/{PREFIX}-jobs-bulk-dead-letter",
         "jobs_subscription": f"projects/{project}/subscriptions/{PREFIX}-jobs-pull",
+        "bulk_subscription": f"projects/{project}/subscriptions/{PREFIX}-jobs-bulk-pull",
         "dead_letter_subscription": (
             f"projects/{project}/subscriptions/{PREFIX}-jobs-dead-letter-inspect"
         ),
+        "bulk_dead_letter_subscription": (
+            f"projects/{project}/subscriptions/{PREFIX}-jobs-bulk-dead-letter-inspect"
+        ),
         "events_subscription": f"projects/{project}/subscriptions/{PREFIX}-events-tail",
     }
+
+
+TOPICS = ("jobs_topic", "bulk_topic", "events_topic", "dead_letter_topic", "bulk_dead_letter_topic")
 
 
 def create_resources(n: dict[str, str]) -> None:
@@ -66,26 +77,30 @@ def create_resources(n: dict[str, str]) -> None:
     publisher = pubsub_v1.PublisherClient()
     subscriber = pubsub_v1.SubscriberClient()
     try:
-        for topic in (n["jobs_topic"], n["events_topic"], n["dead_letter_topic"]):
-            publisher.create_topic(name=topic)
-        subscriber.create_subscription(
-            request=gapic.Subscription(
-                name=n["jobs_subscription"],
-                topic=n["jobs_topic"],
-                ack_deadline_seconds=ACK_DEADLINE_S,
-                retry_policy=gapic.RetryPolicy(
-                    minimum_backoff={"seconds": RETRY_MIN_BACKOFF_S},
-                    maximum_backoff={"seconds": RETRY_MAX_BACKOFF_S},
-                ),
-                dead_letter_policy=gapic.DeadLetterPolicy(
-                    dead_letter_topic=n["dead_letter_topic"],
-                    max_delivery_attempts=MAX_DELIVERY_ATTEMPTS,
-                ),
+        for topic in TOPICS:
+            publisher.create_topic(name=n[topic])
+        # One lane each (README, "Lanes"): subscription, retry policy and dead letters.
+        for lane, topic, dead, min_backoff_s, attempts in (
+            ("jobs", "jobs_topic", "dead_letter", RETRY_MIN_BACKOFF_S, MAX_DELIVERY_ATTEMPTS),
+            ("bulk", "bulk_topic", "bulk_dead_letter", BULK_RETRY_MIN_BACKOFF_S,
+             BULK_MAX_DELIVERY_ATTEMPTS),
+        ):  # fmt: skip
+            subscriber.create_subscription(
+                request=gapic.Subscription(
+                    name=n[f"{lane}_subscription"],
+                    topic=n[topic],
+                    ack_deadline_seconds=ACK_DEADLINE_S,
+                    retry_policy=gapic.RetryPolicy(
+                        minimum_backoff={"seconds": min_backoff_s},
+                        maximum_backoff={"seconds": RETRY_MAX_BACKOFF_S},
+                    ),
+                    dead_letter_policy=gapic.DeadLetterPolicy(
+                        dead_letter_topic=n[f"{dead}_topic"],
+                        max_delivery_attempts=attempts,
+                    ),
+                )
             )
-        )
-        subscriber.create_subscription(
-            name=n["dead_letter_subscription"], topic=n["dead_letter_topic"]
-        )
+            subscriber.create_subscription(name=n[f"{dead}_subscription"], topic=n[f"{dead}_topic"])
         subscriber.create_subscription(name=n["events_subscription"], topic=n["events_topic"])
     finally:
         subscriber.close()
@@ -99,6 +114,7 @@ def client_env(n: dict[str, str], pubsub_host: str, gcs_url: str) -> dict[str, s
         "PUBSUB_EMULATOR_HOST": pubsub_host,
         "STORAGE_EMULATOR_HOST": gcs_url,
         "CUTQ_JOBS_TOPIC": n["jobs_topic"],
+        "CUTQ_BULK_TOPIC": n["bulk_topic"],
         "CUTQ_EVENTS_TOPIC": n["events_topic"],
         "CUTQ_SUBMITTER_STAGING": f"gs://{n['inputs_bucket']}/staging",
         "CUTQ_SUBMITTER_OUTPUT": f"gs://{n['results_bucket']}/{OUTPUT_PREFIX}",
@@ -112,6 +128,7 @@ def worker_env(n: dict[str, str], pubsub_host: str, gcs_url: str) -> dict[str, s
         PUBSUB_EMULATOR_HOST=pubsub_host,
         STORAGE_EMULATOR_HOST=gcs_url,
         CUTQ_SUBSCRIPTION=n["jobs_subscription"],
+        CUTQ_BULK_SUBSCRIPTION=n["bulk_subscription"],
         CUTQ_EVENTS_TOPIC=n["events_topic"],
         CUTQ_OUTPUT=f"gs://{n['results_bucket']}/{OUTPUT_PREFIX}",
         CUTQ_ALLOWED_BUCKETS=f"{n['inputs_bucket']},{n['results_bucket']}",
@@ -149,14 +166,19 @@ def main(argv: list[str] | None = None) -> int:
         create_resources(n)
         for key in ("inputs_bucket", "results_bucket"):
             print(f"  bucket        gs://{n[key]}")
-        for key in ("jobs_topic", "events_topic", "dead_letter_topic"):
+        for key in TOPICS:
             print(f"  topic         {n[key]}")
         print(
-            f"  subscription  {n['jobs_subscription']} (ack deadline {ACK_DEADLINE_S} s, "
-            f"retry {RETRY_MIN_BACKOFF_S}-{RETRY_MAX_BACKOFF_S} s, dead letter after "
-            f"{MAX_DELIVERY_ATTEMPTS} attempts)"
+            f"  subscription  {n['jobs_subscription']} (interactive; ack deadline "
+            f"{ACK_DEADLINE_S} s, retry {RETRY_MIN_BACKOFF_S}-{RETRY_MAX_BACKOFF_S} s, dead "
+            f"letter after {MAX_DELIVERY_ATTEMPTS} attempts)"
         )
-        for key in ("dead_letter_subscription", "events_subscription"):
+        print(
+            f"  subscription  {n['bulk_subscription']} (bulk; retry {BULK_RETRY_MIN_BACKOFF_S}-"
+            f"{RETRY_MAX_BACKOFF_S} s, dead letter after {BULK_MAX_DELIVERY_ATTEMPTS} attempts)"
+        )
+        for key in ("dead_letter_subscription", "bulk_dead_letter_subscription",
+                    "events_subscription"):  # fmt: skip
             print(f"  subscription  {n[key]}")
         args.env_file.parent.mkdir(parents=True, exist_ok=True)
         exports = client_env(n, pubsub.host, gcs_url)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import queue
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -21,7 +23,7 @@ STOP = _Stop()
 
 
 def get_batch(
-    items: queue.Queue,
+    items: queue.Queue | RankedQueue,
     max_batch: int,
     max_wait_s: float,
     clock: Callable[[], float] = time.monotonic,
@@ -48,3 +50,30 @@ def get_batch(
             break
         batch.append(item)
     return batch
+
+
+class RankedQueue:
+    """What :func:`get_batch` reads, with one FIFO per rank: :meth:`get` takes from the lowest
+    rank that holds an item, so an interactive job (rank 0) goes first into the next batch
+    however many bulk jobs (rank 1) wait. :data:`STOP` goes behind every rank."""
+
+    def __init__(self, rank_of: Callable[[object], int], ranks: int = 2) -> None:
+        self._rank_of = rank_of
+        self._ranks: list[deque] = [deque() for _ in range(ranks)]
+        self._changed = threading.Condition()
+
+    def put(self, item: object) -> None:
+        rank = len(self._ranks) - 1 if item is STOP else self._rank_of(item)
+        with self._changed:
+            self._ranks[rank].append(item)
+            self._changed.notify()
+
+    def get(self, block: bool = True, timeout: float | None = None) -> object:
+        """The first item of the lowest non-empty rank; ``queue.Empty`` as :class:`queue.Queue`."""
+        with self._changed:
+            if not self._changed.wait_for(self.qsize, timeout if block else 0):
+                raise queue.Empty
+            return next(fifo for fifo in self._ranks if fifo).popleft()
+
+    def qsize(self) -> int:
+        return sum(len(fifo) for fifo in self._ranks)

@@ -8,6 +8,7 @@ a typo never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -18,12 +19,16 @@ from cutq.core.control import control_uri
 from cutq.core.errors import ConfigError, InvalidJob
 from cutq.worker.hardware import CPU_ONLY, Platform
 
+log = logging.getLogger(__name__)
 ENGINES = ("auto", "torch", "onnxruntime")
 
 ENV_PREFIX = "CUTQ_"
+# Old names still read, each with a warning in the log: old name → field.
+_DEPRECATED = {"CUTQ_LANES": "streams"}  # renamed when "lane" came to mean interactive/bulk
 # Variables that belong to the client side or to tests, not to the worker.
 _NOT_WORKER = {
     "CUTQ_JOBS_TOPIC",
+    "CUTQ_BULK_TOPIC",
     "CUTQ_SUBMITTER_OUTPUT",
     "CUTQ_SUBMITTER_STAGING",
     "CUTQ_FUNCTION_ROUTES",
@@ -50,8 +55,9 @@ class WorkerConfig:
     precision: str = "auto"  # auto (the model's choice on CUDA, README "GPU") | fp32 | fp16 | bf16
     engine: str = "auto"  # auto (u2netp on a CPU: onnxruntime) | torch | onnxruntime
     threads: int | None = None  # the model's intra-op threads on a CPU; None: one per core
-    lanes: int | None = None  # images in the model at once on the onnxruntime engine, sharing
-    #                           those threads; None: 2 with ≥ 2 cores (1 on torch, always)
+    streams: int | None = None  # images in the model at once on the onnxruntime engine, each on
+    #                             its own model thread, sharing those threads; None: 2 with
+    #                             ≥ 2 cores (1 on torch, always). Was CUTQ_LANES (deprecated).
     resize: str = "static"  # default for jobs that do not say
     foreground: str = "auto"  # edge colours for jobs that do not say: auto | ml | none
     matting_max_pixels: int = 1_000_000  # closed-form matting runs at most at this size
@@ -74,7 +80,12 @@ class WorkerConfig:
     events_topic: str | None = None  # projects/P/topics/T; None: events go to the log only
     control: str | None = None  # cancellation records; None: gs://<bucket>/_cutq, <output>/_cutq
     control_refresh_s: float = 2.0  # how often cancellations are listed; 0: never (no checks)
-    subscription: str | None = None  # projects/P/subscriptions/S, for `cutq worker`
+    subscription: str | None = None  # projects/P/subscriptions/S, for `cutq worker`: the
+    #                                  interactive lane (or the only one)
+    bulk_subscription: str | None = None  # the bulk lane's subscription, served behind it
+    interactive_reserve: int | None = None  # of max_in_flight, slots bulk jobs never take;
+    #      None, with a bulk subscription: a batch (max_batch), at most what leaves bulk a
+    #      batch, at least 1; without one: 0
     lease_extension_s: int = 20  # leases are renewed this far ahead: a crashed worker's jobs
     #                              reappear for others within about this long
     push_audience: str | None = None  # `cutq serve`: require push OIDC tokens for this audience
@@ -111,7 +122,9 @@ class WorkerConfig:
         assert self.max_batch is not None and self.io_threads is not None
         if self.max_in_flight is None:  # a CPU does ~5 images/s: 8 jobs is 2 s of work
             default = 32 if self.on_gpu else 8
-            object.__setattr__(self, "max_in_flight", max(default, self.max_batch))
+            # With two lanes, at least a batch of bulk jobs and a batch kept for interactive ones.
+            batches = 2 if self.bulk_subscription else 1
+            object.__setattr__(self, "max_in_flight", max(default, batches * self.max_batch))
         assert self.max_in_flight is not None
         _check(self.max_batch >= 1, "max_batch must be ≥ 1")
         _check(self.max_wait_ms >= 0, "max_wait_ms must be ≥ 0")
@@ -120,6 +133,20 @@ class WorkerConfig:
             f"max_in_flight ({self.max_in_flight}) must be ≥ max_batch ({self.max_batch})",
         )
         _check(self.io_threads >= 1, "io_threads must be ≥ 1")
+        if self.interactive_reserve is None:  # a batch, leaving bulk a batch (and the reserve 1)
+            room = min(self.max_batch, self.max_in_flight - self.max_batch)
+            reserve = max(1, room) if self.bulk_subscription and self.max_in_flight > 1 else 0
+            object.__setattr__(self, "interactive_reserve", reserve)
+        assert self.interactive_reserve is not None
+        _check(
+            0 <= self.interactive_reserve < self.max_in_flight,
+            f"interactive_reserve ({self.interactive_reserve}) must be 0 to max_in_flight - 1 "
+            f"({self.max_in_flight - 1}): bulk jobs need at least one slot",
+        )
+        _check(
+            self.bulk_subscription is None or bool(self.subscription),
+            "bulk_subscription needs subscription (the interactive lane) as well",
+        )
         _check(self.max_input_bytes >= 1, "max_input_bytes must be ≥ 1")
         _check(self.max_pixels >= 1, "max_pixels must be ≥ 1")
         _check(
@@ -168,7 +195,7 @@ class WorkerConfig:
         )
         _check(self.engine in ENGINES, f"engine must be one of {', '.join(ENGINES)}")
         _check(self.threads is None or self.threads >= 1, "threads must be ≥ 1")
-        _check(self.lanes is None or self.lanes >= 1, "lanes must be ≥ 1")
+        _check(self.streams is None or self.streams >= 1, "streams must be ≥ 1")
 
     @property
     def on_gpu(self) -> bool:
@@ -215,7 +242,12 @@ class WorkerConfig:
         for key, raw in environ.items():
             if not key.startswith(ENV_PREFIX) or key in _NOT_WORKER:
                 continue
-            name = key[len(ENV_PREFIX) :].lower()
+            name = _DEPRECATED.get(key) or key[len(ENV_PREFIX) :].lower()
+            if key in _DEPRECATED:
+                new = ENV_PREFIX + name.upper()
+                if new in environ:
+                    raise ConfigError(f"{key} is the deprecated name of {new}: set only {new}")
+                log.warning("%s is deprecated: it is now %s (same meaning)", key, new)
             if name not in known:
                 raise ConfigError(
                     f"unknown setting {key}; known: "

@@ -1,8 +1,8 @@
 """One log line per job, with its timings, in the shape arq made readable.
 
 ``  123.4ms ✓ <job_id> batch=8 queue=3 download=12 …``; in JSON mode the same line carries
-``job_id``, ``timings_ms``, ``batch_size`` and, when the message had a W3C ``traceparent``,
-Cloud Logging's ``trace`` so the log links to the publisher's trace.
+``job_id``, ``timings_ms``, ``batch_size``, ``lane`` and, when the message had a W3C
+``traceparent``, Cloud Logging's ``trace`` so the log links to the publisher's trace.
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ def log_job(task: Task, outcome: Outcome) -> None:
         "batch_size": task.batch_size,
         "trace": trace_of(task.delivery.attributes),
         "ack_failed": task.ack_failed,  # exactly-once delivery refused the ack: it may come back
+        "lane": task.lane.value,  # interactive | bulk (README, "Lanes")
     }
     if ending is Ending.COMPLETED:
         log.info(

@@ -5,6 +5,9 @@ A :class:`Task` is one delivery's life from :meth:`Pipeline.submit` to ack or na
 
 * **bounded memory**: at most ``max_in_flight`` tasks (a slot each) and at most
   ``max_in_flight_pixels`` decoded pixels at once (:class:`PixelBudget`);
+* **room for the interactive lane**: bulk tasks never hold the last ``interactive_reserve``
+  slots (:class:`Slots`), so an interactive job never waits for a bulk one to settle before
+  it can start;
 * **one computation per job**: the first delivery of a job leads; another delivery of the same
   job (the same result object) while the leader runs becomes its follower and is settled when
   the leader is, never computed again;
@@ -23,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from cutq.core.contract import Job
+from cutq.core.lanes import Lane
 from cutq.worker.joblog import JobLog
 from cutq.worker.outcome import Observer, Outcome, Stats
 from cutq.worker.sources import Delivery
@@ -35,6 +39,7 @@ class Task:
     """One delivery on its way through the stages, with the timings each stage adds."""
 
     delivery: Delivery
+    lane: Lane = Lane.INTERACTIVE
     received: float = field(default_factory=time.monotonic)
     timings_ms: dict[str, float] = field(default_factory=dict)
     job: Job | None = None  # once admitted
@@ -64,6 +69,42 @@ class Task:
     @property
     def label(self) -> str:
         return self.job.job_id if self.job else f"message-{self.delivery.message_id}"
+
+
+class Slots:
+    """``total`` slots for tasks, of which bulk tasks may hold at most ``total - reserve``."""
+
+    def __init__(self, total: int, reserve: int = 0) -> None:
+        if not 0 <= reserve < total:
+            raise ValueError(f"reserve must be 0 to {total - 1}, got {reserve}")
+        self.total = total
+        self.bulk_limit = total - reserve
+        self._held = {lane: 0 for lane in Lane}
+        self._changed = threading.Condition()
+
+    def take(self, lane: Lane, timeout_s: float) -> bool:
+        """Take a slot for a task in ``lane``; False when none frees up within ``timeout_s``."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: self._free(lane), timeout_s):
+                return False
+            self._held[lane] += 1
+            return True
+
+    def give_back(self, lane: Lane) -> None:
+        with self._changed:
+            if self._held[lane] <= 0:
+                raise ValueError(f"no {lane.value} slot is held")
+            self._held[lane] -= 1
+            self._changed.notify_all()
+
+    def held(self, lane: Lane) -> int:
+        with self._changed:
+            return self._held[lane]
+
+    def _free(self, lane: Lane) -> bool:
+        if sum(self._held.values()) >= self.total:
+            return False
+        return lane is Lane.INTERACTIVE or self._held[Lane.BULK] < self.bulk_limit
 
 
 class PixelBudget:
@@ -99,12 +140,12 @@ class PixelBudget:
 class Ledger:
     """Open tasks, their slots and pixels, the job registry, and settling."""
 
-    def __init__(self, max_in_flight: int, max_pixels: int) -> None:
+    def __init__(self, max_in_flight: int, max_pixels: int, interactive_reserve: int = 0) -> None:
         self.stats = Stats()
         self._observers: list[Observer] = [JobLog()]
         self.pixels = PixelBudget(max_pixels)
         self.last_activity = time.monotonic()
-        self._slots = threading.BoundedSemaphore(max_in_flight)
+        self.slots = Slots(max_in_flight, interactive_reserve)
         self._changed = threading.Condition()
         self._open: set[Task] = set()
         self._leaders: dict[str, Task] = {}
@@ -112,15 +153,16 @@ class Ledger:
 
     # --- opening ----------------------------------------------------------------------------
 
-    def take_slot(self, timeout_s: float) -> bool:
-        return self._slots.acquire(timeout=timeout_s)
+    def take_slot(self, timeout_s: float, lane: Lane = Lane.INTERACTIVE) -> bool:
+        return self.slots.take(lane, timeout_s)
 
-    def open(self, delivery: Delivery) -> Task | None:
-        """Hold a new task in a slot already taken; None (slot given back) once closed."""
-        task = Task(delivery)
+    def open(self, delivery: Delivery, lane: Lane = Lane.INTERACTIVE) -> Task | None:
+        """Hold a new task in a slot of ``lane`` already taken; None (slot given back) once
+        closed."""
+        task = Task(delivery, lane)
         with self._changed:
             if self._closed:
-                self._slots.release()
+                self.slots.give_back(lane)
                 return None
             self._open.add(task)
             self.last_activity = time.monotonic()
@@ -181,7 +223,7 @@ class Ledger:
         finally:
             self.pixels.release(task.pixels)
             task.pixels = 0
-            self._slots.release()
+            self.slots.give_back(task.lane)
             with self._changed:
                 self.stats.settled(task, outcome)
                 self.stats.ack_failures += task.ack_failed

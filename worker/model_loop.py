@@ -1,27 +1,29 @@
-"""The model threads: one per lane of the model, each forming and running batches.
+"""The model threads: one per stream of the model, each forming and running batches.
 
 A :class:`ModelLoop` takes loaded inputs (:meth:`ModelLoop.put`), groups them into batches
 of same-sized inputs (:func:`~cutq.worker.batcher.get_batch`: at ``max_batch`` items or
 ``max_wait_ms`` after the first), lets ``screen`` drop the inputs no longer wanted (cancelled,
-past their deadline) and runs the rest through the runner. A batch that raises fails
+past their deadline) and runs the rest through the runner. Its queue is ranked by lane
+(:class:`~cutq.worker.batcher.RankedQueue`): interactive inputs go first into every batch,
+bulk inputs fill the rest. A batch that raises fails
 each of its jobs on its own (``failed``), never the thread (an input whose map is not
 finite, also in fp32, is in the prediction's ``failed``: the pipeline fails it on its own);
 anything worse than an ``Exception`` kills the thread and is kept in
-:attr:`ModelLoop.failure` (the worker is then unhealthy). Two lanes run two single-threaded
+:attr:`ModelLoop.failure` (the worker is then unhealthy). Two streams run two single-threaded
 forwards at once (onnxruntime on a CPU).
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any, Generic, Protocol, TypeVar
 
-from cutq.worker.batcher import STOP, get_batch
+from cutq.core.lanes import Lane
+from cutq.worker.batcher import STOP, RankedQueue, get_batch
 from cutq.worker.inference import Prediction, Runner
 
 log = logging.getLogger(__name__)
@@ -36,12 +38,15 @@ class Input(Protocol):
     @property
     def input_size(self) -> tuple[int, int]: ...
 
+    @property
+    def lane(self) -> Lane: ...
+
 
 T = TypeVar("T", bound=Input)
 
 
 class ModelLoop(Generic[T]):
-    """Batches from a queue through one model, on one thread per lane."""
+    """Batches from a queue through one model, on one thread per stream."""
 
     def __init__(
         self,
@@ -60,10 +65,10 @@ class ModelLoop(Generic[T]):
         self._inferred = inferred  # (the batch's inputs, its prediction, when it started)
         self._failed = failed
         self._screen = screen  # as a batch would start: the inputs still to compute
-        self._queue: queue.Queue = queue.Queue()
+        self._queue = RankedQueue(lambda item: item.lane.rank)  # type: ignore[attr-defined]
         self.threads = [
-            threading.Thread(target=self._run, name=f"cutq-model-{lane}", daemon=True)
-            for lane in range(max(1, runner.model.lanes))
+            threading.Thread(target=self._run, name=f"cutq-model-{stream}", daemon=True)
+            for stream in range(max(1, runner.model.streams))
         ]
 
     def start(self) -> None:
@@ -80,7 +85,7 @@ class ModelLoop(Generic[T]):
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
     def _run(self) -> None:
-        """One lane: batches until STOP. An error fails its batch, never the thread."""
+        """One stream: batches until STOP. An error fails its batch, never the thread."""
         try:
             while (batch := get_batch(self._queue, self.max_batch, self.max_wait_s)) is not None:
                 groups: dict[tuple[int, int], list[T]] = defaultdict(list)

@@ -15,7 +15,7 @@
   admission, never computed at the batch. A job already done stays done (checked first).
 * **load**: read, decode (inside the pixel budget) and preprocess into a model input.
 * **infer**: the model loop (:mod:`cutq.worker.model_loop`) forms batches of same-sized
-  inputs and runs them (one thread per lane of the model: two single-threaded forwards at
+  inputs and runs them (one thread per stream of the model: two single-threaded forwards at
   once on a CPU with onnxruntime, one thread everywhere else).
 * **write**: from one mask, each of the job's renditions (:mod:`cutq.worker.results`: framing,
   edge colours, encode, a preset's verdict) and its quality flags; create each result object
@@ -49,6 +49,7 @@ from cutq.core.errors import (
     is_permanent,
 )
 from cutq.core.events import Event, OutputInfo
+from cutq.core.lanes import Lane
 from cutq.core.storage import Stores
 from cutq.worker import imaging, results
 from cutq.worker.access import check_allowed
@@ -61,7 +62,7 @@ from cutq.worker.outcome import Outcome
 from cutq.worker.quality import Quality
 from cutq.worker.results import Result
 from cutq.worker.sinks import EventSink
-from cutq.worker.sources import Delivery
+from cutq.worker.sources import Delivery, lane_of_delivery
 
 if TYPE_CHECKING:  # a CPU worker running onnxruntime never imports torch
     import torch
@@ -90,6 +91,11 @@ class Loaded:
     input_size: tuple[int, int]
     enqueued: float
 
+    @property
+    def lane(self) -> Lane:
+        """Interactive inputs go first into every batch (the model loop's queue is ranked)."""
+        return self.admitted.task.lane
+
 
 @dataclass(frozen=True)
 class Inferred:
@@ -116,7 +122,11 @@ class Pipeline:
         self.runner = runner
         self.events = events
         self.storage = storage or stores_for(config)
-        self.ledger = Ledger(config.max_in_flight, config.max_in_flight_pixels)
+        self.ledger = Ledger(
+            config.max_in_flight,
+            config.max_in_flight_pixels,
+            config.interactive_reserve,
+        )
         self.stats = self.ledger.stats
         self._loaders = ThreadPoolExecutor(config.io_threads, thread_name_prefix="cutq-load")
         self._writers = ThreadPoolExecutor(config.io_threads, thread_name_prefix="cutq-write")
@@ -139,15 +149,17 @@ class Pipeline:
         self.model_loop.start()
 
     def submit(self, delivery: Delivery) -> None:
-        """Take a job; blocks while ``max_in_flight`` jobs are held (back-pressure).
+        """Take a job; blocks while ``max_in_flight`` jobs are held (back-pressure), or, for a
+        bulk job, while bulk jobs hold every slot but the ``interactive_reserve``.
 
         Once the pipeline is stopping, a new delivery is held here, unstarted and still leased,
         until :meth:`release_held` nacks it, once: returning it at once would free room for
         the source to deliver (and nack) the next one, burning the backlog's delivery attempts.
         """
+        lane = lane_of_delivery(delivery)
         while not self._stopping.is_set():
-            if self.ledger.take_slot(0.1):
-                task = self.ledger.open(delivery)
+            if self.ledger.take_slot(0.1, lane):
+                task = self.ledger.open(delivery, lane)
                 if task is not None:
                     self._hand_off(self._loaders, self._start, task, task)
                     return

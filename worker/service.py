@@ -82,7 +82,7 @@ class Service:
         service = cls(config, runner, events, ready_s=time.monotonic() - started)
         service.pipeline.start()
         log.info(
-            "ready in %.1fs (warm-up %.1fs): model %s %s on %s (%s), lanes=%d max_batch=%d "
+            "ready in %.1fs (warm-up %.1fs): model %s %s on %s (%s), streams=%d max_batch=%d "
             "max_wait_ms=%.0f",
             service.ready_s,
             runner.warmup_s,
@@ -90,7 +90,7 @@ class Service:
             runner.model.version,
             runner.device,
             str(runner.dtype).removeprefix("torch."),
-            runner.model.lanes,
+            runner.model.streams,
             config.max_batch,
             config.max_wait_ms,
         )

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from cutq.core.errors import ConfigError, InvalidJob
 from cutq.core.flags import add_output_args, options_from_args, renditions_from_args
+from cutq.core.lanes import Lane
 
 if TYPE_CHECKING:
     from cutq.core.contract import OutputSpec
@@ -37,6 +38,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("inputs", nargs="+", help="files, directories, gs://bucket/prefix")
     parser.add_argument("--topic", help="jobs topic projects/P/topics/T (CUTQ_JOBS_TOPIC)")
+    parser.add_argument("--bulk-topic", help="the bulk lane's jobs topic (CUTQ_BULK_TOPIC)")
+    parser.add_argument(
+        "--lane",
+        choices=("interactive", "bulk"),
+        help="default: interactive for one file or object, bulk for folders, prefixes or more",
+    )
     parser.add_argument("--output", help="output base URI (CUTQ_SUBMITTER_OUTPUT)")
     parser.add_argument("--staging", help="upload prefix for local files (CUTQ_SUBMITTER_STAGING)")
     parser.add_argument("--events-topic", help="completion events topic (CUTQ_EVENTS_TOPIC)")
@@ -114,6 +121,7 @@ def handle(args: argparse.Namespace) -> int:
 
     config = SubmitterConfig.from_env(
         jobs_topic=args.topic,
+        bulk_topic=args.bulk_topic,
         output=args.output,
         staging=args.staging,
         events_topic=args.events_topic,
@@ -141,6 +149,8 @@ def handle(args: argparse.Namespace) -> int:
     except InvalidJob as error:
         raise ConfigError(str(error)) from None
     expiry = _expiry(args)
+    lane = Lane(args.lane) if args.lane else default_lane(args.inputs)
+    log.info("submitting to the %s lane (%s)", lane.value, config.topic_for(lane))
     checkpoint = Checkpoint(args.resume_file) if args.resume_file else None
     limiter = TokenBucket(parse_rate(args.rate)) if args.rate else None
     done = DoneIndex.build(spec) if args.skip_done else None
@@ -177,7 +187,7 @@ def handle(args: argparse.Namespace) -> int:
         settled(False)
 
     submitter = Submitter(config)
-    run_id = _start_run(submitter, spec, args)
+    run_id = _start_run(submitter, spec, args, lane)
     watcher = submitter.watch() if args.wait else None
     started = time.monotonic()
     try:
@@ -195,6 +205,7 @@ def handle(args: argparse.Namespace) -> int:
                 run_id=run_id,
                 ttl_s=expiry.ttl_s if expiry else None,
                 deadline=expiry.deadline if expiry else None,
+                lane=lane,
             ):
                 settled(True)
                 summary.skipped += handle.skipped
@@ -265,12 +276,14 @@ def _wait(
                 summary.failures.append(f"  download {uri}: {future.exception()}")
 
 
-def _start_run(submitter: Submitter, spec: OutputSpec, args: argparse.Namespace) -> str | None:
-    """A bulk run's id (given, or generated for a directory or prefix), registered so that
+def _start_run(
+    submitter: Submitter, spec: OutputSpec, args: argparse.Namespace, lane: Lane
+) -> str | None:
+    """A bulk run's id (given, or generated for the bulk lane), registered so that
     ``cutq cancel --run`` knows it; a client that may not write there still submits."""
     from cutq.core.control import check_id, new_run_id
 
-    if args.run_id is None and not any(_is_bulk(origin) for origin in args.inputs):
+    if args.run_id is None and lane is not Lane.BULK:
         return None
     try:
         run_id = check_id(args.run_id, "--run-id") if args.run_id else new_run_id()
@@ -290,11 +303,6 @@ def _start_run(submitter: Submitter, spec: OutputSpec, args: argparse.Namespace)
     return run_id
 
 
-def _is_bulk(origin: str) -> bool:
-    """A directory or a prefix: many jobs, one run (a single local file is not a run)."""
-    return "://" in origin or Path(origin).is_dir()
-
-
 def _expiry(args: argparse.Namespace) -> Expiry | None:
     """``--ttl-s``/``--deadline`` as the job contract reads them (a bad value: exit 2)."""
     from cutq.core.control import parse_expiry
@@ -304,6 +312,22 @@ def _expiry(args: argparse.Namespace) -> Expiry | None:
         return parse_expiry({k: v for k, v in fields.items() if v is not None})
     except InvalidJob as error:
         raise ConfigError(f"--{str(error).replace('_', '-', 1)}") from None
+
+
+def default_lane(inputs: list[str]) -> Lane:
+    """Interactive for exactly one file or object (someone waits for it); bulk for a folder,
+    a prefix or several inputs (a backlog)."""
+    if len(inputs) != 1:
+        return Lane.BULK
+    (given,) = inputs
+    if "://" not in given:
+        return Lane.INTERACTIVE if Path(given).is_file() else Lane.BULK
+    from cutq.core.storage import open_storage
+
+    try:  # an object of that exact name; else a prefix
+        return Lane.INTERACTIVE if open_storage(given).stat(given) is not None else Lane.BULK
+    except Exception:  # not an object name at all (a bucket, a folder): a prefix
+        return Lane.BULK
 
 
 def _name(uri: str) -> str:

@@ -198,6 +198,8 @@ def test_every_alert_and_chart_filter_restricts_resource_type(module: TerraformC
     local_types = {
         "${local.subscription_filter}": 'resource.type="pubsub_subscription"',
         "${local.dead_letter_filter}": 'resource.type="pubsub_subscription"',
+        "${local.bulk_dead_letter_filter}": 'resource.type="pubsub_subscription"',
+        "${local.bulk_subscription_filter}": 'resource.type="pubsub_subscription"',
         "${local.run_metric_resource}": "resource.type=",
     }
     for text in found:

@@ -118,11 +118,29 @@ def test_autoscaler_scales_to_zero_on_backlog(module: TerraformConfig) -> None:
     scaled = spec["scaledObjects"][0]["spec"]
     assert scaled["minReplicaCount"] == 0
     assert scaled["scaleTargetRef"]["name"].endswith("/workerpools/${var.name_prefix}-worker-pool")
-    trigger = scaled["triggers"][0]
+    (trigger,) = scaled["triggers"]
     assert trigger["type"] == "prometheus"
-    assert trigger["metadata"]["query"] == "sum(${local.autoscaler_backlog_series})"
+    assert trigger["metadata"]["query"] == "${local.autoscaler_backlog_query}"
     series = module.locals["autoscaler_backlog_series"]
     assert "subscription_num_undelivered_messages" in series and "-jobs-pull" in series
+    bulk = module.locals["autoscaler_bulk_backlog_series"]
+    assert "subscription_num_undelivered_messages" in bulk and "-jobs-bulk-pull" in bulk
+
+
+def test_autoscaler_counts_both_lanes_backlogs(module: TerraformConfig) -> None:
+    """ceil(interactive / per_instance + bulk / bulk_per_instance) instances: the query adds
+    the interactive backlog and the bulk one in interactive units, each term defaulting to 0
+    (an idle lane with no sample must not empty the sum: the other lane's backlog would read
+    as none and the pool scale to zero under it)."""
+    query = module.locals["autoscaler_backlog_query"]
+    assert query == (
+        "(sum(${local.autoscaler_backlog_series}) or vector(0)) + "
+        "(sum(${local.autoscaler_bulk_backlog_series}) or vector(0)) * "
+        "${var.autoscaler_backlog_per_instance} / ${var.autoscaler_bulk_backlog_per_instance}"
+    )
+    bulk = module.variables["autoscaler_bulk_backlog_per_instance"]
+    assert bulk["default"] >= module.variables["autoscaler_backlog_per_instance"]["default"]
+    assert "var.autoscaler_bulk_backlog_per_instance >= 1" in str(bulk["validation"])
 
 
 def test_shape_selects_exactly_one_workload(module: TerraformConfig) -> None:
@@ -143,10 +161,12 @@ def test_commands_match_the_cli_contract(module: TerraformConfig) -> None:
     pool = args("google_cloud_run_v2_worker_pool", "worker")
     assert pool[:2] == ["worker", "--subscription"]
     assert "jobs_pull" in pool[2]
+    assert pool[3] == "--bulk-subscription" and "jobs_bulk_pull" in pool[4]
     assert args("google_cloud_run_v2_service", "worker") == ["serve"]
     drain = args("google_cloud_run_v2_job", "drain")
     assert drain[:2] == ["worker", "--subscription"]
-    assert drain[3] == "--drain-idle-s"
+    assert drain[3] == "--bulk-subscription" and "jobs_bulk_pull" in drain[4]
+    assert drain[5] == "--drain-idle-s"
 
 
 # --- GPU ------------------------------------------------------------------------------------
@@ -202,20 +222,51 @@ def test_device_follows_the_gpu_switch(module: TerraformConfig) -> None:
 # --- Pub/Sub: retry, dead letters, push authentication --------------------------------------
 
 
-@pytest.mark.parametrize("name", ["jobs_pull", "jobs_push"])
+# Each lane: its subscription(s), topic, retry variable, dead-letter topic, attempts variable.
+LANES = {
+    "jobs_pull": ("jobs", "retry_minimum_backoff_seconds", "dead_letter", "max_delivery_attempts"),
+    "jobs_push": ("jobs", "retry_minimum_backoff_seconds", "dead_letter", "max_delivery_attempts"),
+    "jobs_bulk_pull": (
+        "jobs_bulk", "bulk_retry_minimum_backoff_seconds", "bulk_dead_letter",
+        "bulk_max_delivery_attempts",
+    ),
+    "jobs_bulk_push": (
+        "jobs_bulk", "bulk_retry_minimum_backoff_seconds", "bulk_dead_letter",
+        "bulk_max_delivery_attempts",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(LANES))
 def test_worker_subscription_retries_with_backoff(module: TerraformConfig, name: str) -> None:
-    retry = block(module.resource("google_pubsub_subscription", name), "retry_policy")
-    assert retry["minimum_backoff"] == "${var.retry_minimum_backoff_seconds}s"
+    sub = module.resource("google_pubsub_subscription", name)
+    topic, minimum, _, _ = LANES[name]
+    assert sub["topic"] == f"${{google_pubsub_topic.{topic}.id}}"
+    retry = block(sub, "retry_policy")
+    assert retry["minimum_backoff"] == f"${{var.{minimum}}}s"
     assert retry["maximum_backoff"] == "${var.retry_maximum_backoff_seconds}s"
+    assert 0 <= module.variables[minimum]["default"] <= 600
 
 
-@pytest.mark.parametrize("name", ["jobs_pull", "jobs_push"])
+@pytest.mark.parametrize("name", list(LANES))
 def test_worker_subscription_dead_letters(module: TerraformConfig, name: str) -> None:
+    """Each lane dead-letters to its own topic, after its own number of attempts."""
+    _, _, dead, attempts = LANES[name]
     policy = block(module.resource("google_pubsub_subscription", name), "dead_letter_policy")
-    assert policy["dead_letter_topic"] == "${google_pubsub_topic.dead_letter.id}"
-    assert policy["max_delivery_attempts"] == "${var.max_delivery_attempts}"
-    attempts = module.variables["max_delivery_attempts"]
-    assert 5 <= attempts["default"] <= 100
+    assert policy["dead_letter_topic"] == f"${{google_pubsub_topic.{dead}.id}}"
+    assert policy["max_delivery_attempts"] == f"${{var.{attempts}}}"
+    assert 5 <= module.variables[attempts]["default"] <= 100
+    assert f"var.{attempts} >= 5" in str(module.variables[attempts]["validation"])
+
+
+def test_both_lanes_run_in_the_same_shapes(module: TerraformConfig) -> None:
+    for interactive, bulk in (("jobs_pull", "jobs_bulk_pull"), ("jobs_push", "jobs_bulk_push")):
+        counts = [
+            module.resource("google_pubsub_subscription", n)["count"] for n in (interactive, bulk)
+        ]
+        assert counts[0] == counts[1]
+    topic = module.resource("google_pubsub_topic", "jobs_bulk")
+    assert topic["name"] == "${var.name_prefix}-jobs-bulk"
 
 
 def test_pubsub_service_agent_can_dead_letter(module: TerraformConfig) -> None:
@@ -224,13 +275,14 @@ def test_pubsub_service_agent_can_dead_letter(module: TerraformConfig) -> None:
         "serviceAccount:service-${data.google_project.this.number}"
         "@gcp-sa-pubsub.iam.gserviceaccount.com"
     )
-    publishers = [
-        body
-        for body in module.resources["google_pubsub_topic_iam_member"].values()
-        if body["topic"] == "${google_pubsub_topic.dead_letter.name}"
-        and body["role"] == "roles/pubsub.publisher"
-    ]
-    assert [body["member"] for body in publishers] == [PUBSUB_AGENT]
+    for dead in ("dead_letter", "bulk_dead_letter"):
+        publishers = [
+            body
+            for body in module.resources["google_pubsub_topic_iam_member"].values()
+            if body["topic"] == f"${{google_pubsub_topic.{dead}.name}}"
+            and body["role"] == "roles/pubsub.publisher"
+        ]
+        assert [body["member"] for body in publishers] == [PUBSUB_AGENT], dead
 
     subscribers = {
         body["subscription"]
@@ -240,13 +292,17 @@ def test_pubsub_service_agent_can_dead_letter(module: TerraformConfig) -> None:
     assert subscribers == {
         "${google_pubsub_subscription.jobs_pull[0].name}",
         "${google_pubsub_subscription.jobs_push[0].name}",
+        "${google_pubsub_subscription.jobs_bulk_pull[0].name}",
+        "${google_pubsub_subscription.jobs_bulk_push[0].name}",
     }
 
 
-def test_dead_letters_are_kept_for_inspection(module: TerraformConfig) -> None:
-    keep = module.resource("google_pubsub_subscription", "dead_letter")
-    assert keep["topic"] == "${google_pubsub_topic.dead_letter.id}"
+@pytest.mark.parametrize("name", ["dead_letter", "bulk_dead_letter"])
+def test_dead_letters_are_kept_for_inspection(module: TerraformConfig, name: str) -> None:
+    keep = module.resource("google_pubsub_subscription", name)
+    assert keep["topic"] == f"${{google_pubsub_topic.{name}.id}}"
     assert keep["message_retention_duration"] == "${var.message_retention_seconds}s"
+    assert keep["retain_acked_messages"] is True
     assert block(keep, "expiration_policy")["ttl"] == ""
 
 
@@ -379,6 +435,11 @@ def test_worker_grants_are_exactly_the_needed_ones(module: TerraformConfig) -> N
             "roles/pubsub.subscriber",
         ),
         (
+            "google_pubsub_subscription_iam_member",
+            "${google_pubsub_subscription.jobs_bulk_pull[0].name}",
+            "roles/pubsub.subscriber",
+        ),
+        (
             "google_pubsub_topic_iam_member",
             "${google_pubsub_topic.events.name}",
             "roles/pubsub.publisher",
@@ -396,6 +457,7 @@ def test_submitter_can_only_upload_and_publish(module: TerraformConfig) -> None:
     assert grants == {
         ("${google_storage_bucket.inputs.name}", "roles/storage.objectCreator"),
         ("${google_pubsub_topic.jobs.name}", "roles/pubsub.publisher"),
+        ("${google_pubsub_topic.jobs_bulk.name}", "roles/pubsub.publisher"),
     }
 
 

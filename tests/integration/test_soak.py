@@ -29,6 +29,7 @@ def test_soak_with_rotating_faults_loses_nothing(
         fault_every_s=3.0,
         faults=("kill_worker", "sigterm_scale_in", "storage_503_burst", "pubsub_restart"),
         timeout_s=150.0,
+        lanes=True,  # mixed: every 4th job interactive, the rest bulk; both subscriptions
     )
     report = run_soak(pubsub_double, gcs_server, gcs_bucket, settings)
     print(json.dumps(report, indent=2))  # shown with -s, and on failure

@@ -25,16 +25,32 @@ def test_stack_creates_what_the_terraform_module_does() -> None:
     assert defaults["retry_minimum_backoff_seconds"] == stack.RETRY_MIN_BACKOFF_S
     assert defaults["retry_maximum_backoff_seconds"] == stack.RETRY_MAX_BACKOFF_S
     assert defaults["max_delivery_attempts"] == stack.MAX_DELIVERY_ATTEMPTS
+    assert defaults["bulk_retry_minimum_backoff_seconds"] == stack.BULK_RETRY_MIN_BACKOFF_S
+    assert defaults["bulk_max_delivery_attempts"] == stack.BULK_MAX_DELIVERY_ATTEMPTS
     assert defaults["output_prefix"] == stack.OUTPUT_PREFIX
     assert defaults["name_prefix"] == stack.PREFIX
     names = stack.names("p")
     pull = module.resource("google_pubsub_subscription", "jobs_pull")
     dead = module.resource("google_pubsub_subscription", "dead_letter")
     topic = module.resource("google_pubsub_topic", "dead_letter")
+    resource = module.resource
     for ours, theirs in (
         (names["jobs_subscription"], pull["name"]),
         (names["dead_letter_subscription"], dead["name"]),
         (names["dead_letter_topic"], topic["name"]),
+        (names["bulk_topic"], resource("google_pubsub_topic", "jobs_bulk")["name"]),
+        (
+            names["bulk_subscription"],
+            resource("google_pubsub_subscription", "jobs_bulk_pull")["name"],
+        ),
+        (
+            names["bulk_dead_letter_topic"],
+            resource("google_pubsub_topic", "bulk_dead_letter")["name"],
+        ),
+        (
+            names["bulk_dead_letter_subscription"],
+            resource("google_pubsub_subscription", "bulk_dead_letter")["name"],
+        ),
     ):
         assert ours.rsplit("/", 1)[1] == theirs.replace("${var.name_prefix}", stack.PREFIX)
 
@@ -94,7 +110,7 @@ def test_make_stack_then_submit_samples_wait_and_download(
 
 
 def _check_subscription(host: str) -> None:
-    """The jobs subscription on the stack's emulator has the Terraform module's policies."""
+    """Both lanes' subscriptions on the stack's emulator have the Terraform module's policies."""
     from google.cloud import pubsub_v1
 
     from tests.doubles.differential import pointed_at
@@ -104,8 +120,13 @@ def _check_subscription(host: str) -> None:
     try:
         names = stack.names()
         sub = subscriber.get_subscription(subscription=names["jobs_subscription"])
+        bulk = subscriber.get_subscription(subscription=names["bulk_subscription"])
     finally:
         subscriber.close()
+    assert bulk.topic == names["bulk_topic"]
+    assert bulk.retry_policy.minimum_backoff.total_seconds() == stack.BULK_RETRY_MIN_BACKOFF_S
+    assert bulk.dead_letter_policy.dead_letter_topic == names["bulk_dead_letter_topic"]
+    assert bulk.dead_letter_policy.max_delivery_attempts == stack.BULK_MAX_DELIVERY_ATTEMPTS
     assert sub.topic == names["jobs_topic"]
     assert sub.ack_deadline_seconds == stack.ACK_DEADLINE_S
     assert sub.retry_policy.minimum_backoff.total_seconds() == stack.RETRY_MIN_BACKOFF_S

@@ -1,5 +1,6 @@
 """A per-test slice of the local cloud: jobs/events/dead-letter topics, subscriptions, a bucket,
-and helpers to run a worker against them (in a thread or as a real `cutq worker` process)."""
+and helpers to run a worker against them (in a thread or as a real `cutq worker` process).
+With ``lanes=True`` the bulk lane too: its own topic, subscription and dead letters."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from google.pubsub_v1 import types as gapic
 from PIL import Image, ImageDraw
 
 from cutq.core.contract import OutputSpec, new_job
+from cutq.core.lanes import Lane, lane_attributes
 from cutq.core.storage import open_storage
 from cutq.worker.config import WorkerConfig
 from tests.support.emulators import PubSubEmulator
@@ -50,6 +52,11 @@ class Cloud:
     events_sub: str = ""
     dead_topic: str = ""
     dead_sub: str = ""
+    lanes: bool = False  # also the bulk lane's topic, subscription and dead letters
+    bulk_topic: str = ""
+    bulk_sub: str = ""
+    bulk_dead_topic: str = ""
+    bulk_dead_sub: str = ""
     publisher: pubsub_v1.PublisherClient = field(default_factory=pubsub_v1.PublisherClient)
     subscriber: pubsub_v1.SubscriberClient = field(default_factory=pubsub_v1.SubscriberClient)
 
@@ -67,13 +74,28 @@ class Cloud:
         )
         for topic in (self.jobs_topic, self.events_topic, self.dead_topic):
             self.publisher.create_topic(name=topic)
+        self._jobs_subscription(self.jobs_sub, self.jobs_topic, self.dead_topic)
+        self.subscriber.create_subscription(name=self.events_sub, topic=self.events_topic)
+        self.subscriber.create_subscription(name=self.dead_sub, topic=self.dead_topic)
+        if self.lanes:
+            self.bulk_topic, self.bulk_dead_topic = e.topic_path("bulk"), e.topic_path("bulk-dead")
+            self.bulk_sub, self.bulk_dead_sub = (
+                e.subscription_path("bulk"),
+                e.subscription_path("bulk-dead"),
+            )
+            for topic in (self.bulk_topic, self.bulk_dead_topic):
+                self.publisher.create_topic(name=topic)
+            self._jobs_subscription(self.bulk_sub, self.bulk_topic, self.bulk_dead_topic)
+            self.subscriber.create_subscription(name=self.bulk_dead_sub, topic=self.bulk_dead_topic)
+
+    def _jobs_subscription(self, name: str, topic: str, dead_topic: str) -> None:
         self.subscriber.create_subscription(
             request=gapic.Subscription(
-                name=self.jobs_sub,
-                topic=self.jobs_topic,
+                name=name,
+                topic=topic,
                 ack_deadline_seconds=10,
                 dead_letter_policy=gapic.DeadLetterPolicy(
-                    dead_letter_topic=self.dead_topic,
+                    dead_letter_topic=dead_topic,
                     max_delivery_attempts=self.max_delivery_attempts,
                 ),
                 retry_policy=gapic.RetryPolicy(
@@ -85,8 +107,11 @@ class Cloud:
                 ),
             )
         )
-        self.subscriber.create_subscription(name=self.events_sub, topic=self.events_topic)
-        self.subscriber.create_subscription(name=self.dead_sub, topic=self.dead_topic)
+
+    @property
+    def dead_subs(self) -> list[str]:
+        """Every lane's dead-letter subscription."""
+        return [self.dead_sub, self.bulk_dead_sub] if self.lanes else [self.dead_sub]
 
     @property
     def output(self) -> OutputSpec:
@@ -99,12 +124,28 @@ class Cloud:
             storage.write(uri, tiny_image(index), content_type="image/png")
         return uris
 
-    def publish_jobs(self, uris: Iterable[str], **job_options: object) -> list[str]:
-        """Publish one job per input; returns the job ids."""
+    def publish_jobs(
+        self,
+        uris: Iterable[str],
+        *,
+        bulk: Callable[[int], bool] | None = None,
+        extra: Callable[[int], dict[str, str]] | None = None,
+        **job_options: object,
+    ) -> list[str]:
+        """Publish one job per input; returns the job ids. ``bulk(i)``: the i-th job goes to
+        the bulk lane (topic and attribute, as the submitter does); else to the jobs topic.
+        ``extra(i)``: more message attributes for the i-th job (e.g. its run id)."""
         futures, ids = [], []
-        for uri in uris:
+        for index, uri in enumerate(uris):
             job = new_job(uri, self.output, **job_options)  # type: ignore[arg-type]
-            futures.append(self.publisher.publish(self.jobs_topic, job.to_message()))
+            if bulk is not None and bulk(index):
+                assert self.lanes, "the bulk lane needs Cloud(lanes=True)"
+                topic, attributes = self.bulk_topic, lane_attributes(Lane.BULK)
+            else:
+                topic, attributes = self.jobs_topic, {}
+            if extra is not None:
+                attributes = {**attributes, **extra(index)}
+            futures.append(self.publisher.publish(topic, job.to_message(), **attributes))
             ids.append(job.job_id)
         for future in futures:
             future.result(timeout=30)
@@ -155,6 +196,7 @@ class Cloud:
     def worker_config(self, **changes: object) -> WorkerConfig:
         settings: dict[str, object] = dict(
             subscription=self.jobs_sub,
+            bulk_subscription=self.bulk_sub or None,
             events_topic=self.events_topic,
             output=self.output.uri,
             resize="dynamic",

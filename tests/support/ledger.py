@@ -135,7 +135,8 @@ def collect(
             on_tick()
         events += pull_quietly(cloud, cloud.events_sub)
         if time.monotonic() >= next_dead_pull:  # usually empty: an empty pull waits ~2 s
-            dead += pull_quietly(cloud, cloud.dead_sub)
+            for dead_sub in cloud.dead_subs:
+                dead += pull_quietly(cloud, dead_sub)
             next_dead_pull = time.monotonic() + 5.0
         ended = {e["body"]["data"]["job_id"] for e in events} | {
             d["body"].get("job_id") for d in dead
@@ -144,5 +145,6 @@ def collect(
             done_at = time.monotonic()
         if done_at is not None and time.monotonic() - done_at >= settle_s:
             break
-    dead += pull_quietly(cloud, cloud.dead_sub)  # a job both completed and dead is a conflict
+    for dead_sub in cloud.dead_subs:  # a job both completed and dead is a conflict
+        dead += pull_quietly(cloud, dead_sub)
     return tally(ids, events, dead, cloud.results())

@@ -24,11 +24,11 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from cutq.core.contract import new_job
 from cutq.core.control import RUN_ID_ATTRIBUTE, cancel, register_run
 from cutq.core.storage import open_storage
 from tests.support.cloud import Cloud, tiny_image, worker_process
@@ -54,6 +54,7 @@ class SoakSettings:
     image_sizes: tuple[tuple[int, int], ...] = ((48, 40), (64, 48), (40, 56))
     cancel_every: int = 0  # every N-th job belongs to a run cancelled midway; 0: none
     cancel_at_s: float = 0.0  # … this long after publishing
+    lanes: bool = False  # mixed lanes: every job but each 4th is bulk (both subscriptions)
 
 
 def rss_mb(pid: int) -> float | None:
@@ -158,24 +159,21 @@ class _Cancellation:
         self.run_ids: list[str] = []  # the jobs in the run
         self.at_s: float | None = None
 
-    def publish(self, uris: list[str]) -> list[str]:
-        """Publish every job (the run's with its ``cutq.run_id``); returns their ids in order."""
+    def publish(self, uris: list[str], bulk: Callable[[int], bool] | None = None) -> list[str]:
+        """Publish every job (the run's with its ``cutq.run_id``; ``bulk(i)``: the i-th in the
+        bulk lane); returns their ids in order."""
         every = self.settings.cancel_every
         if not every:
-            return self.cloud.publish_jobs(uris)
-        storage = open_storage(self.control)
-        register_run(storage, self.control, self.RUN_ID, {"soak": True})
-        futures, ids = [], []
-        for index, uri in enumerate(uris):
-            job = new_job(uri, self.cloud.output)
-            attributes = {RUN_ID_ATTRIBUTE: self.RUN_ID} if index % every == 0 else {}
-            if attributes:
-                self.run_ids.append(job.job_id)
-            publisher = self.cloud.publisher
-            futures.append(publisher.publish(self.cloud.jobs_topic, job.to_message(), **attributes))
-            ids.append(job.job_id)
-        for future in futures:
-            future.result(timeout=30)
+            return self.cloud.publish_jobs(uris, bulk=bulk)
+        register_run(open_storage(self.control), self.control, self.RUN_ID, {"soak": True})
+
+        def in_run(index: int) -> bool:
+            return index % every == 0
+
+        ids = self.cloud.publish_jobs(
+            uris, bulk=bulk, extra=lambda i: {RUN_ID_ATTRIBUTE: self.RUN_ID} if in_run(i) else {}
+        )
+        self.run_ids.extend(job_id for index, job_id in enumerate(ids) if in_run(index))
         return ids
 
     def tick(self, elapsed_s: float) -> None:
@@ -200,7 +198,7 @@ def run_soak(
     emulator: PubSubEmulator, gcs_url: str, bucket: str, settings: SoakSettings
 ) -> dict[str, Any]:
     """Run one soak and return its report (JSON-ready); workers are stopped on return."""
-    cloud = Cloud(emulator, bucket, max_delivery_attempts=20)
+    cloud = Cloud(emulator, bucket, max_delivery_attempts=20, lanes=settings.lanes)
     uris = _upload(cloud, settings.jobs, settings.image_sizes)
     burst = _Burst()
     workers: list[_Worker] = []
@@ -226,7 +224,7 @@ def run_soak(
         workers.extend(spawn() for _ in range(settings.workers))
         started = time.monotonic()
         cancellation = _Cancellation(cloud, config.control_uri, settings)
-        ids = cancellation.publish(uris)
+        ids = cancellation.publish(uris, bulk=(lambda i: i % 4 != 0) if settings.lanes else None)
         published_s = time.monotonic() - started
         next_fault = started + settings.fault_every_s
         next_sample = 0.0
@@ -295,6 +293,7 @@ def run_soak(
         "jobs": settings.jobs,
         "workers": settings.workers,
         "fault_every_s": settings.fault_every_s,
+        "lanes": "interactive + bulk (3 of 4 jobs)" if settings.lanes else "one",
         **result.as_dict(),
         "computed_twice": sum(count > 1 for count in computed.values()),
         **cancellation.report(computed, result.cancelled_ids),

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from cutq.worker.batcher import STOP, get_batch
+from cutq.worker.batcher import STOP, RankedQueue, get_batch
 
 
 def filled(*items: object) -> queue.Queue:
@@ -96,3 +96,49 @@ def test_items_arriving_over_time_close_the_batch_max_wait_after_the_first() -> 
 
 def test_stop_reads_as_stop_in_logs_and_reprs() -> None:
     assert repr(STOP) == "STOP" and repr([1, STOP]) == "[1, STOP]"
+
+
+class Job:
+    def __init__(self, name: str, rank: int) -> None:
+        self.name, self.rank = name, rank
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+def ranked(*items: Job) -> RankedQueue:
+    q = RankedQueue(lambda item: item.rank)  # type: ignore[attr-defined]
+    for item in items:
+        q.put(item)
+    return q
+
+
+def test_a_ranked_queue_puts_interactive_items_first_into_every_batch() -> None:
+    """Plausible bug this catches: a plain FIFO, where an interactive job waits behind every
+    bulk job queued before it (here the interactive one would come 6th, in the second batch)."""
+    bulk = [Job(f"b{i}", 1) for i in range(5)]
+    interactive = [Job("i0", 0), Job("i1", 0)]
+    q = ranked(*bulk, interactive[0], interactive[1])
+    first = get_batch(q, 4, 0.0)
+    assert [repr(item) for item in first] == ["i0", "i1", "b0", "b1"]  # type: ignore[union-attr]
+    assert [repr(item) for item in get_batch(q, 4, 0.0)] == ["b2", "b3", "b4"]  # type: ignore[union-attr]
+
+
+def test_a_ranked_queue_keeps_each_rank_in_order_and_stop_behind_all() -> None:
+    q = ranked(Job("b0", 1), Job("i0", 0))
+    q.put(STOP)
+    q.put(Job("i1", 0))  # arrives after STOP: still served before it
+    assert [repr(item) for item in get_batch(q, 8, 0.0)] == ["i0", "i1", "b0"]  # type: ignore[union-attr]
+    assert get_batch(q, 8, 0.0) is None
+    assert get_batch(q, 8, 0.0) is None  # STOP stays for the next thread
+
+
+@pytest.mark.timeout(5)
+def test_a_ranked_queue_blocks_like_a_queue() -> None:
+    q = RankedQueue(lambda item: 0)
+    with pytest.raises(queue.Empty):
+        q.get(block=False)
+    with pytest.raises(queue.Empty):
+        q.get(timeout=0.05)
+    threading.Timer(0.05, q.put, args=("late",)).start()
+    assert q.get() == "late"

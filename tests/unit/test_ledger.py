@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 
 from cutq.core.errors import StorageUnavailable
+from cutq.core.lanes import Lane
 from cutq.worker.ledger import Ledger, Task
 from cutq.worker.outcome import Ending, Outcome
 from tests.support.gated import Message
@@ -71,3 +72,33 @@ def opened_after(ledger: Ledger, task: Task) -> Task:
     ledger.settle(task, Outcome.returned(StorageUnavailable("x")))
     assert done.wait(5)
     return opened(ledger, "2")
+
+
+def test_bulk_tasks_never_take_the_slots_kept_for_interactive_ones() -> None:
+    """Plausible bug this catches: one shared pool of slots (no reserve) lets a bulk backlog
+    fill every slot, so an interactive delivery waits for a bulk job to settle."""
+    ledger = Ledger(max_in_flight=3, max_pixels=100, interactive_reserve=1)
+    bulk = []
+    for index in range(2):
+        assert ledger.take_slot(0.0, Lane.BULK)
+        task = ledger.open(Message(b"{}", f"b{index}"), Lane.BULK)
+        assert task is not None and task.lane is Lane.BULK
+        bulk.append(task)
+    assert not ledger.take_slot(0.0, Lane.BULK)  # the last slot is kept
+    assert ledger.take_slot(0.0, Lane.INTERACTIVE)  # ... for this one
+    interactive = ledger.open(Message(b"{}", "i0"), Lane.INTERACTIVE)
+    assert interactive is not None
+    assert not ledger.take_slot(0.0, Lane.INTERACTIVE)  # every slot is held now
+    ledger.settle(interactive, Outcome.returned(StorageUnavailable("x")))
+    assert not ledger.take_slot(0.0, Lane.BULK)  # the reserve is free again, still not bulk's
+    ledger.settle(bulk[0], Outcome.returned(StorageUnavailable("x")))
+    assert ledger.take_slot(0.0, Lane.BULK)  # a bulk slot freed: bulk may take it
+    assert ledger.slots.held(Lane.BULK) == 2 and ledger.slots.held(Lane.INTERACTIVE) == 0
+
+
+def test_interactive_tasks_may_use_every_slot() -> None:
+    """With no bulk work the interactive lane has the whole worker (and bulk, with no
+    interactive work, all but the reserve)."""
+    ledger = Ledger(max_in_flight=3, max_pixels=100, interactive_reserve=1)
+    assert all(ledger.take_slot(0.0, Lane.INTERACTIVE) for _ in range(3))
+    assert not ledger.take_slot(0.0, Lane.INTERACTIVE)

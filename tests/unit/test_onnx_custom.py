@@ -267,8 +267,8 @@ def test_the_registry_serves_a_spec_through_config(tmp_path: Path) -> None:
     path = onnx_graphs.nchw_graph(tmp_path / "g.onnx", **FIXED)
     spec = str(base_spec(tmp_path, path))
     model = create_model(WorkerConfig(model_spec=spec, device="cpu"))
-    assert isinstance(model, CustomOnnx) and model.name == "probe" and model.lanes == 1
-    assert create_model(WorkerConfig(model_spec=spec, model="probe", lanes=2)).lanes == 2
+    assert isinstance(model, CustomOnnx) and model.name == "probe" and model.streams == 1
+    assert create_model(WorkerConfig(model_spec=spec, model="probe", streams=2)).streams == 2
     with pytest.raises(ConfigError, match="CUTQ_MODEL=inspyrenet but the model spec serves probe"):
         create_model(WorkerConfig(model_spec=spec, model="inspyrenet"))
     with pytest.raises(ConfigError, match="runs in onnxruntime"):
@@ -366,7 +366,7 @@ def test_a_custom_model_runs_on_cuda_when_the_worker_does(
     config = _spec_config(tmp_path, "cuda")
     runner = Runner(create_model(config), config.device)
     runner.setup()
-    assert runner.device == "cuda:0" and runner.model.lanes == 1
+    assert runner.device == "cuda:0" and runner.model.streams == 1
     assert fake.requests == [[(CUDA, {"device_id": 0}), "CPUExecutionProvider"]]
     batch = [np.random.default_rng(1).random((3, 64, 64), dtype=np.float32)]
     np.testing.assert_array_equal(runner.predict(batch)[0], expected.predict(batch)[0])
@@ -395,7 +395,7 @@ def test_u2netp_runs_on_cuda_with_engine_onnxruntime(
     config = WorkerConfig(engine="onnxruntime", device="cuda", platform=Platform(gpus=1))
     runner = Runner(create_model(config), config.device)
     runner.setup()
-    assert runner.device == "cuda:0" and runner.model.lanes == 1
+    assert runner.device == "cuda:0" and runner.model.streams == 1
     assert len(fake.requests) == 2  # the general and the fixed graph, both on CUDA's provider
     assert all(request[0] == (CUDA, {"device_id": 0}) for request in fake.requests)
     assert runner.predict([np.zeros((3, 320, 320), np.float32)])[0].shape == (1, 320, 320)

@@ -19,6 +19,7 @@ from PIL import Image
 
 from cutq.core.contract import OutputSpec, new_job
 from cutq.core.errors import StorageUnavailable
+from cutq.core.lanes import Lane
 from tests.support.gated import (
     Gated,
     GatedWrites,
@@ -267,15 +268,15 @@ def test_the_pipeline_is_idle_only_once_the_ack_has_been_sent_and_counted(
 def test_a_model_with_two_lanes_runs_two_batches_at_once_and_close_stops_both(
     tmp_path: Path, photos
 ) -> None:  # type: ignore[no-untyped-def]
-    """Lanes are model threads: with two, a second batch enters predict while the first is
+    """Streams are model threads: with two, a second batch enters predict while the first is
     still inside it; with one, it waits. Closing ends every model thread."""
-    for lanes, overlapping in ((2, True), (1, False)):
+    for streams, overlapping in ((2, True), (1, False)):
         model = Gated()
-        model.lanes = lanes
+        model.streams = streams
         model.gate.clear()
-        out = tmp_path / f"lanes-{lanes}"
+        out = tmp_path / f"streams-{streams}"
         pipeline, events = pipeline_for(out, model, max_batch=1)
-        items = [message(p, out, f"{lanes}-{i}") for i, p in enumerate(photos(2))]
+        items = [message(p, out, f"{streams}-{i}") for i, p in enumerate(photos(2))]
         for item in items:
             pipeline.submit(item)
         assert model.entered.acquire(timeout=10)
@@ -284,7 +285,7 @@ def test_a_model_with_two_lanes_runs_two_batches_at_once_and_close_stops_both(
         settle_all(items)
         assert [e.status for e in events.published] == ["completed"] * 2
         threads = list(pipeline.model_loop.threads)
-        assert len(threads) == lanes
+        assert len(threads) == streams
         pipeline.close(time.monotonic() + 5)
         assert not any(thread.is_alive() for thread in threads)
 
@@ -334,3 +335,47 @@ def test_a_job_failing_after_decoding_gives_its_pixels_back(
     settle_all([second], timeout_s=10)
     pipeline.close(time.monotonic() + 5)
     assert second.settled == ["ack"] and [e.status for e in events.published] == ["completed"]
+
+
+def test_an_interactive_job_overtakes_a_bulk_backlog_by_slot_and_by_batch(
+    tmp_path: Path, photos
+) -> None:  # type: ignore[no-untyped-def]
+    """Bulk jobs fill every slot they may and the model's queue; an interactive job that
+    arrives then is admitted at once (the reserved slot) and runs in the very next batch.
+
+    Plausible bugs this catches: no reserved slot (``interactive_reserve=0``, or slots not
+    counted by lane): the interactive submit blocks behind the backlog; a FIFO model queue:
+    it runs after the bulk jobs queued before it."""
+    model = Gated()
+    model.gate.clear()
+    ran: list[int] = []  # each batch's photo, by its colour (make_photos: red = index * 20)
+    predict = model.predict
+
+    def recording(batch: np.ndarray) -> np.ndarray:
+        ran.append(round(float(batch[0, 0].mean()) * 255 / 20))
+        return predict(batch)
+
+    model.predict = recording  # type: ignore[method-assign]
+    pipeline, _ = pipeline_for(tmp_path, model, max_batch=1, max_in_flight=4, interactive_reserve=1)
+    paths = photos(6)
+    bulk = [message(p, tmp_path, f"b{i}", **{"cutq.lane": "bulk"}) for i, p in enumerate(paths[:5])]
+    urgent = message(paths[5], tmp_path, "i")  # no attribute: interactive
+    for item in bulk:
+        threading.Thread(target=pipeline.submit, args=(item,), daemon=True).start()
+    assert model.entered.acquire(timeout=10)  # a bulk job is in the model, the gate shut
+    deadline = time.monotonic() + 10
+    while pipeline.model_loop._queue.qsize() < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert pipeline.ledger.slots.held(Lane.BULK) == 3  # two more wait in submit
+    submitted = threading.Thread(target=pipeline.submit, args=(urgent,), daemon=True)
+    submitted.start()
+    submitted.join(5)
+    assert not submitted.is_alive(), "the interactive job waited for a slot behind bulk jobs"
+    while pipeline.model_loop._queue.qsize() < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    model.gate.set()
+    settle_all([*bulk, urgent])
+    pipeline.close(time.monotonic() + 5)
+    assert ran[1] == 5, f"batches ran in the order {ran}: the interactive job (5) is not next"
+    assert sorted(ran) == [0, 1, 2, 3, 4, 5]
+    assert all(item.settled == ["ack"] for item in [*bulk, urgent])

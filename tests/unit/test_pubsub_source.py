@@ -128,3 +128,4 @@ def test_an_ack_refused_by_exactly_once_delivery_is_counted_and_logged(
     assert stats.completed == 1 and stats.ack_failures == 1
     (line,) = [r for r in caplog.records if r.name == "cutq.worker.joblog"]
     assert line.status == "completed" and line.ack_failed is True  # type: ignore[attr-defined]
+    assert line.lane == "interactive"  # type: ignore[attr-defined]  # (no lane, no attribute)

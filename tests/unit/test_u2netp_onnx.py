@@ -169,8 +169,8 @@ def test_one_image_at_320_runs_the_fixed_graph(onnx_model: U2NetPOnnx) -> None:
 
 def test_a_lone_image_runs_wide_and_images_together_share_the_threads(cache: Path) -> None:
     """The first forward in flight gets every thread; one that starts while it runs gets the
-    narrow session (threads ÷ lanes); once alone again, wide again."""
-    model = U2NetPOnnx(cache_dir=cache, threads=2, lanes=2)
+    narrow session (threads ÷ streams); once alone again, wide again."""
+    model = U2NetPOnnx(cache_dir=cache, threads=2, streams=2)
     model.setup("cpu")
     graph = model.fixed
     assert graph is not None
@@ -198,7 +198,7 @@ def test_a_lone_image_runs_wide_and_images_together_share_the_threads(cache: Pat
     graph.run(image)
     assert used == [graph.wide, graph.narrow, graph.wide]
     assert model.busy.running == 0
-    single = U2NetPOnnx(cache_dir=cache, threads=2, lanes=1)
+    single = U2NetPOnnx(cache_dir=cache, threads=2, streams=1)
     single.setup("cpu")
     assert single.fixed is not None and single.fixed.narrow is single.fixed.wide
 
@@ -241,7 +241,7 @@ def test_runs_where_it_was_built_for(cache: Path) -> None:
     with pytest.raises(ConfigError, match="built for cpu, not 'cuda'"):
         Runner(U2NetPOnnx(cache_dir=cache), device="cuda")
     on_gpu = U2NetPOnnx(cache_dir=cache, placement=onnx_engine.Placement.for_device("cuda", 1))
-    assert (on_gpu.onnx_device, on_gpu.lanes) == ("cuda:0", 1)
+    assert (on_gpu.onnx_device, on_gpu.streams) == ("cuda:0", 1)
     assert Runner(on_gpu, device="cuda").device == "cuda:0"
     with pytest.raises(ConfigError, match="built for cuda:0, not 'cuda:1'"):
         Runner(on_gpu, device="cuda:1")
@@ -260,19 +260,19 @@ def test_engine_choice(monkeypatch: pytest.MonkeyPatch, cache: Path) -> None:
     assert type(model(device="cuda", max_batch=1)) is U2NetP
     assert type(model(device="cpu", threads=3)).__name__ == "U2NetPOnnx"
     assert model(device="cpu", threads=3).threads == 3  # type: ignore[attr-defined]
-    # Lanes: two on a CPU with ≥ 2 cores, each image alone on every core; torch has one only.
+    # Streams: two on a CPU with ≥ 2 cores, each image alone on every core; torch has one only.
     cores = onnx_engine.cpu_count()
     default = model(device="cpu")
-    assert (default.lanes, default.threads) == (min(2, cores), cores)  # type: ignore[attr-defined]
-    assert model(device="cpu", lanes=3).lanes == 3  # type: ignore[attr-defined]
-    assert model(device="cpu", engine="torch").lanes == 1  # type: ignore[attr-defined]
-    with pytest.raises(ConfigError, match="lanes above 1 need the onnxruntime engine"):
-        model(device="cpu", engine="torch", lanes=2)
-    with pytest.raises(ConfigError, match="lanes must be"):
-        WorkerConfig(lanes=0)
-    # On a GPU, CUTQ_ENGINE=onnxruntime runs it on CUDA's execution provider, one lane.
+    assert (default.streams, default.threads) == (min(2, cores), cores)  # type: ignore[attr-defined]
+    assert model(device="cpu", streams=3).streams == 3  # type: ignore[attr-defined]
+    assert model(device="cpu", engine="torch").streams == 1  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match="streams above 1 need the onnxruntime engine"):
+        model(device="cpu", engine="torch", streams=2)
+    with pytest.raises(ConfigError, match="streams must be"):
+        WorkerConfig(streams=0)
+    # On a GPU, CUTQ_ENGINE=onnxruntime runs it on CUDA's execution provider, one stream.
     on_gpu = model(device="cuda", engine="onnxruntime")
-    assert type(on_gpu) is U2NetPOnnx and (on_gpu.onnx_device, on_gpu.lanes) == ("cuda:0", 1)
+    assert type(on_gpu) is U2NetPOnnx and (on_gpu.onnx_device, on_gpu.streams) == ("cuda:0", 1)
     with pytest.raises(ConfigError, match="u2netp only"):
         model(model="inspyrenet", checkpoint="x.pth", device="cpu", engine="onnxruntime")
     with pytest.raises(ConfigError, match="engine must be one of"):

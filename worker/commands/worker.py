@@ -20,7 +20,16 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="Load and verify the model, then pull jobs until SIGTERM (or until idle "
         "with --drain-idle-s). Exits non-zero if start-up or warm-up fails.",
     )
-    pull.add_argument("--subscription", help="projects/P/subscriptions/S (or CUTQ_SUBSCRIPTION)")
+    pull.add_argument(
+        "--subscription",
+        help="projects/P/subscriptions/S: the interactive lane, or the only one "
+        "(or CUTQ_SUBSCRIPTION)",
+    )
+    pull.add_argument(
+        "--bulk-subscription",
+        help="the bulk lane's subscription, served behind the interactive one "
+        "(or CUTQ_BULK_SUBSCRIPTION)",
+    )
     pull.add_argument("--events-topic", help="projects/P/topics/T (or CUTQ_EVENTS_TOPIC)")
     pull.add_argument(
         "--drain-idle-s",
@@ -48,6 +57,7 @@ def _config(args: argparse.Namespace) -> WorkerConfig:
         args,
         events_topic=getattr(args, "events_topic", None),
         subscription=getattr(args, "subscription", None),
+        bulk_subscription=getattr(args, "bulk_subscription", None),
     )
 
 

@@ -52,7 +52,7 @@ def _u2netp(config: WorkerConfig, extra: dict[str, int]) -> Model:
         return U2NetPOnnx(
             cache_dir=config.checkpoint_cache_dir,
             threads=config.threads,
-            lanes=config.lanes,
+            streams=config.streams,
             placement=_placement(config),
             **extra,
         )
@@ -99,7 +99,7 @@ def custom_model(config: WorkerConfig) -> Model:
         spec,
         config.checkpoint_cache_dir,
         threads=config.threads,
-        lanes=config.lanes,
+        streams=config.streams,
         placement=_placement(config),
     )
 
@@ -127,8 +127,8 @@ def create_model(config: WorkerConfig) -> Model:
     factory = REGISTRY.get(config.model)
     if factory is None:
         raise ConfigError(f"unknown model {config.model!r}; choose one of {', '.join(MODELS)}")
-    if config.lanes not in (None, 1) and resolve_engine(config) != "onnxruntime":
-        raise ConfigError("lanes above 1 need the onnxruntime engine (u2netp on a CPU)")
+    if config.streams not in (None, 1) and resolve_engine(config) != "onnxruntime":
+        raise ConfigError("streams above 1 need the onnxruntime engine (u2netp on a CPU)")
     extra = {"max_side": config.model_max_side} if config.model_max_side else {}
     try:
         return factory(config, extra)

@@ -47,7 +47,7 @@ class Model(ABC):
     #: How many :meth:`predict` calls the pipeline may run at once (one model thread each).
     #: Only a model whose predict is thread-safe and which sized its own threads for it says
     #: more than 1.
-    lanes: int = 1
+    streams: int = 1
     #: Where an onnxruntime model runs: ``"cpu"``, or ``"cuda:N"`` on CUDA's execution
     #: provider. Set when it is built (where it was asked to run) and by its setup (where it
     #: does). Torch models leave it: the runner places them.

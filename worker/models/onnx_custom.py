@@ -10,8 +10,8 @@ the graph and runs one probe, so a wrong spec stops the worker with a message na
 field, not a failed job per image. The runner's warm-up then checks what every model must do:
 finite maps in [0, 1] that find a disc.
 
-On a CPU the graph runs in lanes like u2netp (:class:`~cutq.worker.models.onnx_engine.Graph`;
-one lane unless ``CUTQ_LANES`` says more: these graphs are large). A graph whose batch axis is
+On a CPU the graph runs in streams like u2netp (:class:`~cutq.worker.models.onnx_engine.Graph`;
+one stream unless ``CUTQ_STREAMS`` says more: these graphs are large). A graph whose batch axis is
 fixed at 1 (many published exports) is run image by image.
 """
 
@@ -44,21 +44,21 @@ class CustomOnnx(Model):
         spec: ModelSpec,
         cache_dir: str | os.PathLike[str] | None = None,
         threads: int | None = None,
-        lanes: int | None = None,
+        streams: int | None = None,
         placement: onnx_engine.Placement = onnx_engine.CPU,
     ) -> None:
-        """``placement`` on CUDA: run on CUDA's execution provider, one lane (a required
+        """``placement`` on CUDA: run on CUDA's execution provider, one stream (a required
         placement stops at setup when this onnxruntime has none; ``auto``'s falls back to the
         CPU with a warning: :func:`~cutq.worker.models.onnx_engine.providers_for`)."""
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be ≥ 1, got {threads}")
-        if lanes is not None and lanes < 1:
-            raise ValueError(f"lanes must be ≥ 1, got {lanes}")
+        if streams is not None and streams < 1:
+            raise ValueError(f"streams must be ≥ 1, got {streams}")
         self.spec = spec
         self.name = spec.name  # type: ignore[misc]  # per instance: the spec names it
         self.cache_dir = cache_dir
         self.threads = threads or onnx_engine.cpu_count()
-        self.lanes = 1 if placement.cuda else (lanes or 1)
+        self.streams = 1 if placement.cuda else (streams or 1)
         self.placement = placement
         self.onnx_device = placement.device
         self.path: Path | None = None
@@ -74,7 +74,11 @@ class CustomOnnx(Model):
         self.version = spec.version or (spec.sha256 or file_sha256(self.path))[:12].lower()
         try:
             graph = NamedGraph(
-                self.path, self.threads, self.lanes, onnx_engine.Lanes(), placement=self.placement
+                self.path,
+                self.threads,
+                self.streams,
+                onnx_engine.Streams(),
+                placement=self.placement,
             )
         except ConfigError:  # no CUDA provider where one is required: says what to install
             raise

@@ -227,7 +227,7 @@ def run(session: ort.InferenceSession, batch: np.ndarray) -> np.ndarray:
     return session.run([OUTPUT_NAME], feed)[0]  # type: ignore[no-any-return]
 
 
-class Lanes:
+class Streams:
     """How many forward passes run at once, across every graph of one model."""
 
     def __init__(self) -> None:
@@ -248,15 +248,15 @@ class Lanes:
 
 
 class Graph:
-    """One exported graph, run by up to ``lanes`` model threads at once.
+    """One exported graph, run by up to ``streams`` model threads at once.
 
     A forward pass that starts alone runs on the wide session (``threads`` intra-op threads:
     a lone image is done soonest); one that starts while another runs takes the narrow session
-    (``threads // lanes``), so under a backlog each lane runs single-threaded on 2 cores:
-    no lane waits at a kernel's barrier for a thread that decode or encode work preempted.
+    (``threads // streams``), so under a backlog each stream runs single-threaded on 2 cores:
+    no stream waits at a kernel's barrier for a thread that decode or encode work preempted.
     The narrow session is loaded when first needed (a lone worker at start-up never does).
 
-    On CUDA's execution provider (``placement``) there is one session and one lane; if
+    On CUDA's execution provider (``placement``) there is one session and one stream; if
     onnxruntime could not start the provider, :attr:`placement` says where it runs instead
     (:func:`check_placement`).
     """
@@ -265,13 +265,13 @@ class Graph:
         self,
         path: Path,
         threads: int,
-        lanes: int,
-        busy: Lanes,
+        streams: int,
+        busy: Streams,
         spinning: bool = False,
         placement: Placement = CPU,
     ) -> None:
         self.path, self.spinning, self.busy = path, spinning, busy
-        self.narrow_threads = threads if placement.cuda else max(1, threads // lanes)
+        self.narrow_threads = threads if placement.cuda else max(1, threads // streams)
         self.wide = load_session(path, threads, spinning, placement)
         self.placement = check_placement(self.wide, placement)
         self._narrow = self.wide if self.narrow_threads == threads else None

@@ -196,13 +196,13 @@ class U2NetPOnnx(Model):
         cache_dir: str | Path | None = None,
         threads: int | None = None,
         spinning: bool = False,
-        lanes: int | None = None,
+        streams: int | None = None,
         placement: onnx_engine.Placement = onnx_engine.CPU,
     ) -> None:
         """The bundled weights run from the graphs shipped beside them; other ``weights`` are
         exported once into ``cache_dir`` (default ``~/.cache/cutq/onnx``).
 
-        Up to ``lanes`` images run at once, each on its own model thread (default: 2 when
+        Up to ``streams`` images run at once, each on its own model thread (default: 2 when
         there are 2 cores or more). An image running alone gets ``threads`` intra-op threads
         (default: one per core); images running together share them out (see
         :class:`~cutq.worker.models.onnx_engine.Graph`). On 2 cores, two single-threaded
@@ -210,7 +210,7 @@ class U2NetPOnnx(Model):
         7.95 s against 8.2 s), and a lone image is still done in one two-threaded forward.
 
         ``placement`` on CUDA runs both graphs on onnxruntime's CUDA execution provider
-        (the ``onnxruntime-gpu`` wheel), one lane (``CUTQ_ENGINE=onnxruntime`` on a GPU).
+        (the ``onnxruntime-gpu`` wheel), one stream (``CUTQ_ENGINE=onnxruntime`` on a GPU).
         """
         self.max_side = check_max_side(max_side)
         self.shipped = weights is None
@@ -220,10 +220,10 @@ class U2NetPOnnx(Model):
         self.cache_dir = Path(cache_dir) if cache_dir else onnx_engine.default_cache_dir()
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be ≥ 1, got {threads}")
-        if lanes is not None and lanes < 1:
-            raise ValueError(f"lanes must be ≥ 1, got {lanes}")
+        if streams is not None and streams < 1:
+            raise ValueError(f"streams must be ≥ 1, got {streams}")
         self.threads = threads or onnx_engine.cpu_count()
-        self.lanes = 1 if placement.cuda else lanes or min(2, onnx_engine.cpu_count())
+        self.streams = 1 if placement.cuda else streams or min(2, onnx_engine.cpu_count())
         self.spinning = spinning
         self.placement = placement
         self.onnx_device = placement.device
@@ -233,7 +233,7 @@ class U2NetPOnnx(Model):
         else:
             self.onnx_path, self.fixed_path = graph_paths(self.cache_dir, self.version)
         self.exported_s: float | None = None  # set when this setup had to export
-        self.busy = onnx_engine.Lanes()
+        self.busy = onnx_engine.Streams()
         self.general: onnx_engine.Graph | None = None  # any batch, any size
         self.fixed: onnx_engine.Graph | None = None  # FIXED_SHAPE only
 
@@ -259,7 +259,7 @@ class U2NetPOnnx(Model):
             self._load()
 
     def _load(self) -> None:
-        settings = (self.threads, self.lanes, self.busy, self.spinning, self.placement)
+        settings = (self.threads, self.streams, self.busy, self.spinning, self.placement)
         self.general = onnx_engine.Graph(self.onnx_path, *settings)
         self.fixed = onnx_engine.Graph(self.fixed_path, *settings)
         self.onnx_device = self.fixed.placement.device  # the CPU, if CUDA's fell back
@@ -325,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.weights is None:
-        model = U2NetPOnnx(threads=1, lanes=1)
+        model = U2NetPOnnx(threads=1, streams=1)
         model.setup("cpu")
         maps = model.predict(probe_batches()[0][:1])
         if maps.shape != (1, 1, STATIC_SIDE, STATIC_SIDE) or not np.isfinite(maps).all():

@@ -12,14 +12,17 @@ which drives every source through the same life: ``start``, ``ended`` (polled),
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from cutq.core.lanes import Lane, lane_of
+
 
 class Delivery(Protocol):
-    """One message, from Pub/Sub, a push request or a local file."""
+    """One message, from Pub/Sub, a push request or a local file. A delivery may also say
+    its ``lane`` (one from a lane's own subscription does): see :func:`lane_of_delivery`."""
 
     @property
     def data(self) -> bytes: ...
@@ -45,6 +48,13 @@ class Delivery(Protocol):
     def ack(self) -> None: ...
 
     def nack(self) -> None: ...
+
+
+def lane_of_delivery(delivery: Delivery) -> Lane:
+    """The lane of the subscription ``delivery`` came from, when its source pulls one lane;
+    else the lane its ``cutq.lane`` attribute names (:func:`cutq.core.lanes.lane_of`)."""
+    lane = getattr(delivery, "lane", None)
+    return lane if isinstance(lane, Lane) else lane_of(delivery.attributes)
 
 
 class StopReason(enum.Enum):
@@ -87,3 +97,27 @@ class Source(Protocol):
     def close(self, deadline: float) -> None:
         """Release the transport by ``deadline`` (monotonic), letting the held deliveries'
         nacks through first. Idempotent."""
+
+
+class Sources:
+    """Several sources served as one (the interactive and the bulk lane's subscriptions):
+    each step of the life goes to every one of them, in order."""
+
+    def __init__(self, sources: Sequence[Source]) -> None:
+        self.sources = tuple(sources)
+
+    def start(self, intake: Intake) -> None:
+        for source in self.sources:
+            source.start(intake)
+
+    def ended(self) -> StopReason | None:
+        """The first source's end: the worker stops when any of its lanes breaks."""
+        return next((r for s in self.sources if (r := s.ended()) is not None), None)
+
+    def stop_intake(self) -> None:
+        for source in self.sources:
+            source.stop_intake()
+
+    def close(self, deadline: float) -> None:
+        for source in self.sources:
+            source.close(deadline)

@@ -23,18 +23,21 @@ from google.cloud.pubsub_v1.subscriber.exceptions import AcknowledgeError
 from google.cloud.pubsub_v1.subscriber.message import Message
 
 from cutq.core.errors import AckFailed
+from cutq.core.lanes import Lane
 from cutq.worker.config import WorkerConfig
-from cutq.worker.sources import Intake, StopReason
+from cutq.worker.sources import Intake, Sources, StopReason
 
 log = logging.getLogger(__name__)
 ACK_TIMEOUT_S = 60.0  # exactly-once delivery: how long an ack's confirmation may take
 
 
 class PubSubDelivery:
-    """A received Pub/Sub message seen through the :class:`~cutq.worker.sources.Delivery` lens."""
+    """A received Pub/Sub message seen through the :class:`~cutq.worker.sources.Delivery` lens,
+    with the lane of the subscription it came from (None: its attribute decides)."""
 
-    def __init__(self, message: Message) -> None:
+    def __init__(self, message: Message, lane: Lane | None = None) -> None:
         self._message = message
+        self.lane = lane
 
     @property
     def data(self) -> bytes:
@@ -80,7 +83,8 @@ def _landed(response: Future, what: str, message_id: str) -> None:
 
 
 class PubSubSource:
-    """StreamingPull from one subscription, with flow control at ``max_in_flight`` messages."""
+    """StreamingPull from one subscription, with flow control at ``max_in_flight`` messages;
+    ``lane``: every message from it is in that lane."""
 
     def __init__(
         self,
@@ -89,8 +93,10 @@ class PubSubSource:
         max_in_flight: int,
         lease_extension_s: int,
         subscriber: pubsub_v1.SubscriberClient | None = None,
+        lane: Lane | None = None,
     ) -> None:
         self.subscription = subscription
+        self.lane = lane
         self.max_in_flight = max_in_flight
         self.lease_extension_s = lease_extension_s
         self._own_client = subscriber is None
@@ -99,14 +105,36 @@ class PubSubSource:
         self._closed = False
 
     @classmethod
-    def from_config(cls, config: WorkerConfig) -> PubSubSource:
-        """The source for ``config.subscription`` with the config's flow control and lease."""
+    def from_config(cls, config: WorkerConfig) -> PubSubSource | Sources:
+        """The source for ``config.subscription`` with the config's flow control and lease;
+        with a ``bulk_subscription``, both lanes' sources as one.
+
+        Flow control is how bulk leaves room for interactive jobs: the interactive lane may
+        hold every one of ``max_in_flight`` messages, the bulk lane all but
+        ``interactive_reserve`` of them (the ledger keeps those slots free for interactive
+        jobs). Each subscription has its own stream and callback threads, so bulk deliveries
+        waiting for a slot never hold up an interactive one."""
         assert config.subscription and config.max_in_flight
-        return cls(
+        if not config.bulk_subscription:
+            return cls(
+                config.subscription,
+                max_in_flight=config.max_in_flight,
+                lease_extension_s=config.lease_extension_s,
+            )
+        assert config.interactive_reserve is not None
+        interactive = cls(
             config.subscription,
             max_in_flight=config.max_in_flight,
             lease_extension_s=config.lease_extension_s,
+            lane=Lane.INTERACTIVE,
         )
+        bulk = cls(
+            config.bulk_subscription,
+            max_in_flight=config.max_in_flight - config.interactive_reserve,
+            lease_extension_s=config.lease_extension_s,
+            lane=Lane.BULK,
+        )
+        return Sources([interactive, bulk])
 
     def start(self, intake: Intake) -> None:
         flow_control = pubsub_v1.types.FlowControl(
@@ -120,14 +148,15 @@ class PubSubSource:
         )
         self._future = self._client.subscribe(
             self.subscription,
-            callback=lambda message: intake.submit(PubSubDelivery(message)),
+            callback=lambda message: intake.submit(PubSubDelivery(message, self.lane)),
             flow_control=flow_control,
             # On close, wait for callbacks still holding a message (see close()).
             await_callbacks_on_shutdown=True,
         )
         log.info(
-            "pulling from %s (at most %d messages in flight)",
+            "pulling from %s (%s lane, at most %d messages in flight)",
             self.subscription,
+            self.lane.value if self.lane else "any",
             self.max_in_flight,
         )
 

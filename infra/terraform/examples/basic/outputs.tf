@@ -23,6 +23,11 @@ output "jobs_topic" {
   value       = module.cutq.jobs_topic
 }
 
+output "bulk_topic" {
+  description = "Publish bulk job messages here (README, \"Lanes\")."
+  value       = module.cutq.bulk_topic
+}
+
 output "events_subscription" {
   description = "Pull completion events from here."
   value       = module.cutq.events_subscription

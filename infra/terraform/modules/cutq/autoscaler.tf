@@ -19,13 +19,24 @@
 # Terraform creates CREMA's identity with exactly the permissions it needs and renders its
 # configuration (output `autoscaler_config_yaml`). CREMA itself (a prebuilt image, with its
 # config in Parameter Manager) is deployed with the gcloud commands in infra/README.md.
+#
+# Both lanes' backlogs drive one trigger: the query adds the interactive backlog and the bulk
+# backlog scaled by autoscaler_backlog_per_instance / autoscaler_bulk_backlog_per_instance,
+# so the count is ceil(interactive / that + bulk / this): each lane asks for its share of
+# instances, and any waiting job of either lane wakes a pool at 0. One trigger, not one per
+# lane: a single Prometheus query is the path CREMA lists as verified. Each lane's term is
+# `or vector(0)`: a lane with no recent sample must count as empty, not empty the sum (which
+# ignoreNullValues would read as no backlog at all while the other lane waits).
 
 locals {
   autoscaler = local.use_pool && var.autoscaler_enabled
 
   # pubsub.googleapis.com/subscription/num_undelivered_messages in PromQL's naming (Cloud
   # Monitoring, "Mapping Cloud Monitoring metrics to PromQL": first / to :, other . and / to _).
-  autoscaler_backlog_series = "pubsub_googleapis_com:subscription_num_undelivered_messages{monitored_resource=\"pubsub_subscription\",project_id=\"${var.project_id}\",subscription_id=\"${var.name_prefix}-jobs-pull\"}"
+  autoscaler_backlog_series      = "pubsub_googleapis_com:subscription_num_undelivered_messages{monitored_resource=\"pubsub_subscription\",project_id=\"${var.project_id}\",subscription_id=\"${var.name_prefix}-jobs-pull\"}"
+  autoscaler_bulk_backlog_series = "pubsub_googleapis_com:subscription_num_undelivered_messages{monitored_resource=\"pubsub_subscription\",project_id=\"${var.project_id}\",subscription_id=\"${var.name_prefix}-jobs-bulk-pull\"}"
+  # Interactive jobs plus bulk jobs in interactive-job units (see above).
+  autoscaler_backlog_query = "(sum(${local.autoscaler_backlog_series}) or vector(0)) + (sum(${local.autoscaler_bulk_backlog_series}) or vector(0)) * ${var.autoscaler_backlog_per_instance} / ${var.autoscaler_bulk_backlog_per_instance}"
 
   autoscaler_config = {
     apiVersion = "crema/v1"
@@ -48,8 +59,8 @@ locals {
             name = "jobs-backlog"
             metadata = {
               serverAddress = "https://monitoring.googleapis.com/v1/projects/${var.project_id}/location/global/prometheus"
-              # One series (sum): the scaler refuses a query that returns several.
-              query     = "sum(${local.autoscaler_backlog_series})"
+              # One series (sums): the scaler refuses a query that returns several.
+              query     = local.autoscaler_backlog_query
               threshold = tostring(var.autoscaler_backlog_per_instance)
               # An idle subscription can have no recent backlog sample: an empty answer reads
               # as an empty backlog (KEDA's default, spelt out) instead of an error that

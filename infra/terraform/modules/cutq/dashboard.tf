@@ -6,18 +6,31 @@ locals {
   # One line chart: a title and one or more time-series filters with their aggregation.
   dashboard_charts = [
     {
-      title = "Backlog: undelivered jobs"
-      series = [{
-        filter = "metric.type=\"pubsub.googleapis.com/subscription/num_undelivered_messages\" AND ${local.subscription_filter}"
-        agg    = { alignmentPeriod = "60s", perSeriesAligner = "ALIGN_MAX" }
-      }]
+      # One series per lane (README, "Lanes"): interactive, then bulk.
+      title = "Backlog: undelivered jobs (interactive, bulk)"
+      series = [
+        {
+          filter = "metric.type=\"pubsub.googleapis.com/subscription/num_undelivered_messages\" AND ${local.subscription_filter}"
+          agg    = { alignmentPeriod = "60s", perSeriesAligner = "ALIGN_MAX" }
+        },
+        {
+          filter = "metric.type=\"pubsub.googleapis.com/subscription/num_undelivered_messages\" AND ${local.bulk_subscription_filter}"
+          agg    = { alignmentPeriod = "60s", perSeriesAligner = "ALIGN_MAX" }
+        },
+      ]
     },
     {
-      title = "Oldest waiting job (s)"
-      series = [{
-        filter = "metric.type=\"pubsub.googleapis.com/subscription/oldest_unacked_message_age\" AND ${local.subscription_filter}"
-        agg    = { alignmentPeriod = "60s", perSeriesAligner = "ALIGN_MAX" }
-      }]
+      title = "Oldest waiting job (s; interactive, bulk)"
+      series = [
+        {
+          filter = "metric.type=\"pubsub.googleapis.com/subscription/oldest_unacked_message_age\" AND ${local.subscription_filter}"
+          agg    = { alignmentPeriod = "60s", perSeriesAligner = "ALIGN_MAX" }
+        },
+        {
+          filter = "metric.type=\"pubsub.googleapis.com/subscription/oldest_unacked_message_age\" AND ${local.bulk_subscription_filter}"
+          agg    = { alignmentPeriod = "60s", perSeriesAligner = "ALIGN_MAX" }
+        },
+      ]
     },
     {
       title = "Throughput: jobs/s by status (incl. duplicates)"

@@ -58,6 +58,15 @@ resource "google_pubsub_subscription_iam_member" "worker_pulls_jobs" {
   member       = google_service_account.worker.member
 }
 
+resource "google_pubsub_subscription_iam_member" "worker_pulls_bulk_jobs" {
+  count = local.use_pool ? 1 : 0
+
+  project      = var.project_id
+  subscription = google_pubsub_subscription.jobs_bulk_pull[0].name
+  role         = "roles/pubsub.subscriber"
+  member       = google_service_account.worker.member
+}
+
 resource "google_pubsub_topic_iam_member" "worker_publishes_events" {
   project = var.project_id
   topic   = google_pubsub_topic.events.name
@@ -80,6 +89,13 @@ resource "google_pubsub_topic_iam_member" "submitter_publishes_jobs" {
   member  = google_service_account.submitter.member
 }
 
+resource "google_pubsub_topic_iam_member" "submitter_publishes_bulk_jobs" {
+  project = var.project_id
+  topic   = google_pubsub_topic.jobs_bulk.name
+  role    = "roles/pubsub.publisher"
+  member  = google_service_account.submitter.member
+}
+
 # --- Google service agents ---------------------------------------------------
 
 # Cloud Storage publishes bucket notifications as its own service agent.
@@ -97,6 +113,31 @@ resource "google_pubsub_topic_iam_member" "pubsub_agent_publishes_dead_letters" 
   topic   = google_pubsub_topic.dead_letter.name
   role    = "roles/pubsub.publisher"
   member  = local.pubsub_service_agent
+}
+
+resource "google_pubsub_topic_iam_member" "pubsub_agent_publishes_bulk_dead_letters" {
+  project = var.project_id
+  topic   = google_pubsub_topic.bulk_dead_letter.name
+  role    = "roles/pubsub.publisher"
+  member  = local.pubsub_service_agent
+}
+
+resource "google_pubsub_subscription_iam_member" "pubsub_agent_acks_bulk_pull" {
+  count = local.use_pool ? 1 : 0
+
+  project      = var.project_id
+  subscription = google_pubsub_subscription.jobs_bulk_pull[0].name
+  role         = "roles/pubsub.subscriber"
+  member       = local.pubsub_service_agent
+}
+
+resource "google_pubsub_subscription_iam_member" "pubsub_agent_acks_bulk_push" {
+  count = local.use_service && local.deploy_workloads ? 1 : 0
+
+  project      = var.project_id
+  subscription = google_pubsub_subscription.jobs_bulk_push[0].name
+  role         = "roles/pubsub.subscriber"
+  member       = local.pubsub_service_agent
 }
 
 resource "google_pubsub_subscription_iam_member" "pubsub_agent_acks_pull" {

@@ -35,6 +35,10 @@ locals {
   jobs_subscription_id = local.use_pool ? "${var.name_prefix}-jobs-pull" : "${var.name_prefix}-jobs-push"
   subscription_filter  = "resource.type=\"pubsub_subscription\" AND resource.labels.subscription_id=\"${local.jobs_subscription_id}\""
   dead_letter_filter   = "resource.type=\"pubsub_subscription\" AND resource.labels.subscription_id=\"${var.name_prefix}-jobs-dead-letter-inspect\""
+  # The bulk lane (README, "Lanes"): its subscription and dead letters.
+  bulk_subscription_id     = local.use_pool ? "${var.name_prefix}-jobs-bulk-pull" : "${var.name_prefix}-jobs-bulk-push"
+  bulk_subscription_filter = "resource.type=\"pubsub_subscription\" AND resource.labels.subscription_id=\"${local.bulk_subscription_id}\""
+  bulk_dead_letter_filter  = "resource.type=\"pubsub_subscription\" AND resource.labels.subscription_id=\"${var.name_prefix}-jobs-bulk-dead-letter-inspect\""
 
   stages = ["queue", "download", "decode", "batch_wait", "infer", "encode", "upload"]
 
@@ -205,9 +209,23 @@ resource "google_monitoring_alert_policy" "dead_letters" {
     }
   }
 
+  conditions {
+    display_name = "bulk dead-letter subscription holds more than ${var.alert_dead_letter_threshold} jobs"
+    condition_threshold {
+      filter          = "metric.type=\"pubsub.googleapis.com/subscription/num_undelivered_messages\" AND ${local.bulk_dead_letter_filter}"
+      comparison      = "COMPARISON_GT"
+      threshold_value = var.alert_dead_letter_threshold
+      duration        = "0s"
+      aggregations {
+        alignment_period   = "60s"
+        per_series_aligner = "ALIGN_MAX"
+      }
+    }
+  }
+
   documentation {
     mime_type = "text/markdown"
-    content   = "Jobs failed transiently ${var.max_delivery_attempts} times and were dead-lettered. Inspect them with `gcloud pubsub subscriptions pull ${var.name_prefix}-jobs-dead-letter-inspect --limit 10` and the worker logs; replay by publishing them to the jobs topic again (infra/README.md, Operations)."
+    content   = "Jobs failed transiently ${var.max_delivery_attempts} times (bulk jobs: ${var.bulk_max_delivery_attempts}) and were dead-lettered. Inspect them with `gcloud pubsub subscriptions pull ${var.name_prefix}-jobs-dead-letter-inspect --limit 10` (bulk lane: `${var.name_prefix}-jobs-bulk-dead-letter-inspect`) and the worker logs; replay by publishing them to their lane's jobs topic again (infra/README.md, Operations)."
   }
 
   alert_strategy {
@@ -219,14 +237,14 @@ resource "google_monitoring_alert_policy" "oldest_job" {
   count = local.monitoring ? 1 : 0
 
   project               = var.project_id
-  display_name          = "cutq ${var.name_prefix}: oldest waiting job is too old"
+  display_name          = "cutq ${var.name_prefix}: oldest waiting interactive job is too old"
   combiner              = "OR"
   severity              = "WARNING"
   notification_channels = var.notification_channels
   user_labels           = local.labels
 
   conditions {
-    display_name = "oldest unacked job older than ${var.alert_oldest_job_seconds} s"
+    display_name = "oldest unacked interactive job older than ${var.alert_oldest_job_seconds} s"
     condition_threshold {
       filter          = "metric.type=\"pubsub.googleapis.com/subscription/oldest_unacked_message_age\" AND ${local.subscription_filter}"
       comparison      = "COMPARISON_GT"
@@ -241,7 +259,7 @@ resource "google_monitoring_alert_policy" "oldest_job" {
 
   documentation {
     mime_type = "text/markdown"
-    content   = "Jobs wait longer than expected: no worker is pulling (autoscaler not deployed or stuck, GPU quota exhausted, instances failing start-up) or the backlog exceeds max_instances. Check the dashboard's instance count and the worker-exit alert."
+    content   = "Interactive jobs (the jobs topic; README, \"Lanes\") wait longer than expected: no worker is pulling (autoscaler not deployed or stuck, GPU quota exhausted, instances failing start-up) or the backlog exceeds max_instances. Check the dashboard's instance count and the worker-exit alert."
   }
 
   alert_strategy {

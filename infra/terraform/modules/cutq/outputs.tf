@@ -24,8 +24,32 @@ output "default_output_uri" {
 }
 
 output "jobs_topic" {
-  description = "Topic jobs are published to (projects/P/topics/T)."
+  description = "Topic interactive jobs are published to (projects/P/topics/T): CUTQ_JOBS_TOPIC."
   value       = google_pubsub_topic.jobs.id
+}
+
+output "bulk_topic" {
+  description = "Topic bulk jobs are published to (projects/P/topics/T): CUTQ_BULK_TOPIC."
+  value       = google_pubsub_topic.jobs_bulk.id
+}
+
+output "bulk_dead_letter_topic" {
+  description = "Topic bulk jobs land on after bulk_max_delivery_attempts."
+  value       = google_pubsub_topic.bulk_dead_letter.id
+}
+
+output "bulk_subscription" {
+  description = "The worker's bulk-lane subscription (pull in the pool shape, push in the service shape; the word none before the image is set in the service shape)."
+  value = coalesce(
+    one(google_pubsub_subscription.jobs_bulk_pull[*].id),
+    one(google_pubsub_subscription.jobs_bulk_push[*].id),
+    "none",
+  )
+}
+
+output "bulk_dead_letter_subscription" {
+  description = "Subscription holding the bulk lane's dead letters for inspection or replay."
+  value       = google_pubsub_subscription.bulk_dead_letter.id
 }
 
 output "events_topic" {

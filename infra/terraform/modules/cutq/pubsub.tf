@@ -2,10 +2,22 @@
 # Subscriptions: the worker's (pull for the pool/job shapes, OIDC push for the service shape),
 # one on the dead-letter topic so dead jobs are kept and inspectable, and an optional
 # one on the events topic for looking at completions.
+#
+# Two lanes (README, "Lanes"): `jobs` is the interactive lane (and what GCS notifications
+# publish to), `jobs-bulk` the bulk lane, each with its own worker subscription, retry policy
+# and dead-letter topic. Separate topics rather than one topic with filtered subscriptions:
+# Google's emulator stores filters but does not apply them, so only this is testable locally.
 
 resource "google_pubsub_topic" "jobs" {
   #checkov:skip=CKV_GCP_83:Jobs are small JSON references to objects (no image bytes); Google-managed encryption is the accepted baseline. Add kms_key_name here if your policy requires CMEK.
   name    = "${var.name_prefix}-jobs"
+  project = var.project_id
+  labels  = local.labels
+}
+
+resource "google_pubsub_topic" "jobs_bulk" {
+  #checkov:skip=CKV_GCP_83:Jobs are small JSON references to objects (no image bytes); Google-managed encryption is the accepted baseline. Add kms_key_name here if your policy requires CMEK.
+  name    = "${var.name_prefix}-jobs-bulk"
   project = var.project_id
   labels  = local.labels
 }
@@ -20,6 +32,13 @@ resource "google_pubsub_topic" "events" {
 resource "google_pubsub_topic" "dead_letter" {
   #checkov:skip=CKV_GCP_83:Dead letters are copies of job messages (object references); Google-managed encryption is the accepted baseline.
   name    = "${var.name_prefix}-jobs-dead-letter"
+  project = var.project_id
+  labels  = local.labels
+}
+
+resource "google_pubsub_topic" "bulk_dead_letter" {
+  #checkov:skip=CKV_GCP_83:Dead letters are copies of job messages (object references); Google-managed encryption is the accepted baseline.
+  name    = "${var.name_prefix}-jobs-bulk-dead-letter"
   project = var.project_id
   labels  = local.labels
 }
@@ -52,6 +71,37 @@ resource "google_pubsub_subscription" "jobs_pull" {
   }
 
   depends_on = [google_pubsub_topic_iam_member.pubsub_agent_publishes_dead_letters]
+}
+
+# The bulk lane's pull subscription: the same worker serves it behind the interactive one.
+# Its own retry policy and dead-letter topic: a bulk job that keeps failing is retried on the
+# bulk lane's terms and dead-lettered apart from interactive ones.
+resource "google_pubsub_subscription" "jobs_bulk_pull" {
+  count = local.use_pool ? 1 : 0
+
+  name                         = "${var.name_prefix}-jobs-bulk-pull"
+  project                      = var.project_id
+  topic                        = google_pubsub_topic.jobs_bulk.id
+  labels                       = local.labels
+  ack_deadline_seconds         = var.ack_deadline_seconds
+  message_retention_duration   = "${var.message_retention_seconds}s"
+  enable_exactly_once_delivery = var.enable_exactly_once_delivery
+
+  retry_policy {
+    minimum_backoff = "${var.bulk_retry_minimum_backoff_seconds}s"
+    maximum_backoff = "${var.retry_maximum_backoff_seconds}s"
+  }
+
+  dead_letter_policy {
+    dead_letter_topic     = google_pubsub_topic.bulk_dead_letter.id
+    max_delivery_attempts = var.bulk_max_delivery_attempts
+  }
+
+  expiration_policy {
+    ttl = ""
+  }
+
+  depends_on = [google_pubsub_topic_iam_member.pubsub_agent_publishes_bulk_dead_letters]
 }
 
 # Service shape: Pub/Sub pushes each job to the Cloud Run service with an OIDC token of a
@@ -96,11 +146,67 @@ resource "google_pubsub_subscription" "jobs_push" {
   ]
 }
 
+# Service shape, bulk lane: pushed to the same service, whose push source reads each job's
+# lane from its cutq.lane attribute (a push endpoint cannot tell subscriptions apart).
+resource "google_pubsub_subscription" "jobs_bulk_push" {
+  count = local.use_service && local.deploy_workloads ? 1 : 0
+
+  name                       = "${var.name_prefix}-jobs-bulk-push"
+  project                    = var.project_id
+  topic                      = google_pubsub_topic.jobs_bulk.id
+  labels                     = local.labels
+  ack_deadline_seconds       = var.push_ack_deadline_seconds
+  message_retention_duration = "${var.message_retention_seconds}s"
+
+  push_config {
+    push_endpoint = local.push_endpoint
+
+    oidc_token {
+      service_account_email = google_service_account.push_invoker.email
+      audience              = local.push_audience
+    }
+  }
+
+  retry_policy {
+    minimum_backoff = "${var.bulk_retry_minimum_backoff_seconds}s"
+    maximum_backoff = "${var.retry_maximum_backoff_seconds}s"
+  }
+
+  dead_letter_policy {
+    dead_letter_topic     = google_pubsub_topic.bulk_dead_letter.id
+    max_delivery_attempts = var.bulk_max_delivery_attempts
+  }
+
+  expiration_policy {
+    ttl = ""
+  }
+
+  depends_on = [
+    google_pubsub_topic_iam_member.pubsub_agent_publishes_bulk_dead_letters,
+    google_cloud_run_v2_service_iam_member.push_invoker,
+    google_service_account_iam_member.pubsub_agent_signs_push_tokens,
+  ]
+}
+
 # Dead letters are kept here for inspection and replay as long as jobs are (never expires).
 resource "google_pubsub_subscription" "dead_letter" {
   name                       = "${var.name_prefix}-jobs-dead-letter-inspect"
   project                    = var.project_id
   topic                      = google_pubsub_topic.dead_letter.id
+  labels                     = local.labels
+  ack_deadline_seconds       = 60
+  message_retention_duration = "${var.message_retention_seconds}s"
+  retain_acked_messages      = true
+
+  expiration_policy {
+    ttl = ""
+  }
+}
+
+resource "google_pubsub_subscription" "bulk_dead_letter" {
+  name                       = "${var.name_prefix}-jobs-bulk-dead-letter-inspect"
+  project                    = var.project_id
+  topic                      = google_pubsub_topic.bulk_dead_letter.id
   labels                     = local.labels
   ack_deadline_seconds       = 60
   message_retention_duration = "${var.message_retention_seconds}s"

@@ -39,7 +39,11 @@ resource "google_cloud_run_v2_worker_pool" "worker" {
     containers {
       name  = "worker"
       image = var.image
-      args  = ["worker", "--subscription", google_pubsub_subscription.jobs_pull[0].id]
+      args = [
+        "worker",
+        "--subscription", google_pubsub_subscription.jobs_pull[0].id,
+        "--bulk-subscription", google_pubsub_subscription.jobs_bulk_pull[0].id,
+      ]
 
       resources {
         limits = local.resource_limits
@@ -69,6 +73,7 @@ resource "google_cloud_run_v2_worker_pool" "worker" {
 
   depends_on = [
     google_pubsub_subscription_iam_member.worker_pulls_jobs,
+    google_pubsub_subscription_iam_member.worker_pulls_bulk_jobs,
     google_pubsub_topic_iam_member.worker_publishes_events,
     google_storage_bucket_iam_member.worker_reads_inputs,
     google_storage_bucket_iam_member.worker_creates_results,
@@ -205,6 +210,7 @@ resource "google_cloud_run_v2_job" "drain" {
         args = [
           "worker",
           "--subscription", google_pubsub_subscription.jobs_pull[0].id,
+          "--bulk-subscription", google_pubsub_subscription.jobs_bulk_pull[0].id,
           "--drain-idle-s", tostring(var.drain_idle_seconds),
         ]
 
@@ -225,6 +231,7 @@ resource "google_cloud_run_v2_job" "drain" {
 
   depends_on = [
     google_pubsub_subscription_iam_member.worker_pulls_jobs,
+    google_pubsub_subscription_iam_member.worker_pulls_bulk_jobs,
     google_pubsub_topic_iam_member.worker_publishes_events,
     google_storage_bucket_iam_member.worker_reads_inputs,
     google_storage_bucket_iam_member.worker_creates_results,

@@ -157,6 +157,28 @@ variable "retry_maximum_backoff_seconds" {
   }
 }
 
+variable "bulk_retry_minimum_backoff_seconds" {
+  description = "The bulk lane's minimum delay before Pub/Sub redelivers a nacked or expired job (0-600). Longer than the interactive lane's by default: a bulk job that failed can wait, and its retries then compete less with fresh work."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.bulk_retry_minimum_backoff_seconds >= 0 && var.bulk_retry_minimum_backoff_seconds <= 600
+    error_message = "bulk_retry_minimum_backoff_seconds must be between 0 and 600."
+  }
+}
+
+variable "bulk_max_delivery_attempts" {
+  description = "Deliveries of one bulk job before Pub/Sub moves it to the bulk lane's dead-letter topic (5-100)."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.bulk_max_delivery_attempts >= 5 && var.bulk_max_delivery_attempts <= 100
+    error_message = "bulk_max_delivery_attempts must be between 5 and 100."
+  }
+}
+
 variable "max_delivery_attempts" {
   description = "Deliveries of one job before Pub/Sub moves it to the dead-letter topic (5-100)."
   type        = number
@@ -476,6 +498,17 @@ variable "autoscaler_backlog_per_instance" {
   validation {
     condition     = var.autoscaler_backlog_per_instance >= 1
     error_message = "autoscaler_backlog_per_instance must be at least 1 (at 0 the autoscaler never scales a pool up from 0)."
+  }
+}
+
+variable "autoscaler_bulk_backlog_per_instance" {
+  description = "Undelivered bulk jobs per worker instance the autoscaler aims for; the interactive lane's is autoscaler_backlog_per_instance. The count is ceil(interactive / that + bulk / this): a larger value here runs a bulk backlog on fewer instances, for longer."
+  type        = number
+  default     = 200
+
+  validation {
+    condition     = var.autoscaler_bulk_backlog_per_instance >= 1
+    error_message = "autoscaler_bulk_backlog_per_instance must be at least 1."
   }
 }
 
