@@ -47,7 +47,8 @@ def test_soak_with_rotating_faults_loses_nothing(
 def test_soak_with_a_bulk_run_cancelled_midway_ends_every_job_once(
     pubsub_double: PubSubEmulator, gcs_server: str, gcs_bucket: str
 ) -> None:
-    """The same faults, and a third of the jobs in a bulk run cancelled 4 s in: still nothing
+    """The same faults and mixed lanes, and a third of the jobs in a bulk run cancelled 4 s in
+    (the run's jobs in both lanes, as a run re-submitted with --lane would be): still nothing
     lost, nothing computed twice, and every job ends as exactly one of completed / failed /
     cancelled (a cancelled job with a result object, or with a completed event too, is a
     conflict)."""
@@ -59,6 +60,7 @@ def test_soak_with_a_bulk_run_cancelled_midway_ends_every_job_once(
         timeout_s=150.0,
         cancel_every=3,
         cancel_at_s=4.0,
+        lanes=True,
     )
     report = run_soak(pubsub_double, gcs_server, gcs_bucket, settings)
     print(json.dumps(report, indent=2))  # shown with -s, and on failure
