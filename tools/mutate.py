@@ -72,7 +72,9 @@ GROUPS = {
         ["tests/unit/test_pubsub_source.py", "tests/unit/test_local_source.py",
          "tests/unit/test_push_source.py"],
     ),
-    "service": (["worker/service.py"], ["tests/unit/test_service.py"]),
+    "service": (
+        ["worker/service.py"], ["tests/unit/test_service.py", "tests/unit/test_service_life.py"]
+    ),
 }  # fmt: skip
 DEFAULT_GROUPS = ["contract", "imaging", "worker", "bulk"]
 
