@@ -179,6 +179,18 @@ EQUIVALENT.update(
         ),
     }
 )
+# Issue 23's groups: the ledger, the pipeline's settling, the sources and the service.
+EQUIVALENT.update(
+    {
+        "cutq.worker.ledger.xǁLedgerǁopen__mutmut_4": (
+            "idle_s reads last_activity only with no task open, and the settle that closes the "
+            "last one sets it again first"
+        ),
+        "cutq.worker.ledger.xǁLedgerǁsettle__mutmut_18": (
+            "Stats.settled counts by the outcome alone: its task argument is unused"
+        ),
+    }
+)
 EQUIVALENT.update(
     (f"cutq.worker.imaging.x_{name}", reason)
     for reason, names in _IMAGING.items()

@@ -124,5 +124,8 @@ def test_a_follower_of_a_failed_job_fails_too_and_one_of_a_returned_job_goes_bac
     assert shared.event.batch_size is None  # it was not in the batch
     back = Outcome(Ending.RETURNED).for_follower(follower)
     assert back.ending is Ending.RETURNED and isinstance(back.error, RuntimeError)
+    assert str(back.error) == "leader returned"  # what the follower's log line says
+    down = StorageUnavailable("down")
+    assert Outcome.returned(down).for_follower(follower).error is down
     unadmitted = task()  # no job: it cannot carry the leader's event
     assert Outcome.published(leader).for_follower(unadmitted).ending is Ending.RETURNED

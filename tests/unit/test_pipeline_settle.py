@@ -8,6 +8,7 @@ forwards, a model answering with the wrong number of maps fails each job on its 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import pytest
 from cutq.core.contract import OutputSpec, new_job
 from cutq.core.errors import StorageUnavailable
 from cutq.core.events import Event
+from cutq.core.storage import Storage, Stores
 from tests.support.gated import Gated, Message, make_photos, message, pipeline_for, settle_all
 
 
@@ -206,3 +208,79 @@ def test_a_model_without_lanes_still_gets_one_thread(tmp_path: Path) -> None:
     assert len(pipeline.model_loop.threads) == 1
     pipeline.close(time.monotonic() + 5)
     assert item.settled == ["ack"] and not pipeline.model_loop.threads[0].is_alive()
+
+
+class GatedSink:
+    """An event sink whose publish waits for ``gate``."""
+
+    def __init__(self) -> None:
+        self.gate, self.entered = threading.Event(), threading.Event()
+        self.published: list[Event] = []
+
+    def publish(self, event: Event) -> None:
+        self.entered.set()
+        assert self.gate.wait(30)
+        self.published.append(event)
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_job_publishing_its_event_when_grace_ends_is_acked_not_returned(
+    tmp_path: Path,
+) -> None:
+    """Its event is going out: a nack now would make a second, conflicting ending."""
+    pipeline, _ = pipeline_for(tmp_path, Gated())
+    pipeline.events = sink = GatedSink()
+    (path,) = make_photos(tmp_path, 1)
+    item = message(path, tmp_path, "1")
+    pipeline.submit(item)
+    assert sink.entered.wait(30)
+    started = time.monotonic()
+    pipeline.close(started + 0.3)
+    assert time.monotonic() - started < 2.0 and item.settled == []
+    sink.gate.set()
+    settle_all([item])
+    assert item.settled == ["ack"] and [e.status for e in sink.published] == ["completed"]
+
+
+class GatedReads(Stores):
+    """Local storage whose reads wait for ``gate`` and are counted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate, self.reads = threading.Event(), 0
+        self.entered = threading.Semaphore(0)
+
+    def open(self, uri: str) -> Storage:
+        backend, stores = super().open(uri), self
+
+        class Gate:
+            def __getattr__(self, name: str) -> object:
+                return getattr(backend, name)
+
+            def read(self, *args: object, **kwargs: object) -> object:
+                stores.reads += 1
+                stores.entered.release()
+                assert stores.gate.wait(30)
+                return backend.read(*args, **kwargs)  # type: ignore[arg-type]
+
+        return Gate()  # type: ignore[return-value]
+
+
+def test_close_leaves_a_stuck_load_behind_and_starts_none_of_the_queued_ones(
+    tmp_path: Path,
+) -> None:
+    storage = GatedReads()
+    pipeline, events = pipeline_for(tmp_path, Gated(), storage, io_threads=1)
+    items = [message(p, tmp_path, str(i)) for i, p in enumerate(make_photos(tmp_path, 2))]
+    for item in items:
+        pipeline.submit(item)
+    assert storage.entered.acquire(timeout=30)  # the first reads; the second waits its turn
+    started = time.monotonic()
+    pipeline.close(started + 0.3)
+    assert time.monotonic() - started < 2.0, "close() waited for a stuck read"
+    assert all(item.settled == ["nack"] for item in items)
+    storage.gate.set()
+    pipeline._loaders.shutdown(wait=True)  # the stuck load has run to its end
+    assert storage.reads == 1 and events.published == []
