@@ -186,6 +186,9 @@ EQUIVALENT.update(
             "idle_s reads last_activity only with no task open, and the settle that closes the "
             "last one sets it again first"
         ),
+        "cutq.worker.ledger.xǁLedgerǁ__init____mutmut_11": (
+            "_closed is only read by `if`: None is as false as False"
+        ),
         "cutq.worker.ledger.xǁLedgerǁsettle__mutmut_18": (
             "Stats.settled counts by the outcome alone: its task argument is unused"
         ),

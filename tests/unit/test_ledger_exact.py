@@ -149,6 +149,8 @@ def test_slots_bound_the_open_tasks_and_a_closed_ledger_gives_the_slot_back() ->
 
 def test_idle_is_measured_from_the_last_settle_and_waiting_for_it_is_woken(clock: Clock) -> None:
     ledger = Ledger(max_in_flight=2, max_pixels=10)
+    clock.now = 103.0
+    assert ledger.idle_s() == 3.0  # a worker that never had a job is idle since its start
     clock.now = 200.0
     task = opened(ledger, "1")
     assert ledger.idle_s() is None and within(lambda: ledger.wait_idle(0)) is False

@@ -71,6 +71,15 @@ def test_each_outcome_has_one_word_in_the_stats_and_the_job_log(
     assert record.error_code == outcome.error_code  # type: ignore[attr-defined]
 
 
+def test_each_outcome_is_counted_every_time() -> None:
+    stats = Stats()
+    for ending in [*Ending, *Ending]:
+        stats.settled(task(), OUTCOMES[ending]())
+    assert (stats.completed, stats.duplicates, stats.failed) == (2, 2, 2)
+    assert (stats.returned, stats.exhausted, stats.settled_count) == (2, 2, 10)
+    assert stats.failures == {"not_an_image": 2, "retries_exhausted": 2}
+
+
 def test_error_codes_by_outcome() -> None:
     assert Outcome.published(event("failed")).error_code == "not_an_image"
     assert Outcome.returned(ShuttingDown("stop")).error_code == "shutting_down"
