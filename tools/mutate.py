@@ -240,7 +240,7 @@ def stage(group: str) -> Path:
     )
     for target, names in ONLY_FUNCTIONS.items():
         if target in targets:
-            folder, name = target.split("/")
+            folder, name = target.split("/", 1)
             _skip_other_functions(where / "src" / PACKAGES[folder] / name, names)
     return where
 
