@@ -63,11 +63,12 @@ GROUPS = {
         ["worker/ledger.py", "worker/outcome.py"],
         ["tests/unit/test_ledger.py", "tests/unit/test_ledger_exact.py",
          "tests/unit/test_outcome.py", "tests/unit/test_pipeline.py",
-         "tests/unit/test_pipeline_settle.py"],
+         "tests/unit/test_pipeline_settle.py", "tests/unit/test_pipeline_close.py"],
     ),
     "pipeline": (
         ["worker/pipeline.py", "worker/model_loop.py"],
-        ["tests/unit/test_pipeline.py", "tests/unit/test_pipeline_settle.py"],
+        ["tests/unit/test_pipeline.py", "tests/unit/test_pipeline_settle.py",
+         "tests/unit/test_pipeline_close.py"],
     ),
     # Unit tests only: the stage copies tests/unit (an integration test named here would be
     # missing there, and pytest's "file not found" would count every mutant as killed).

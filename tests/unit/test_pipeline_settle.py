@@ -53,7 +53,8 @@ def test_a_message_that_is_not_a_job_fails_under_the_id_it_carries_or_its_messag
     assert event.status == "failed" and event.error_code == "invalid_job"
     assert event.attempt == 4 and event.input is None and event.attributes == {}
     assert event.model == {"name": "gated", "version": "test"}
-    assert "total" in event.timings_ms and event.error_message
+    assert "total" in event.timings_ms
+    assert event.error_message == "input: expected a non-empty URI string, got 5"
     assert by_id["message-2"].error_code == "invalid_message"
     assert pipeline.stats.failed == 2 and pipeline.stats.failures == {
         "invalid_job": 1,
@@ -238,7 +239,7 @@ def test_a_job_publishing_its_event_when_grace_ends_is_acked_not_returned(
     assert sink.entered.wait(30)
     started = time.monotonic()
     pipeline.close(started + 0.3)
-    assert time.monotonic() - started < 2.0 and item.settled == []
+    assert time.monotonic() - started < 0.8 and item.settled == []  # its deadline, no more
     sink.gate.set()
     settle_all([item])
     assert item.settled == ["ack"] and [e.status for e in sink.published] == ["completed"]
