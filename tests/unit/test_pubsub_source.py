@@ -239,6 +239,8 @@ def test_close_waits_for_the_stream_until_the_deadline_and_closes_only_its_own_c
     source = PubSubSource.from_config(config)
     assert (source.subscription, source.lease_extension_s) == (config.subscription, 20)
     assert source.max_in_flight == config.max_in_flight
+    with pytest.raises(AssertionError):  # no subscription: no Pub/Sub source
+        PubSubSource.from_config(WorkerConfig())
     source.close(time.monotonic() + 1)  # never started: nothing to wait for
     source.close(time.monotonic() + 1)
     assert own.closed == 1 and own.stream.timeouts == []

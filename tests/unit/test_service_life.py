@@ -5,6 +5,7 @@ exit), and the exit status, forced when a thread is still stuck."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -50,7 +51,7 @@ def test_warm_up_runs_one_image_and_the_largest_batch_then_serves(
 ) -> None:
     service, model = start(tmp_path, monkeypatch, max_batch=3)
     try:
-        assert model.batches == [1, 3] and service.ready_s >= 0 and service.ready()
+        assert model.batches == [1, 3] and 0 <= service.ready_s < 30 and service.ready()
         assert all(thread.is_alive() for thread in service.pipeline.model_loop.threads)
         assert service.pipeline.storage is service.storage
     finally:
@@ -61,6 +62,34 @@ def test_warm_up_runs_one_image_and_the_largest_batch_then_serves(
     service, model = start(tmp_path, monkeypatch, warmup=False)
     service.close(grace_s=1)
     assert model.batches == []
+
+
+def test_the_runner_is_built_as_configured_and_warmed_up_at_the_configured_resize(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Resizes(Gated):
+        def __init__(self) -> None:
+            super().__init__()
+            self.resizes: list[str] = []
+
+        def input_size(self, height: int, width: int, resize: str) -> tuple[int, int]:
+            self.resizes.append(resize)
+            return (32, 32)
+
+    model, built = Resizes(), []
+    monkeypatch.setattr(service_module, "create_model", lambda config: model)
+    real = service_module.Runner
+
+    def runner(model: Gated, device: str, precision: str, *, platform: object) -> object:
+        built.append((device, precision, platform))
+        return real(model, device, precision, platform=platform)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(service_module, "Runner", runner)
+    config = WorkerConfig(output=(tmp_path / "out").as_uri(), resize="dynamic", device="cpu")
+    service = Service.warmed_up(config, Sink())
+    service.close(grace_s=1)
+    assert built == [("cpu", config.precision, config.platform)]
+    assert model.resizes and set(model.resizes) == {"dynamic"}
 
 
 def test_without_a_sink_events_go_to_the_topic_or_else_to_the_log(
@@ -242,7 +271,9 @@ def test_close_runs_its_steps_in_order_within_the_grace_period(tmp_path: Path) -
     assert deadlines["source"] >= before + 8.0
 
 
-def test_a_stuck_event_sink_or_source_never_holds_the_exit(tmp_path: Path) -> None:
+def test_a_stuck_event_sink_or_source_never_holds_the_exit(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     gate = threading.Event()
     service, _ = service_for(tmp_path, Gated())
     service.events = Sink(gate)
@@ -252,13 +283,21 @@ def test_a_stuck_event_sink_or_source_never_holds_the_exit(tmp_path: Path) -> No
             gate.wait(30)
 
     started = time.monotonic()
-    service.close(Stuck(None), grace_s=0.6)  # type: ignore[arg-type]
+    with caplog.at_level(logging.WARNING, logger="cutq.worker.service"):
+        service.close(Stuck(None), grace_s=0.6)  # type: ignore[arg-type]
     took = time.monotonic() - started
+    left = [t for t in threading.enumerate() if t.name == "cutq-close"]
     gate.set()
-    assert took < 2.0, f"close took {took:.1f}s with a grace period of 0.6s"
+    assert took < 1.5, f"close took {took:.1f}s with a grace period of 0.6s"
+    assert left and all(t.daemon for t in left)  # they never hold the process's exit
+    warnings = [r.getMessage() for r in caplog.records if r.name == "cutq.worker.service"]
+    assert warnings == [
+        "the source took longer than the grace period; not waiting for it",
+        "closing the event sink took longer than the grace period; not waiting for it",
+    ]
 
 
-def test_a_failing_sink_close_is_logged_not_raised(
+def test_a_failing_source_or_sink_close_is_logged_not_raised(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     service, _ = service_for(tmp_path, Gated())
@@ -267,5 +306,13 @@ def test_a_failing_sink_close_is_logged_not_raised(
         raise RuntimeError("flush failed")
 
     service.events.close = broken  # type: ignore[method-assign]
-    service.close(grace_s=1)
-    assert any("closing the event sink failed" in r.getMessage() for r in caplog.records)
+
+    class Failing(Source):
+        def close(self, deadline: float) -> None:
+            raise OSError("socket gone")
+
+    with caplog.at_level(logging.INFO, logger="cutq.worker.service"):
+        service.close(Failing(None), grace_s=1)  # type: ignore[arg-type]
+    messages = [r.getMessage() for r in caplog.records if r.name == "cutq.worker.service"]
+    assert "the source failed" in messages and "closing the event sink failed" in messages
+    assert not any("took longer" in m for m in messages)
