@@ -27,8 +27,11 @@ class Taken:
     def __init__(self, gate: threading.Event | None = None) -> None:
         self.deliveries: queue.Queue[LocalDelivery] = queue.Queue()
         self.gate = gate
+        self.threads: list[tuple[str, bool]] = []  # the (name, daemon) of each submit's thread
 
     def submit(self, delivery: object) -> None:
+        thread = threading.current_thread()
+        self.threads.append((thread.name, thread.daemon))
         self.deliveries.put(delivery)  # type: ignore[arg-type]
         if self.gate is not None:
             assert self.gate.wait(10)
@@ -88,6 +91,7 @@ def test_every_file_is_offered_once_and_the_source_is_done_when_all_have_ended(
     source.start(taken.intake())
     offered = [taken.next() for _ in files]
     assert [d.message_id for d in offered] == ["0", "1", "2"] and taken.deliveries.empty()
+    assert taken.threads == [("cutq-local", True)] * 3  # one daemon feeds them: never holds exit
     offered[0].ack()
     offered[1].ack()
     assert source.ended() is None
@@ -107,10 +111,12 @@ def test_a_returned_job_comes_again_until_its_last_attempt_ends_it(tmp_path: Pat
     source, taken = LocalSource([image(tmp_path / "p.png")], OUT, max_attempts=3), Taken()
     source.start(taken.intake())
     delivery = taken.next()
+    delivery.delivery_attempt = None  # (counts as the first)
     for attempt in (1, 2):
-        assert delivery.delivery_attempt == attempt and not delivery.last_attempt
+        assert (delivery.delivery_attempt or 1) == attempt and not delivery.last_attempt
         delivery.nack()
         assert taken.next() is delivery and source.ended() is None
+        assert taken.threads[-1][1] is True  # redelivered from a daemon thread
     assert delivery.delivery_attempt == 3 and delivery.last_attempt
     delivery.nack()  # its last attempt: exhausted, and the file has ended
     assert source.ended() is StopReason.DONE and taken.deliveries.empty()
