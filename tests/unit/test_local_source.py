@@ -100,6 +100,18 @@ def test_every_file_is_offered_once_and_the_source_is_done_when_all_have_ended(
     source.close(0.0)
 
 
+def test_three_attempts_by_default_and_no_retry_before_the_source_is_started(
+    tmp_path: Path,
+) -> None:
+    source = LocalSource([image(tmp_path / "p.png")], OUT)
+    (delivery,) = source.deliveries()
+    assert delivery.max_attempts == 3
+    delivery.nack()  # not started: nowhere to deliver it again, so it has ended
+    assert delivery.delivery_attempt == 1
+    source.start(Taken().intake())
+    assert source.ended() is StopReason.DONE
+
+
 def test_no_files_is_done_at_once() -> None:
     source = LocalSource([], OUT)
     assert source.ended() is None
