@@ -181,15 +181,15 @@ EQUIVALENT.update(
     }
 )
 # Issue 23's groups: the ledger, the pipeline's settling, the sources and the service.
+_FALSY = "_closed is only read by `if`: None is as false as False"
 EQUIVALENT.update(
     {
         "cutq.worker.ledger.xǁLedgerǁopen__mutmut_4": (
             "idle_s reads last_activity only with no task open, and the settle that closes the "
             "last one sets it again first"
         ),
-        "cutq.worker.ledger.xǁLedgerǁ__init____mutmut_11": (
-            "_closed is only read by `if`: None is as false as False"
-        ),
+        "cutq.worker.ledger.xǁLedgerǁ__init____mutmut_11": _FALSY,
+        "cutq.worker.sources.pubsub.xǁPubSubSourceǁ__init____mutmut_9": _FALSY,
         "cutq.worker.ledger.xǁLedgerǁsettle__mutmut_18": (
             "Stats.settled counts by the outcome alone: its task argument is unused"
         ),
