@@ -7,6 +7,8 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from email.message import Message
@@ -229,3 +231,39 @@ def test_closing_stops_the_server_once(served: tuple[PushSource, Worker]) -> Non
     with pytest.raises(ConnectionRefusedError):
         http.client.HTTPConnection("127.0.0.1", port, 2).request("GET", "/healthz")
     source.close(0.0)  # a second close does nothing
+
+
+def test_a_request_refused_unread_closes_its_connection(
+    served: tuple[PushSource, Worker],
+) -> None:
+    """Its body was not read: kept open, the connection would parse that body as a request."""
+    source, _ = served
+    assert source.server is not None
+    connection = http.client.HTTPConnection("127.0.0.1", source.server.server_address[1], 10)
+    connection.putrequest("POST", "/")
+    connection.putheader("Content-Length", str(MAX_BODY_BYTES + 1))
+    connection.endheaders()
+    response = connection.getresponse()
+    assert response.status == 413
+    response.read()
+    sock = connection.sock
+    assert sock is not None
+    sock.settimeout(5)
+    assert sock.recv(1) == b""  # closed by the server
+    connection.close()
+
+
+def test_the_defaults_are_cloud_run_s_port_on_every_interface() -> None:
+    source = PushSource()
+    assert (source.host, source.port, source.timeout_s) == ("0.0.0.0", 8080, 300.0)
+    assert source.verifier is None and source.on_ready is None and source.server is None
+
+
+def test_the_server_runs_on_a_named_daemon_thread_and_closes_promptly() -> None:
+    source = PushSource(host="127.0.0.1", port=0)
+    source.start(Worker().intake())
+    threads = [t for t in threading.enumerate() if t.name == "cutq-http" and t.is_alive()]
+    assert threads and all(t.daemon for t in threads)  # never holds the process's exit
+    started = time.monotonic()
+    source.close(0.0)
+    assert time.monotonic() - started < 0.8  # the server looks for shutdown every 0.2 s
