@@ -190,6 +190,8 @@ EQUIVALENT.update(
         ),
         "cutq.worker.ledger.xǁLedgerǁ__init____mutmut_11": _FALSY,
         "cutq.worker.sources.pubsub.xǁPubSubSourceǁ__init____mutmut_9": _FALSY,
+        "cutq.worker.sources.push.xǁPushDeliveryǁ__init____mutmut_51": _ISO_Z,
+        "cutq.worker.sources.push.xǁPushDeliveryǁ__init____mutmut_52": _ISO_Z,
         "cutq.worker.ledger.xǁLedgerǁsettle__mutmut_18": (
             "Stats.settled counts by the outcome alone: its task argument is unused"
         ),
