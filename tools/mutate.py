@@ -182,6 +182,7 @@ EQUIVALENT.update(
 )
 # Issue 23's groups: the ledger, the pipeline's settling, the sources and the service.
 _FALSY = "_closed is only read by `if`: None is as false as False"
+_HEADER_CASE = "HTTP header names are case-insensitive (email.message's get_all, every client)"
 EQUIVALENT.update(
     {
         "cutq.worker.ledger.xǁLedgerǁopen__mutmut_4": (
@@ -192,6 +193,23 @@ EQUIVALENT.update(
         "cutq.worker.sources.pubsub.xǁPubSubSourceǁ__init____mutmut_9": _FALSY,
         "cutq.worker.sources.push.xǁPushDeliveryǁ__init____mutmut_51": _ISO_Z,
         "cutq.worker.sources.push.xǁPushDeliveryǁ__init____mutmut_52": _ISO_Z,
+        **{
+            f"cutq.worker.sources.push.xǁ_Handlerǁ{name}": _HEADER_CASE
+            for name in (
+                "_content_length__mutmut_5",
+                "_content_length__mutmut_6",
+                "_reply__mutmut_9",
+                "_reply__mutmut_10",
+                "_reply__mutmut_18",
+                "_reply__mutmut_19",
+            )
+        },
+        **{
+            f"cutq.worker.sources.push.xǁ_Handlerǁ_content_length__mutmut_{n}": (
+                "a refusal's length is never read: the request is answered and closed unread"
+            )
+            for n in (8, 18, 26)
+        },
         "cutq.worker.ledger.xǁLedgerǁsettle__mutmut_18": (
             "Stats.settled counts by the outcome alone: its task argument is unused"
         ),
