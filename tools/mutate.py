@@ -191,6 +191,9 @@ EQUIVALENT.update(
         ),
         "cutq.worker.ledger.xǁLedgerǁ__init____mutmut_11": _FALSY,
         "cutq.worker.sources.pubsub.xǁPubSubSourceǁ__init____mutmut_9": _FALSY,
+        "cutq.worker.sources.pubsub.xǁPubSubSourceǁstart__mutmut_9": (
+            "3600 s is FlowControl's own default max_lease_duration (google-cloud-pubsub)"
+        ),
         "cutq.worker.sources.push.xǁPushDeliveryǁ__init____mutmut_51": _ISO_Z,
         "cutq.worker.sources.push.xǁPushDeliveryǁ__init____mutmut_52": _ISO_Z,
         **{
