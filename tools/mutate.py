@@ -232,8 +232,10 @@ also_copy = ["tests"]
 pytest_add_cli_args = ["-p", "no:cacheprovider", "-x", "-q"]
 pytest_add_cli_args_test_selection = {tests}
 process_isolation = "forkserver"
-timeout_multiplier = 5.0
-timeout_constant = 10.0
+# A mutant that hangs (a wait that lost its timeout) is stopped after (its tests' measured
+# time + 5 s) × 3 of wall time: the concurrency groups have a few, each a minute at 5 × 10 s.
+timeout_multiplier = 3.0
+timeout_constant = 5.0
 do_not_mutate_patterns = {skip}
 """
 
