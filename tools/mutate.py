@@ -297,6 +297,10 @@ def _skip_other_functions(path: Path, keep: tuple[str, ...]) -> None:
         and node.name not in keep
         and f"{owner.get(node)}.{node.name}" not in keep
     ]
+    if any(last == len(lines) for _, last in regions):
+        # mutmut reads a comment after the module's last statement only once it has read every
+        # nested one: an "end" there would come too late. A statement after it keeps it in place.
+        lines.append("pass  # staged copy: closes the no-mutate region above\n")
     for first, last in sorted(regions, reverse=True):  # from the bottom: line numbers hold
         indent = lines[first - 1][: len(lines[first - 1]) - len(lines[first - 1].lstrip())]
         lines.insert(last, f"{indent}# pragma: no mutate end\n")
