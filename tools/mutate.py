@@ -213,6 +213,9 @@ EQUIVALENT.update(
             )
             for n in (8, 18, 26)
         },
+        "cutq.worker.pipeline.xǁPipelineǁ_fail__mutmut_31": (
+            "once admitted, the label is the job's id and the message's own job_id is that id"
+        ),
         "cutq.worker.ledger.xǁLedgerǁsettle__mutmut_18": (
             "Stats.settled counts by the outcome alone: its task argument is unused"
         ),

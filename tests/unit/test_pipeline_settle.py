@@ -8,6 +8,7 @@ forwards, a model answering with the wrong number of maps fails each job on its 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from pathlib import Path
@@ -77,6 +78,37 @@ def test_a_job_failing_after_admission_names_its_input_and_echoes_its_attributes
     assert event.error_code == "input_not_found"
     assert event.input == missing
     assert event.attributes == {"trace": "t-1"}
+
+
+def test_a_job_returned_by_a_transient_error_is_logged_with_that_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    storage = GatedWritesFailing()
+    pipeline, events = pipeline_for(tmp_path, Gated(), storage)
+    (path,) = make_photos(tmp_path, 1)
+    item = message(path, tmp_path, "1")
+    with caplog.at_level(logging.INFO, logger="cutq.worker.joblog"):
+        pipeline.submit(item)
+        settle_all([item])
+    pipeline.close(time.monotonic() + 5)
+    assert item.settled == ["nack"] and events.published == []
+    (line,) = [r for r in caplog.records if r.name == "cutq.worker.joblog"]
+    assert line.error_code == "storage_unavailable"  # type: ignore[attr-defined]
+    assert line.getMessage().endswith("returned: bucket unavailable")
+
+
+class GatedWritesFailing(Stores):
+    def open(self, uri: str) -> Storage:
+        backend = super().open(uri)
+
+        class Failing:
+            def __getattr__(self, name: str) -> object:
+                return getattr(backend, name)
+
+            def write(self, *args: object, **kwargs: object) -> object:
+                raise StorageUnavailable("bucket unavailable")
+
+        return Failing()  # type: ignore[return-value]
 
 
 @pytest.mark.parametrize("last_attempt", [False, True])
