@@ -64,7 +64,7 @@ def test_drain_on_idle_waits_for_a_long_job_still_in_flight(tmp_path: Path) -> N
         assert source.polls.acquire(timeout=10), "the wait loop ended with a job in flight"
     assert "reason" not in running and item.settled == []
     model.gate.set()
-    running["thread"].join(30)
+    running["thread"].join(10)
     assert running["reason"] is StopReason.IDLE
     assert item.settled == ["ack"] and [e.status for e in events.published] == ["completed"]
 
@@ -74,13 +74,13 @@ def test_the_source_s_end_and_a_stop_are_reasons_with_one_exit_code_each(tmp_pat
     source = ListedSource([])
     source.end = StopReason.SOURCE_FAILED
     running = run_in_thread(service, source)
-    running["thread"].join(30)
+    running["thread"].join(10)
     assert running["reason"] is StopReason.SOURCE_FAILED
     assert source.calls == ["stop_intake", "close"]
     service, _ = service_for(tmp_path / "b", Gated())
     running = run_in_thread(service, ListedSource([]))
     service.stop()
-    running["thread"].join(30)
+    running["thread"].join(10)
     assert running["reason"] is StopReason.SIGNAL
     assert {reason: reason.exit_code for reason in StopReason} == {
         StopReason.SIGNAL: 0,
@@ -133,7 +133,7 @@ def test_a_dead_model_thread_stops_the_service_with_its_own_reason(tmp_path: Pat
     (path,) = make_photos(tmp_path, 1)
     item = message(path, tmp_path, "1")
     running = run_in_thread(service, ListedSource([item]))
-    running["thread"].join(30)
+    running["thread"].join(10)
     assert running["reason"] is StopReason.MODEL_FAILED
     assert item.settled == ["nack"]  # its job went back to the queue within the grace period
 
@@ -152,5 +152,5 @@ def test_drain_on_idle_counts_from_the_threshold_itself(
     looks = iter(range(100))
     source.ended = lambda: StopReason.DONE if next(looks) >= 3 else None  # type: ignore[method-assign]
     running = run_in_thread(service, source, drain_idle_s=drain_idle_s)
-    running["thread"].join(30)
+    running["thread"].join(10)
     assert running["reason"] is expected

@@ -76,8 +76,10 @@ def test_the_runner_is_built_as_configured_and_warmed_up_at_the_configured_resiz
             self.resizes.append(resize)
             return (32, 32)
 
-    model, built = Resizes(), []
-    monkeypatch.setattr(service_module, "create_model", lambda config: model)
+    model, built, asked = Resizes(), [], []
+    monkeypatch.setattr(
+        service_module, "create_model", lambda config: asked.append(config) or model
+    )
     real = service_module.Runner
 
     def runner(model: Gated, device: str, precision: str, *, platform: object) -> object:
@@ -88,8 +90,27 @@ def test_the_runner_is_built_as_configured_and_warmed_up_at_the_configured_resiz
     config = WorkerConfig(output=(tmp_path / "out").as_uri(), resize="dynamic", device="cpu")
     service = Service.warmed_up(config, Sink())
     service.close(grace_s=1)
-    assert built == [("cpu", config.precision, config.platform)]
+    assert asked == [config] and built == [("cpu", config.precision, config.platform)]
     assert model.resizes and set(model.resizes) == {"dynamic"}
+
+
+def test_on_a_gpu_every_batch_size_the_batcher_can_close_is_warmed_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """cuDNN autotunes each new batch shape: warm-up runs them all, never a job."""
+    model = Gated()
+    monkeypatch.setattr(service_module, "create_model", lambda config: model)
+    real = service_module.Runner
+
+    def on_cuda(*args: object, **kwargs: object) -> object:
+        built = real(*args, **kwargs)  # type: ignore[arg-type]
+        built.cuda = True  # as on a GPU (the model itself runs on the CPU here)
+        return built
+
+    monkeypatch.setattr(service_module, "Runner", on_cuda)
+    config = WorkerConfig(output=(tmp_path / "out").as_uri(), max_batch=3, resize="static")
+    Service.warmed_up(config, Sink()).close(grace_s=1)
+    assert model.batches == [1, 2, 3]
 
 
 def test_without_a_sink_events_go_to_the_topic_or_else_to_the_log(
