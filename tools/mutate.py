@@ -191,6 +191,7 @@ EQUIVALENT.update(
         ),
         "cutq.worker.ledger.xǁLedgerǁ__init____mutmut_11": _FALSY,
         "cutq.worker.sources.pubsub.xǁPubSubSourceǁ__init____mutmut_9": _FALSY,
+        "cutq.worker.service.xǁServiceǁ__init____mutmut_19": _FALSY,
         "cutq.worker.sources.pubsub.xǁPubSubSourceǁstart__mutmut_9": (
             "3600 s is FlowControl's own default max_lease_duration (google-cloud-pubsub)"
         ),

@@ -33,7 +33,7 @@ class Sink(Events):
     def close(self) -> None:
         self.closed += 1
         if self.gate is not None:
-            self.gate.wait(30)
+            self.gate.wait(5)  # stuck, for longer than any grace period here
 
 
 def start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **config: Any) -> tuple[Service, Gated]:
@@ -53,7 +53,7 @@ def test_warm_up_runs_one_image_and_the_largest_batch_then_serves(
     try:
         assert model.batches == [1, 3] and 0 <= service.ready_s < 30 and service.ready()
         assert all(thread.is_alive() for thread in service.pipeline.model_loop.threads)
-        assert service.pipeline.storage is service.storage
+        assert service.pipeline.storage is service.storage and service.runner.model is model
     finally:
         service.close(grace_s=1)
     service, model = start(tmp_path, monkeypatch, warmup_batch_sizes=[4, 2, 2])
@@ -301,7 +301,7 @@ def test_a_stuck_event_sink_or_source_never_holds_the_exit(
 
     class Stuck(Source):
         def close(self, deadline: float) -> None:
-            gate.wait(30)
+            gate.wait(5)
 
     started = time.monotonic()
     with caplog.at_level(logging.WARNING, logger="cutq.worker.service"):
