@@ -8,12 +8,14 @@ and module names agree, and ``mutants/src/cutq`` is found before the editable in
 mutmut in it, and prints killed / survived / timeout per module.
 
     python tools/mutate.py                # the default groups (~15 min on 2 busy cores)
-    python tools/mutate.py settle         # the ledger and the pipeline's settling (~45 min)
-    python tools/mutate.py --report             # the last run's report again
+    python tools/mutate.py ledger pipeline sources service   # issue 23's groups (~5-12 min each)
+    python tools/mutate.py --report             # the last run's report again (every staged group)
 
 Mutants listed in ``EQUIVALENT`` change nothing observable; they are reported apart and left
-out of the score (each with its reason). Inspect a survivor with
-``cd .cache/mutate/<group> && ../../../.venv/bin/mutmut show <name>``.
+out of the score (each with its reason). A mutant that makes a test hang (a wait that lost its
+timeout) is stopped by mutmut and reported as a timeout, which the score counts as not killed:
+the concurrency tests bound their waits (a few seconds) so such a mutant fails a test instead.
+Inspect a survivor with ``cd .cache/mutate/<group> && ../../../.venv/bin/mutmut show <name>``.
 """
 
 from __future__ import annotations
