@@ -194,6 +194,9 @@ EQUIVALENT.update(
         "cutq.worker.ledger.xǁLedgerǁ__init____mutmut_11": _FALSY,
         "cutq.worker.sources.pubsub.xǁPubSubSourceǁ__init____mutmut_9": _FALSY,
         "cutq.worker.service.xǁServiceǁ__init____mutmut_19": _FALSY,
+        "cutq.worker.sources.local.xǁLocalSourceǁdeliveries__mutmut_24": (
+            "a missing file's publish time: 1 ns after the epoch is the epoch at datetime's 1 µs"
+        ),
         "cutq.worker.sources.pubsub.xǁPubSubSourceǁstart__mutmut_9": (
             "3600 s is FlowControl's own default max_lease_duration (google-cloud-pubsub)"
         ),
