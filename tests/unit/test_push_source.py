@@ -271,3 +271,18 @@ def test_the_server_runs_on_a_named_daemon_thread_and_closes_promptly() -> None:
     started = time.monotonic()
     source.close(0.0)
     assert time.monotonic() - started < 0.8  # the server looks for shutdown every 0.2 s
+
+
+def test_the_source_s_request_time_and_verifier_are_its_server_s() -> None:
+    refusing = Verifier("invalid token: expired")
+    source = PushSource(host="127.0.0.1", port=0, timeout_s=0.05, verifier=refusing)  # type: ignore[arg-type]
+    worker = Worker()
+    source.start(worker.intake())
+    try:
+        assert push(source, envelope(), headers=[("Authorization", "Bearer t")])[0] == 401
+        assert source.server is not None
+        source.server.verifier = None
+        worker.settle = lambda delivery: None  # never settled: the 0.05 s run out
+        assert push(source, envelope()) == (503, {"acked": False})
+    finally:
+        source.close(0.0)
