@@ -21,7 +21,7 @@ def test_a_delivery_waiting_for_a_slot_is_held_soon_after_the_stop(tmp_path: Pat
     pipeline, _ = pipeline_for(tmp_path, model, max_in_flight=1, max_batch=1)
     first, second = (message(p, tmp_path, str(i)) for i, p in enumerate(make_photos(tmp_path, 2)))
     pipeline.submit(first)
-    assert model.entered.acquire(timeout=30)  # the one slot is taken
+    assert model.entered.acquire(timeout=10)  # the one slot is taken
     take_slot, waiting = pipeline.ledger.take_slot, threading.Event()
 
     def take(timeout_s: float) -> bool:
@@ -77,7 +77,7 @@ def test_close_never_waits_for_a_stuck_write_and_starts_none_of_the_queued_ones(
     items = [message(p, tmp_path, str(i)) for i, p in enumerate(make_photos(tmp_path, 2))]
     for item in items:
         pipeline.submit(item)
-    assert storage.entered.acquire(timeout=30)  # one writes; the other waits for the writer
+    assert storage.entered.acquire(timeout=10)  # one writes; the other waits for the writer
     started = time.monotonic()
     with caplog.at_level(logging.INFO, logger="cutq.worker.joblog"):
         pipeline.close(started + 0.3)
