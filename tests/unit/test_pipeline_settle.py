@@ -152,18 +152,22 @@ def test_an_unexpected_error_in_a_stage_returns_the_job_and_is_logged(
 
 
 def test_a_job_handed_to_a_pool_already_shut_down_goes_back_to_the_queue(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     pipeline, events = pipeline_for(tmp_path, Gated())
     pipeline._loaders.shutdown()
     (path,) = make_photos(tmp_path, 1)
     item = message(path, tmp_path, "1")
     item.last_attempt = True  # shutting down is never a job's last attempt
-    pipeline.submit(item)
-    settle_all([item])
+    with caplog.at_level(logging.INFO, logger="cutq.worker.joblog"):
+        pipeline.submit(item)
+        settle_all([item])
     pipeline.close(time.monotonic() + 5)
     assert item.settled == ["nack"] and events.published == []
     assert pipeline.stats.returned == 1 and pipeline.stats.exhausted == 0
+    (line,) = [r for r in caplog.records if r.name == "cutq.worker.joblog"]
+    assert line.error_code == "shutting_down"  # type: ignore[attr-defined]
+    assert line.getMessage().endswith("returned: worker stopping")
 
 
 def test_after_the_held_deliveries_are_nacked_a_late_one_is_nacked_at_once(
