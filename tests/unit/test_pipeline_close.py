@@ -99,3 +99,38 @@ def test_the_model_threads_are_named_daemons(tmp_path: Path) -> None:
     assert [t.name for t in threads] == ["cutq-model-0", "cutq-model-1"]
     assert all(t.daemon and t.is_alive() for t in threads)  # never hold the process's exit
     pipeline.close(time.monotonic() + 5)
+
+
+def test_a_delivery_whose_slot_came_as_the_worker_stopped_is_held_and_nacked(
+    tmp_path: Path,
+) -> None:
+    """The slot is taken, then the ledger closes before the task opens: the delivery must be
+    held like any other that arrives while stopping, never dropped unsettled."""
+    pipeline, _ = pipeline_for(tmp_path, Gated(), max_batch=1, max_in_flight=1)
+    take_slot = pipeline.ledger.take_slot
+
+    def stopping_meanwhile(timeout_s: float) -> bool:
+        taken = take_slot(timeout_s)
+        pipeline.stop_taking()
+        return taken
+
+    pipeline.ledger.take_slot = stopping_meanwhile  # type: ignore[method-assign]
+    (path,) = make_photos(tmp_path, 1)
+    item = message(path, tmp_path, "1")
+    submitter = threading.Thread(target=pipeline.submit, args=(item,), daemon=True)
+    submitter.start()
+    deadline = time.monotonic() + 5
+    while pipeline.held() < 1 and submitter.is_alive() and time.monotonic() < deadline:
+        threading.Event().wait(0.01)
+    assert pipeline.held() == 1 and item.settled == []
+    pipeline.release_held()
+    submitter.join(5)
+    assert item.settled == ["nack"] and pipeline.in_flight() == 0
+    assert take_slot(0.0)  # its slot was given back
+    pipeline.close(time.monotonic() + 5)
+
+
+def test_the_batch_window_is_max_wait_ms(tmp_path: Path) -> None:
+    pipeline, _ = pipeline_for(tmp_path, Gated(), max_wait_ms=250)
+    assert pipeline.model_loop.max_wait_s == 0.25
+    pipeline.close(time.monotonic() + 5)
