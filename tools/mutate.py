@@ -219,8 +219,12 @@ EQUIVALENT.update(
             )
             for n in (8, 18, 26)
         },
-        "cutq.worker.pipeline.xǁPipelineǁclose__mutmut_29": (
-            "ThreadPoolExecutor.shutdown reads wait with `if wait:`: None is as false as False"
+        **dict.fromkeys(
+            (
+                "cutq.worker.pipeline.xǁPipelineǁclose__mutmut_29",
+                "cutq.worker.pipeline.xǁPipelineǁclose__mutmut_35",
+            ),
+            "ThreadPoolExecutor.shutdown reads wait with `if wait:`: None is as false as False",
         ),
         "cutq.worker.pipeline.xǁPipelineǁ_fail__mutmut_31": (
             "once admitted, the label is the job's id and the message's own job_id is that id"
