@@ -72,7 +72,7 @@ def request(
     headers: list[tuple[str, str]] | None = None,
 ) -> tuple[int, dict[str, Any], http.client.HTTPResponse]:
     assert source.server is not None
-    connection = http.client.HTTPConnection("127.0.0.1", source.server.server_address[1], 10)
+    connection = http.client.HTTPConnection("127.0.0.1", source.server.server_address[1], 3)
     connection.putrequest(method, path)
     for name, value in headers or []:
         connection.putheader(name, value)
@@ -243,7 +243,7 @@ def test_a_request_refused_unread_closes_its_connection(
     """Its body was not read: kept open, the connection would parse that body as a request."""
     source, _ = served
     assert source.server is not None
-    connection = http.client.HTTPConnection("127.0.0.1", source.server.server_address[1], 10)
+    connection = http.client.HTTPConnection("127.0.0.1", source.server.server_address[1], 3)
     connection.putrequest("POST", "/")
     connection.putheader("Content-Length", str(MAX_BODY_BYTES + 1))
     connection.endheaders()
