@@ -404,7 +404,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"not a group: {', '.join(unknown)} (groups: {', '.join(GROUPS)})")
     seconds = 0.0
     for group in args.groups or DEFAULT_GROUPS:
-        seconds += run(stage(group), args.max_children)
+        took = run(stage(group), args.max_children)
+        print(f"{group}: {took / 60:.1f} min", flush=True)
+        seconds += took
     return report(seconds)
 
 
