@@ -151,7 +151,9 @@ def message(path: Path, tmp_path: Path, message_id: str, **attributes: str) -> M
     return Message(job.to_message(), message_id, attributes)
 
 
-def settle_all(messages: list[Message], timeout_s: float = 30) -> None:
+def settle_all(messages: list[Message], timeout_s: float = 10) -> None:
+    """Wait for each message's ack or nack: a job that never settles fails the test (in 10 s,
+    well within what a mutation run allows a test before calling it a hang)."""
     for item in messages:
         assert item.done.wait(timeout_s), f"message {item.message_id} never settled"
 

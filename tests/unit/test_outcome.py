@@ -3,6 +3,7 @@ the stop summary, and a follower that shares its leader's outcome."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from datetime import datetime, timezone
 from types import SimpleNamespace
@@ -77,6 +78,15 @@ def test_each_outcome_has_one_word_in_the_stats_and_the_job_log(
     assert record.error_code == outcome.error_code  # type: ignore[attr-defined]
 
 
+def test_each_outcome_is_counted_every_time() -> None:
+    stats = Stats()
+    for ending in [*Ending, *Ending]:
+        stats.settled(task(), OUTCOMES[ending]())
+    assert (stats.completed, stats.duplicates, stats.failed) == (2, 2, 2)
+    assert (stats.returned, stats.exhausted, stats.settled_count) == (2, 2, 10)
+    assert stats.failures == {"not_an_image": 2, "retries_exhausted": 2}
+
+
 def test_error_codes_by_outcome() -> None:
     assert Outcome.published(event("failed")).error_code == "not_an_image"
     assert Outcome.returned(ShuttingDown("stop")).error_code == "shutting_down"
@@ -97,3 +107,41 @@ def test_a_follower_shares_its_leader_s_outcome_with_its_own_attempt_and_timings
     assert "total" in shared.event.timings_ms
     back = Outcome.returned(StorageUnavailable("down")).for_follower(follower)
     assert back.ending is Ending.EXHAUSTED  # the follower's own last attempt decides
+
+
+def test_the_summary_line_gives_each_count_and_the_mean_batch() -> None:
+    stats = Stats(completed=7, failed=2, duplicates=3, returned=4, exhausted=1)
+    stats.batches, stats.batch_items, stats.fp32_reruns, stats.ack_failures = 1, 3, 5, 6
+    assert stats.summary() == (
+        "7 completed, 2 failed, 3 duplicates, 4 returned, 1 exhausted, 1 batches "
+        "(mean size 3.0, 5 re-run in fp32), 6 acks failed"
+    )
+    assert stats.settled_count == 17
+    assert Stats().mean_batch == 0.0
+
+
+def test_a_failure_without_a_code_is_counted_as_internal() -> None:
+    stats = Stats()
+    stats.settled(task(), Outcome(Ending.FAILED))
+    assert stats.failed == 1 and stats.failures == {"internal": 1}
+    assert Outcome(Ending.COMPLETED).error_code is None
+
+
+def test_a_follower_of_a_failed_job_fails_too_and_one_of_a_returned_job_goes_back() -> None:
+    follower = task()
+    follower.job = SimpleNamespace(attributes={"k": "v"})  # type: ignore[assignment]
+    failed = Outcome.published(event("failed")).for_follower(follower)
+    assert failed.ending is Ending.FAILED and failed.event is not None
+    assert failed.event.duplicate is False and failed.event.batch_size is None
+    assert failed.event.error_code == "not_an_image"
+    leader = dataclasses.replace(event("completed"), batch_size=4)
+    shared = Outcome.published(leader).for_follower(follower)
+    assert shared.event is not None and shared.event.time > leader.time  # its own moment
+    assert shared.event.batch_size is None  # it was not in the batch
+    back = Outcome(Ending.RETURNED).for_follower(follower)
+    assert back.ending is Ending.RETURNED and isinstance(back.error, RuntimeError)
+    assert str(back.error) == "leader returned"  # what the follower's log line says
+    down = StorageUnavailable("down")
+    assert Outcome.returned(down).for_follower(follower).error is down
+    unadmitted = task()  # no job: it cannot carry the leader's event
+    assert Outcome.published(leader).for_follower(unadmitted).ending is Ending.RETURNED

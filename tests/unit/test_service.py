@@ -7,6 +7,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import pytest
+
 from cutq.worker.service import Service
 from cutq.worker.sources import Intake, StopReason
 from tests.support.gated import Gated, Message, make_photos, message, service_for
@@ -62,7 +64,7 @@ def test_drain_on_idle_waits_for_a_long_job_still_in_flight(tmp_path: Path) -> N
         assert source.polls.acquire(timeout=10), "the wait loop ended with a job in flight"
     assert "reason" not in running and item.settled == []
     model.gate.set()
-    running["thread"].join(30)
+    running["thread"].join(10)
     assert running["reason"] is StopReason.IDLE
     assert item.settled == ["ack"] and [e.status for e in events.published] == ["completed"]
 
@@ -72,13 +74,13 @@ def test_the_source_s_end_and_a_stop_are_reasons_with_one_exit_code_each(tmp_pat
     source = ListedSource([])
     source.end = StopReason.SOURCE_FAILED
     running = run_in_thread(service, source)
-    running["thread"].join(30)
+    running["thread"].join(10)
     assert running["reason"] is StopReason.SOURCE_FAILED
     assert source.calls == ["stop_intake", "close"]
     service, _ = service_for(tmp_path / "b", Gated())
     running = run_in_thread(service, ListedSource([]))
     service.stop()
-    running["thread"].join(30)
+    running["thread"].join(10)
     assert running["reason"] is StopReason.SIGNAL
     assert {reason: reason.exit_code for reason in StopReason} == {
         StopReason.SIGNAL: 0,
@@ -119,3 +121,36 @@ def test_close_runs_once_and_nacks_held_deliveries_after_the_source_stopped_inta
     service.close(source)  # a second close does nothing
     assert order == ["stop_intake", "nack", "close"]
     assert not service.ready()
+
+
+def test_a_dead_model_thread_stops_the_service_with_its_own_reason(tmp_path: Path) -> None:
+    class Fatal(BaseException):
+        pass
+
+    model = Gated()
+    model.fail_next = Fatal()
+    service, _ = service_for(tmp_path, model, grace_period_s=1.0)
+    (path,) = make_photos(tmp_path, 1)
+    item = message(path, tmp_path, "1")
+    running = run_in_thread(service, ListedSource([item]))
+    running["thread"].join(10)
+    assert running["reason"] is StopReason.MODEL_FAILED
+    assert item.settled == ["nack"]  # its job went back to the queue within the grace period
+
+
+@pytest.mark.parametrize(
+    ("drain_idle_s", "expected"), [(5.0, StopReason.IDLE), (None, StopReason.DONE)]
+)
+def test_drain_on_idle_counts_from_the_threshold_itself(
+    tmp_path: Path, drain_idle_s: float | None, expected: StopReason
+) -> None:
+    """Idle for exactly ``drain_idle_s`` is idle enough; without ``drain_idle_s`` idleness
+    never stops the worker (the source's end does, some polls later)."""
+    service, _ = service_for(tmp_path, Gated())
+    service.pipeline.idle_s = lambda: 5.0  # type: ignore[method-assign]
+    source = ListedSource([])
+    looks = iter(range(100))
+    source.ended = lambda: StopReason.DONE if next(looks) >= 3 else None  # type: ignore[method-assign]
+    running = run_in_thread(service, source, drain_idle_s=drain_idle_s)
+    running["thread"].join(10)
+    assert running["reason"] is expected
