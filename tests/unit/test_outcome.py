@@ -83,8 +83,9 @@ def test_each_outcome_is_counted_every_time() -> None:
     for ending in [*Ending, *Ending]:
         stats.settled(task(), OUTCOMES[ending]())
     assert (stats.completed, stats.duplicates, stats.failed) == (2, 2, 2)
-    assert (stats.returned, stats.exhausted, stats.settled_count) == (2, 2, 10)
-    assert stats.failures == {"not_an_image": 2, "retries_exhausted": 2}
+    assert (stats.expired, stats.cancelled) == (2, 2)
+    assert (stats.returned, stats.exhausted, stats.settled_count) == (2, 2, 2 * len(Ending))
+    assert stats.failures == {"not_an_image": 2, "retries_exhausted": 2, "deadline_exceeded": 2}
 
 
 def test_error_codes_by_outcome() -> None:
@@ -111,12 +112,13 @@ def test_a_follower_shares_its_leader_s_outcome_with_its_own_attempt_and_timings
 
 def test_the_summary_line_gives_each_count_and_the_mean_batch() -> None:
     stats = Stats(completed=7, failed=2, duplicates=3, returned=4, exhausted=1)
+    stats.expired, stats.cancelled = 8, 9
     stats.batches, stats.batch_items, stats.fp32_reruns, stats.ack_failures = 1, 3, 5, 6
     assert stats.summary() == (
-        "7 completed, 2 failed, 3 duplicates, 4 returned, 1 exhausted, 1 batches "
-        "(mean size 3.0, 5 re-run in fp32), 6 acks failed"
+        "7 completed, 2 failed, 8 expired, 9 cancelled, 3 duplicates, 4 returned, "
+        "1 exhausted, 1 batches (mean size 3.0, 5 re-run in fp32), 6 acks failed"
     )
-    assert stats.settled_count == 17
+    assert stats.settled_count == 34
     assert Stats().mean_batch == 0.0
 
 

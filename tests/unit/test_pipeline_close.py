@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from cutq.core.lanes import Lane
 from cutq.core.storage import Storage, Stores
 from tests.support.gated import Gated, make_photos, message, pipeline_for, settle_all
 
@@ -24,9 +25,9 @@ def test_a_delivery_waiting_for_a_slot_is_held_soon_after_the_stop(tmp_path: Pat
     assert model.entered.acquire(timeout=10)  # the one slot is taken
     take_slot, waiting = pipeline.ledger.take_slot, threading.Event()
 
-    def take(timeout_s: float) -> bool:
+    def take(timeout_s: float, lane: Lane) -> bool:
         waiting.set()
-        return take_slot(timeout_s)
+        return take_slot(timeout_s, lane)
 
     pipeline.ledger.take_slot = take  # type: ignore[method-assign]
     submitter = threading.Thread(target=pipeline.submit, args=(second,), daemon=True)
@@ -93,7 +94,7 @@ def test_close_never_waits_for_a_stuck_write_and_starts_none_of_the_queued_ones(
 
 def test_the_model_threads_are_named_daemons(tmp_path: Path) -> None:
     model = Gated()
-    model.lanes = 2
+    model.streams = 2
     pipeline, _ = pipeline_for(tmp_path, model)
     threads = pipeline.model_loop.threads
     assert [t.name for t in threads] == ["cutq-model-0", "cutq-model-1"]
@@ -109,8 +110,8 @@ def test_a_delivery_whose_slot_came_as_the_worker_stopped_is_held_and_nacked(
     pipeline, _ = pipeline_for(tmp_path, Gated(), max_batch=1, max_in_flight=1)
     take_slot = pipeline.ledger.take_slot
 
-    def stopping_meanwhile(timeout_s: float) -> bool:
-        taken = take_slot(timeout_s)
+    def stopping_meanwhile(timeout_s: float, lane: Lane) -> bool:
+        taken = take_slot(timeout_s, lane)
         pipeline.stop_taking()
         return taken
 
