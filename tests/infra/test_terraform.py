@@ -14,6 +14,7 @@ from typing import Any
 import hcl2
 import pytest
 
+from cutq.core.control import CONTROL_DIR
 from cutq.worker.config import _NOT_WORKER, ENV_PREFIX, WorkerConfig
 from tests.infra.tfconfig import (
     ROOT,
@@ -378,6 +379,21 @@ def test_results_move_to_nearline_then_expire(module: TerraformConfig) -> None:
     ]
     assert {"type": "SetStorageClass", "storage_class": "NEARLINE"} in actions
     assert {"type": "Delete"} in actions
+
+
+def test_cancellation_records_expire_once_no_job_they_name_can_be_delivered(
+    module: TerraformConfig,
+) -> None:
+    """Workers list the control prefix every second: its records must not pile up, and must
+    outlive every message that may still carry their run or job id (queue + dead letters)."""
+    rules = module.resource("google_storage_bucket", "results")["lifecycle_rule"]
+    control = [r for r in rules if "matches_prefix" in block(r, "condition")]
+    (rule,) = control
+    assert block(rule, "condition")["matches_prefix"] == [f"{CONTROL_DIR}/"]
+    assert block(rule, "action")["type"] == "Delete"
+    assert block(rule, "condition")["age"] == "${local.control_retention_days}"
+    days = module.locals["control_retention_days"]
+    assert days == "${ceil(var.message_retention_seconds / 86400) * 2 + 1}"
 
 
 # --- IAM: least privilege, nothing public ---------------------------------------------------

@@ -12,6 +12,13 @@
 
 locals {
   soft_delete_week_s = 7 * 24 * 3600 # the provider's default and its minimum when on
+
+  # Cancellation records and run registrations (_cutq/ in the results bucket, cutq.core.control)
+  # only matter while a job they name can still be delivered: at most message_retention_seconds
+  # in the jobs subscription, then as long again in the dead-letter subscription before a
+  # replay. Kept for both plus a day, then deleted: every worker lists _cutq/cancel/ each
+  # second, so the records must not pile up for ever.
+  control_retention_days = ceil(var.message_retention_seconds / 86400) * 2 + 1
 }
 
 resource "google_storage_bucket" "inputs" {
@@ -93,6 +100,16 @@ resource "google_storage_bucket" "results" {
       action {
         type = "Delete"
       }
+    }
+  }
+
+  lifecycle_rule {
+    condition {
+      age            = local.control_retention_days
+      matches_prefix = ["_cutq/"]
+    }
+    action {
+      type = "Delete"
     }
   }
 
