@@ -5,9 +5,10 @@ of same-sized inputs (:func:`~cutq.worker.batcher.get_batch`: at ``max_batch`` i
 ``max_wait_ms`` after the first), lets ``screen`` drop the inputs no longer wanted (cancelled,
 past their deadline) and runs the rest through the runner. Its queue is ranked by lane
 (:class:`~cutq.worker.batcher.RankedQueue`): interactive inputs go first into every batch,
-bulk inputs fill the rest; and with several streams an interactive batch runs alone
-(:class:`Precedence`): it waits for the bulk forwards already running, and no bulk forward
-starts while it waits or runs, so it gets every core instead of sharing them with bulk work.
+bulk inputs fill the rest. With several streams (onnxruntime on a CPU) one more thread takes
+interactive inputs only, so an interactive job never waits for a bulk forward to end, and a
+stream that runs bulk work lowers its CPU priority (:mod:`cutq.worker.priority`): while an
+interactive forward runs it has most of every core, and bulk has them all the rest of the time.
 A batch that raises fails each of its jobs on its own (``failed``), never the thread (an
 input whose map is not finite, also in fp32, is in the prediction's ``failed``: the pipeline
 fails it on its own); anything worse than an ``Exception`` kills the thread and is kept in
@@ -26,8 +27,9 @@ from collections.abc import Callable, Iterator
 from typing import Any, Generic, Protocol, TypeVar
 
 from cutq.core.lanes import Lane
-from cutq.worker.batcher import STOP, RankedQueue, get_batch
+from cutq.worker.batcher import STOP, RankedQueue, RankView, get_batch
 from cutq.worker.inference import Prediction, Runner
+from cutq.worker.priority import mark_urgent, yield_to_interactive
 
 log = logging.getLogger(__name__)
 
@@ -46,40 +48,6 @@ class Input(Protocol):
 
 
 T = TypeVar("T", bound=Input)
-
-
-class Precedence:
-    """Interactive forwards run alone: one waits for the bulk forwards already running (at most
-    one per other stream) and holds back new ones until it is done. Interactive forwards do
-    not wait for each other, and with no interactive work bulk runs on every stream.
-
-    On onnxruntime a forward that starts alone takes the wide session (every core), so behind
-    a backlog an interactive image costs one residual bulk forward plus its own fast forward,
-    instead of a slot wait plus a single-threaded forward slowed by the bulk one beside it."""
-
-    def __init__(self) -> None:
-        self._changed = threading.Condition()
-        self._bulk_running = 0
-        self._interactive = 0  # waiting for the model or running
-
-    @contextlib.contextmanager
-    def forward(self, interactive: bool) -> Iterator[None]:
-        with self._changed:
-            if interactive:
-                self._interactive += 1
-                self._changed.wait_for(lambda: self._bulk_running == 0)
-            else:
-                self._changed.wait_for(lambda: self._interactive == 0)
-                self._bulk_running += 1
-        try:
-            yield
-        finally:
-            with self._changed:
-                if interactive:
-                    self._interactive -= 1
-                else:
-                    self._bulk_running -= 1
-                self._changed.notify_all()
 
 
 class ModelLoop(Generic[T]):
@@ -103,11 +71,32 @@ class ModelLoop(Generic[T]):
         self._failed = failed
         self._screen = screen  # as a batch would start: the inputs still to compute
         self._queue = RankedQueue(lambda item: item.lane.rank)  # type: ignore[attr-defined]
-        self._precedence = Precedence()
+        streams = max(1, runner.model.streams)
         self.threads = [
-            threading.Thread(target=self._run, name=f"cutq-model-{stream}", daemon=True)
-            for stream in range(max(1, runner.model.streams))
+            threading.Thread(
+                target=self._run, args=(self._queue, False), name=f"cutq-model-{n}", daemon=True
+            )
+            for n in range(streams)
         ]
+        # Several streams share the CPU's cores: one more thread, for interactive jobs only, so
+        # that one never waits for a bulk forward to end (see the module's docstring).
+        # It takes an interactive job only while a bulk forward runs: otherwise the streams
+        # are free for it, and interactive traffic alone keeps the streams' shape.
+        self.interactive_thread = streams > 1
+        self._bulk_forwards = 0  # running now, on the streams
+        self._counting = threading.Lock()
+        if self.interactive_thread:
+            interactive = self._queue.view(
+                max_rank=Lane.INTERACTIVE.rank, when=lambda: self._bulk_forwards > 0
+            )
+            self.threads.append(
+                threading.Thread(
+                    target=self._run,
+                    args=(interactive, True),
+                    name="cutq-model-interactive",
+                    daemon=True,
+                )
+            )
 
     def start(self) -> None:
         for thread in self.threads:
@@ -122,36 +111,57 @@ class ModelLoop(Generic[T]):
         for thread in self.threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
-    def _run(self) -> None:
-        """One stream: batches until STOP. An error fails its batch, never the thread."""
+    def _run(self, source: RankedQueue | RankView, interactive_only: bool) -> None:
+        """One thread: batches from ``source`` until STOP. An error fails its batch, never
+        the thread."""
+        if interactive_only:
+            mark_urgent()
+        lowers = self.interactive_thread and not interactive_only
         try:
-            while (batch := get_batch(self._queue, self.max_batch, self.max_wait_s)) is not None:
+            while (batch := get_batch(source, self.max_batch, self.max_wait_s)) is not None:
                 groups: dict[tuple[int, int], list[T]] = defaultdict(list)
                 for item in batch:
                     groups[item.input_size].append(item)
                 del batch
                 for group in groups.values():
-                    self._infer(group)
+                    if lowers and any(item.lane is Lane.BULK for item in group):
+                        yield_to_interactive()  # once: the thread stays low afterwards
+                        with self._bulk_forward():
+                            self._infer(group)
+                    else:
+                        self._infer(group)
         except BaseException as error:  # _infer catches every Exception: this is worse
             self.failure = error
             log.critical("the model thread died: the worker is no longer healthy", exc_info=True)
 
+    @contextlib.contextmanager
+    def _bulk_forward(self) -> Iterator[None]:
+        """Count a bulk batch on a stream while it runs; the interactive thread may take work
+        only then."""
+        with self._counting:
+            self._bulk_forwards += 1
+        self._queue.wake()
+        try:
+            yield
+        finally:
+            with self._counting:
+                self._bulk_forwards -= 1
+            self._queue.wake()
+
     def _infer(self, group: list[T]) -> None:
-        interactive = any(item.lane is Lane.INTERACTIVE for item in group)
-        with self._precedence.forward(interactive):
-            group = self._screened(group)  # as the batch starts: after any wait for the model
-            if not group:
-                return
-            started = time.monotonic()
-            try:
-                prediction = self.runner.run([item.tensor for item in group])
-                if len(prediction.maps) != len(group):  # one map per input, or the batch fails
-                    raise ValueError(f"{len(prediction.maps)} maps for {len(group)} inputs")
-            except Exception as error:  # one bad batch fails each of its jobs on its own
-                log.error("batch of %d failed: %s: %s", len(group), type(error).__name__, error)
-                for item in group:
-                    self._failed(item, error)
-                return
+        group = self._screened(group)  # as the batch starts
+        if not group:
+            return
+        started = time.monotonic()
+        try:
+            prediction = self.runner.run([item.tensor for item in group])
+            if len(prediction.maps) != len(group):  # one map per input, or the batch fails
+                raise ValueError(f"{len(prediction.maps)} maps for {len(group)} inputs")
+        except Exception as error:  # one bad batch fails each of its jobs on its own
+            log.error("batch of %d failed: %s: %s", len(group), type(error).__name__, error)
+            for item in group:
+                self._failed(item, error)
+            return
         log.debug(
             "batch of %d at %s in %.0fms; %d waiting",
             len(group),

@@ -142,3 +142,49 @@ def test_a_ranked_queue_blocks_like_a_queue() -> None:
         q.get(timeout=0.05)
     threading.Timer(0.05, q.put, args=("late",)).start()
     assert q.get() == "late"
+
+
+def test_a_view_takes_only_its_ranks_and_sees_stop_without_taking_it() -> None:
+    q = ranked(Job("b0", 1), Job("i0", 0))
+    view = q.view(max_rank=0)
+    assert [repr(item) for item in get_batch(view, 8, 0.0)] == ["i0"]  # type: ignore[union-attr]
+    with pytest.raises(queue.Empty):
+        view.get(timeout=0.05)  # b0 is not the view's
+    q.put(STOP)
+    assert get_batch(view, 8, 0.0) is None
+    assert get_batch(view, 8, 0.0) is None  # seen, not taken: and putting it back added none
+    assert [repr(item) for item in get_batch(q, 8, 0.0)] == ["b0"]  # type: ignore[union-attr]
+    assert get_batch(q, 8, 0.0) is None
+    assert q.qsize() == 1  # one STOP, put back for the next thread: the view added none
+
+
+@pytest.mark.timeout(5)
+def test_a_view_takes_only_while_its_condition_holds() -> None:
+    allowed = threading.Event()
+    q = ranked(Job("i0", 0))
+    view = q.view(max_rank=0, when=allowed.is_set)
+    with pytest.raises(queue.Empty):
+        view.get(timeout=0.05)
+    threading.Timer(0.05, lambda: (allowed.set(), q.wake())).start()
+    assert repr(view.get(timeout=2)) == "i0"
+
+
+@pytest.mark.timeout(5)
+def test_a_put_wakes_the_general_reader_while_a_view_also_waits() -> None:
+    """Plausible bug: ``notify()`` wakes only the first waiter; here that is the view, which
+    cannot take a bulk item, and the reader that can would sleep on with work queued."""
+    q = RankedQueue(lambda item: item.rank)  # type: ignore[attr-defined]
+    view, taken = q.view(max_rank=0), queue.Queue()
+    viewer = threading.Thread(target=lambda: taken.put(("view", view.get(timeout=3))))
+    viewer.start()
+    threading.Event().wait(0.1)  # the view waits first
+    reader = threading.Thread(target=lambda: taken.put(("all", q.get(timeout=3))))
+    reader.start()
+    threading.Event().wait(0.1)
+    q.put(Job("b0", 1))
+    who, item = taken.get(timeout=2)
+    assert (who, repr(item)) == ("all", "b0")
+    q.put(Job("i0", 0))
+    assert taken.get(timeout=2)[0] == "view"
+    viewer.join(2)
+    reader.join(2)

@@ -97,7 +97,7 @@ def test_the_model_threads_are_named_daemons(tmp_path: Path) -> None:
     model.streams = 2
     pipeline, _ = pipeline_for(tmp_path, model)
     threads = pipeline.model_loop.threads
-    assert [t.name for t in threads] == ["cutq-model-0", "cutq-model-1"]
+    assert [t.name for t in threads] == ["cutq-model-0", "cutq-model-1", "cutq-model-interactive"]
     assert all(t.daemon and t.is_alive() for t in threads)  # never hold the process's exit
     pipeline.close(time.monotonic() + 5)
 

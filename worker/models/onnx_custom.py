@@ -208,6 +208,6 @@ class NamedGraph(onnx_engine.Graph):
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         input_name, output_name = self.names
-        with self.busy.enter() as alone:
-            session = self.wide if alone else self.narrow
+        with self.busy.enter() as wide:
+            session = self.wide if wide else self.narrow
             return session.run([output_name], {input_name: batch})[0]  # type: ignore[no-any-return]

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cutq.core.errors import ConfigError
+from cutq.worker.priority import urgent
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -236,12 +237,15 @@ class Streams:
 
     @contextlib.contextmanager
     def enter(self) -> Iterator[bool]:
-        """Count a forward pass while it runs; yields whether it started alone."""
+        """Count a forward pass while it runs; yields whether it takes the wide session: it
+        started alone, or it is interactive work on the thread kept for it
+        (:func:`~cutq.worker.priority.urgent`), which runs at once beside bulk forwards of
+        lower priority."""
         with self._lock:
-            alone = self.running == 0
+            wide = self.running == 0 or urgent()
             self.running += 1
         try:
-            yield alone
+            yield wide
         finally:
             with self._lock:
                 self.running -= 1
@@ -288,8 +292,8 @@ class Graph:
         return list(self.wide.get_inputs()[0].shape)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        with self.busy.enter() as alone:
-            return run(self.wide if alone else self.narrow, batch)
+        with self.busy.enter() as wide:
+            return run(self.wide if wide else self.narrow, batch)
 
 
 def export_checked(
