@@ -84,31 +84,41 @@ class Message:
         self.done.set()
 
 
-class GatedWrites(Stores):
-    """Local storage whose writes wait for ``gate`` (and fail with ``fail`` when set)."""
+class GatedStores(Stores):
+    """Local storage whose ``method`` calls (``write`` or ``read``) are counted, then wait for
+    ``gate`` (open at first; at most ``wait_s``) and raise ``fail`` when it is set."""
 
-    def __init__(self) -> None:
+    def __init__(self, method: str = "write", wait_s: float = 30, fail: Exception | None = None):
         super().__init__()
+        self.method, self.wait_s, self.fail = method, wait_s, fail
         self.gate = threading.Event()
         self.gate.set()
         self.entered = threading.Semaphore(0)
-        self.fail: Exception | None = None
+        self.calls = 0
 
     def open(self, uri: str) -> Storage:
         backend, stores = super().open(uri), self
 
         class Gate:
             def __getattr__(self, name: str) -> object:
-                return getattr(backend, name)
+                attribute = getattr(backend, name)
+                if name != stores.method:
+                    return attribute
 
-            def write(self, *args: object, **kwargs: object) -> object:
-                stores.entered.release()
-                stores.gate.wait(30)
-                if stores.fail is not None:
-                    raise stores.fail
-                return backend.write(*args, **kwargs)  # type: ignore[arg-type]
+                def gated(*args: object, **kwargs: object) -> object:
+                    stores.calls += 1
+                    stores.entered.release()
+                    stores.gate.wait(stores.wait_s)
+                    if stores.fail is not None:
+                        raise stores.fail
+                    return attribute(*args, **kwargs)
+
+                return gated
 
         return Gate()  # type: ignore[return-value]
+
+
+GatedWrites = GatedStores
 
 
 class Events:

@@ -287,7 +287,7 @@ def test_a_model_with_two_lanes_runs_two_batches_at_once_and_close_stops_both(
         settle_all(items)
         assert [e.status for e in events.published] == ["completed"] * 2
         threads = list(pipeline.model_loop.threads)
-        assert len(threads) == streams
+        assert len(threads) == streams + (streams > 1)  # and the interactive thread
         pipeline.close(time.monotonic() + 5)
         assert not any(thread.is_alive() for thread in threads)
 

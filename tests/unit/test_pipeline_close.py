@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from cutq.core.lanes import Lane
-from cutq.core.storage import Storage, Stores
-from tests.support.gated import Gated, make_photos, message, pipeline_for, settle_all
+from tests.support.gated import Gated, GatedStores, make_photos, message, pipeline_for, settle_all
 
 
 def test_a_delivery_waiting_for_a_slot_is_held_soon_after_the_stop(tmp_path: Path) -> None:
@@ -46,34 +45,11 @@ def test_a_delivery_waiting_for_a_slot_is_held_soon_after_the_stop(tmp_path: Pat
     assert first.settled == ["ack"] and second.settled == ["nack"]
 
 
-class SlowWrites(Stores):
-    """Local storage whose writes wait for ``gate`` (at most 5 s) and are counted."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.gate, self.writes = threading.Event(), 0
-        self.entered = threading.Semaphore(0)
-
-    def open(self, uri: str) -> Storage:
-        backend, stores = super().open(uri), self
-
-        class Gate:
-            def __getattr__(self, name: str) -> object:
-                return getattr(backend, name)
-
-            def write(self, *args: object, **kwargs: object) -> object:
-                stores.writes += 1
-                stores.entered.release()
-                stores.gate.wait(5)
-                return backend.write(*args, **kwargs)  # type: ignore[arg-type]
-
-        return Gate()  # type: ignore[return-value]
-
-
 def test_close_never_waits_for_a_stuck_write_and_starts_none_of_the_queued_ones(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    storage = SlowWrites()
+    storage = GatedStores("write", wait_s=5)
+    storage.gate.clear()
     pipeline, events = pipeline_for(tmp_path, Gated(), storage, io_threads=1, max_batch=2)
     items = [message(p, tmp_path, str(i)) for i, p in enumerate(make_photos(tmp_path, 2))]
     for item in items:
@@ -89,7 +65,7 @@ def test_close_never_waits_for_a_stuck_write_and_starts_none_of_the_queued_ones(
     assert all(r.getMessage().endswith("returned: worker stopping") for r in lines)
     storage.gate.set()
     pipeline._writers.shutdown(wait=True)  # the stuck write has run to its end
-    assert storage.writes == 1 and events.published == []
+    assert storage.calls == 1 and events.published == []
 
 
 def test_the_model_threads_are_named_daemons(tmp_path: Path) -> None:

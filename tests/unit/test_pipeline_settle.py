@@ -19,9 +19,16 @@ import pytest
 from cutq.core.contract import OutputSpec, new_job
 from cutq.core.errors import StorageUnavailable
 from cutq.core.events import Event
-from cutq.core.storage import Storage, Stores
 from cutq.worker.inference import Prediction
-from tests.support.gated import Gated, Message, make_photos, message, pipeline_for, settle_all
+from tests.support.gated import (
+    Gated,
+    GatedStores,
+    Message,
+    make_photos,
+    message,
+    pipeline_for,
+    settle_all,
+)
 
 
 class Refusing:
@@ -84,7 +91,7 @@ def test_a_job_failing_after_admission_names_its_input_and_echoes_its_attributes
 def test_a_job_returned_by_a_transient_error_is_logged_with_that_error(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    storage = GatedWritesFailing()
+    storage = GatedStores("write", fail=StorageUnavailable("bucket unavailable"))
     pipeline, events = pipeline_for(tmp_path, Gated(), storage)
     (path,) = make_photos(tmp_path, 1)
     item = message(path, tmp_path, "1")
@@ -96,20 +103,6 @@ def test_a_job_returned_by_a_transient_error_is_logged_with_that_error(
     (line,) = [r for r in caplog.records if r.name == "cutq.worker.joblog"]
     assert line.error_code == "storage_unavailable"  # type: ignore[attr-defined]
     assert line.getMessage().endswith("returned: bucket unavailable")
-
-
-class GatedWritesFailing(Stores):
-    def open(self, uri: str) -> Storage:
-        backend = super().open(uri)
-
-        class Failing:
-            def __getattr__(self, name: str) -> object:
-                return getattr(backend, name)
-
-            def write(self, *args: object, **kwargs: object) -> object:
-                raise StorageUnavailable("bucket unavailable")
-
-        return Failing()  # type: ignore[return-value]
 
 
 @pytest.mark.parametrize("last_attempt", [False, True])
@@ -291,34 +284,11 @@ def test_a_job_publishing_its_event_when_grace_ends_is_acked_not_returned(
     assert item.settled == ["ack"] and [e.status for e in sink.published] == ["completed"]
 
 
-class GatedReads(Stores):
-    """Local storage whose reads wait for ``gate`` and are counted."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.gate, self.reads = threading.Event(), 0
-        self.entered = threading.Semaphore(0)
-
-    def open(self, uri: str) -> Storage:
-        backend, stores = super().open(uri), self
-
-        class Gate:
-            def __getattr__(self, name: str) -> object:
-                return getattr(backend, name)
-
-            def read(self, *args: object, **kwargs: object) -> object:
-                stores.reads += 1
-                stores.entered.release()
-                assert stores.gate.wait(30)
-                return backend.read(*args, **kwargs)  # type: ignore[arg-type]
-
-        return Gate()  # type: ignore[return-value]
-
-
 def test_close_leaves_a_stuck_load_behind_and_starts_none_of_the_queued_ones(
     tmp_path: Path,
 ) -> None:
-    storage = GatedReads()
+    storage = GatedStores("read")
+    storage.gate.clear()
     pipeline, events = pipeline_for(tmp_path, Gated(), storage, io_threads=1)
     items = [message(p, tmp_path, str(i)) for i, p in enumerate(make_photos(tmp_path, 2))]
     for item in items:
@@ -330,4 +300,4 @@ def test_close_leaves_a_stuck_load_behind_and_starts_none_of_the_queued_ones(
     assert all(item.settled == ["nack"] for item in items)
     storage.gate.set()
     pipeline._loaders.shutdown(wait=True)  # the stuck load has run to its end
-    assert storage.reads == 1 and events.published == []
+    assert storage.calls == 1 and events.published == []
