@@ -59,6 +59,7 @@ from cutq.worker.inference import Prediction, Runner
 from cutq.worker.ledger import Ledger, Task
 from cutq.worker.model_loop import ModelLoop
 from cutq.worker.outcome import Outcome
+from cutq.worker.priority import started_pool
 from cutq.worker.quality import Quality
 from cutq.worker.results import Result
 from cutq.worker.sinks import EventSink
@@ -128,8 +129,9 @@ class Pipeline:
             config.interactive_reserve,
         )
         self.stats = self.ledger.stats
-        self._loaders = ThreadPoolExecutor(config.io_threads, thread_name_prefix="cutq-load")
-        self._writers = ThreadPoolExecutor(config.io_threads, thread_name_prefix="cutq-write")
+        # Started now: their threads must not inherit a bulk stream's lowered priority.
+        self._loaders = started_pool(config.io_threads, "cutq-load")
+        self._writers = started_pool(config.io_threads, "cutq-write")
         self.model_loop: ModelLoop[Loaded] = ModelLoop(
             runner,
             max_batch=config.max_batch,  # type: ignore[arg-type]

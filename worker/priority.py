@@ -23,6 +23,7 @@ import logging
 import os
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 log = logging.getLogger(__name__)
 
@@ -58,3 +59,18 @@ def yield_to_interactive() -> bool:
         return False
     _this_thread.lowered = True
     return True
+
+
+def started_pool(threads: int, name: str) -> ThreadPoolExecutor:
+    """A thread pool whose ``threads`` are all started now, by the calling thread.
+
+    A pool starts its threads as work comes, from whichever thread submits it, and a new thread
+    inherits its creator's priority: a writers' pool first fed by a bulk stream would run every
+    encode, upload and event at the stream's lowered priority (and, on a busy machine, hold up
+    shutdown). Started here, they keep the caller's."""
+    pool = ThreadPoolExecutor(threads, thread_name_prefix=name)
+    everyone = threading.Barrier(threads + 1)
+    for _ in range(threads):  # no thread is idle until all are started: each submit adds one
+        pool.submit(everyone.wait, 30)
+    everyone.wait(30)
+    return pool
