@@ -244,12 +244,16 @@ class Pipeline:
         )
         now = task.mark("download", started)
         image = imaging.decode(
-            data, max_pixels=self.config.max_pixels, reserve=lambda n: self._reserve(task, n)
+            data,
+            max_pixels=self.config.max_pixels,
+            reserve=lambda n: self._reserve(task, n),
+            keep_colour=job.options.colour == "keep",
+            keep_metadata=job.options.metadata == "keep",
         )
         del data
         model = self.runner.model
         size = model.input_size(image.height, image.width, job.options.resize or self.config.resize)
-        tensor = model.preprocess(image.rgb, size)
+        tensor = model.preprocess(image.srgb, size)
         return Loaded(admitted, image, tensor, size, task.mark("decode", now))
 
     def _reserve(self, task: Task, pixels: int) -> None:
