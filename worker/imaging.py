@@ -132,8 +132,8 @@ def _decode(
     if image.mode in _WIDE_GRAY:  # 16-bit and float grayscale: untagged, quantised once
         return Decoded(*_wide_gray(image), carried=carried(image, colour.srgb_icc(), keep_metadata))
     managed = colour.manage(image, keep=keep_colour)
-    rgb, alpha = _to_rgb_alpha(managed.image)
-    model = _to_rgb_alpha(managed.srgb)[0] if managed.srgb is not None else None
+    rgb, alpha = _arrays(managed.image)
+    model = _arrays(managed.srgb)[0] if managed.srgb is not None else None
     return Decoded(rgb, alpha, carried(image, managed.icc, keep_metadata), model)
 
 
@@ -163,6 +163,8 @@ def _unidentified(data: bytes) -> str:
             "HEIC/HEIF input needs the worker's 'heic' extra (pillow-heif): "
             "pip install 'cutq[heic]', or convert to JPEG, PNG, WebP or AVIF"
         )
+    if _is_heif(data):
+        return "HEIC/HEIF data that pillow-heif cannot read (corrupt or truncated)"
     return "input is not an image format Pillow recognises"
 
 
@@ -176,8 +178,15 @@ def _wide_gray(image: Image.Image) -> tuple[np.ndarray, None]:
     return np.repeat(gray[:, :, None], 3, axis=2), None
 
 
-def _to_rgb_alpha(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
-    """RGB (or RGBA) pixels as arrays; an alpha that is opaque everywhere is None."""
+def _to_rgb_alpha(image: Image.Image) -> Decoded:
+    """Any mode's pixels as 8-bit RGB and alpha, taken as they are (no profile)."""
+    if image.mode in _WIDE_GRAY:
+        return Decoded(*_wide_gray(image))
+    return Decoded(*_arrays(image))
+
+
+def _arrays(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+    """RGB pixels and the alpha (None where opaque everywhere) as arrays."""
     mode = image.mode
     has_alpha = (
         mode in ("RGBA", "LA", "PA", "RGBa", "La")
