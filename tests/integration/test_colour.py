@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,15 +24,9 @@ import pytest
 from PIL import Image, ImageCms
 
 from cutq.cli import main
-from tests.conftest import REQUIRE_ENV, ROOT
+from tests.conftest import ROOT
+from tests.support.icc import FLAGS, INTENT, profiles
 
-PROFILES = {
-    "adobe": Path("/usr/share/color/icc/compatibleWithAdobeRGB1998.icc"),
-    "p3": Path("/usr/share/color/argyll/ref/DisplayP3.icm"),
-    "cmyk": Path("/usr/share/color/icc/ghostscript/default_cmyk.icc"),
-}
-INTENT = ImageCms.Intent.RELATIVE_COLORIMETRIC
-FLAGS = ImageCms.Flags.BLACKPOINTCOMPENSATION
 QUALITY = 92  # the inputs' own compression (and their floors')
 DOCS = ROOT / "docs" / "colour.md"
 SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
@@ -48,16 +41,6 @@ class Kind:
     suffix: str
     truth: np.ndarray
     keep: bool  # an RGB profile: also run with --colour keep
-
-
-def _profiles() -> dict[str, ImageCms.ImageCmsProfile]:
-    missing = [str(path) for path in PROFILES.values() if not path.is_file()]
-    if missing:
-        message = f"ICC profiles missing: {missing}; run `sh tools/install-icc-profiles.sh`"
-        if os.environ.get(REQUIRE_ENV, "") not in ("", "0"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return {name: ImageCms.getOpenProfile(str(path)) for name, path in PROFILES.items()}
 
 
 def _convert(rgb: np.ndarray, target: ImageCms.ImageCmsProfile, mode: str) -> Image.Image:
@@ -80,9 +63,9 @@ def make_inputs(folder: Path) -> list[Kind]:
     """Each kind's input file and its sRGB floor in ``folder``."""
     from skimage import data
 
-    profiles = _profiles()
+    found = profiles()
     truth = np.ascontiguousarray(data.coffee())  # 400×600 sRGB photograph
-    icc = {name: profile.tobytes() for name, profile in profiles.items()}
+    icc = {name: profile.tobytes() for name, profile in found.items()}
     kinds = []
 
     def jpeg(image: Image.Image, stem: str, profile: bytes | None = None) -> None:
@@ -93,12 +76,12 @@ def make_inputs(folder: Path) -> list[Kind]:
     jpeg(Image.fromarray(truth), "srgb-floor")
     kinds.append(Kind("sRGB (JPEG, untagged)", "srgb", ".jpg", truth, False))
     for name, label in (("adobe", "Adobe RGB (1998) (JPEG)"), ("p3", "Display P3 (JPEG)")):
-        jpeg(_convert(truth, profiles[name], "RGB"), name, icc[name])
+        jpeg(_convert(truth, found[name], "RGB"), name, icc[name])
         jpeg(Image.fromarray(truth), f"{name}-floor")
         kinds.append(Kind(label, name, ".jpg", truth, True))
-    cmyk = _convert(truth, profiles["cmyk"], "CMYK")
+    cmyk = _convert(truth, found["cmyk"], "CMYK")
     seen = ImageCms.profileToProfile(
-        cmyk, profiles["cmyk"], SRGB, renderingIntent=INTENT, outputMode="RGB", flags=FLAGS
+        cmyk, found["cmyk"], SRGB, renderingIntent=INTENT, outputMode="RGB", flags=FLAGS
     )
     assert seen is not None
     jpeg(cmyk, "cmyk", icc["cmyk"])  # Pillow writes Adobe's inverted CMYK (APP14)
@@ -112,7 +95,7 @@ def make_inputs(folder: Path) -> list[Kind]:
     assert cv2.imwrite(str(folder / "png16.png"), wide[:, :, ::-1])
     Image.fromarray(truth).save(folder / "png16-floor.png")
     kinds.append(Kind("16-bit PNG (sRGB)", "png16", ".png", truth, False))
-    _heic(_convert(truth, profiles["p3"], "RGB"), folder / "heic.heic", icc["p3"])
+    _heic(_convert(truth, found["p3"], "RGB"), folder / "heic.heic", icc["p3"])
     _heic(Image.fromarray(truth), folder / "heic-floor.heic", None)
     kinds.append(Kind("HEIC, Display P3 (iPhone)", "heic", ".heic", truth, True))
     return kinds

@@ -21,9 +21,11 @@ from PIL import Image
 
 from cutq.core.contract import Options, OutputSpec, new_job
 from cutq.core.renditions import Rendition
+from cutq.worker.imaging import HEIF_SUFFIXES
 from cutq.worker.sources import Intake, StopReason
 
-IMAGE_SUFFIXES = frozenset(Image.registered_extensions())
+# What Pillow reads, and HEIC/HEIF (read with the heic extra; without it they fail naming it).
+IMAGE_SUFFIXES = frozenset(Image.registered_extensions()) | frozenset(HEIF_SUFFIXES)
 
 
 def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
