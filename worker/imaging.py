@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError, features
+from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError, features
 
 from cutq.core.errors import (
     CutqError,
@@ -293,7 +293,11 @@ def _embedded(carried: Carried | None, fmt: str) -> dict[str, Any]:
         extra["dpi"] = carried.dpi
     if carried.exif:
         extra["exif"] = carried.exif
-    if carried.xmp:
+    if carried.xmp and fmt == "png":  # Pillow writes PNG's XMP as the iTXt chunk it reads
+        info = PngImagePlugin.PngInfo()
+        info.add_itxt("XML:com.adobe.xmp", carried.xmp.decode("utf-8"), zip=True)
+        extra["pnginfo"] = info
+    elif carried.xmp:
         extra["xmp"] = carried.xmp
     return extra
 
