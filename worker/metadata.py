@@ -58,8 +58,7 @@ def _exif(image: Image.Image) -> bytes | None:
         if not exif:
             return None
         exif.pop(ExifTags.IFD.GPSInfo, None)
-        if ExifTags.Base.Orientation in exif:
-            exif[ExifTags.Base.Orientation] = 1
+        exif[ExifTags.Base.Orientation] = 1  # the pixels are upright
         return exif.tobytes()
     except Exception as error:  # corrupt EXIF: the photo goes on without it
         log.warning("dropping EXIF that cannot be rewritten: %s: %s", type(error).__name__, error)
