@@ -72,11 +72,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"cutq: configuration error: {error}", file=sys.stderr)
         return 2
+    except Exception as error:
+        if not _no_credentials(error):
+            raise
+        print(
+            "cutq: configuration error: no Google credentials found (Application Default "
+            "Credentials): run `gcloud auth application-default login`; for the local stack, "
+            "`source out/stack.env` first",
+            file=sys.stderr,
+        )
+        return 2
     except CutqError as error:
         print(f"cutq: {error.code}: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _no_credentials(error: Exception) -> bool:
+    """google-auth found no Application Default Credentials (the client libraries' error)."""
+    try:
+        from google.auth.exceptions import DefaultCredentialsError
+    except ImportError:  # pragma: no cover - google-auth comes with every install
+        return False
+    return isinstance(error, DefaultCredentialsError)
 
 
 def _is_third_party(error: ModuleNotFoundError) -> bool:

@@ -218,8 +218,11 @@ class Pipeline:
             publish_time=delivery.publish_time,
         )
         task.job = job
+        # Queue time runs from publishing; a local file's publish time is its mtime (it dates
+        # the results' partition), so the local source also says when the run saw the file.
+        since = getattr(delivery, "seen_at", None) or delivery.publish_time
         task.timings_ms["queue"] = max(
-            0.0, (datetime.now(timezone.utc) - delivery.publish_time).total_seconds() * 1000
+            0.0, (datetime.now(timezone.utc) - since).total_seconds() * 1000
         )
         if job.model is not None and job.model != self.runner.model.name:
             raise UnknownModel(

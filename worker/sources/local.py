@@ -53,6 +53,8 @@ class LocalDelivery:
     attributes: dict[str, str] = field(default_factory=dict)
     publish_time: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     delivery_attempt: int | None = 1
+    # When the run saw the file: its queue time runs from here (publish_time is the mtime).
+    seen_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
     @property
     def last_attempt(self) -> bool:
