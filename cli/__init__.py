@@ -75,12 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:
         if not _no_credentials(error):
             raise
-        print(
-            "cutq: configuration error: no Google credentials found (Application Default "
-            "Credentials): run `gcloud auth application-default login`; for the local stack, "
-            "`source out/stack.env` first",
-            file=sys.stderr,
-        )
+        from cutq.submitter.credentials import NO_CREDENTIALS
+
+        print(f"cutq: configuration error: {NO_CREDENTIALS}", file=sys.stderr)
         return 2
     except CutqError as error:
         print(f"cutq: {error.code}: {error}", file=sys.stderr)
