@@ -133,7 +133,9 @@ def handle(args: argparse.Namespace) -> int:
         raise ConfigError("--download needs --wait")
     from cutq.submitter.credentials import require_credentials
 
-    require_credentials()
+    local = any("://" not in str(given) for given in args.inputs)
+    uris = [*map(str, args.inputs), config.output or "", (config.staging or "") if local else ""]
+    require_credentials(uses_storage=any(uri.startswith("gs://") for uri in uris))
     spec = OutputSpec(
         config.output, args.format or "png", args.kind or "cutout", args.background, args.quality
     )
