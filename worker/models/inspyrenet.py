@@ -157,7 +157,7 @@ class InSPyReNet(Model):
         array = (image.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
         return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
 
-    def predict(self, batch: torch.Tensor) -> torch.Tensor:
+    def predict(self, batch: torch.Tensor, urgent: bool = False) -> torch.Tensor:
         """One batched forward; the finest saliency map, sigmoid, min-max normalised per image."""
         if self.net is None:
             raise RuntimeError("InSPyReNet.predict called before setup()")

@@ -189,14 +189,16 @@ class CustomOnnx(Model):
         """See :meth:`~cutq.worker.models.onnx_spec.ModelSpec.preprocess`."""
         return self.spec.preprocess(image, size)
 
-    def predict(self, batch: np.ndarray) -> np.ndarray:
+    def predict(self, batch: np.ndarray, urgent: bool = False) -> np.ndarray:
         """N×3×h×w → N×1×h×w in [0, 1] (sigmoid and min-max as the spec says)."""
         if self._graph is None:
             raise RuntimeError("CustomOnnx.predict called before setup()")
         size = (batch.shape[2], batch.shape[3])
         if self.batch_of_one and len(batch) > 1:
-            return np.concatenate([self.predict(batch[i : i + 1]) for i in range(len(batch))])
-        output = self._graph.run(self.spec.to_layout(batch))
+            return np.concatenate(
+                [self.predict(batch[i : i + 1], urgent) for i in range(len(batch))]
+            )
+        output = self._graph.run(self.spec.to_layout(batch), urgent)
         return self.spec.to_saliency(output, len(batch), size)
 
 
@@ -206,8 +208,8 @@ class NamedGraph(onnx_engine.Graph):
 
     names: tuple[str, str] = ("", "")
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
+    def run(self, batch: np.ndarray, urgent: bool = False) -> np.ndarray:
         input_name, output_name = self.names
-        with self.busy.enter() as wide:
+        with self.busy.enter(urgent) as wide:
             session = self.wide if wide else self.narrow
             return session.run([output_name], {input_name: batch})[0]  # type: ignore[no-any-return]
