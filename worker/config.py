@@ -31,6 +31,7 @@ _PLATFORM = {
 }
 # Old names still read, each with a warning in the log: old name → field.
 _DEPRECATED = {"CUTQ_LANES": "streams"}  # renamed when "lane" came to mean interactive/bulk
+DEPRECATED_UNTIL = "0.3.0"  # the release that removes the old names (CHANGELOG.md)
 # Variables that belong to the client side or to tests, not to the worker.
 _NOT_WORKER = {
     "CUTQ_JOBS_TOPIC",
@@ -263,7 +264,12 @@ class WorkerConfig:
                 new = ENV_PREFIX + name.upper()
                 if new in environ:
                     raise ConfigError(f"{key} is the deprecated name of {new}: set only {new}")
-                log.warning("%s is deprecated: it is now %s (same meaning)", key, new)
+                log.warning(
+                    "%s is deprecated: it is now %s (same meaning); removed in %s",
+                    key,
+                    new,
+                    DEPRECATED_UNTIL,
+                )
             if name not in known:
                 raise ConfigError(
                     f"unknown setting {key}; known: "

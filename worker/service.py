@@ -87,8 +87,9 @@ class Service:
         """Load, warm up and verify the model; start the pipeline. Raises on any failure
         (closing ``events``, which the service would otherwise own)."""
         started = time.monotonic()
+        storage = stores_for(config)  # the model's weights come through it too
         try:
-            runner = _warmed_up_runner(config, warmup_batch_sizes)
+            runner = _warmed_up_runner(config, warmup_batch_sizes, storage)
         except BaseException:
             if events is not None:
                 events.close()
@@ -96,7 +97,12 @@ class Service:
         if events is None:
             events = PubSubEventSink(config.events_topic) if config.events_topic else LogEventSink()
         service = cls(
-            config, runner, events, ready_s=time.monotonic() - started, observers=observers
+            config,
+            runner,
+            events,
+            ready_s=time.monotonic() - started,
+            storage=storage,
+            observers=observers,
         )
         service.pipeline.start()
         log.info(
@@ -232,9 +238,12 @@ def exit_code(reason: StopReason) -> int:
     os._exit(code)
 
 
-def _warmed_up_runner(config: WorkerConfig, batch_sizes: Sequence[int] | None) -> Runner:
+def _warmed_up_runner(
+    config: WorkerConfig, batch_sizes: Sequence[int] | None, storage: Stores
+) -> Runner:
     """The one place a model is loaded, warmed up at real shapes and its output checked."""
-    runner = Runner(create_model(config), config.device, config.precision, platform=config.platform)
+    model = create_model(config, storage)
+    runner = Runner(model, config.device, config.precision, platform=config.platform)
     runner.setup()
     if config.warmup:
         # On a GPU every batch size the batcher can close, so cuDNN autotunes each of them

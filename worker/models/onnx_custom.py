@@ -26,6 +26,7 @@ import numpy as np
 
 from cutq.core.contract import Resize
 from cutq.core.errors import ConfigError
+from cutq.core.storage import Stores
 from cutq.worker.models import onnx_engine
 from cutq.worker.models.base import Model
 from cutq.worker.models.fetch import fetch_checkpoint, file_sha256
@@ -46,8 +47,10 @@ class CustomOnnx(Model):
         threads: int | None = None,
         streams: int | None = None,
         placement: onnx_engine.Placement = onnx_engine.CPU,
+        storage: Stores | None = None,
     ) -> None:
-        """``placement`` on CUDA: run on CUDA's execution provider, one stream (a required
+        """``storage``: the worker's backends, to fetch a ``gs://`` graph through.
+        ``placement`` on CUDA: run on CUDA's execution provider, one stream (a required
         placement stops at setup when this onnxruntime has none; ``auto``'s falls back to the
         CPU with a warning: :func:`~cutq.worker.models.onnx_engine.providers_for`)."""
         if threads is not None and threads < 1:
@@ -60,6 +63,7 @@ class CustomOnnx(Model):
         self.threads = threads or onnx_engine.cpu_count()
         self.streams = 1 if placement.cuda else (streams or 1)
         self.placement = placement
+        self.storage = storage
         self.onnx_device = placement.device
         self.path: Path | None = None
         self.input_name = ""
@@ -70,7 +74,7 @@ class CustomOnnx(Model):
     def setup(self, device: Any = "cpu") -> None:
         """Fetch and pin the file, load the graph, check the spec against it, run a probe."""
         spec = self.spec
-        self.path = fetch_checkpoint(spec.file, self.cache_dir, spec.sha256)
+        self.path = fetch_checkpoint(spec.file, self.cache_dir, spec.sha256, self.storage)
         self.version = spec.version or (spec.sha256 or file_sha256(self.path))[:12].lower()
         try:
             graph = NamedGraph(
