@@ -94,15 +94,22 @@ class SubmitterConfig:
         """``CUTQ_JOBS_TOPIC``, ``CUTQ_BULK_TOPIC``, ``CUTQ_EVENTS_TOPIC``,
         ``CUTQ_SUBMITTER_OUTPUT``/``_STAGING``;
         non-None ``overrides`` win. An unknown ``CUTQ_SUBMITTER_*`` variable is an error."""
-        env = os.environ if env is None else env
-        unknown = sorted(k for k in env if k.startswith("CUTQ_SUBMITTER_") and k not in _ENV_NAMES)
-        if unknown:
-            raise ConfigError(f"unknown setting(s) {', '.join(unknown)}; known: {_ENV_NAMES}")
-        values: dict[str, Any] = {f: env[k] for k, f in _ENV_NAMES.items() if env.get(k)}
+        values: dict[str, Any] = cls.read_env(env)
         values.update({k: v for k, v in overrides.items() if v is not None})
         if not values.get("jobs_topic"):
             raise ConfigError("no jobs topic: pass --topic or set CUTQ_JOBS_TOPIC")
         return cls(**values)
+
+    @staticmethod
+    def read_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The submitter's settings the environment sets, by field name (the one place they
+        are read: also for ``cutq cancel``, which needs no topic). An unknown
+        ``CUTQ_SUBMITTER_*`` variable is an error."""
+        env = os.environ if env is None else env
+        unknown = sorted(k for k in env if k.startswith("CUTQ_SUBMITTER_") and k not in _ENV_NAMES)
+        if unknown:
+            raise ConfigError(f"unknown setting(s) {', '.join(unknown)}; known: {_ENV_NAMES}")
+        return {f: env[k] for k, f in _ENV_NAMES.items() if env.get(k)}
 
     def topic_for(self, lane: Lane) -> str:
         """Where a job in ``lane`` is published."""

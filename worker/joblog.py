@@ -8,20 +8,20 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from cutq.worker.outcome import Ending, Outcome
 
 if TYPE_CHECKING:
-    from cutq.worker.ledger import Task
+    from cutq.worker.task import Task
 
 log = logging.getLogger(__name__)
 
 
-def trace_of(attributes: Mapping[str, str]) -> str | None:
-    """Cloud Logging's trace name from a W3C ``traceparent`` message attribute, if any.
+def trace_of(attributes: Mapping[str, str], project: str | None = None) -> str | None:
+    """Cloud Logging's trace name from a W3C ``traceparent`` message attribute, if any, in
+    ``project`` (the worker's ``trace_project`` setting).
 
     Pub/Sub's OpenTelemetry integration sends ``googclient_traceparent``; clients may send
     ``traceparent`` themselves.
@@ -30,18 +30,20 @@ def trace_of(attributes: Mapping[str, str]) -> str | None:
     parts = parent.split("-") if isinstance(parent, str) else []
     if len(parts) != 4 or len(parts[1]) != 32:
         return None
-    project = os.environ.get("GOOGLE_CLOUD_PROJECT") or os.environ.get("CUTQ_TRACE_PROJECT")
     return f"projects/{project}/traces/{parts[1]}" if project else parts[1]
 
 
 class JobLog:
-    """The observer that writes each settled job's line."""
+    """The observer that writes each settled job's line; traces name ``trace_project``."""
+
+    def __init__(self, trace_project: str | None = None) -> None:
+        self.trace_project = trace_project
 
     def settled(self, task: Task, outcome: Outcome) -> None:
-        log_job(task, outcome)
+        log_job(task, outcome, self.trace_project)
 
 
-def log_job(task: Task, outcome: Outcome) -> None:
+def log_job(task: Task, outcome: Outcome, trace_project: str | None = None) -> None:
     """The job's one line; its ``status`` is the outcome's word."""
     total = task.timings_ms.get("total", 0.0)
     stages = " ".join(
@@ -56,7 +58,7 @@ def log_job(task: Task, outcome: Outcome) -> None:
         "error_code": outcome.error_code,
         "timings_ms": dict(task.timings_ms),
         "batch_size": task.batch_size,
-        "trace": trace_of(task.delivery.attributes),
+        "trace": trace_of(task.delivery.attributes, trace_project),
         "ack_failed": task.ack_failed,  # exactly-once delivery refused the ack: it may come back
         "lane": task.lane.value,  # interactive | bulk (README, "Lanes")
     }

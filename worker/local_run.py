@@ -17,16 +17,15 @@ from pathlib import Path
 from tqdm import tqdm
 
 from cutq.core.contract import Options
-from cutq.core.events import Event
 from cutq.core.renditions import Rendition
 from cutq.core.storage import to_uri
 from cutq.worker.config import WorkerConfig
-from cutq.worker.ledger import Task
 from cutq.worker.outcome import Ending, Outcome
 from cutq.worker.service import Service
-from cutq.worker.sinks import EventSink, JsonlEventSink
+from cutq.worker.sinks import JsonlEventSink
 from cutq.worker.sources import StopReason
 from cutq.worker.sources.local import LocalSource, expand_paths
+from cutq.worker.task import Task
 
 log = logging.getLogger(__name__)
 
@@ -91,14 +90,19 @@ def run_local(
     events_path = out / "events.jsonl"
     sink = JsonlEventSink(events_path)
     started = time.monotonic()
-    service = Service.warmed_up(
-        config, sink, warmup_batch_sizes=[1, min(config.max_batch, max(len(files), 1))]
-    )
+    # The bar appears once the model is ready (``delay``: not during a quick warm-up).
+    bar = tqdm(total=len(files), unit="img", disable=not progress, dynamic_ncols=True, delay=0.5)
+    try:
+        service = Service.warmed_up(
+            config,
+            sink,
+            warmup_batch_sizes=[1, min(config.max_batch, max(len(files), 1))],
+            observers=[Progress(bar)],
+        )
+    except BaseException:
+        bar.close()
+        raise
     warmup_s = time.monotonic() - started
-    bar = tqdm(total=len(files), unit="img", disable=not progress, dynamic_ncols=True)
-
-    service.pipeline.ledger.observe(Progress(bar))
-    service.pipeline.ledger.observe(LocalDeadLetters(sink, service.runner.model.describe()))
     # A custom model's name goes into the job (and so its id): results of another model
     # over the same files are never mistaken for its own.
     job_model = service.runner.model.name if config.model_spec else None
@@ -111,7 +115,7 @@ def run_local(
     finally:
         bar.close()
     elapsed = time.monotonic() - began
-    stats = service.pipeline.stats
+    stats = service.stats
     return RunSummary(
         reason=reason,
         total=len(files),
@@ -135,28 +139,3 @@ class Progress:
     def settled(self, task: Task, outcome: Outcome) -> None:
         if outcome.ending is not Ending.RETURNED:
             self.bar.update(1)
-
-
-class LocalDeadLetters:
-    """The local dead letter: an ``exhausted`` job still gets one event, a ``failed`` one with
-    code ``retries_exhausted`` (published while the sink is open: the job is still in flight)."""
-
-    def __init__(self, sink: EventSink, model: dict[str, str]) -> None:
-        self.sink = sink
-        self.model = model
-
-    def settled(self, task: Task, outcome: Outcome) -> None:
-        if outcome.ending is not Ending.EXHAUSTED:
-            return
-        job, attempt = task.job, task.delivery.delivery_attempt
-        self.sink.publish(
-            Event.failed(
-                job.job_id if job else task.label,
-                job.input if job else None,
-                "retries_exhausted",
-                f"gave up after {attempt} attempts; see the log for each attempt's error",
-                attributes=job.attributes if job else {},
-                model=self.model,
-                attempt=attempt,
-            )
-        )

@@ -55,11 +55,11 @@ def test_cancelling_a_bulk_run_of_1000_midway(cloud: Cloud) -> None:
     runner = worker.service.runner
     run, batches = runner.run, []
 
-    def spy(tensors):  # type: ignore[no-untyped-def]
+    def spy(tensors, urgent=False):  # type: ignore[no-untyped-def]
         # Whether the worker's view held the cancellation as this batch started.
         batches.append((len(tensors), watch.covers("-", run_id)))
         time.sleep(0.3)  # a slower model: loaded jobs queue at its door, as on a busy GPU
-        return run(tensors)
+        return run(tensors, urgent)
 
     runner.run = spy  # type: ignore[method-assign]
     events: list[dict] = []

@@ -14,8 +14,8 @@ from cutq.core.contract import OutputSpec, new_job
 from cutq.core.errors import ShuttingDown, StorageUnavailable
 from cutq.core.events import Event
 from cutq.worker.joblog import log_job
-from cutq.worker.ledger import Task
 from cutq.worker.outcome import Ending, Outcome, Stats
+from cutq.worker.task import Task
 
 
 def task(last_attempt: bool = False) -> Task:
@@ -147,3 +147,18 @@ def test_a_follower_of_a_failed_job_fails_too_and_one_of_a_returned_job_goes_bac
     assert Outcome.returned(down).for_follower(follower).error is down
     unadmitted = task()  # no job: it cannot carry the leader's event
     assert Outcome.published(leader).for_follower(unadmitted).ending is Ending.RETURNED
+
+
+def test_a_follower_of_a_job_exhausted_with_its_event_goes_back_and_is_never_failed() -> None:
+    """The leader's ``retries_exhausted`` event (published before its nack) is its own end:
+    a follower still has attempts left, so it goes back to the queue. Plausible bug this
+    catches: sharing every outcome that carries an event, which would ack the follower
+    with a ``failed`` event it never earned."""
+    leader_end = Outcome.returned(StorageUnavailable("down"), last_attempt=True)
+    told = leader_end.announced(event("failed", code="retries_exhausted"))
+    assert told.ending is Ending.EXHAUSTED and not told.acked
+    assert told.error_code == "retries_exhausted"
+    follower = task()
+    follower.job = SimpleNamespace(attributes={})  # type: ignore[assignment]
+    back = told.for_follower(follower)
+    assert back.ending is Ending.RETURNED and back.event is None

@@ -74,10 +74,12 @@ class Model(ABC):
         :meth:`predict`."""
 
     @abstractmethod
-    def predict(self, batch: torch.Tensor | Any) -> torch.Tensor | Any:
+    def predict(self, batch: torch.Tensor | Any, urgent: bool = False) -> torch.Tensor | Any:
         """``batch`` (N×3×h×w on the device) → N×1×h×w saliency in [0, 1].
 
         Each output depends on its own input only: batching must never change a result.
+        ``urgent``: interactive work that must not wait (the lane policy,
+        :mod:`cutq.worker.lane_policy`): a model with several sessions runs it on its widest.
         """
 
     def describe(self) -> dict[str, str]:

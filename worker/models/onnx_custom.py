@@ -26,6 +26,7 @@ import numpy as np
 
 from cutq.core.contract import Resize
 from cutq.core.errors import ConfigError
+from cutq.core.storage import Stores
 from cutq.worker.models import onnx_engine
 from cutq.worker.models.base import Model
 from cutq.worker.models.fetch import fetch_checkpoint, file_sha256
@@ -46,8 +47,10 @@ class CustomOnnx(Model):
         threads: int | None = None,
         streams: int | None = None,
         placement: onnx_engine.Placement = onnx_engine.CPU,
+        storage: Stores | None = None,
     ) -> None:
-        """``placement`` on CUDA: run on CUDA's execution provider, one stream (a required
+        """``storage``: the worker's backends, to fetch a ``gs://`` graph through.
+        ``placement`` on CUDA: run on CUDA's execution provider, one stream (a required
         placement stops at setup when this onnxruntime has none; ``auto``'s falls back to the
         CPU with a warning: :func:`~cutq.worker.models.onnx_engine.providers_for`)."""
         if threads is not None and threads < 1:
@@ -60,6 +63,7 @@ class CustomOnnx(Model):
         self.threads = threads or onnx_engine.cpu_count()
         self.streams = 1 if placement.cuda else (streams or 1)
         self.placement = placement
+        self.storage = storage
         self.onnx_device = placement.device
         self.path: Path | None = None
         self.input_name = ""
@@ -70,7 +74,7 @@ class CustomOnnx(Model):
     def setup(self, device: Any = "cpu") -> None:
         """Fetch and pin the file, load the graph, check the spec against it, run a probe."""
         spec = self.spec
-        self.path = fetch_checkpoint(spec.file, self.cache_dir, spec.sha256)
+        self.path = fetch_checkpoint(spec.file, self.cache_dir, spec.sha256, self.storage)
         self.version = spec.version or (spec.sha256 or file_sha256(self.path))[:12].lower()
         try:
             graph = NamedGraph(
@@ -189,14 +193,16 @@ class CustomOnnx(Model):
         """See :meth:`~cutq.worker.models.onnx_spec.ModelSpec.preprocess`."""
         return self.spec.preprocess(image, size)
 
-    def predict(self, batch: np.ndarray) -> np.ndarray:
+    def predict(self, batch: np.ndarray, urgent: bool = False) -> np.ndarray:
         """N×3×h×w → N×1×h×w in [0, 1] (sigmoid and min-max as the spec says)."""
         if self._graph is None:
             raise RuntimeError("CustomOnnx.predict called before setup()")
         size = (batch.shape[2], batch.shape[3])
         if self.batch_of_one and len(batch) > 1:
-            return np.concatenate([self.predict(batch[i : i + 1]) for i in range(len(batch))])
-        output = self._graph.run(self.spec.to_layout(batch))
+            return np.concatenate(
+                [self.predict(batch[i : i + 1], urgent) for i in range(len(batch))]
+            )
+        output = self._graph.run(self.spec.to_layout(batch), urgent)
         return self.spec.to_saliency(output, len(batch), size)
 
 
@@ -206,8 +212,8 @@ class NamedGraph(onnx_engine.Graph):
 
     names: tuple[str, str] = ("", "")
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
+    def run(self, batch: np.ndarray, urgent: bool = False) -> np.ndarray:
         input_name, output_name = self.names
-        with self.busy.enter() as wide:
+        with self.busy.enter(urgent) as wide:
             session = self.wide if wide else self.narrow
             return session.run([output_name], {input_name: batch})[0]  # type: ignore[no-any-return]

@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cutq.core.errors import ConfigError
-from cutq.worker.priority import urgent
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -236,13 +235,13 @@ class Streams:
         self.running = 0
 
     @contextlib.contextmanager
-    def enter(self) -> Iterator[bool]:
+    def enter(self, urgent: bool = False) -> Iterator[bool]:
         """Count a forward pass while it runs; yields whether it takes the wide session: it
-        started alone, or it is interactive work on the thread kept for it
-        (:func:`~cutq.worker.priority.urgent`), which runs at once beside bulk forwards of
-        lower priority."""
+        started alone, or it is ``urgent`` (interactive work on the thread kept for it, which
+        runs at once beside bulk forwards of lower priority: the lane policy,
+        :mod:`cutq.worker.lane_policy`)."""
         with self._lock:
-            wide = self.running == 0 or urgent()
+            wide = self.running == 0 or urgent
             self.running += 1
         try:
             yield wide
@@ -291,8 +290,8 @@ class Graph:
     def input_shape(self) -> list[int | str]:
         return list(self.wide.get_inputs()[0].shape)
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        with self.busy.enter() as wide:
+    def run(self, batch: np.ndarray, urgent: bool = False) -> np.ndarray:
+        with self.busy.enter(urgent) as wide:
             return run(self.wide if wide else self.narrow, batch)
 
 

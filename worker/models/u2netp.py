@@ -260,7 +260,7 @@ class U2NetP(Model):
         """Lanczos resize to ``size``, divide by the image's maximum, ImageNet mean/std."""
         return torch.from_numpy(preprocess_array(image, size))
 
-    def predict(self, batch: torch.Tensor) -> torch.Tensor:
+    def predict(self, batch: torch.Tensor, urgent: bool = False) -> torch.Tensor:
         """N×3×h×w → N×1×h×w: the fused map, min-max normalised per image."""
         if self.net is None:
             raise RuntimeError("U2NetP.predict called before setup()")
