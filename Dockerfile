@@ -37,8 +37,9 @@ ENV PATH=/opt/venv/bin:$PATH
 
 # Every install and build step is in infra/docker/build-steps.sh, which CI also runs in a
 # fresh virtualenv (tools/check_installs.py): the image cannot depend on a dev-only package.
-# EXTRAS=cpu,matting with an empty TORCH_VERSION builds a CPU image with no torch at all.
-ARG EXTRAS=gpu,inspyrenet
+# EXTRAS=cpu,matting,heic with an empty TORCH_VERSION builds a CPU image with no torch at all.
+# Both images take HEIC/HEIF inputs (the heic extra: pillow-heif).
+ARG EXTRAS=gpu,inspyrenet,heic
 COPY infra/docker/build-steps.sh infra/docker/stub_packages.py /opt/cutq/build/
 
 # torch first, pinned, from the CUDA index; everything after resolves against it.

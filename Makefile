@@ -36,12 +36,17 @@ $(VENV)/.torch: | $(BIN)/python
 
 $(VENV)/.dev: pyproject.toml $(VENV)/.torch
 	$(PIP) -e '.[dev]'
-	touch $@ $(VENV)/.cpu
+	touch $@ $(VENV)/.cpu $(VENV)/.stack
 
 demo: $(VENV)/.cpu
 	$(BIN)/cutq run samples --out $(OUT)
 
-stack: $(VENV)/.dev
+# The stack: the CPU worker (onnxruntime) and the local GCS, no torch and no dev extra.
+$(VENV)/.stack: pyproject.toml | $(BIN)/python
+	$(PIP) -e '.[stack]'
+	touch $@
+
+stack: $(VENV)/.stack
 	$(BIN)/python -m tools.stack
 
 # lint-imports reads the package as installed (the editable install's import hook hides it

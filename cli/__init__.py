@@ -74,6 +74,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CutqError as error:
         print(f"cutq: {error.code}: {error}", file=sys.stderr)
         return 1
+    except Exception as error:
+        if not _no_credentials(error):
+            raise
+        from cutq.submitter.credentials import NO_CREDENTIALS
+
+        print(f"cutq: configuration error: {NO_CREDENTIALS}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 
@@ -84,6 +91,15 @@ def install_hint(command: str, error: ModuleNotFoundError, extra: str) -> str:
         f"cutq {command}: {error}: this command needs the {extra!r} extra: "
         f"pip install 'cutq[{extra}]'{ALTERNATIVES.get(extra, '')}"
     )
+
+
+def _no_credentials(error: Exception) -> bool:
+    """google-auth found no Application Default Credentials (the client libraries' error)."""
+    try:
+        from google.auth.exceptions import DefaultCredentialsError
+    except ImportError:  # pragma: no cover - google-auth comes with every install
+        return False
+    return isinstance(error, DefaultCredentialsError)
 
 
 def _is_third_party(error: ModuleNotFoundError) -> bool:

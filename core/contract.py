@@ -32,11 +32,19 @@ Format = Literal["png", "webp", "jpeg", "avif"]
 Kind = Literal["cutout", "mask", "both"]
 Resize = Literal["static", "dynamic"]
 Foreground = Literal["none", "ml"]
+Colour = Literal["srgb", "keep"]
+Metadata = Literal["minimal", "keep"]
 FORMATS: tuple[Format, ...] = ("png", "webp", "jpeg", "avif")
 KINDS: tuple[Kind, ...] = ("cutout", "mask", "both")
 RESIZES: tuple[Resize, ...] = ("static", "dynamic")
 #: ``none``: edge pixels keep the input's colours; ``ml``: multi-level foreground estimation.
 FOREGROUNDS: tuple[Foreground, ...] = ("none", "ml")
+#: ``srgb``: outputs converted to sRGB with the sRGB profile embedded (marketplaces expect
+#: sRGB); ``keep``: an RGB input's own ICC profile, its pixel values unconverted.
+COLOURS: tuple[Colour, ...] = ("srgb", "keep")
+#: ``minimal``: DPI and the colour profile only; ``keep``: also the input's EXIF (orientation
+#: reset, GPS removed) and XMP.
+METADATA: tuple[Metadata, ...] = ("minimal", "keep")
 CONTENT_TYPES = {
     "png": "image/png",
     "webp": "image/webp",
@@ -83,6 +91,8 @@ class Options:
     foreground: Foreground | None = None  # edge colours; None: the worker's configured default
     matting: bool = False  # refine the mask by closed-form alpha matting on a trimap
     post_process: bool = False  # open, blur and re-threshold the mask (rembg's post-process)
+    colour: Colour = "srgb"  # the outputs' colour space (COLOURS)
+    metadata: Metadata = "minimal"  # what the outputs carry of the input's metadata (METADATA)
 
     def canonical(self) -> dict[str, Any]:
         canonical: dict[str, Any] = {"resize": self.resize, "threshold": self.threshold}
@@ -93,6 +103,10 @@ class Options:
             canonical["matting"] = True
         if self.post_process:
             canonical["post_process"] = True
+        if self.colour != "srgb":
+            canonical["colour"] = self.colour
+        if self.metadata != "minimal":
+            canonical["metadata"] = self.metadata
         return canonical
 
 
@@ -235,7 +249,15 @@ _JOB_FIELDS = {
     "ttl_s",
 }
 _OUTPUT_FIELDS = {"uri", "format", "kind", "background", "quality"}
-_OPTION_FIELDS = {"resize", "threshold", "foreground", "matting", "post_process"}
+_OPTION_FIELDS = {
+    "resize",
+    "threshold",
+    "foreground",
+    "matting",
+    "post_process",
+    "colour",
+    "metadata",
+}
 
 
 def salvage_job_id(data: bytes) -> str | None:
@@ -457,6 +479,8 @@ def _parse_options(value: Any) -> Options:
         foreground=foreground,
         matting=v.flag(obj.get("matting"), "options.matting"),
         post_process=v.flag(obj.get("post_process"), "options.post_process"),
+        colour=v.choice(obj.get("colour", "srgb"), COLOURS, "options.colour"),
+        metadata=v.choice(obj.get("metadata", "minimal"), METADATA, "options.metadata"),
     )
 
 

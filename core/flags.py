@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from cutq.core.contract import FOREGROUNDS, FORMATS, KINDS, RESIZES, Options
+from cutq.core.contract import COLOURS, FOREGROUNDS, FORMATS, KINDS, METADATA, RESIZES, Options
 from cutq.core.errors import ConfigError, InvalidJob
 from cutq.core.presets import PRESETS
 from cutq.core.renditions import Rendition, presets
@@ -56,6 +56,20 @@ def add_output_args(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="clean the mask: morphological opening, Gaussian blur, threshold",
     )
+    group.add_argument(
+        "--colour",
+        choices=COLOURS,
+        default="srgb",
+        help="srgb (default): outputs converted to sRGB, its profile embedded; keep: an RGB "
+        "input's own ICC profile and pixel values",
+    )
+    group.add_argument(
+        "--metadata",
+        choices=METADATA,
+        default="minimal",
+        help="minimal (default): DPI and the colour profile; keep: also the input's EXIF "
+        "(without GPS) and XMP",
+    )
 
 
 def options_from_args(args: argparse.Namespace) -> Options:
@@ -66,6 +80,8 @@ def options_from_args(args: argparse.Namespace) -> Options:
         foreground=args.foreground,
         matting=args.matting,
         post_process=args.post_process,
+        colour=args.colour,
+        metadata=args.metadata,
     )
 
 

@@ -31,7 +31,7 @@ from cutq.core.contract import Job, OutputSpec
 from cutq.core.errors import ConfigError
 from cutq.core.storage import ObjectInfo, file_path, open_storage
 
-IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff")
+IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff", "heic", "heif")
 CHECKPOINT_VERSION = 1
 _RESULT_RE = re.compile(r"(?:^|/)dt=(\d{4}-\d{2}-\d{2})/([^/]+)$")
 

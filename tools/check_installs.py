@@ -15,6 +15,9 @@ Profiles (``--only NAME`` runs some of them):
 * ``gpu-onnx``: ``cutq[gpu-onnx]`` (onnxruntime-gpu, no torch, no CPU onnxruntime; no GPU
   here): ``cutq run`` on its CPU provider writes 8 results, and ``--device cuda`` stops at
   start naming CUDA's provider instead of running on the CPU;
+* ``stack``: ``cutq[stack]``, what ``make stack`` installs: no torch, no CUDA libraries, no
+  dev extra; the stack's create-only local GCS starts and ``tools.stack`` loads;
+* ``heic``: ``cutq[cpu,heic]``: ``cutq run`` turns a HEIC that pillow-heif writes into a result;
 * ``function``: ``cutq[function]``: functions-framework loads the upload trigger;
 * ``docker``: the Dockerfile's build steps (``infra/docker/build-steps.sh``) in a fresh venv,
   torch from the package index instead of the CUDA one (only PyPI is reachable here).
@@ -227,6 +230,34 @@ def check_gpu_onnx(work: Path) -> Venv:
     return venv
 
 
+def check_stack(work: Path) -> Venv:
+    venv = Venv(work / "stack-venv")
+    venv.pip(".[stack]")
+    refuse(venv, CUDA_DISTS, names=("pytest", "onnx", "scipy", "matplotlib"))
+    venv.run("python", "-m", "tools.stack", "--help", cwd=ROOT)
+    code = "from tests.support.servers import local_gcs_server; local_gcs_server('127.0.0.1', 0)"
+    venv.run("python", "-c", code, cwd=ROOT)
+    return venv
+
+
+def check_heic(work: Path) -> Venv:
+    venv = Venv(work / "heic-venv")
+    venv.pip(".[cpu,heic]")
+    folder = work / "heic-in"
+    folder.mkdir(exist_ok=True)
+    venv.python(
+        "import pillow_heif\n"
+        "from PIL import Image\n"
+        "image = Image.new('RGB', (96, 64), (40, 160, 60))\n"
+        "image.paste((220, 30, 40), (28, 12, 68, 52))\n"
+        f"pillow_heif.from_pillow(image).save({str(folder / 'photo.heic')!r}, quality=90)\n"
+    )
+    venv.run("cutq", "run", folder, "--out", work / "heic-out", "--no-progress")
+    if len(list((work / "heic-out").glob("dt=*/*.png"))) != 1:
+        raise CheckFailed("cutq run wrote no result for the HEIC")
+    return venv
+
+
 def check_function(work: Path) -> Venv:
     venv = Venv(work / "function-venv")
     venv.pip(".[function]")
@@ -273,6 +304,8 @@ PROFILES: dict[str, Callable[[Path], Venv]] = {
     "cpu": check_cpu,
     "gpu": check_gpu,
     "gpu-onnx": check_gpu_onnx,
+    "stack": check_stack,
+    "heic": check_heic,
     "function": check_function,
     "docker": check_docker,
 }

@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests.support holds the emulator launcher
 
 from tests.support.emulators import GoogleEmulator, find_emulator  # noqa: E402
+from tests.support.servers import local_gcs_server  # noqa: E402
 
 PROJECT = "local"
 PREFIX = "cutq"  # var.name_prefix
@@ -148,15 +149,15 @@ def main(argv: list[str] | None = None) -> int:
 
         print(INSTALL_HINT, file=sys.stderr)
         return 2
-    from gcp_storage_emulator.server import create_server
-
     # Ctrl-C and SIGTERM both stop the worker (SIGTERM: it drains), then the emulators.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupt)
     n = names()
     gcs_url = f"http://127.0.0.1:{args.gcs_port}"
     with contextlib.ExitStack() as stack:
-        gcs = create_server("127.0.0.1", args.gcs_port, in_memory=True)
+        # Create-only writes (ifGenerationMatch=0) answer 412 as Cloud Storage does: a second
+        # `cutq cancel` says "already cancelled", two workers never both write a result.
+        gcs = local_gcs_server("127.0.0.1", args.gcs_port)
         gcs.start()
         stack.callback(gcs.stop)
         print(f"GCS (gcp-storage-emulator)   {gcs_url}", flush=True)

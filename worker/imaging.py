@@ -3,20 +3,25 @@
 Decoding checks the pixel count from the header *before* any pixel is decoded, so a
 decompression bomb costs nothing; it respects EXIF orientation and turns every mode Pillow
 reads (palette, grayscale, CMYK, 16-bit, with or without alpha) into 8-bit RGB plus the
-image's own alpha, if any. Encoding keeps straight (unpremultiplied) alpha, so edges keep the
+image's own alpha, if any, through the image's ICC profile (:mod:`.colour`); what the outputs
+carry over (profile, DPI, EXIF/XMP: :mod:`.metadata`) rides on the decoded value and is
+embedded by :func:`encode`. HEIC/HEIF is read through pillow-heif (the ``heic`` extra).
+Encoding keeps straight (unpremultiplied) alpha, so edges keep the
 colours they are given (the input's, or the estimated foreground's: :mod:`.matting`) and never
 get a dark fringe.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError, features
+from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError, features
 
 from cutq.core.errors import (
     CutqError,
@@ -25,6 +30,8 @@ from cutq.core.errors import (
     UndecodableImage,
     UnsupportedImage,
 )
+from cutq.worker import colour
+from cutq.worker.metadata import Carried, carried
 
 # The pixel limit is cutq's configurable ``max_pixels``, checked in decode() from the header
 # before any pixel is decoded. Pillow's process-wide MAX_IMAGE_PIXELS is left as it is (its
@@ -34,10 +41,20 @@ from cutq.core.errors import (
 
 @dataclass(frozen=True)
 class Decoded:
-    """An input image, upright, as 8-bit RGB plus its own alpha (or None)."""
+    """An input image, upright, as 8-bit RGB plus its own alpha (or None).
+
+    ``rgb`` is in the outputs' colour space (sRGB, or with ``colour: keep`` the input's own
+    RGB space); ``srgb`` is what the model sees.
+    """
 
     rgb: np.ndarray  # H×W×3 uint8
     alpha: np.ndarray | None  # H×W uint8, when the input had transparency
+    carried: Carried = field(default_factory=Carried)  # what the outputs embed
+    model_rgb: np.ndarray | None = None  # sRGB, where ``rgb`` is in another space
+
+    @property
+    def srgb(self) -> np.ndarray:
+        return self.rgb if self.model_rgb is None else self.model_rgb
 
     @property
     def height(self) -> int:
@@ -49,7 +66,12 @@ class Decoded:
 
 
 def decode(
-    data: bytes, *, max_pixels: int, reserve: Callable[[int], None] | None = None
+    data: bytes,
+    *,
+    max_pixels: int,
+    reserve: Callable[[int], None] | None = None,
+    keep_colour: bool = False,
+    keep_metadata: bool = False,
 ) -> Decoded:
     """Decode one image, refusing what cutq cannot or should not process.
 
@@ -61,14 +83,16 @@ def decode(
     not the input, is in trouble.
 
     ``reserve(pixels)`` is called once the header is read and the size accepted, before any
-    pixel is decoded: the worker's in-flight pixel budget blocks there.
+    pixel is decoded: the worker's in-flight pixel budget blocks there. ``keep_colour``: an
+    RGB input's own profile for the outputs (else sRGB); ``keep_metadata``: its EXIF and XMP
+    too (without GPS).
     """
     if not data:
         raise UndecodableImage("input is empty (0 bytes)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # e.g. "Corrupt EXIF data", "palette images with …"
         try:
-            return _decode(data, max_pixels, reserve)
+            return _decode(data, max_pixels, reserve, keep_colour, keep_metadata)
         except (CutqError, MemoryError):
             raise
         except UnidentifiedImageError:
@@ -81,7 +105,15 @@ def decode(
             ) from None
 
 
-def _decode(data: bytes, max_pixels: int, reserve: Callable[[int], None] | None) -> Decoded:
+def _decode(
+    data: bytes,
+    max_pixels: int,
+    reserve: Callable[[int], None] | None,
+    keep_colour: bool,
+    keep_metadata: bool,
+) -> Decoded:
+    if _is_heif(data):
+        _heif_opener()
     image = Image.open(io.BytesIO(data))
     width, height = image.size
     if width < 1 or height < 1:
@@ -97,29 +129,65 @@ def _decode(data: bytes, max_pixels: int, reserve: Callable[[int], None] | None)
         reserve(width * height)
     image.load()
     image = ImageOps.exif_transpose(image)
-    return _to_rgb_alpha(image)
+    if image.mode in _WIDE_GRAY:  # 16-bit and float grayscale: untagged, quantised once
+        return Decoded(*_wide_gray(image), carried=carried(image, colour.srgb_icc(), keep_metadata))
+    managed = colour.manage(image, keep=keep_colour)
+    rgb, alpha = _arrays(managed.image)
+    model = _arrays(managed.srgb)[0] if managed.srgb is not None else None
+    return Decoded(rgb, alpha, carried(image, managed.icc, keep_metadata), model)
 
 
 _HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")
+HEIF_SUFFIXES = (".heic", ".heif", ".hif")
+
+
+def _is_heif(data: bytes) -> bool:
+    return data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS
+
+
+@functools.cache
+def _heif_opener() -> bool:
+    """Register pillow-heif's reader with Pillow once; False when the extra is not installed."""
+    try:
+        import pillow_heif
+    except ImportError:
+        return False
+    pillow_heif.register_heif_opener()
+    return True
 
 
 def _unidentified(data: bytes) -> str:
     """Why Pillow did not recognise ``data``, naming formats people actually send."""
-    if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
+    if _is_heif(data) and not _heif_opener():
         return (
-            "HEIC/HEIF images are not supported (no HEVC decoder in this worker); "
-            "convert to JPEG, PNG, WebP or AVIF"
+            "HEIC/HEIF input needs the worker's 'heic' extra (pillow-heif): "
+            "pip install 'cutq[heic]', or convert to JPEG, PNG, WebP or AVIF"
         )
+    if _is_heif(data):
+        return "HEIC/HEIF data that pillow-heif cannot read (corrupt or truncated)"
     return "input is not an image format Pillow recognises"
 
 
+_WIDE_GRAY = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
+def _wide_gray(image: Image.Image) -> tuple[np.ndarray, None]:
+    array = np.asarray(image, dtype=np.float64)
+    top = 65535.0 if image.mode.startswith("I;16") or array.max(initial=0) > 255 else 255.0
+    gray = np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return np.repeat(gray[:, :, None], 3, axis=2), None
+
+
 def _to_rgb_alpha(image: Image.Image) -> Decoded:
+    """Any mode's pixels as 8-bit RGB and alpha, taken as they are (no profile)."""
+    if image.mode in _WIDE_GRAY:
+        return Decoded(*_wide_gray(image))
+    return Decoded(*_arrays(image))
+
+
+def _arrays(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+    """RGB pixels and the alpha (None where opaque everywhere) as arrays."""
     mode = image.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        array = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if mode.startswith("I;16") or array.max(initial=0) > 255 else 255.0
-        gray = np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return Decoded(np.repeat(gray[:, :, None], 3, axis=2), None)
     has_alpha = (
         mode in ("RGBA", "LA", "PA", "RGBa", "La")
         or (mode == "P" and "transparency" in image.info)
@@ -129,10 +197,9 @@ def _to_rgb_alpha(image: Image.Image) -> Decoded:
         rgba = np.asarray(image.convert("RGBA"))
         alpha = rgba[:, :, 3]
         if alpha.min(initial=255) == 255:
-            return Decoded(np.ascontiguousarray(rgba[:, :, :3]), None)
-        return Decoded(np.ascontiguousarray(rgba[:, :, :3]), np.ascontiguousarray(alpha))
-    # Pillow's JPEG reader already undoes Adobe's inverted CMYK; convert() does the rest.
-    return Decoded(np.asarray(image.convert("RGB")), None)
+            return np.ascontiguousarray(rgba[:, :, :3]), None
+        return np.ascontiguousarray(rgba[:, :, :3]), np.ascontiguousarray(alpha)
+    return np.asarray(image.convert("RGB")), None
 
 
 def combine_alpha(mask: np.ndarray, own_alpha: np.ndarray | None) -> np.ndarray:
@@ -178,35 +245,61 @@ JPEG_DEFAULT_QUALITY = 90
 AVIF_DEFAULT_QUALITY = 75  # libavif's default in Pillow
 
 
-def encode(image: Image.Image, fmt: str, quality: int | None = None) -> bytes:
+def encode(
+    image: Image.Image, fmt: str, quality: int | None = None, carried: Carried | None = None
+) -> bytes:
     """PNG (fast zlib level), WebP (lossless, or lossy at ``quality``), JPEG or AVIF bytes.
 
     A side over a format's own limit can never be encoded: :class:`OutputUnencodable`
     (permanent; the job can ask for PNG), never a fall-back to another format behind its name.
     JPEG holds no alpha: cutouts reach it composited on an opaque colour (the contract demands
-    one), masks as grayscale.
+    one), masks as grayscale. ``carried``: the ICC profile, DPI, EXIF and XMP to embed
+    (every format here holds them; masks get their DPI only).
     """
     buffer = io.BytesIO()
+    extra = _embedded(carried, fmt)
     if fmt == "png":
-        image.save(buffer, format="PNG", compress_level=1)
+        image.save(buffer, format="PNG", compress_level=1, **extra)
     elif fmt == "webp":
         _fits(image, WEBP_MAX_SIDE, "WebP")
         if quality is None:
-            image.save(buffer, format="WEBP", lossless=True, quality=50, method=2, exact=True)
+            image.save(
+                buffer, format="WEBP", lossless=True, quality=50, method=2, exact=True, **extra
+            )
         else:
-            image.save(buffer, format="WEBP", quality=quality, method=4)
+            image.save(buffer, format="WEBP", quality=quality, method=4, **extra)
     elif fmt == "jpeg":
         _fits(image, JPEG_MAX_SIDE, "JPEG")
         if image.mode not in ("RGB", "L"):
             raise OutputUnencodable(f"JPEG cannot hold a {image.mode} image; give a background")
-        image.save(buffer, format="JPEG", quality=quality or JPEG_DEFAULT_QUALITY)
+        image.save(buffer, format="JPEG", quality=quality or JPEG_DEFAULT_QUALITY, **extra)
     elif fmt == "avif":
         if not features.check("avif"):
             raise OutputUnencodable("this worker's Pillow has no AVIF encoder; ask for webp")
-        image.save(buffer, format="AVIF", quality=quality or AVIF_DEFAULT_QUALITY, speed=8)
+        image.save(buffer, format="AVIF", quality=quality or AVIF_DEFAULT_QUALITY, speed=8, **extra)
     else:
         raise ValueError(f"unsupported output format {fmt!r}")
     return buffer.getvalue()
+
+
+def _embedded(carried: Carried | None, fmt: str) -> dict[str, Any]:
+    """Pillow's save() arguments for what an output carries."""
+    if carried is None:
+        return {}
+    extra: dict[str, Any] = {}
+    if carried.icc:
+        extra["icc_profile"] = carried.icc
+    if carried.dpi and fmt in ("png", "jpeg"):  # WebP and AVIF have no resolution field
+        extra["dpi"] = carried.dpi
+    if carried.exif:
+        extra["exif"] = carried.exif
+    if carried.xmp and fmt == "png":  # Pillow writes PNG's XMP as the iTXt chunk it reads
+        info = PngImagePlugin.PngInfo()
+        info.add_itxt("XML:com.adobe.xmp", carried.xmp.decode("utf-8"), zip=True)
+        extra["pnginfo"] = info
+    elif carried.xmp:
+        extra["xmp"] = carried.xmp
+    return extra
 
 
 def _fits(image: Image.Image, max_side: int, name: str) -> None:

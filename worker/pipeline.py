@@ -236,8 +236,11 @@ class Pipeline:
             publish_time=delivery.publish_time,
         )
         task.job = job
+        # Queue time runs from publishing; a local file's publish time is its mtime (it dates
+        # the results' partition), so the local source also says when the run saw the file.
+        since = getattr(delivery, "seen_at", None) or delivery.publish_time
         task.timings_ms["queue"] = max(
-            0.0, (datetime.now(timezone.utc) - delivery.publish_time).total_seconds() * 1000
+            0.0, (datetime.now(timezone.utc) - since).total_seconds() * 1000
         )
         if job.model is not None and job.model != self.runner.model.name:
             raise UnknownModel(
@@ -262,12 +265,16 @@ class Pipeline:
         )
         now = task.mark("download", started)
         image = imaging.decode(
-            data, max_pixels=self.config.max_pixels, reserve=lambda n: self._reserve(task, n)
+            data,
+            max_pixels=self.config.max_pixels,
+            reserve=lambda n: self._reserve(task, n),
+            keep_colour=job.options.colour == "keep",
+            keep_metadata=job.options.metadata == "keep",
         )
         del data
         model = self.runner.model
         size = model.input_size(image.height, image.width, job.options.resize or self.config.resize)
-        tensor = model.preprocess(image.rgb, size)
+        tensor = model.preprocess(image.srgb, size)
         return Loaded(admitted, image, tensor, size, task.mark("decode", now))
 
     def _reserve(self, task: Task, pixels: int) -> None:

@@ -122,7 +122,8 @@ def render(
             picture = imaging.cutout(rgb, source, rendition.background)
         else:
             picture = imaging.mask_image(source)
-        data = imaging.encode(picture, rendition.format, rendition.quality)
+        carried = image.carried if rgb is not None else image.carried.for_mask()
+        data = imaging.encode(picture, rendition.format, rendition.quality, carried)
         checked = None
         if rendition.preset is not None:
             background = rendition.background if rendition.kind == "cutout" else "#000000"

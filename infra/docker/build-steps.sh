@@ -13,10 +13,10 @@
 #   build-steps.sh warm    pre-import (and so pre-compile) the heavy packages that are present
 #
 # Settings (environment): TORCH_VERSION, TORCHVISION_VERSION, TORCH_INDEX_URL, EXTRAS
-# (default gpu,inspyrenet; a CPU image: EXTRAS=cpu,matting and TORCH_VERSION empty).
+# (default gpu,inspyrenet,heic; a CPU image: EXTRAS=cpu,matting,heic and TORCH_VERSION empty).
 set -euo pipefail
 
-EXTRAS="${EXTRAS:-gpu,inspyrenet}"
+EXTRAS="${EXTRAS:-gpu,inspyrenet,heic}"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 case "${1:-}" in
@@ -40,7 +40,7 @@ deps)
     ;;
 app)
     pip install --no-cache-dir --no-deps .
-    python -c "import cutq.core, cutq.cli, cutq.submitter, cutq.worker, onnxruntime"
+    python -c "import cutq.core, cutq.cli, cutq.submitter, cutq.worker, onnxruntime, pillow_heif"
     # The graphs the CPU engine runs ship in the package: check their hashes and run one.
     python -m cutq.worker.models.u2netp_onnx
     ;;

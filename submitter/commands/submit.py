@@ -131,6 +131,9 @@ def handle(args: argparse.Namespace) -> int:
         raise ConfigError("no output: pass --output or set CUTQ_SUBMITTER_OUTPUT")
     if args.download and not args.wait:
         raise ConfigError("--download needs --wait")
+    from cutq.submitter.credentials import require_credentials
+
+    require_credentials()
     spec = OutputSpec(
         config.output, args.format or "png", args.kind or "cutout", args.background, args.quality
     )

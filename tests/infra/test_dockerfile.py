@@ -104,7 +104,7 @@ def test_dependencies_are_installed_before_the_source_is_copied() -> None:
     venv = next(i for i, (k, a) in enumerate(steps) if k == "COPY" and "/opt/venv" in a)
     assert deps < venv < source
     args = dict(a.split("=", 1) for k, a in steps if k == "ARG" and "=" in a)
-    assert args["EXTRAS"] == "gpu,inspyrenet"
+    assert args["EXTRAS"] == "gpu,inspyrenet,heic"  # both images take HEIC inputs
 
 
 def test_runs_as_non_root_with_cutq_entrypoint() -> None:

@@ -7,7 +7,8 @@ the whole module, takes the batch; a normal job published after it must still co
 The 60 MB input really is 60 MB (an uncompressed BMP of zeros, uploaded in well under a second
 to the in-memory GCS emulator) against the default 50 MiB ``max_input_bytes``; the worker
 refuses it from the object's size, before downloading it. Pillow here decodes AVIF natively;
-there is no HEIC decoder, so HEIC fails as ``image_undecodable`` with a message naming HEIC.
+HEIC goes through pillow-heif (the heic extra), and a truncated HEIC fails as
+``image_undecodable`` with a message naming HEIC.
 """
 
 from __future__ import annotations

@@ -97,6 +97,7 @@ def test_make_stack_then_submit_samples_wait_and_download(
         assert submit.returncode == 0, submit.stdout + submit.stderr
         assert "completed 8, failed 0" in submit.stdout, submit.stdout
         print(f"submit --wait took {time.monotonic() - started:.1f} s")
+        _check_create_only(client_env)
     finally:
         process.send_signal(signal.SIGTERM)
         rest, _ = process.communicate(timeout=60)
@@ -107,6 +108,27 @@ def test_make_stack_then_submit_samples_wait_and_download(
     downloaded = sorted((tmp_path / "out").iterdir())
     assert len(downloaded) == len(samples) == 8
     assert all(p.suffix == ".png" and p.stat().st_size > 0 for p in downloaded)
+
+
+def _check_create_only(client_env: dict[str, str]) -> None:
+    """The stack's GCS refuses a second create-only write (ifGenerationMatch=0) as Cloud
+    Storage does, so a second `cutq cancel` says "already cancelled" there too."""
+    uri = client_env["CUTQ_SUBMITTER_OUTPUT"] + "/create-only-probe"
+    code = (
+        "import sys\n"
+        "from cutq.core.errors import AlreadyExists\n"
+        "from cutq.core.storage import open_storage\n"
+        "storage = open_storage(sys.argv[1])\n"
+        "storage.write(sys.argv[1], b'first', content_type='text/plain', if_absent=True)\n"
+        "try:\n"
+        "    storage.write(sys.argv[1], b'second', content_type='text/plain', if_absent=True)\n"
+        "except AlreadyExists:\n"
+        "    print('refused', storage.read(sys.argv[1], max_bytes=100))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, uri], env=client_env, capture_output=True, text=True
+    )
+    assert done.stdout.strip() == "refused b'first'", done.stdout + done.stderr
 
 
 def _check_subscription(host: str) -> None:

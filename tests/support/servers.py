@@ -22,6 +22,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -145,6 +146,16 @@ def _honour_create_only_writes() -> None:
                 handlers[method] = insert
 
 
+def local_gcs_server(host: str, port: int) -> Any:
+    """gcp-storage-emulator in memory, answering create-only writes as Cloud Storage does (the
+    tests' server and ``make stack``'s); not started yet."""
+    from gcp_storage_emulator.server import create_server
+
+    _skip_metadata_snapshots()
+    _honour_create_only_writes()
+    return create_server(host, port, in_memory=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gcs", action="store_true", help="start gcp-storage-emulator")
@@ -153,12 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.ExitStack() as stack:
         addresses: dict[str, str] = {}
         if args.gcs:
-            from gcp_storage_emulator.server import create_server
-
-            _skip_metadata_snapshots()
-            _honour_create_only_writes()
             port = free_port()
-            gcs = create_server("127.0.0.1", port, in_memory=True)
+            gcs = local_gcs_server("127.0.0.1", port)
             gcs.start()
             stack.callback(gcs.stop)
             addresses["gcs"] = f"http://127.0.0.1:{port}"

@@ -131,11 +131,20 @@ def test_corrupt_data_says_so() -> None:
         (b"\x00\x00\x00\x18abcdheic\x00\x00\x00\x00", False),  # no ftyp box
     ],
 )
-def test_heic_is_named_only_when_it_is_heic(data: bytes, heic: bool) -> None:
+@pytest.mark.parametrize("extra", [True, False])
+def test_heic_is_named_only_when_it_is_heic(
+    data: bytes, heic: bool, extra: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not extra:  # a worker without the heic extra (pillow-heif) installed
+        monkeypatch.setattr(imaging, "_heif_opener", lambda: False)
     with pytest.raises(UndecodableImage) as caught:
         imaging.decode(data, max_pixels=100)
-    if heic:
-        assert str(caught.value).startswith("HEIC/HEIF images are not supported")
+    if heic and extra:
+        assert str(caught.value) == (
+            "HEIC/HEIF data that pillow-heif cannot read (corrupt or truncated)"
+        )
+    elif heic:
+        assert "pip install 'cutq[heic]'" in str(caught.value)
     else:
         assert str(caught.value) == "input is not an image format Pillow recognises"
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import tempfile
+from pathlib import Path
 
 from cutq.core.errors import ConfigError
 from cutq.core.flags import add_output_args, options_from_args, renditions_from_args
@@ -29,6 +31,13 @@ def register(commands: argparse._SubParsersAction) -> None:
 def handle(args: argparse.Namespace) -> int:
     if args.threshold is not None and not 0 < args.threshold < 1:
         raise ConfigError("--threshold must be between 0 and 1")
+    for given in args.inputs:
+        if "://" in given:
+            raise ConfigError(
+                f"{given}: cutq run reads local files; for objects in Cloud Storage publish "
+                "jobs to a worker: cutq submit gs://… (README, queue path)"
+            )
+    writable_folder(args.out)
     renditions = renditions_from_args(args)
     config = worker_config(args)
     from cutq.worker.local_run import run_local
@@ -44,3 +53,25 @@ def handle(args: argparse.Namespace) -> int:
     )
     print(summary.render())
     return 1 if summary.failed or summary.unfinished else 0
+
+
+def writable_folder(out: str) -> None:
+    """``--out`` is a local folder this process can write to (created if absent), or a
+    one-line configuration error (exit 2) saying what to change."""
+    if "://" in out:
+        raise ConfigError(
+            f"--out {out}: cutq run writes to a local folder; to write to Cloud Storage "
+            "publish jobs to a worker: cutq submit … --output gs://… (README, queue path)"
+        )
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--out {out}: is a file, not a folder; give a folder for the results")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise ConfigError(
+            f"--out {out}: cannot write there ({reason}); give a folder you can write to"
+        ) from None

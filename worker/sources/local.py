@@ -21,9 +21,11 @@ from PIL import Image
 
 from cutq.core.contract import Options, OutputSpec, new_job
 from cutq.core.renditions import Rendition
+from cutq.worker.imaging import HEIF_SUFFIXES
 from cutq.worker.sources import Intake, StopReason
 
-IMAGE_SUFFIXES = frozenset(Image.registered_extensions())
+# What Pillow reads, and HEIC/HEIF (read with the heic extra; without it they fail naming it).
+IMAGE_SUFFIXES = frozenset(Image.registered_extensions()) | frozenset(HEIF_SUFFIXES)
 
 
 def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
@@ -51,6 +53,8 @@ class LocalDelivery:
     attributes: dict[str, str] = field(default_factory=dict)
     publish_time: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     delivery_attempt: int | None = 1
+    # When the run saw the file: its queue time runs from here (publish_time is the mtime).
+    seen_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
     @property
     def last_attempt(self) -> bool:
