@@ -19,13 +19,14 @@ A :class:`Task` is one delivery's life from :meth:`Pipeline.submit` to ack or na
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from cutq.core.contract import Job
+from cutq.core.contract import Job, salvage_job_id
 from cutq.core.lanes import Lane
 from cutq.worker.joblog import JobLog
 from cutq.worker.outcome import Observer, Outcome, Stats
@@ -66,9 +67,17 @@ class Task:
         """Whether a nack now is this delivery's end (its source knows how many it gets)."""
         return self.delivery.last_attempt
 
+    @functools.cached_property
+    def _salvaged(self) -> str | None:
+        return salvage_job_id(self.delivery.data)
+
     @property
     def label(self) -> str:
-        return self.job.job_id if self.job else f"message-{self.delivery.message_id}"
+        """The job id: the parsed job's, else the one an invalid message gave, else
+        ``message-<message id>``."""
+        if self.job is not None:
+            return self.job.job_id
+        return self._salvaged or f"message-{self.delivery.message_id}"
 
 
 class Slots:

@@ -39,7 +39,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, TypeVar
 
-from cutq.core.contract import Job, parse_job, salvage_job_id
+from cutq.core.contract import Job, parse_job
+from cutq.core.control import run_id_of
 from cutq.core.errors import (
     CutqError,
     JobCancelled,
@@ -55,6 +56,7 @@ from cutq.worker import imaging, results
 from cutq.worker.access import check_allowed
 from cutq.worker.cancellations import CancelWatch, withdrawal
 from cutq.worker.config import WorkerConfig
+from cutq.worker.ending_marks import EndingMarks
 from cutq.worker.inference import Prediction, Runner
 from cutq.worker.ledger import Ledger, Task
 from cutq.worker.model_loop import ModelLoop
@@ -123,6 +125,7 @@ class Pipeline:
         self.runner = runner
         self.events = events
         self.storage = storage or stores_for(config)
+        self.ending_marks = EndingMarks(self.storage, config.control_uri)
         self.ledger = Ledger(
             config.max_in_flight,
             config.max_in_flight_pixels,
@@ -137,7 +140,7 @@ class Pipeline:
             max_batch=config.max_batch,  # type: ignore[arg-type]
             max_wait_ms=config.max_wait_ms,
             inferred=self._inferred,
-            failed=lambda loaded, error: self._fail(loaded.admitted.task, error),
+            failed=lambda loaded, error: self._fail_later(loaded.admitted.task, error),
             screen=self._screen,
         )
         self._stopping = threading.Event()
@@ -218,6 +221,7 @@ class Pipeline:
             publish_time=delivery.publish_time,
         )
         task.job = job
+        run_id_of(delivery.attributes)  # checked as `cutq cancel` checks it: cancellable
         task.timings_ms["queue"] = max(
             0.0, (datetime.now(timezone.utc) - delivery.publish_time).total_seconds() * 1000
         )
@@ -274,6 +278,10 @@ class Pipeline:
     def _fail_as(self, failure: tuple[Task, BaseException]) -> None:
         self._fail(*failure)
 
+    def _fail_later(self, task: Task, error: BaseException) -> None:
+        """End ``task`` on the writers: the model thread never publishes (nor marks)."""
+        self._hand_off(self._writers, self._fail_as, (task, error), task)
+
     def _inferred(self, group: list[Loaded], prediction: Prediction, started: float) -> None:
         """Model loop: a batch ran; each of its jobs goes on to the writers (or fails on its
         own: its map was not finite, also in fp32 — never a blank result)."""
@@ -286,7 +294,7 @@ class Pipeline:
             if prediction.fp32_reruns:  # part of infer: the batch computed again in fp32
                 task.timings_ms["fp32_rerun"] = prediction.fp32_rerun_ms
             if index in prediction.failed:
-                self._fail(task, prediction.failed[index])
+                self._fail_later(task, prediction.failed[index])
                 continue
             item = Inferred(loaded.admitted, loaded.image, saliency)
             self._hand_off(self._writers, self._write, item, task)
@@ -354,7 +362,7 @@ class Pipeline:
             self._end(task, Outcome.returned(error, last_attempt=task.last_attempt))
             return
         event = Event.failed(
-            (job.job_id if job else salvage_job_id(delivery.data)) or task.label,
+            task.label,
             job.input if job else None,
             error_code(error),
             str(error),
@@ -372,9 +380,13 @@ class Pipeline:
         if outcome.event is not None:
             if not self.ledger.begin_emit(task):
                 return
-            try:
-                self.events.publish(outcome.event)
+            claim = None
+            try:  # news, or a repeat of an ending already reported (ending_marks)
+                claimed = self.ending_marks.claim(outcome.event)
+                outcome, claim = Outcome.published(claimed.event), claimed.claim
+                self.events.publish(claimed.event)
             except Exception as error:
+                self.ending_marks.release(claim)  # so the redelivery reports it as news
                 outcome = Outcome.returned(error, last_attempt=task.last_attempt)
         for follower in self.ledger.settle(task, outcome):
             self._end(follower, outcome.for_follower(follower))

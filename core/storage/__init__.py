@@ -61,6 +61,10 @@ class Storage(Protocol):
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         """Objects under ``prefix``, lazily, in name order."""
 
+    def delete(self, uri: str, *, generation: int | None = None) -> None:
+        """Remove the object (only that ``generation`` of it, when given); nothing when it is
+        already gone."""
+
 
 def split_gs_uri(uri: str) -> tuple[str, str]:
     """``gs://bucket/a/b`` → ``("bucket", "a/b")``."""

@@ -69,6 +69,16 @@ class LocalStorage:
             raise InputNotFound(f"{uri}: no such file") from None
         return self._info(source)
 
+    def delete(self, uri: str, *, generation: int | None = None) -> None:
+        path = file_path(uri)
+        try:
+            if generation is None or path.stat().st_mtime_ns == generation:
+                path.unlink(missing_ok=True)
+        except FileNotFoundError:
+            return
+        except OSError as error:
+            raise StorageUnavailable(f"{uri}: {error}") from error
+
     def stat(self, uri: str) -> ObjectInfo | None:
         path = file_path(uri)
         return self._info(path) if path.is_file() else None
