@@ -209,3 +209,21 @@ def test_each_delivery_of_a_hostile_job_ends_in_one_event_and_a_repeat_says_so(
     if not first.duplicate:  # a completed job is news once per result object (its proof)
         worker.news[first.job_id, tuple(output.uri for output in first.outputs)] += 1
     assert max(worker.news.values(), default=0) <= 1, "a job's ending was news twice"
+
+
+@pytest.mark.parametrize("surprise", [OverflowError, KeyError, TypeError, AttributeError])
+def test_any_surprise_while_parsing_a_job_fails_it_as_invalid_and_never_requeues_it(
+    worker: Worker, monkeypatch: pytest.MonkeyPatch, surprise: type[Exception]
+) -> None:
+    """One rule: a message that cannot be parsed is ``invalid_job``, whatever raised (the
+    overflowing deadline offset was one such gap; the next one must not dead-letter)."""
+
+    def gap(body: Any) -> None:
+        raise surprise("a gap in a field's checks")
+
+    monkeypatch.setattr("cutq.core.contract.parse_expiry", gap)
+    data = json.dumps(body_with({"job_id": f"gap-{surprise.__name__}"}, worker.photo, worker.root))
+    deliver(worker, data.encode(), {}, fresh=True)
+    failed = worker.events.published[-1]
+    assert (failed.job_id, failed.error_code) == (f"gap-{surprise.__name__}", "invalid_job")
+    assert surprise.__name__ in (failed.error_message or "")
