@@ -89,6 +89,16 @@ def tally(
     return result
 
 
+def news_per_job(events: list[dict]) -> Counter:
+    """How many terminal events of each job said ``duplicate: false`` (what a consumer that
+    counts news counts): exactly one per job, whatever its ending (issue 31)."""
+    return Counter(
+        event["body"]["data"]["job_id"]
+        for event in events
+        if not event["body"]["data"]["duplicate"]
+    )
+
+
 def pull_quietly(cloud: Cloud, subscription: str) -> list[dict]:
     """One pull (it waits ~2 s when there is nothing: Google's emulator holds an empty Pull
     open until its deadline), acked; a restarting server or the deadline is shrugged off
