@@ -131,6 +131,11 @@ def test_cutq_submit_answers_a_bad_deadline_in_one_line_with_exit_2(
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and err.startswith("cutq: configuration error: --deadline: ")
+    assert main([*argv[:-1], "9999-12-31T23:59:59-01:00"]) == 2  # as docs/contract-endings.md
+    assert capsys.readouterr().err == (
+        "cutq: configuration error: --deadline: '9999-12-31T23:59:59-01:00' is outside the "
+        "years 0001-9999 once moved to UTC\n"
+    )
 
 
 def test_a_deadline_does_not_change_the_job_id_and_survives_a_round_trip() -> None:
