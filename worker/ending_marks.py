@@ -15,6 +15,16 @@ system), so two workers racing on one job cannot both win, which neither the del
 (a duplicate *publish* is attempt 1 again; an attempt 2 follows a nack that published
 nothing) nor a worker's memory could promise.
 
+**A completed job whose news was not published** (its result object was written, then its
+event could not be published) leaves an IOU, created when that publish failed::
+
+    <control>/unreported/<job_id>
+
+and the redelivery that finds the result deletes it: the one delete that succeeds reports the
+completion as news (the store decides again: of two deletes, one finds the object gone).
+Nothing is written for a completion whose event was published: only a repeat pays one
+delete request.
+
 **Publish after the mark, and take it back if the publish fails**: the mark is claimed first
 (else two racing deliveries could both publish ``duplicate: false`` before either wrote it);
 when the event cannot be published the mark is deleted again, so the redelivery that follows
@@ -29,7 +39,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 from cutq.core.contract import JOB_ID_RE
@@ -39,16 +49,19 @@ from cutq.core.storage import Stores
 
 log = logging.getLogger(__name__)
 ENDINGS_DIR = "endings"
+UNREPORTED_DIR = "unreported"
 MAX_MARK_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
 class Claim:
-    """A mark this delivery created (``uri``), so it can take it back: ``token`` inside it."""
+    """What to undo if this delivery's news cannot be published: delete the mark it created
+    (``uri``, ``token`` inside it), or, for a completion (``owed``), leave an IOU at ``uri``."""
 
     uri: str
     token: str
     generation: int | None
+    owed: bool = False
 
 
 @dataclass(frozen=True)
@@ -60,11 +73,13 @@ class Claimed:
 
 
 class EndingMarks:
-    """Create-only marks under ``<control>/endings/`` for jobs ending without a result."""
+    """Create-only marks under ``<control>/endings/`` for jobs ending without a result, and
+    the IOUs under ``<control>/unreported/`` of completions whose news was not published."""
 
     def __init__(self, storage: Stores, control: str) -> None:
         self.storage = storage
-        self.prefix = f"{control.rstrip('/')}/{ENDINGS_DIR}"
+        self.control = control.rstrip("/")
+        self.prefix = f"{self.control}/{ENDINGS_DIR}"
 
     def uri(self, job_id: str) -> str | None:
         """The mark of ``job_id``; None for an id that is no object name (never for a job's
@@ -74,11 +89,13 @@ class EndingMarks:
 
     def claim(self, event: Event) -> Claimed:
         """``event`` as news when this delivery is the first to end its job this way, else as
-        a repeat (``duplicate: true``). Completed events pass unchanged (their result object
-        decides). A transient storage error propagates (the job goes back to the queue); a
-        permanent one (the control prefix refuses writes: a deployment error) is logged and
-        the event published as news, never withheld."""
-        uri = self.uri(event.job_id) if event.status != "completed" else None
+        a repeat (``duplicate: true``); a completion's result object decides (see
+        :meth:`_completed`). A transient storage error propagates (the job goes back to the
+        queue); a permanent one (the control prefix refuses writes: a deployment error) is
+        logged and the event published as news, never withheld."""
+        if event.status == "completed":
+            return self._completed(event)
+        uri = self.uri(event.job_id)
         if uri is None or event.duplicate:
             return Claimed(event, None)
         token = secrets.token_hex(8)
@@ -105,17 +122,38 @@ class EndingMarks:
         return Claimed(event, Claim(uri, token, info.generation))
 
     def release(self, claim: Claim | None) -> None:
-        """Take back a mark whose event could not be published (best effort: logged)."""
+        """This delivery's news could not be published: take its mark back, or leave the IOU
+        of a completion, so the redelivery reports news (best effort: logged)."""
         if claim is None:
             return
+        storage = self.storage.open(claim.uri)
         try:
-            self.storage.open(claim.uri).delete(claim.uri, generation=claim.generation)
+            if claim.owed:
+                storage.write(claim.uri, b"{}", content_type="application/json", if_absent=True)
+            else:
+                storage.delete(claim.uri, generation=claim.generation)
+        except AlreadyExists:
+            pass  # an IOU already left by an earlier delivery: still owed
         except CutqError as error:
             log.warning(
-                "could not take back the ending mark %s: its redelivery will report a repeat (%s)",
-                claim.uri,
-                error,
+                "could not undo %s: the redelivery will report a repeat (%s)", claim.uri, error
             )
+
+    def _completed(self, event: Event) -> Claimed:
+        """A completion is news when this delivery wrote the result (``duplicate`` false), or
+        when it found the result and settles an IOU (the news was never published)."""
+        if self.uri(event.job_id) is None:
+            return Claimed(event, None)
+        uri = f"{self.control}/{UNREPORTED_DIR}/{event.job_id}"
+        owed = Claim(uri, "", None, owed=True)
+        if not event.duplicate:
+            return Claimed(event, owed)
+        try:
+            settled = self.storage.open(uri).delete(uri)
+        except PermanentError as error:
+            log.error("could not check %s (%s): reported as a repeat", uri, error)
+            return Claimed(event, None)
+        return Claimed(replace(event, duplicate=False), owed) if settled else Claimed(event, None)
 
     def _holds(self, uri: str, token: str) -> bool:
         try:

@@ -158,7 +158,7 @@ class GcsStorage:
 
         return self._call(uri, attempt)
 
-    def delete(self, uri: str, *, generation: int | None = None) -> None:
+    def delete(self, uri: str, *, generation: int | None = None) -> bool:
         def attempt() -> None:
             self._blob(uri).delete(
                 if_generation_match=generation, retry=None, timeout=self.timeout_s
@@ -167,7 +167,8 @@ class GcsStorage:
         try:
             self._call(uri, attempt, changed=lambda: AlreadyExists(f"{uri} was replaced"))
         except InputNotFound:
-            return  # already gone
+            return False  # already gone (a retried delete whose first try landed, too)
+        return True
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         bucket, name_prefix = split_gs_uri(prefix)

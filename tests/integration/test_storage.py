@@ -189,13 +189,15 @@ def test_delete_removes_an_object_and_a_missing_one_is_no_error(
     uri = f"{base}/_cutq/endings/job-1"
     storage = open_storage(uri)
     first = storage.write(uri, b"mine", content_type="application/json", if_absent=True)
-    storage.delete(uri, generation=first.generation)
+    assert storage.delete(uri, generation=first.generation) is True
     assert storage.stat(uri) is None
-    storage.delete(uri)  # already gone: nothing to do
-    storage.delete(uri, generation=first.generation)
+    assert storage.delete(uri) is False  # already gone: nothing to do
+    assert storage.delete(uri, generation=first.generation) is False
     again = storage.write(uri, b"theirs", content_type="application/json", if_absent=True)
     if backend == "file":  # another generation: not this caller's to delete
-        storage.delete(uri, generation=(again.generation or 0) - 1)
+        with pytest.raises(AlreadyExists):
+            storage.delete(uri, generation=(again.generation or 0) - 1)
         assert storage.stat(uri) is not None
-    storage.delete(uri)
+    assert storage.delete(uri) is True
     assert storage.stat(uri) is None
+    assert storage.delete(uri) is False  # of two deletes, one finds it gone

@@ -161,6 +161,23 @@ def test_an_ending_whose_publish_failed_is_news_on_its_redelivery(tmp_path: Path
     assert [(e.attempt, e.duplicate) for e in events.published] == [(2, False), (3, True)]
 
 
+def test_a_completion_whose_publish_failed_is_news_on_its_redelivery_once(tmp_path: Path) -> None:
+    events = FlakyEvents(fail=1)
+    pipeline, _, _ = worker(tmp_path, events)
+    (photo,) = make_photos(tmp_path, 1)
+    data = new_job(photo.as_uri(), OutputSpec((tmp_path / "out").as_uri())).to_message()
+    assert run(pipeline, delivery(data, "m1", 1)) == ["nack"]  # written, but no news published
+    for attempt in (2, 3):
+        assert run(pipeline, delivery(data, "m1", attempt)) == ["ack"]
+    pipeline.close(time.monotonic() + 10)
+    assert [(e.status, e.attempt, e.duplicate) for e in events.published] == [
+        ("completed", 2, False),  # the IOU settled: the news, at last
+        ("completed", 3, True),
+    ]
+    assert len(list((tmp_path / "out").rglob("*.png"))) == 1
+    assert not list((tmp_path / "out" / "_cutq").rglob("unreported/*"))  # the IOU is gone
+
+
 class Marks(Stores):
     """Local storage whose create-only ``write`` of a mark lands and then (like a retried
     create whose first try landed) answers :class:`AlreadyExists`, or refuses it."""
