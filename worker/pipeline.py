@@ -20,7 +20,8 @@
 * **write**: from one mask, each of the job's renditions (:mod:`cutq.worker.results`: framing,
   edge colours, encode, a preset's verdict) and its quality flags; create each result object
   *only if absent*, so of two workers racing on one job exactly one writes each object.
-* **emit**: publish the ``completed``, ``failed`` or ``cancelled`` event; **settle**: ack (or
+* **emit**: publish the ``completed``, ``failed`` or ``cancelled`` event, as news or as a
+  repeat (``duplicate``: :mod:`cutq.worker.ending_marks` decides); **settle**: ack (or
   nack for transient errors) in the ledger, once, by the job's :class:`~cutq.worker.outcome.Outcome`
   (:meth:`Pipeline._end`, the one way a job ends).
 
