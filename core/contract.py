@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,9 +18,10 @@ from typing import Any, Literal
 
 from cutq.core import validation as v
 from cutq.core.control import Expiry, parse_expiry
-from cutq.core.errors import InvalidJob, InvalidMessage
+from cutq.core.errors import CutqError, InvalidJob, InvalidMessage
 from cutq.core.renditions import Rendition, parse_renditions
 
+log = logging.getLogger(__name__)
 CONTRACT_VERSION = 1
 MAX_MESSAGE_BYTES = 64 * 1024  # far below Pub/Sub's 10 MB: a job is a pointer, never an image
 MAX_ATTRIBUTES = 32
@@ -306,9 +308,20 @@ def parse_job(
         raise InvalidMessage(f"message is not JSON: {error}") from None
     except RecursionError:
         raise InvalidMessage("message is not JSON a worker accepts: nested too deeply") from None
-    if attributes.get("eventType") == "OBJECT_FINALIZE" and "bucketId" in attributes:
-        return _parse_notification(body, attributes, defaults, publish_time)
-    return _parse_v1(body, defaults, publish_time)
+    try:
+        if attributes.get("eventType") == "OBJECT_FINALIZE" and "bucketId" in attributes:
+            return _parse_notification(body, attributes, defaults, publish_time)
+        return _parse_v1(body, defaults, publish_time)
+    except (CutqError, MemoryError):
+        raise
+    except Exception as error:
+        # One rule: a message that cannot be parsed is invalid, whatever raised. A surprise
+        # here is a gap in a field's checks (a bug to fix), never a reason to retry: retried,
+        # the same bytes fail the same way, five times, then dead-letter with no event.
+        log.warning(
+            "parsing a job raised %s; refused as invalid_job", type(error).__name__, exc_info=True
+        )
+        raise InvalidJob(f"job: cannot be parsed ({type(error).__name__}: {error})"[:300]) from None
 
 
 def _parse_v1(body: Any, defaults: OutputSpec, publish_time: datetime) -> Job:

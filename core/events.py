@@ -145,6 +145,10 @@ class Event:
             attributes=job.attributes,
         )
 
+    def as_duplicate(self) -> Event:
+        """This ending as a later delivery reports it: an earlier one already did."""
+        return replace(self, duplicate=True, batch_size=None)
+
     def with_time(self, time: datetime) -> Event:
         return replace(self, time=time)
 

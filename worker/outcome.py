@@ -107,7 +107,7 @@ class Outcome:
             batch_size=None,
             timings_ms=follower.finish(),
             attributes=follower.job.attributes,
-            duplicate=self.event.status == "completed",
+            duplicate=True,  # whatever the ending: the leader reported it
             time=datetime.now(timezone.utc),
         )
         return Outcome.published(event)

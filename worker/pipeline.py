@@ -20,7 +20,8 @@
 * **write**: from one mask, each of the job's renditions (:mod:`cutq.worker.results`: framing,
   edge colours, encode, a preset's verdict) and its quality flags; create each result object
   *only if absent*, so of two workers racing on one job exactly one writes each object.
-* **emit**: publish the ``completed``, ``failed`` or ``cancelled`` event; **settle**: ack (or
+* **emit**: publish the ``completed``, ``failed`` or ``cancelled`` event, as news or as a
+  repeat (``duplicate``: :mod:`cutq.worker.ending_marks` decides); **settle**: ack (or
   nack for transient errors) in the ledger, once, by the job's :class:`~cutq.worker.outcome.Outcome`
   (:meth:`Pipeline._end`, the one way a job ends: also for the grace period's end and a last
   attempt's ``retries_exhausted`` event).
@@ -42,7 +43,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, TypeVar
 
-from cutq.core.contract import Job, parse_job, salvage_job_id
+from cutq.core.contract import Job, parse_job
+from cutq.core.control import run_id_of
 from cutq.core.errors import (
     CutqError,
     JobCancelled,
@@ -58,6 +60,7 @@ from cutq.worker import imaging, results
 from cutq.worker.access import check_allowed
 from cutq.worker.cancellations import CancelWatch, withdrawal
 from cutq.worker.config import WorkerConfig
+from cutq.worker.ending_marks import EndingMarks
 from cutq.worker.inference import Prediction, Runner
 from cutq.worker.lane_policy import LanePolicy
 from cutq.worker.ledger import Ledger
@@ -146,6 +149,7 @@ class Pipeline:
         self.stats = stats or Stats()
         policy = LanePolicy.of(config)
         self.ledger = Ledger(policy, config.max_in_flight_pixels, (self.stats, *observers))
+        self.ending_marks = EndingMarks(self.storage, config.control_uri)
         # Started now: their threads must not inherit a bulk stream's lowered priority.
         self._loaders = started_pool(config.io_threads, "cutq-load")
         self._writers = started_pool(config.io_threads, "cutq-write")
@@ -239,6 +243,7 @@ class Pipeline:
         # Queue time runs from publishing; a local file's publish time is its mtime (it dates
         # the results' partition), so the local source also says when the run saw the file.
         since = getattr(delivery, "seen_at", None) or delivery.publish_time
+        run_id_of(delivery.attributes)  # checked as `cutq cancel` checks it: cancellable
         task.timings_ms["queue"] = max(
             0.0, (datetime.now(timezone.utc) - since).total_seconds() * 1000
         )
@@ -384,7 +389,7 @@ class Pipeline:
             self._end(task, Outcome.returned(error, last_attempt=task.last_attempt))
             return
         event = Event.failed(
-            (job.job_id if job else salvage_job_id(delivery.data)) or task.label,
+            task.label,
             job.input if job else None,
             error_code(error),
             str(error),
@@ -406,9 +411,17 @@ class Pipeline:
         if outcome.event is not None:
             if not self.ledger.begin_emit(task):
                 return
-            try:
-                self.events.publish(outcome.event)
+            claim = None
+            try:  # news, or a repeat of an ending already reported (ending_marks)
+                claimed = self.ending_marks.claim(outcome.event)
+                claim = claimed.claim
+                if outcome.ending is Ending.EXHAUSTED:  # told by its event, still nacked
+                    outcome = outcome.announced(claimed.event)
+                else:
+                    outcome = Outcome.published(claimed.event)
+                self.events.publish(claimed.event)
             except Exception as error:
+                self.ending_marks.release(claim)  # so the redelivery reports it as news
                 outcome = Outcome.returned(error, last_attempt=task.last_attempt)
         for follower in self.ledger.settle(task, outcome, unless_emitting=unless_emitting):
             self._end(follower, outcome.for_follower(follower))

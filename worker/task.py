@@ -7,10 +7,11 @@ that ends it (:mod:`cutq.worker.ledger`, :mod:`cutq.worker.outcome` read it).
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 
-from cutq.core.contract import Job
+from cutq.core.contract import Job, salvage_job_id
 from cutq.core.lanes import Lane
 from cutq.worker.sources import Delivery
 
@@ -47,6 +48,14 @@ class Task:
         """Whether a nack now is this delivery's end (its source knows how many it gets)."""
         return self.delivery.last_attempt
 
+    @functools.cached_property
+    def _salvaged(self) -> str | None:
+        return salvage_job_id(self.delivery.data)
+
     @property
     def label(self) -> str:
-        return self.job.job_id if self.job else f"message-{self.delivery.message_id}"
+        """The job id: the parsed job's, else the one an invalid message gave, else
+        ``message-<message id>``."""
+        if self.job is not None:
+            return self.job.job_id
+        return self._salvaged or f"message-{self.delivery.message_id}"

@@ -131,9 +131,6 @@ def handle(args: argparse.Namespace) -> int:
         raise ConfigError("no output: pass --output or set CUTQ_SUBMITTER_OUTPUT")
     if args.download and not args.wait:
         raise ConfigError("--download needs --wait")
-    from cutq.submitter.credentials import require_credentials
-
-    require_credentials()
     spec = OutputSpec(
         config.output, args.format or "png", args.kind or "cutout", args.background, args.quality
     )
@@ -189,6 +186,9 @@ def handle(args: argparse.Namespace) -> int:
         log.warning("could not submit %s: %s", source, error)
         settled(False)
 
+    from cutq.submitter.credentials import require_credentials
+
+    require_credentials()  # after every argument is checked: a typo is told first
     submitter = Submitter(config)
     run_id = _start_run(submitter, spec, args, lane)
     watcher = submitter.watch() if args.wait else None

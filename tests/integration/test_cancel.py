@@ -23,7 +23,9 @@ from tests.support.ledger import pull_quietly, tally
 
 JOBS = 1000
 CANCEL_AFTER = 100
-CANCELLED_WITHIN_S = 60.0  # refresh (1 s) + settling ~900 jobs without computing them
+# Refresh (1 s) + settling ~900 jobs without computing them, each with its ending mark (one
+# create-only write: issue 31): 51 s here against 40 s without marks, on the shared CPU.
+CANCELLED_WITHIN_S = 90.0
 
 
 @pytest.fixture

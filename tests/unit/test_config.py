@@ -206,6 +206,7 @@ def test_cutq_trace_project_no_longer_stops_the_worker_and_names_the_traces_proj
     config = WorkerConfig.from_env({"CUTQ_TRACE_PROJECT": "shop"})
     assert config.trace_project == "shop"
     delivery = SimpleNamespace(
+        data=b"",
         message_id="m1",
         attributes={"traceparent": f"00-{'a' * 32}-{'b' * 16}-01"},
         delivery_attempt=1,

@@ -20,7 +20,7 @@ from cutq.worker.task import Task
 
 def task(last_attempt: bool = False) -> Task:
     delivery = SimpleNamespace(
-        message_id="m1", attributes={}, delivery_attempt=2, last_attempt=last_attempt
+        data=b"{}", message_id="m1", attributes={}, delivery_attempt=2, last_attempt=last_attempt
     )
     return Task(delivery)  # type: ignore[arg-type]
 
@@ -129,12 +129,15 @@ def test_a_failure_without_a_code_is_counted_as_internal() -> None:
     assert Outcome(Ending.COMPLETED).error_code is None
 
 
-def test_a_follower_of_a_failed_job_fails_too_and_one_of_a_returned_job_goes_back() -> None:
+def test_a_follower_of_a_failed_job_fails_too_as_a_repeat_and_one_of_a_returned_job_goes_back() -> (
+    None
+):
     follower = task()
     follower.job = SimpleNamespace(attributes={"k": "v"})  # type: ignore[assignment]
     failed = Outcome.published(event("failed")).for_follower(follower)
     assert failed.ending is Ending.FAILED and failed.event is not None
-    assert failed.event.duplicate is False and failed.event.batch_size is None
+    # The leader reported the ending: the follower's event is a repeat (issue 31).
+    assert failed.event.duplicate is True and failed.event.batch_size is None
     assert failed.event.error_code == "not_an_image"
     leader = dataclasses.replace(event("completed"), batch_size=4)
     shared = Outcome.published(leader).for_follower(follower)
