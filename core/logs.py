@@ -26,6 +26,8 @@ _EXTRA_FIELDS = (
     "queue_depth",
     "ack_failed",
     "lane",
+    "ref",
+    "source_name",
 )
 
 

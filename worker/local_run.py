@@ -156,6 +156,8 @@ class LocalDeadLetters:
                 "retries_exhausted",
                 f"gave up after {attempt} attempts; see the log for each attempt's error",
                 attributes=job.attributes if job else {},
+                ref=job.ref if job else None,
+                name=job.name if job else None,
                 model=self.model,
                 attempt=attempt,
             )
