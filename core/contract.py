@@ -158,8 +158,8 @@ def derive_job_id(
     renditions: tuple[Rendition, ...] = (),
     identity: Identity | None = None,
 ) -> str:
-    """Same input, generation, options, ref and name → same id, so a resubmission is the same
-    job (and two products' refs for the same bytes are two jobs)."""
+    """Same input, generation, options and ref → same id, so a resubmission is the same job
+    (and the same bytes for two products' refs are two jobs)."""
     fields: dict[str, Any] = {
         "input": input_uri,
         "generation": generation,
@@ -170,8 +170,8 @@ def derive_job_id(
     if renditions:  # only when given: the ids of jobs without renditions stay the same
         fields["output"] = output.canonical_for_renditions()  # the renditions say the rest
         fields["renditions"] = [rendition.canonical() for rendition in renditions]
-    if identity is not None:  # only the fields set: ids of jobs without them stay the same
-        fields.update(identity.canonical())
+    if identity is not None:  # only a ref that is set: ids of jobs without one stay the same
+        fields.update(identity.id_fields())
     canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 

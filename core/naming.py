@@ -38,8 +38,14 @@ class Identity:
     name: str | None = None
 
     def canonical(self) -> dict[str, str]:
-        """The fields that are set (only those: ids of jobs without them stay the same)."""
+        """The fields that are set, as the job message carries them."""
         return {key: value for key, value in vars(self).items() if value is not None}
+
+    def id_fields(self) -> dict[str, str]:
+        """What of the identity is part of the job id: the ref, when set (the same photo for
+        two products is two jobs). Not the name: the same bytes under another file name stay
+        one job, so ids and skip-done are what they were before names travelled."""
+        return {"ref": self.ref} if self.ref is not None else {}
 
     @property
     def stem(self) -> str | None:
@@ -137,3 +143,62 @@ def stem_of(path: str) -> str:
 
 def _safe(value: str) -> str:
     return _UNSAFE.sub("_", value[:MAX_VALUE_CHARS])
+
+
+REF_FIELDS = ("path", "file", "stem", "parent")
+
+
+@dataclass(frozen=True)
+class RefRule:
+    """How a bulk submission (``cutq submit --ref``, a function route's ``ref``) derives each
+    job's ref from its source: a literal (``SKU-1``), a pattern over the source's name
+    (``{parent}``, ``{stem}``, ``{file}``, ``{path}``), or ``re:REGEX`` searched in the name
+    (its first group, else the whole match)."""
+
+    spec: str
+
+    def __post_init__(self) -> None:
+        if self.spec.startswith("re:"):
+            try:
+                pattern = re.compile(self.spec[3:])
+            except re.error as error:
+                raise InvalidJob(
+                    f"ref: bad regular expression {self.spec[3:]!r}: {error}"
+                ) from None
+            if pattern.groups > 1:
+                raise InvalidJob(f"ref: {self.spec!r} has {pattern.groups} groups; give one")
+            return
+        try:
+            parsed = list(string.Formatter().parse(self.spec))
+        except ValueError as error:
+            raise InvalidJob(f"ref: {error} in {self.spec!r}") from None
+        for _, placeholder, spec, conversion in parsed:
+            if placeholder is not None and (placeholder not in REF_FIELDS or spec or conversion):
+                raise InvalidJob(
+                    f"ref: unknown placeholder {{{placeholder}}} in {self.spec!r}; "
+                    f"known: {', '.join('{' + f + '}' for f in REF_FIELDS)}"
+                )
+        if not any(placeholder is not None for _, placeholder, _, _ in parsed):
+            check_label(self.spec, "ref", MAX_REF_BYTES)
+
+    def ref_for(self, name: str, location: str) -> str:
+        """The ref of the source named ``name`` (its path relative to what was submitted) at
+        ``location`` (its full path or URI, whose folder is ``{parent}``)."""
+        if self.spec.startswith("re:"):
+            found = re.search(self.spec[3:], name)
+            if found is None:
+                raise InvalidJob(f"ref: {self.spec[3:]!r} does not match the name {name!r}")
+            ref = found.group(1) if found.re.groups else found.group(0)
+        else:
+            folders = location.rstrip("/").split("/")[:-1]
+            ref = self.spec.format(
+                path=name,
+                file=name.rsplit("/", 1)[-1],
+                stem=stem_of(name),
+                parent=folders[-1] if folders else "",
+            )
+        return check_label(ref or None, "ref", MAX_REF_BYTES) or _no_ref(self.spec, name)
+
+
+def _no_ref(spec: str, name: str) -> str:
+    raise InvalidJob(f"ref: {spec!r} gives an empty ref for {name!r}")

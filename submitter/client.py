@@ -290,6 +290,11 @@ class Submitter:
 
     # --- helpers ----------------------------------------------------------------------------
 
+    def output_spec(self, output: str | OutputSpec | None) -> OutputSpec:
+        """``output`` as a spec (a URI: the default format and kind); None: the configured
+        default output."""
+        return self._output(output)
+
     def _output(self, output: str | OutputSpec | None) -> OutputSpec:
         if isinstance(output, OutputSpec):
             return output

@@ -31,7 +31,7 @@ def redelivered(original, **attributes):
     return parse_job(original.to_message(), defaults=OUT, publish_time=DAY)
 
 
-def test_ref_and_name_travel_in_the_message_and_change_the_id_only_when_set() -> None:
+def test_ref_and_name_travel_in_the_message_and_only_a_ref_changes_the_id() -> None:
     plain = job()
     assert plain.job_id == derive_job_id("gs://bucket/in/a.jpg", 1, OUT, None, plain.options)
     assert "ref" not in json.loads(plain.to_message())
@@ -40,10 +40,10 @@ def test_ref_and_name_travel_in_the_message_and_change_the_id_only_when_set() ->
     assert (body["ref"], body["name"]) == ("SKU-123", "SKU-123/front.jpg")
     again = redelivered(tagged)
     assert (again.ref, again.name, again.job_id) == ("SKU-123", "SKU-123/front.jpg", tagged.job_id)
-    # The same bytes for two products are two jobs; the same product twice is one.
+    # The same bytes for two products are two jobs; under another name, the same job.
     assert job(ref="SKU-456", name="SKU-123/front.jpg").job_id != tagged.job_id
-    assert job(ref="SKU-123", name="SKU-123/back.jpg").job_id != tagged.job_id
-    assert job(ref="SKU-123", name="SKU-123/front.jpg").job_id == tagged.job_id
+    assert job(ref="SKU-123", name="SKU-123/back.jpg").job_id == tagged.job_id
+    assert job(name="SKU-123/front.jpg").job_id == plain.job_id
 
 
 @pytest.mark.parametrize(
