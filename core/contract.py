@@ -13,12 +13,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Any
 
 from cutq.core import validation as v
 from cutq.core.control import Expiry, parse_expiry
 from cutq.core.errors import InvalidJob, InvalidMessage
 from cutq.core.naming import Identity, parse_identity
+from cutq.core.options import RESIZES, Options, Resize, parse_options
 from cutq.core.output import (  # re-exported: the contract's names, as before
     COLOR_RE,
     CONTENT_TYPES,
@@ -47,30 +48,6 @@ MAX_ATTRIBUTES = 32
 MAX_ATTRIBUTE_KEY_BYTES = 256  # Pub/Sub's own limits for attribute keys and values
 MAX_ATTRIBUTE_VALUE_BYTES = 1024
 JOB_ID_RE = re.compile(r"\A[A-Za-z0-9_][A-Za-z0-9_.=-]{0,127}\Z")  # \Z: "id\n" is not an id
-Resize = Literal["static", "dynamic"]
-RESIZES: tuple[Resize, ...] = ("static", "dynamic")
-
-
-@dataclass(frozen=True)
-class Options:
-    """How the model runs on this image."""
-
-    resize: Resize | None = None  # None: the worker's configured mode
-    threshold: float | None = None  # binarise the mask at this probability
-    foreground: Foreground | None = None  # edge colours; None: the worker's configured default
-    matting: bool = False  # refine the mask by closed-form alpha matting on a trimap
-    post_process: bool = False  # open, blur and re-threshold the mask (rembg's post-process)
-
-    def canonical(self) -> dict[str, Any]:
-        canonical: dict[str, Any] = {"resize": self.resize, "threshold": self.threshold}
-        # Newer fields only when set: the ids of jobs that do not use them stay the same.
-        if self.foreground is not None:
-            canonical["foreground"] = self.foreground
-        if self.matting:
-            canonical["matting"] = True
-        if self.post_process:
-            canonical["post_process"] = True
-        return canonical
 
 
 @dataclass(frozen=True)
@@ -228,7 +205,6 @@ _JOB_FIELDS = {
     "ref",
     "name",
 }
-_OPTION_FIELDS = {"resize", "threshold", "foreground", "matting", "post_process"}
 
 
 def salvage_job_id(data: bytes) -> str | None:
@@ -309,7 +285,7 @@ def _parse_v1(body: Any, defaults: OutputSpec, publish_time: datetime) -> Job:
     else:
         output = parse_output(obj.get("output"), defaults)
     model = v.optional_str(obj.get("model"), "model", pattern=r"^[a-z0-9_-]{1,64}$")
-    options = _parse_options(obj.get("options"))
+    options = parse_options(obj.get("options"))
     attributes = _parse_attributes(obj.get("attributes"))
     identity = parse_identity(obj)
     job_id = obj.get("job_id")
@@ -369,33 +345,6 @@ def _parse_notification(
     )
 
 
-def _parse_options(value: Any) -> Options:
-    if value is None:
-        return Options()
-    obj = v.require_object(value, "options")
-    v.reject_unknown(obj, _OPTION_FIELDS, "options")
-    resize = obj.get("resize")
-    if resize is not None:
-        resize = v.choice(resize, RESIZES, "options.resize")
-    threshold = obj.get("threshold")
-    if threshold is not None:
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
-            raise InvalidJob(f"options.threshold: expected a number, got {threshold!r}")
-        if not 0.0 < threshold < 1.0:
-            raise InvalidJob(f"options.threshold: must be between 0 and 1, got {threshold}")
-        threshold = float(threshold)
-    foreground = obj.get("foreground")
-    if foreground is not None:
-        foreground = v.choice(foreground, FOREGROUNDS, "options.foreground")
-    return Options(
-        resize=resize,
-        threshold=threshold,
-        foreground=foreground,
-        matting=v.flag(obj.get("matting"), "options.matting"),
-        post_process=v.flag(obj.get("post_process"), "options.post_process"),
-    )
-
-
 def _parse_attributes(value: Any) -> dict[str, str]:
     if value is None:
         return {}
@@ -427,12 +376,14 @@ __all__ = [  # the output's names stay importable from here, as before core/outp
     "KINDS",
     "LOSSY_FORMATS",
     "RESIZES",
+    "Foreground",
     "Format",
     "Identity",
     "Job",
     "Kind",
     "Options",
     "OutputSpec",
+    "Resize",
     "check_output",
     "derive_job_id",
     "new_job",
