@@ -11,7 +11,7 @@ import logging
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -128,7 +128,14 @@ def handle(args: argparse.Namespace) -> int:
     from cutq.core.contract import OutputSpec
     from cutq.core.naming import RefRule
     from cutq.core.request import JobRequest
-    from cutq.submitter.bulk import BulkProgress, BulkSettings, SubmitError, parse_rate, submit_bulk
+    from cutq.submitter.bulk import (
+        BulkProgress,
+        BulkSettings,
+        Checkpoint,
+        SubmitError,
+        parse_rate,
+        submit_bulk,
+    )
     from cutq.submitter.client import Submitter, SubmitterConfig
 
     config = SubmitterConfig.from_env(
@@ -178,16 +185,17 @@ def handle(args: argparse.Namespace) -> int:
         error = failure.error
         summary.failures.append(f"  error {failure.source}: {getattr(error, 'code', '')}: {error}")
 
-    submitter = Submitter(config)
-    run_id = _start_run(submitter, spec, args, lane)
     settings = BulkSettings(
         extensions=args.extensions.split(","),
         skip_done=args.skip_done,
         rate_per_s=parse_rate(args.rate) if args.rate else None,
         resume_file=args.resume_file,
-        run_id=run_id,
         ref=ref,
     )
+    if args.resume_file:
+        Checkpoint(args.resume_file)  # a foreign file: exit 2 before anything is published
+    submitter = Submitter(config)
+    settings = replace(settings, run_id=_start_run(submitter, spec, args, lane))
     watcher = submitter.watch() if args.wait else None
     started = time.monotonic()
     try:
