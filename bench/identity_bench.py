@@ -41,6 +41,7 @@ def load_old_client(base: str):  # type: ignore[no-untyped-def]
     spec = importlib.util.spec_from_file_location("cutq_old_client", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
