@@ -26,7 +26,7 @@ from cutq.worker.outcome import Ending, Outcome
 from cutq.worker.service import Service
 from cutq.worker.sinks import EventSink, JsonlEventSink
 from cutq.worker.sources import StopReason
-from cutq.worker.sources.local import LocalSource, expand_paths
+from cutq.worker.sources.local import LocalSource, expand_paths, names_of
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,13 @@ def run_local(
     # over the same files are never mistaken for its own.
     job_model = service.runner.model.name if config.model_spec else None
     source = LocalSource(
-        files, config.default_output, options, job_model, max_attempts=3, renditions=renditions
+        files,
+        config.default_output,
+        options,
+        job_model,
+        max_attempts=3,
+        renditions=renditions,
+        names=names_of(files, inputs),  # SKU-1/front.jpg, not only front.jpg, in the events
     )
     began = time.monotonic()
     try:
