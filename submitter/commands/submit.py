@@ -22,6 +22,8 @@ from cutq.core.lanes import Lane
 if TYPE_CHECKING:
     from cutq.core.contract import OutputSpec
     from cutq.core.control import Expiry
+    from cutq.core.request import JobRequest
+    from cutq.submitter.bulk import BulkSettings
     from cutq.submitter.client import JobHandle, Submitter, Watcher
 
 log = logging.getLogger(__name__)
@@ -125,17 +127,7 @@ class Summary:
 def handle(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from cutq.core.contract import OutputSpec
-    from cutq.core.naming import RefRule
-    from cutq.core.request import JobRequest
-    from cutq.submitter.bulk import (
-        BulkProgress,
-        BulkSettings,
-        Checkpoint,
-        SubmitError,
-        parse_rate,
-        submit_bulk,
-    )
+    from cutq.submitter.bulk import BulkProgress, SubmitError, submit_bulk
     from cutq.submitter.client import Submitter, SubmitterConfig
 
     config = SubmitterConfig.from_env(
@@ -150,31 +142,9 @@ def handle(args: argparse.Namespace) -> int:
         raise ConfigError("no output: pass --output or set CUTQ_SUBMITTER_OUTPUT")
     if args.download and not args.wait:
         raise ConfigError("--download needs --wait")
-    expiry = _expiry(args)
     lane = Lane(args.lane) if args.lane else default_lane(args.inputs)
-    spec = OutputSpec(
-        config.output,
-        args.format or "png",
-        args.kind or "cutout",
-        args.background,
-        args.quality,
-        args.names,
-    )
-    try:  # validate the request once, not per input
-        request = JobRequest(
-            output=spec,
-            options=options_from_args(args),
-            attributes=dict(_pair(text) for text in args.attribute),
-            model=args.model,
-            renditions=renditions_from_args(args),
-            ttl_s=expiry.ttl_s if expiry else None,
-            deadline=expiry.deadline if expiry else None,
-            lane=lane,
-        )
-        request.job("gs://cutq-check/x", spec)
-        ref = RefRule(args.ref) if args.ref else None
-    except InvalidJob as error:
-        raise ConfigError(f"--{error}" if str(error).startswith("ref:") else str(error)) from None
+    request = _request(args, config.output, lane)
+    settings = _settings(args)
     log.info("submitting to the %s lane (%s)", lane.value, config.topic_for(lane))
 
     summary = Summary()
@@ -185,16 +155,8 @@ def handle(args: argparse.Namespace) -> int:
         error = failure.error
         summary.failures.append(f"  error {failure.source}: {getattr(error, 'code', '')}: {error}")
 
-    settings = BulkSettings(
-        extensions=args.extensions.split(","),
-        skip_done=args.skip_done,
-        rate_per_s=parse_rate(args.rate) if args.rate else None,
-        resume_file=args.resume_file,
-        ref=ref,
-    )
-    if args.resume_file:
-        Checkpoint(args.resume_file)  # a foreign file: exit 2 before anything is published
     submitter = Submitter(config)
+    spec = submitter.output_spec(request.output)
     settings = replace(settings, run_id=_start_run(submitter, spec, args, lane))
     watcher = submitter.watch() if args.wait else None
     started = time.monotonic()
@@ -218,6 +180,53 @@ def handle(args: argparse.Namespace) -> int:
         submitter.close()
     print(summary.render())
     return 0 if summary.ok else 1
+
+
+def _request(args: argparse.Namespace, output: str, lane: Lane) -> JobRequest:
+    """The job request the flags describe, validated once (not per input): a bad value is a
+    configuration error (exit 2) before anything is published."""
+    from cutq.core.contract import OutputSpec
+    from cutq.core.request import JobRequest
+
+    spec = OutputSpec(
+        output, args.format or "png", args.kind or "cutout", args.background, args.quality
+    )
+    expiry = _expiry(args)
+    request = JobRequest(
+        output=replace(spec, template=args.names),
+        options=options_from_args(args),
+        attributes=dict(_pair(text) for text in args.attribute),
+        model=args.model,
+        renditions=renditions_from_args(args),
+        ttl_s=expiry.ttl_s if expiry else None,
+        deadline=expiry.deadline if expiry else None,
+        lane=lane,
+    )
+    try:
+        request.job("gs://cutq-check/x", request.output)  # type: ignore[arg-type]
+    except InvalidJob as error:
+        raise ConfigError(str(error)) from None
+    return request
+
+
+def _settings(args: argparse.Namespace) -> BulkSettings:
+    """How the bulk run goes (its run id comes once the run is registered)."""
+    from cutq.core.naming import RefRule
+    from cutq.submitter.bulk import BulkSettings, Checkpoint, parse_rate
+
+    try:
+        ref = RefRule(args.ref) if args.ref else None
+    except InvalidJob as error:
+        raise ConfigError(f"--{error}") from None
+    if args.resume_file:
+        Checkpoint(args.resume_file)  # a foreign file: exit 2 before anything is published
+    return BulkSettings(
+        extensions=args.extensions.split(","),
+        skip_done=args.skip_done,
+        rate_per_s=parse_rate(args.rate) if args.rate else None,
+        resume_file=args.resume_file,
+        ref=ref,
+    )
 
 
 def _wait(
