@@ -89,6 +89,13 @@ class OutputUnencodable(PermanentError):
     code = "output_unencodable"
 
 
+class OutputCollision(PermanentError):
+    """A result's name is taken by another job's object (an ``output.template`` too narrow):
+    create-only, so nothing was overwritten."""
+
+    code = "output_collision"
+
+
 class UnknownModel(PermanentError):
     """The job names a model this worker does not serve."""
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import argparse
 
-from cutq.core.contract import COLOURS, FOREGROUNDS, FORMATS, KINDS, METADATA, RESIZES, Options
+from cutq.core.contract import FOREGROUNDS, FORMATS, KINDS, RESIZES, Options
 from cutq.core.errors import ConfigError, InvalidJob
+from cutq.core.options import COLOURS, METADATA
 from cutq.core.presets import PRESETS
 from cutq.core.renditions import Rendition, presets
 

@@ -28,6 +28,8 @@ _EXTRA_FIELDS = (
     "queue_depth",
     "ack_failed",
     "lane",
+    "ref",
+    "source_name",
 )
 
 

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from cutq.core import validation as v
 from cutq.core.errors import InvalidJob
+from cutq.core.output import FOREGROUNDS, FORMATS, LOSSY_FORMATS, OutputSpec, check_output
 from cutq.core.presets import PRESETS
 
 Fit = Literal["contain", "cover"]
@@ -119,9 +120,6 @@ def parse_renditions(value: Any) -> tuple[Rendition, ...]:
 
 
 def parse_rendition(value: Any, where: str) -> Rendition:
-    # Imported here, not at the top: the contract imports this module for its types.
-    from cutq.core.contract import FOREGROUNDS, FORMATS, LOSSY_FORMATS, OutputSpec, check_output
-
     obj = v.require_object(value, where)
     v.reject_unknown(obj, _RENDITION_FIELDS, where)
     preset_name = obj.get("preset")

@@ -52,8 +52,14 @@ def log_job(task: Task, outcome: Outcome, trace_project: str | None = None) -> N
     # status and error_code are fields (not only words in the message) so that the
     # log-based metrics in infra/terraform/modules/cutq/monitoring.tf can count by them.
     ending = outcome.ending
+    job = task.job
+    ref, name = (job.ref, job.name) if job is not None else (None, None)
+    # The product a line is about, after the job id: " ref=SKU-1 name=SKU-1/front.jpg".
+    who = "".join(f" {key}={value}" for key, value in (("ref", ref), ("name", name)) if value)
     extra = {
         "job_id": task.label,
+        "ref": ref,
+        "source_name": name,  # "name" is the logger's own field on a LogRecord
         "status": ending.value,
         "error_code": outcome.error_code,
         "timings_ms": dict(task.timings_ms),
@@ -64,18 +70,25 @@ def log_job(task: Task, outcome: Outcome, trace_project: str | None = None) -> N
     }
     if ending is Ending.COMPLETED:
         log.info(
-            "%8.1fms ✓ %s batch=%s %s", total, task.label, task.batch_size, stages, extra=extra
+            "%8.1fms ✓ %s%s batch=%s %s",
+            total,
+            task.label,
+            who,
+            task.batch_size,
+            stages,
+            extra=extra,
         )
     elif ending is Ending.DUPLICATE:
-        log.info("%8.1fms = %s already done", total, task.label, extra=extra)
+        log.info("%8.1fms = %s%s already done", total, task.label, who, extra=extra)
     elif ending is Ending.CANCELLED:
-        log.info("%8.1fms ⊘ %s cancelled", total, task.label, extra=extra)
+        log.info("%8.1fms ⊘ %s%s cancelled", total, task.label, who, extra=extra)
     elif ending in (Ending.FAILED, Ending.EXPIRED):
         assert outcome.event is not None
         log.info(
-            "%8.1fms ✗ %s %s: %s",
+            "%8.1fms ✗ %s%s %s: %s",
             total,
             task.label,
+            who,
             outcome.error_code,
             outcome.event.error_message,
             extra=extra,
@@ -83,5 +96,11 @@ def log_job(task: Task, outcome: Outcome, trace_project: str | None = None) -> N
     else:  # returned, exhausted
         extra["error_code"] = extra["error_code"] or "internal"
         log.warning(
-            "%8.1fms ↺ %s %s: %s", total, task.label, ending.value, outcome.error, extra=extra
+            "%8.1fms ↺ %s%s %s: %s",
+            total,
+            task.label,
+            who,
+            ending.value,
+            outcome.error,
+            extra=extra,
         )

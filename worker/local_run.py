@@ -24,7 +24,7 @@ from cutq.worker.outcome import Ending, Outcome
 from cutq.worker.service import Service
 from cutq.worker.sinks import JsonlEventSink
 from cutq.worker.sources import StopReason
-from cutq.worker.sources.local import LocalSource, expand_paths
+from cutq.worker.sources.local import LocalSource, expand_paths, names_of
 from cutq.worker.task import Task
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,13 @@ def run_local(
     # over the same files are never mistaken for its own.
     job_model = service.runner.model.name if config.model_spec else None
     source = LocalSource(
-        files, config.default_output, options, job_model, max_attempts=3, renditions=renditions
+        files,
+        config.default_output,
+        options,
+        job_model,
+        max_attempts=3,
+        renditions=renditions,
+        names=names_of(files, inputs),  # SKU-1/front.jpg, not only front.jpg, in the events
     )
     began = time.monotonic()
     try:

@@ -257,7 +257,7 @@ class Pipeline:
 
     def _skip_if_done(self, admitted: Admitted) -> bool:
         """At-least-once delivery: when every result exists, re-emit the event and ack."""
-        done = results.lookup(admitted.results, self.storage.open)
+        done = results.lookup(admitted.results, self.storage.open, admitted.job.job_id)
         if done is not None:
             self._complete(admitted, done[0], duplicate=True, judged=done[1])
         return done is not None
@@ -394,6 +394,8 @@ class Pipeline:
             error_code(error),
             str(error),
             attributes=job.attributes if job else {},
+            ref=job.ref if job else None,
+            name=job.name if job else None,
             model=self.runner.model.describe(),
             attempt=delivery.delivery_attempt,
             timings_ms=task.finish(),
@@ -434,6 +436,8 @@ class Pipeline:
             "retries_exhausted",
             f"gave up after {attempt} attempts; see the log for each attempt's error",
             attributes=job.attributes if job else {},
+            ref=job.ref if job else None,
+            name=job.name if job else None,
             model=self.runner.model.describe(),
             attempt=attempt,
         )

@@ -7,8 +7,8 @@ project really has.
   ``cutq …`` is parsed by the real CLI's parser (a renamed or removed flag fails), ``make X``
   names a Makefile target, ``python -m M`` a module of this repository, ``pip install
   'cutq[E]'`` an extra of pyproject.toml; the cloud's own tools (gcloud, terraform, docker)
-  are listed in ``ELSEWHERE`` (tests/support/docs.py), since they need a project to run against. ``python``
-  blocks compile.
+  are listed in ``ELSEWHERE`` (tests/support/docs.py), since they need a project to run
+  against. ``python`` blocks compile.
 - The README's tour runs for real in tests/integration/test_docs_tour.py, and its two commands
   in CI (.ci/run).
 """

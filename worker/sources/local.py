@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from PIL import Image
 
-from cutq.core.contract import Options, OutputSpec, new_job
+from cutq.core.contract import Identity, Options, OutputSpec, new_job
 from cutq.core.renditions import Rendition
 from cutq.worker.imaging import HEIF_SUFFIXES
 from cutq.worker.sources import Intake, StopReason
@@ -82,8 +82,10 @@ class LocalSource:
         model: str | None = None,
         max_attempts: int = 3,
         renditions: tuple[Rendition, ...] = (),
+        names: Sequence[str] = (),
     ) -> None:
         self.files = files
+        self.names = names  # each file's job name, in the order of files (none: no names)
         self.output = output
         self.options = options or Options()
         self.model = model
@@ -108,6 +110,7 @@ class LocalSource:
                 model=self.model,
                 options=self.options,
                 renditions=self.renditions,
+                identity=Identity(name=self.names[index] if self.names else None),
             )
             published = datetime.fromtimestamp((generation or 0) / 1e9, timezone.utc)
             yield LocalDelivery(
@@ -158,3 +161,17 @@ class LocalSource:
             self._settled += 1
             if self._settled == len(self.files):
                 self._done.set()
+
+
+def names_of(files: Sequence[Path], inputs: Iterable[str | os.PathLike[str]]) -> list[str]:
+    """Each file's job ``name`` (docs/identity.md): its path relative to the first given
+    directory holding it; a file given itself (or outside them): its file name."""
+    roots = [Path(raw).absolute() for raw in inputs if Path(raw).is_dir()]
+
+    def name(path: Path) -> str:
+        for root in roots:
+            if path.is_relative_to(root):
+                return path.relative_to(root).as_posix()
+        return path.name
+
+    return [name(path) for path in files]
