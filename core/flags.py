@@ -41,6 +41,11 @@ def add_output_args(parser: argparse.ArgumentParser) -> None:
         f"event); repeatable, one model run for all: {', '.join(PRESETS)}",
     )
     group.add_argument(
+        "--accept-review",
+        action="store_true",
+        help="exit 0 when results only need review (else 4); a failed verdict still exits 3",
+    )
+    group.add_argument(
         "--foreground",
         choices=FOREGROUNDS,
         help="edge colours: ml estimates the subject's own colour under soft alpha (the "

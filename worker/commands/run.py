@@ -43,4 +43,4 @@ def handle(args: argparse.Namespace) -> int:
         renditions=renditions,
     )
     print(summary.render())
-    return 1 if summary.failed or summary.unfinished else 0
+    return int(summary.exit_code(args.accept_review))
