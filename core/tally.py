@@ -51,6 +51,11 @@ class Tally:
                     self.verdicts["unknown"] += 1
             self.flags.update(event.flags or ())
 
+    def add_unknown(self, renditions: int) -> None:
+        """A completed job seen without its event (only its objects): its verdicts unknown."""
+        with self._lock:
+            self.verdicts["unknown"] += renditions
+
     def render(self) -> str:
         """One line, e.g. ``verdicts: 4 pass, 1 review, 1 fail · flags: 1 edge, 1 empty``
         (empty when no result had a verdict and no job a flag)."""

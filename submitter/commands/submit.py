@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from cutq.core.errors import ConfigError, InvalidJob
 from cutq.core.flags import add_output_args, options_from_args, renditions_from_args
 from cutq.core.lanes import Lane
+from cutq.core.tally import Exit, Tally
 
 if TYPE_CHECKING:
     from cutq.core.contract import OutputSpec
@@ -34,7 +35,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="publish jobs for files, directories or a gs:// prefix",
         description="Publish one job per image. Local files are uploaded to --staging under a "
         "content-addressed name; gs:// and file:// inputs are listed lazily and published as "
-        "they are. Exits 1 if any input could not be submitted or any job failed.",
+        "they are. Exits 1 if any input could not be submitted or any job failed; with "
+        "--wait, 3 if a result failed its preset's verdict, 4 if one needs review (0 with "
+        "--accept-review); 5 if the inputs held no image (docs/verdicts.md).",
     )
     parser.add_argument("inputs", nargs="+", help="files, directories, gs://bucket/prefix")
     parser.add_argument("--topic", help="jobs topic projects/P/topics/T (CUTQ_JOBS_TOPIC)")
@@ -93,6 +96,7 @@ class Summary:
     pending: int = 0
     publish_s: float = 0.0
     failures: list[str] = field(default_factory=list)
+    tally: Tally = field(default_factory=Tally)  # verdicts and flags of the completed jobs
 
     def render(self) -> str:
         rate = (self.published + self.skipped) / self.publish_s if self.publish_s else 0.0
@@ -105,7 +109,8 @@ class Summary:
             line += f" ({self.expired} deadline_exceeded)" if self.expired else ""
             line += f", cancelled {self.cancelled}" if self.cancelled else ""
             line += f", pending {self.pending}" if self.pending else ""
-        return "\n".join([line, *self.failures[:20]])
+        verdicts = [f"  {self.tally.render()}"] if self.tally.render() else []
+        return "\n".join([line, *verdicts, *self.failures[:20]])
 
     @property
     def ok(self) -> bool:
@@ -228,7 +233,10 @@ def handle(args: argparse.Namespace) -> int:
             watcher.close()
         submitter.close()
     print(summary.render())
-    return 0 if summary.ok else 1
+    if not (summary.published or summary.skipped or summary.errors):
+        print(f"cutq submit: no image in {' '.join(args.inputs)}: nothing submitted")
+        return Exit.NO_INPUT
+    return summary.tally.exit_code(args.accept_review) if summary.ok else Exit.FAILED
 
 
 def _wait(
@@ -254,6 +262,10 @@ def _wait(
     for result in results:
         if result.ok:
             summary.completed += 1
+            if result.event is not None:
+                summary.tally.add(result.event)
+            else:  # seen by its objects only
+                summary.tally.add_unknown(len(args.preset))
         elif result.status == "cancelled":
             summary.cancelled += 1
         else:
