@@ -40,9 +40,7 @@ class Rules:
     tolerates: tuple[str, ...] = ()
 
     def describe(self) -> dict[str, Any]:
-        return {
-            key: value for key, value in vars(self).items() if value not in (None, False, ())
-        }
+        return {key: value for key, value in vars(self).items() if value not in (None, False, ())}
 
 
 @dataclass(frozen=True)
