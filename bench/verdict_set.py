@@ -150,6 +150,7 @@ def score(written: Mapping[str, Labelled], seen: Mapping[str, Mapping[str, Any]]
     table = {label: {"pass": 0, "review": 0, "fail": 0, "error": 0} for label in LABELS}
     rows, wrong_passes = [], []
     flags = {flag: {"tp": 0, "fp": 0, "fn": 0} for flag in FLAGS}
+    raised_on = {flag: dict.fromkeys(LABELS, 0) for flag in FLAGS}
     for name, item in written.items():
         got = seen.get(name, {"verdict": "error", "reasons": ["no event"], "flags": []})
         table[item.label][got["verdict"]] += 1
@@ -157,6 +158,7 @@ def score(written: Mapping[str, Labelled], seen: Mapping[str, Mapping[str, Any]]
             wrong_passes.append(name)
         for flag, count in flags.items():
             raised, present = flag in got["flags"], flag in item.flags
+            raised_on[flag][item.label] += raised
             count["tp"] += raised and present
             count["fp"] += raised and not present
             count["fn"] += present and not raised
@@ -168,15 +170,21 @@ def score(written: Mapping[str, Labelled], seen: Mapping[str, Mapping[str, Any]]
         "wrong_passes": wrong_passes,
         "good_passed": table["good"]["pass"],
         "good_review_share": round(table["good"]["review"] / max(1, goods), 3),
-        "flags": {
-            flag: {
-                **count,
-                "precision": _ratio(count["tp"], count["tp"] + count["fp"]),
-                "recall": _ratio(count["tp"], count["tp"] + count["fn"]),
-            }
-            for flag, count in flags.items()
-        },
+        "flags": {flag: _flag_row(count, raised_on[flag]) for flag, count in flags.items()},
         "rows": rows,
+    }
+
+
+def _flag_row(count: dict[str, int], raised_on: dict[str, int]) -> dict[str, Any]:
+    """Precision and recall against the flags read off the images; a flag nobody can see in
+    a photo (``uncertain`` is about the mask) has no hand labels: only where it was raised."""
+    labelled = count["tp"] + count["fn"]
+    return {
+        **count,
+        "labelled": labelled,
+        "precision": _ratio(count["tp"], count["tp"] + count["fp"]) if labelled else None,
+        "recall": _ratio(count["tp"], labelled),
+        "raised_on": raised_on,
     }
 
 
