@@ -233,7 +233,7 @@ def handle(args: argparse.Namespace) -> int:
             watcher.close()
         submitter.close()
     print(summary.render())
-    if not (summary.published or summary.skipped or summary.errors):
+    if not (summary.published or summary.skipped or summary.errors or args.resume_file):
         print(f"cutq submit: no image in {' '.join(args.inputs)}: nothing submitted")
         return Exit.NO_INPUT
     return summary.tally.exit_code(args.accept_review) if summary.ok else Exit.FAILED
