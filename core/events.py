@@ -35,16 +35,19 @@ class OutputInfo:
     height: int | None = None
     name: str | None = None  # the rendition's name (``cutout``/``mask`` for jobs without any)
     preset: str | None = None
-    verdict: str | None = None  # pass | fail, for a preset's rendition
+    verdict: str | None = None  # pass | review | fail, for a preset's rendition
     failed: tuple[str, ...] = ()  # the preset's rules it failed, in words
     figures: Mapping[str, Any] | None = None  # fill, purity, width, height, source size
+    reasons: tuple[str, ...] = ()  # every reason it is not ``pass``: failed rules, then flags'
 
     def to_json(self) -> dict[str, Any]:
         data = _drop_none(vars(self))
         if self.verdict is None:
             data.pop("failed")
+            data.pop("reasons")
         else:
             data["failed"] = list(self.failed)
+            data["reasons"] = list(self.reasons)
         return data
 
 
@@ -243,7 +246,13 @@ def event_from_cloudevent(document: Mapping[str, Any]) -> Event:
 
 
 def _output(fields: Mapping[str, Any]) -> OutputInfo:
-    return OutputInfo(**{**fields, "failed": tuple(fields.get("failed", ()))})
+    return OutputInfo(
+        **{
+            **fields,
+            "failed": tuple(fields.get("failed", ())),
+            "reasons": tuple(fields.get("reasons", ())),
+        }
+    )
 
 
 def _drop_none(mapping: dict[str, Any]) -> dict[str, Any]:

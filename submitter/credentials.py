@@ -3,8 +3,9 @@
 Without Application Default Credentials the client libraries fail deep inside their first
 call, after google-auth has logged a warning for each way it tried: a new user gets a
 traceback. :func:`require_credentials` asks google-auth first, quietly, and turns its answer
-into one configuration error (exit 2) that says what to run. Against the emulators (both
-``*_EMULATOR_HOST`` variables set, as ``out/stack.env`` sets them) no credentials are needed.
+into one configuration error (exit 2) that says what to run. Against the emulators (the
+``*_EMULATOR_HOST`` variables of the services a command uses, as ``out/stack.env`` sets them)
+no credentials are needed.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ NO_CREDENTIALS = (
 EMULATORS = ("PUBSUB_EMULATOR_HOST", "STORAGE_EMULATOR_HOST")
 
 
-def require_credentials(env: Mapping[str, str] = os.environ) -> None:
+def require_credentials(env: Mapping[str, str] = os.environ, *, storage: bool = True) -> None:
     """Raise :class:`ConfigError` naming ADC and the stack's env file when google-auth finds
-    no credentials (and the emulators are not both in use)."""
-    if all(env.get(name) for name in EMULATORS):
+    no credentials and a service the command uses is not emulated: Pub/Sub always, Cloud
+    Storage when ``storage`` (some URI is ``gs://``)."""
+    if all(env.get(name) for name in EMULATORS[: 2 if storage else 1]):
         return
     import google.auth
     from google.auth.exceptions import DefaultCredentialsError

@@ -107,6 +107,7 @@ def render(
             colours[mode, inside] = rgb
         return colours[mode, inside]
 
+    judged = quality.assess(alpha)  # before the verdicts: a flag can hold one back
     pictures = {}
     for result in results:
         rendition = result.rendition
@@ -128,10 +129,12 @@ def render(
         if rendition.preset is not None:
             background = rendition.background if rendition.kind == "cutout" else "#000000"
             rules = PRESETS[rendition.preset].rules
-            checked = verdict.check(data, background, rules, (image.width, image.height))
+            checked = verdict.check(
+                data, background, rules, (image.width, image.height), judged.flags
+            )
         pictures[result.name] = Picture(data, picture.width, picture.height, checked)
         del picture, source, rgb
-    return Rendering(pictures, quality.assess(alpha))
+    return Rendering(pictures, judged)
 
 
 def store(
@@ -184,6 +187,7 @@ def _output(result: Result, picture: Picture) -> OutputInfo:
         verdict=checked.verdict if checked else None,
         failed=checked.failed if checked else (),
         figures=checked.figures if checked else None,
+        reasons=checked.reasons if checked else (),
     )
 
 
@@ -255,6 +259,7 @@ def found(result: Result, info: ObjectInfo) -> OutputInfo:
     if entry:
         fields = json.loads(entry)
         fields["failed"] = tuple(fields.get("failed") or ())
+        fields["reasons"] = tuple(fields.get("reasons") or ())
         return OutputInfo(uri=result.uri, size=info.size, **fields)
     width, height = info.metadata.get("cutq-width"), info.metadata.get("cutq-height")
     return OutputInfo(

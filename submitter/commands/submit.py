@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from cutq.core.errors import ConfigError, InvalidJob
 from cutq.core.flags import add_output_args, options_from_args, renditions_from_args
 from cutq.core.lanes import Lane
+from cutq.core.tally import Exit, Tally
 
 if TYPE_CHECKING:
     from cutq.core.contract import OutputSpec
@@ -35,7 +36,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="publish jobs for files, directories or a gs:// prefix",
         description="Publish one job per image. Local files are uploaded to --staging under a "
         "content-addressed name; gs:// and file:// inputs are listed lazily and published as "
-        "they are. Exits 1 if any input could not be submitted or any job failed.",
+        "they are. Exits 1 if any input could not be submitted or any job failed; with "
+        "--wait, 3 if a result failed its preset's verdict, 4 if one needs review (0 with "
+        "--accept-review); 5 if the inputs held no image (docs/verdicts.md).",
     )
     parser.add_argument("inputs", nargs="+", help="files, directories, gs://bucket/prefix")
     parser.add_argument("--topic", help="jobs topic projects/P/topics/T (CUTQ_JOBS_TOPIC)")
@@ -105,6 +108,7 @@ class Summary:
     pending: int = 0
     publish_s: float = 0.0
     failures: list[str] = field(default_factory=list)
+    tally: Tally = field(default_factory=Tally)  # verdicts and flags of the completed jobs
 
     def render(self) -> str:
         rate = (self.published + self.skipped) / self.publish_s if self.publish_s else 0.0
@@ -117,7 +121,8 @@ class Summary:
             line += f" ({self.expired} deadline_exceeded)" if self.expired else ""
             line += f", cancelled {self.cancelled}" if self.cancelled else ""
             line += f", pending {self.pending}" if self.pending else ""
-        return "\n".join([line, *self.failures[:20]])
+        verdicts = [f"  {self.tally.render()}"] if self.tally.render() else []
+        return "\n".join([line, *verdicts, *self.failures[:20]])
 
     @property
     def ok(self) -> bool:
@@ -145,6 +150,11 @@ def handle(args: argparse.Namespace) -> int:
     lane = Lane(args.lane) if args.lane else default_lane(args.inputs)
     request = _request(args, config.output, lane)
     settings = _settings(args)
+    from cutq.submitter.credentials import require_credentials
+
+    uris = [*map(str, args.inputs), config.output, config.staging or ""]
+    # after every argument is checked: a typo is told first
+    require_credentials(storage=any(uri.startswith("gs://") for uri in uris))
     log.info("submitting to the %s lane (%s)", lane.value, config.topic_for(lane))
 
     summary = Summary()
@@ -155,9 +165,6 @@ def handle(args: argparse.Namespace) -> int:
         error = failure.error
         summary.failures.append(f"  error {failure.source}: {getattr(error, 'code', '')}: {error}")
 
-    from cutq.submitter.credentials import require_credentials
-
-    require_credentials()  # after every argument is checked: a typo is told first
     submitter = Submitter(config)
     spec = submitter.output_spec(request.output)
     settings = replace(settings, run_id=_start_run(submitter, spec, args, lane))
@@ -182,7 +189,10 @@ def handle(args: argparse.Namespace) -> int:
             watcher.close()
         submitter.close()
     print(summary.render())
-    return 0 if summary.ok else 1
+    if not (summary.published or summary.skipped or summary.errors or args.resume_file):
+        print(f"cutq submit: no image in {' '.join(args.inputs)}: nothing submitted")
+        return Exit.NO_INPUT
+    return summary.tally.exit_code(args.accept_review) if summary.ok else Exit.FAILED
 
 
 def _request(args: argparse.Namespace, output: str, lane: Lane) -> JobRequest:
@@ -255,6 +265,10 @@ def _wait(
     for result in results:
         if result.ok:
             summary.completed += 1
+            if result.event is not None:
+                summary.tally.add(result.event)
+            else:  # seen by its objects only
+                summary.tally.add_unknown(len(args.preset))
         elif result.status == "cancelled":
             summary.cancelled += 1
         else:

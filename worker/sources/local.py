@@ -28,18 +28,36 @@ from cutq.worker.sources import Intake, StopReason
 IMAGE_SUFFIXES = frozenset(Image.registered_extensions()) | frozenset(HEIF_SUFFIXES)
 
 
-def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
-    """Files as given, plus image files found (recursively, in name order) in directories."""
+def expand_paths(
+    paths: Iterable[str | os.PathLike[str]], skipped: Callable[[Path, str], None] | None = None
+) -> Iterator[Path]:
+    """Files as given, plus image files found (recursively, in name order) in directories.
+
+    ``skipped(path, reason)`` hears of each file a directory holds that is not taken for its
+    extension (hidden files and folders are passed over without a word).
+    """
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
             for directory, dirnames, filenames in os.walk(path):
                 dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
                 for name in sorted(filenames):
-                    if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES:
+                    if name.startswith("."):
+                        continue
+                    suffix = Path(name).suffix.lower()
+                    if suffix in IMAGE_SUFFIXES:
                         yield Path(directory, name).absolute()
+                    elif skipped is not None:
+                        skipped(Path(directory, name), skip_reason(suffix))
         else:
             yield path.absolute()
+
+
+def skip_reason(suffix: str) -> str:
+    """Why a file with this (lower-case) suffix is not taken from a directory."""
+    if not suffix:
+        return "no extension"
+    return f"{suffix}: not an image format this install reads"
 
 
 @dataclass(eq=False)
