@@ -47,14 +47,12 @@ from cutq.core.output import (  # re-exported: the contract's names, as before
     result_uris,
 )
 from cutq.core.renditions import Rendition, parse_renditions
+from cutq.core.validation import MAX_ATTRIBUTE_KEY_BYTES, MAX_ATTRIBUTE_VALUE_BYTES, MAX_ATTRIBUTES
 
 log = logging.getLogger(__name__)
 
 CONTRACT_VERSION = 1
 MAX_MESSAGE_BYTES = 64 * 1024  # far below Pub/Sub's 10 MB: a job is a pointer, never an image
-MAX_ATTRIBUTES = 32
-MAX_ATTRIBUTE_KEY_BYTES = 256  # Pub/Sub's own limits for attribute keys and values
-MAX_ATTRIBUTE_VALUE_BYTES = 1024
 JOB_ID_RE = re.compile(r"\A[A-Za-z0-9_][A-Za-z0-9_.=-]{0,127}\Z")  # \Z: "id\n" is not an id
 
 
@@ -305,7 +303,7 @@ def _parse_v1(body: Any, defaults: OutputSpec, publish_time: datetime) -> Job:
         output = parse_output(obj.get("output"), defaults)
     model = v.optional_str(obj.get("model"), "model", pattern=r"^[a-z0-9_-]{1,64}$")
     options = parse_options(obj.get("options"))
-    attributes = _parse_attributes(obj.get("attributes"))
+    attributes = v.attributes(obj.get("attributes"))
     identity = parse_identity(obj)
     job_id = obj.get("job_id")
     if job_id is None:
@@ -364,24 +362,6 @@ def _parse_notification(
     )
 
 
-def _parse_attributes(value: Any) -> dict[str, str]:
-    if value is None:
-        return {}
-    obj = v.require_object(value, "attributes")
-    if len(obj) > MAX_ATTRIBUTES:
-        raise InvalidJob(f"attributes: at most {MAX_ATTRIBUTES} entries, got {len(obj)}")
-    for key, item in obj.items():
-        if not isinstance(item, str):
-            raise InvalidJob(f"attributes.{key}: values must be strings, got {item!r}")
-        if len(key.encode()) > MAX_ATTRIBUTE_KEY_BYTES or not key or key.startswith("goog"):
-            raise InvalidJob(
-                f"attributes: invalid key {key[:40]!r} (1-256 bytes, no 'goog' prefix)"
-            )
-        if len(item.encode()) > MAX_ATTRIBUTE_VALUE_BYTES:
-            raise InvalidJob(f"attributes.{key}: value over {MAX_ATTRIBUTE_VALUE_BYTES} bytes")
-    return dict(obj)
-
-
 def _drop_none(mapping: dict[str, Any]) -> dict[str, Any]:
     return {key: item for key, item in mapping.items() if item is not None}
 
@@ -394,6 +374,9 @@ __all__ = [  # the output's names stay importable from here, as before core/outp
     "FORMATS",
     "KINDS",
     "LOSSY_FORMATS",
+    "MAX_ATTRIBUTES",
+    "MAX_ATTRIBUTE_KEY_BYTES",
+    "MAX_ATTRIBUTE_VALUE_BYTES",
     "RESIZES",
     "Foreground",
     "Format",
