@@ -80,9 +80,19 @@ class Model(ABC):
         Each output depends on its own input only: batching must never change a result.
         """
 
+    #: The weights' licence and whether it allows commercial use (``None``: not stated);
+    #: shown at start-up and in ``cutq eval``'s report (:meth:`terms`).
+    license: str | None = None
+    commercial_use: bool | None = None
+
     def describe(self) -> dict[str, str]:
         """Name and version, as completion events report them."""
         return {"name": self.name, "version": self.version}
+
+    def terms(self) -> dict[str, str]:
+        """``{"license": …, "commercial_use": "yes" | "no" | "unknown"}``."""
+        allowed = {True: "yes", False: "no", None: "unknown"}[self.commercial_use]
+        return {"license": self.license or "unknown", "commercial_use": allowed}
 
 
 def round_to_multiple(value: float, multiple: int) -> int:
