@@ -90,9 +90,15 @@ class Model(ABC):
         return {"name": self.name, "version": self.version}
 
     def terms(self) -> dict[str, str]:
-        """``{"license": …, "commercial_use": "yes" | "no" | "unknown"}``."""
-        allowed = {True: "yes", False: "no", None: "unknown"}[self.commercial_use]
-        return {"license": self.license or "unknown", "commercial_use": allowed}
+        """The licence and whether commercial use is allowed (:func:`terms`)."""
+        return terms(self.license, self.commercial_use)
+
+
+def terms(license: str | None, commercial_use: bool | None) -> dict[str, str]:
+    """``{"license": …, "commercial_use": "yes" | "no" | "unknown"}``, as start-up logs and
+    ``cutq eval``'s report show them."""
+    allowed = {True: "yes", False: "no", None: "unknown"}[commercial_use]
+    return {"license": license or "unknown", "commercial_use": allowed}
 
 
 def round_to_multiple(value: float, multiple: int) -> int:

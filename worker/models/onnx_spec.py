@@ -48,7 +48,7 @@ from PIL import Image
 from cutq.core.contract import Resize
 from cutq.core.errors import ConfigError
 from cutq.core.storage import scheme_of
-from cutq.worker.models.base import round_to_multiple
+from cutq.worker.models.base import round_to_multiple, terms
 
 #: What jobs may put in ``model`` (the job contract's pattern).
 NAME_PATTERN = r"[a-z0-9_-]{1,64}"
@@ -279,3 +279,29 @@ def _number(value: Any) -> bool:
 
 def _positive_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m cutq.worker.models.onnx_spec SPEC.json``: parse a spec (the image build
+    checks a baked one so); print its name, file and terms, or the error and exit 1."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m cutq.worker.models.onnx_spec SPEC.json", file=sys.stderr)
+        return 2
+    try:
+        spec = ModelSpec.load(args[0])
+    except ConfigError as error:
+        print(f"model spec {args[0]}: {error}", file=sys.stderr)
+        return 1
+    shown = terms(spec.license, spec.commercial_use)
+    print(
+        f"model spec {spec.name}: {spec.file} (sha256 {spec.sha256 or 'not pinned'}), "
+        f"licence {shown['license']}, commercial use {shown['commercial_use']}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
