@@ -19,7 +19,7 @@ from tests.support import onnx_graphs
 METRICS = ("iou", "mae", "s_measure", "max_f", "mean_f", "weighted_f", "mean_e")
 
 
-def dis_folder(root: Path, count: int = 4) -> list[str]:
+def dis_folder(root: Path, count: int = 3) -> list[str]:
     """Photos as JPEG (im/) and masks as PNG (gt/), the way DIS5K ships them."""
     (root / "im").mkdir(parents=True)
     (root / "gt").mkdir()
@@ -62,18 +62,19 @@ def test_eval_scores_a_dis_folder_as_pysodmetrics_does_two_models_side_by_side(
     spec = weak_spec(tmp_path)
     report, table, saved = tmp_path / "r.json", tmp_path / "scores.csv", tmp_path / "saved"
     code = main(
-        ["eval", "--data", str(data), "--device", "cpu", "--max-batch", "2", "--against",
-         str(spec), "--csv", str(table), "--json", str(report), "--save-dir", str(saved)]
+        ["eval", "--data", str(data), "--model-spec", str(spec), "--against", "u2netp",
+         "--csv", str(table), "--device", "cpu", "--max-batch", "2", "--json", str(report),
+         "--save-dir", str(saved)]
     )  # fmt: skip
     assert code == 0
     out = capsys.readouterr().out
-    assert "weighted F" in out and "mean E" in out and "Δ weak" in out
+    assert "weighted F" in out and "mean E" in out and "Δ u2netp" in out
     assert "u2netp: licence Apache-2.0, commercial use yes" in out
     assert "weak: licence CC-BY-NC-4.0, commercial use no" in out
     docs = json.loads(report.read_text())["reports"]
-    assert [d["model"]["name"] for d in docs] == ["u2netp", "weak"]
+    assert [d["model"]["name"] for d in docs] == ["weak", "u2netp"]  # as docs/models.md shows
     assert all(d["source"] == str(data) and d["seed"] is None for d in docs)
-    for doc, folder in ((docs[0], saved), (docs[1], saved / "weak")):
+    for doc, folder in ((docs[0], saved), (docs[1], saved / "u2netp")):
         assert [i["name"] for i in doc["images"]] == names
         # pysodmetrics' own evaluators, fed the masks cutq scored and the folder's gt files.
         mae, sm, wfm = sod.MAE(), sod.Smeasure(), sod.WeightedFmeasure()
@@ -96,7 +97,7 @@ def test_eval_scores_a_dis_folder_as_pysodmetrics_does_two_models_side_by_side(
         for key, value in expected.items():
             assert doc["mean"][key] == pytest.approx(float(value), abs=1e-9), key
         assert doc["dataset_max_f"] == pytest.approx(float(fm.get_results()["f"]["dynamic"].max()))
-    assert docs[0]["mean"]["s_measure"] > docs[1]["mean"]["s_measure"]  # the weak one is
+    assert docs[1]["mean"]["s_measure"] > docs[0]["mean"]["s_measure"]  # the weak one is
     with table.open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 2 * len(names)
