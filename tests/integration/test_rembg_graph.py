@@ -70,4 +70,4 @@ def test_rembg_u2netp_through_a_spec_gives_rembgs_masks(rembg_graph: Path, tmp_p
     # float32 (cutq) against float64 (rembg) normalisation moves a value across a uint8
     # truncation boundary now and then: one level, on a few pixels, never more.
     assert worst <= 1, f"max |Δ| {worst}/255"
-    assert differing / pixels < 0.01, f"{differing} of {pixels} pixels differ"
+    assert differing / pixels < 0.002, f"{differing} of {pixels} pixels differ"  # 0.01 % seen
