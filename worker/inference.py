@@ -127,15 +127,24 @@ class Runner:
         if self.arrays:  # onnxruntime may have had to fall back to the CPU (auto only)
             self.device = self.model.onnx_device
         self.backend.configure()
+        terms = self.model.terms()
         log.info(
-            "model %s %s ready on %s (%s, %s) in %.1fs",
+            "model %s %s ready on %s (%s, %s) in %.1fs; licence %s, commercial use %s",
             self.model.name,
             self.model.version,
             self.device,
             self.model.engine,
             str(self.dtype).removeprefix("torch."),
             time.perf_counter() - started,
+            terms["license"],
+            terms["commercial_use"],
         )
+        if self.model.commercial_use is False:
+            log.warning(
+                "model %s: its licence (%s) does not allow commercial use",
+                self.model.name,
+                terms["license"],
+            )
 
     def predict(self, tensors: Sequence[Any]) -> list[Any]:
         """Saliency maps (1×h×w, float32, on the device) for same-sized inputs, in order.

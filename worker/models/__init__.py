@@ -110,8 +110,8 @@ def custom_model(config: WorkerConfig, storage: Stores | None = None) -> Model:
 
 def _placement(config: WorkerConfig) -> onnx_engine.Placement:
     """Where an onnxruntime model runs: CUDA's execution provider for ``cuda``/``cuda:N``
-    (required) and for ``auto`` when the driver sees a GPU (torch need not be installed:
-    onnxruntime-gpu brings its own CUDA), else the CPU."""
+    and for ``auto`` when the driver sees a GPU (torch need not be installed: onnxruntime-gpu
+    brings its own CUDA; a missing provider stops the worker either way), else the CPU."""
     from cutq.worker.models.onnx_engine import Placement
 
     return Placement.for_device(config.device, config.platform.gpus)

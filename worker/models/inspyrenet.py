@@ -72,6 +72,8 @@ class InSPyReNet(Model):
     """InSPyReNet Swin-B salient-object network (90.7 M parameters, ~367 MB of weights)."""
 
     name: ClassVar[str] = "inspyrenet"
+    license = "MIT"  # plemeri/InSPyReNet and transparent-background
+    commercial_use = True
     gpu_precision: ClassVar[str] = "fp16"  # with the attention in fp32 (README, "GPU")
 
     def __init__(

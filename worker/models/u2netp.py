@@ -232,6 +232,8 @@ class U2NetP(Model):
     """cutq's embedded default model: U²-Net-p with bundled Apache-2.0 weights."""
 
     name = "u2netp"
+    license = "Apache-2.0"  # U-2-Net's weights (xuebinqin/U-2-Net)
+    commercial_use = True
     # fp16's masks missed IoU 0.99 against fp32 on some images (bf16's by far); the network is
     # small, so fp32 costs the GPU little (README, "GPU").
     gpu_precision = "fp32"

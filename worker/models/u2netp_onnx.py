@@ -188,6 +188,8 @@ class U2NetPOnnx(Model):
 
     name = "u2netp"
     engine = "onnxruntime"
+    license = "Apache-2.0"  # U-2-Net's weights (xuebinqin/U-2-Net)
+    commercial_use = True
 
     def __init__(
         self,
