@@ -13,8 +13,9 @@ from cutq.cli import build_parser, install_hint, main
 from cutq.core.control import control_uri, list_cancellations
 from cutq.core.errors import ConfigError
 from cutq.core.logs import LogSettings
-from cutq.core.storage import open_storage
+from cutq.core.storage import Storage, Stores, open_storage
 from cutq.worker.config import DEPRECATED_UNTIL, WorkerConfig
+from cutq.worker.models.fetch import fetch_checkpoint
 
 
 def test_log_settings_come_from_the_environment_and_the_flags_win() -> None:
@@ -83,3 +84,30 @@ def test_each_deprecated_name_has_its_removal_version_in_the_changelog(
     with caplog.at_level(logging.WARNING, logger="cutq.worker.config"):
         WorkerConfig.from_env({"CUTQ_LANES": "1"})
     assert f"removed in {DEPRECATED_UNTIL}" in caplog.text
+
+
+class Handed(Stores):
+    """The owner's backends: records what is opened through it; a download writes ``data``."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__()
+        self.data, self.opened = data, []
+
+    def open(self, uri: str) -> Storage:
+        self.opened.append(uri)
+        stores = self
+
+        class Downloads:
+            def download_to_path(self, uri: str, path: Path) -> None:
+                Path(path).write_bytes(stores.data)
+
+        return Downloads()  # type: ignore[return-value]
+
+
+def test_a_gs_checkpoint_is_fetched_through_the_storage_its_owner_passes(tmp_path: Path) -> None:
+    """Plausible mistake this catches: the process-wide ``open_storage`` (its own retry
+    policy, not the worker's) instead of the backends the worker built and passed in."""
+    storage = Handed(b"weights")
+    uri = "gs://models/graph.onnx"
+    path = fetch_checkpoint(uri, tmp_path / "cache", storage=storage)
+    assert path.read_bytes() == b"weights" and storage.opened == [uri]
