@@ -8,6 +8,13 @@
 # With the InSPyReNet checkpoint baked in (file placed in infra/docker/checkpoints/):
 #   docker build --build-arg INSPYRENET_CHECKPOINT=ckpt_base.pth \
 #                --build-arg INSPYRENET_CHECKPOINT_SHA256=<sha256> -t cutq .
+# With an ONNX model and its spec baked in (docs/models.md): the graph from a file in
+# infra/docker/models/ or a URL fetched during the build, its SHA-256 mandatory, the spec
+# (JSON) in infra/docker/models/; the worker then serves it (CUTQ_MODEL_SPEC):
+#   docker build --build-arg MODEL_URL=https://…/model.onnx --build-arg MODEL_SHA256=<sha256> \
+#                --build-arg MODEL_SPEC=birefnet.json -t cutq .
+# The ONNX GPU image (onnxruntime-gpu for CUDA 12 and its nvidia-*-cu12 libraries, no torch:
+# worker/onnx_builds.py): --build-arg EXTRAS=gpu-onnx --build-arg TORCH_VERSION=
 #
 # CUDA: the torch wheel carries its own CUDA runtime; Cloud Run mounts the NVIDIA driver, and
 # the wheel's CUDA version must be one that driver runs. Cloud Run documents driver 535 (CUDA
@@ -69,11 +76,24 @@ RUN set -eu; \
         fi; \
     fi
 
+# --- model: optional ONNX graph + spec baked into the image (infra/docker/bake_model.py) ----
+FROM ${PYTHON_IMAGE} AS model
+
+ARG MODEL_URL=""
+ARG MODEL_SHA256=""
+ARG MODEL_SPEC=""
+
+COPY infra/docker/build-steps.sh infra/docker/bake_model.py /opt/cutq/build/
+COPY infra/docker/models/ /model-src/
+# Wrong or missing hash: the build stops here, saying so in one line.
+RUN MODEL_SOURCE_DIR=/model-src MODEL_DIR=/opt/cutq/models /opt/cutq/build/build-steps.sh model
+
 # --- runtime -----------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
 
 ARG INSPYRENET_CHECKPOINT=""
 ARG INSPYRENET_CHECKPOINT_SHA256=""
+ARG MODEL_URL=""
 
 # libGL/glib for OpenCV (imported by transparent-background); nothing else from the distro.
 # hadolint ignore=DL3008
@@ -99,6 +119,7 @@ ENV PATH=/opt/venv/bin:$PATH \
 
 # Rarely changing layers first: weights, then the dependency virtualenv.
 COPY --from=checkpoint /opt/cutq/checkpoints /opt/cutq/checkpoints
+COPY --from=model /opt/cutq/models /opt/cutq/models
 COPY --from=deps /opt/venv /opt/venv
 
 # Pre-import (and so pre-compile) the heavy dependencies now instead of on the first job:
@@ -123,8 +144,10 @@ RUN /opt/cutq/build/build-steps.sh app
 
 # The checkpoint path is set only when one was baked in; an empty value means "none"
 # (CUTQ_CHECKPOINT from the Cloud Run configuration, e.g. a gs:// URI, then applies).
+# Likewise CUTQ_MODEL_SPEC, set only when a model was baked in (empty: the bundled u2netp).
 ENV CUTQ_CHECKPOINT=${INSPYRENET_CHECKPOINT:+/opt/cutq/checkpoints/inspyrenet.pth} \
-    CUTQ_CHECKPOINT_SHA256=${INSPYRENET_CHECKPOINT_SHA256}
+    CUTQ_CHECKPOINT_SHA256=${INSPYRENET_CHECKPOINT_SHA256} \
+    CUTQ_MODEL_SPEC=${MODEL_URL:+/opt/cutq/models/model.json}
 
 WORKDIR /home/cutq
 USER 10001:10001

@@ -30,6 +30,7 @@ from cutq.core.storage import open_storage, to_uri
 from cutq.worker import imaging
 from cutq.worker.config import WorkerConfig
 from cutq.worker.inference import Runner
+from cutq.worker.joblog import JobLog
 from cutq.worker.pipeline import Pipeline
 from cutq.worker.sinks import EventSink, JsonlEventSink
 from cutq.worker.sources.local import LocalDelivery
@@ -141,7 +142,8 @@ def run_local(
     output = OutputSpec(uri=to_uri(out_dir), format=config.output_format)  # type: ignore[arg-type]
     jobs = [new_job(p.as_uri(), output, options=Options(resize=config.resize)) for p in files]  # type: ignore[arg-type]
     sink = RecordingSink(JsonlEventSink(out_dir / "events.jsonl"))
-    pipeline = Pipeline(config.replace(output=output.uri), runner, sink)
+    # The job log as the worker's Service composes it: the measured path is the worker's.
+    pipeline = Pipeline(config.replace(output=output.uri), runner, sink, observers=[JobLog()])
     settled = threading.Semaphore(0)
     submitted: dict[str, float] = {}
     pipeline.start()

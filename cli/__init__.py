@@ -18,14 +18,20 @@ from collections.abc import Sequence
 
 from cutq.core.errors import ConfigError, CutqError
 
-# module → the extra its handlers need beyond the light client
+# module → the extra its handlers need beyond the light client (the smallest that serves:
+# `cpu` is 274 MB where torch's `gpu` is ~5.9 GB)
 COMMAND_MODULES = {
-    "cutq.worker.commands.run": "worker",
-    "cutq.worker.commands.worker": "worker",
+    "cutq.worker.commands.run": "cpu",
+    "cutq.worker.commands.worker": "cpu",
     "cutq.worker.commands.eval": "eval",
-    "cutq.worker.commands.report": "worker",
+    "cutq.worker.commands.report": "cpu",
     "cutq.submitter.commands.submit": None,
     "cutq.submitter.commands.cancel": None,
+}
+# What to add to an extra's install line: where a GPU or torch is wanted instead.
+ALTERNATIVES = {
+    "cpu": " (on a GPU: 'cutq[gpu-onnx]'; for torch models such as inspyrenet: install torch, "
+    "then 'cutq[gpu]'; see the README)",
 }
 
 
@@ -53,25 +59,21 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        from cutq.core.logs import setup_logging
+        from cutq.core.logs import LogSettings
 
-        setup_logging(
-            args.log_format or os.environ.get("CUTQ_LOG_FORMAT", "auto"),
-            args.log_level or os.environ.get("CUTQ_LOG_LEVEL", "INFO"),
-        )
+        LogSettings.from_env(os.environ, format=args.log_format, level=args.log_level).apply()
         return int(args.handler(args))
     except ModuleNotFoundError as error:
         if not _is_third_party(error) or args.extra is None:
             raise
-        print(
-            f"cutq {args.command}: {error}: this command needs the {args.extra!r} extra: "
-            f"pip install 'cutq[{args.extra}]' (install torch first; see the README)",
-            file=sys.stderr,
-        )
+        print(install_hint(args.command, error, args.extra), file=sys.stderr)
         return 2
     except ConfigError as error:
         print(f"cutq: configuration error: {error}", file=sys.stderr)
         return 2
+    except CutqError as error:
+        print(f"cutq: {error.code}: {error}", file=sys.stderr)
+        return 1
     except Exception as error:
         if not _no_credentials(error):
             raise
@@ -79,11 +81,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(f"cutq: configuration error: {NO_CREDENTIALS}", file=sys.stderr)
         return 2
-    except CutqError as error:
-        print(f"cutq: {error.code}: {error}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         return 130
+
+
+def install_hint(command: str, error: ModuleNotFoundError, extra: str) -> str:
+    """The line that says which extra ``command`` needs, and the ``pip install`` to run."""
+    return (
+        f"cutq {command}: {error}: this command needs the {extra!r} extra: "
+        f"pip install 'cutq[{extra}]'{ALTERNATIVES.get(extra, '')}"
+    )
 
 
 def _no_credentials(error: Exception) -> bool:

@@ -85,21 +85,59 @@ def parse_expiry(body: Mapping[str, Any]) -> Expiry | None:
     return Expiry(_parse_deadline(deadline), _parse_ttl(ttl_s))
 
 
-def _parse_deadline(value: Any) -> datetime | None:
-    if value is None:
-        return None
+# RFC 3339 section 5.6 ``date-time``, nothing more: ``datetime.fromisoformat`` alone would also
+# take ISO 8601's week dates, basic format, ``+0100`` offsets and times with no offset. With
+# this grammar checked first, building the datetime needs no parser library; a leap second
+# (``:60``) is refused (``datetime`` cannot hold one).
+_RFC3339 = re.compile(
+    r"\A(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
+    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))\Z",
+    re.ASCII,
+)
+
+
+def parse_rfc3339(value: Any, what: str = "deadline") -> datetime:
+    """An RFC 3339 ``date-time`` with its offset (``Z`` or ``±hh:mm``), in UTC.
+
+    Raises :class:`InvalidJob` naming ``what`` for anything else: another ISO 8601 form, a
+    time without an offset, an impossible date or offset, or one outside years 1-9999 once
+    moved to UTC (``9999-12-31T23:59:59-01:00``).
+    """
     if not isinstance(value, str):
-        raise InvalidJob(f"deadline: expected an RFC 3339 time string, got {value!r}")
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        parsed = None
-    if parsed is None or "T" not in value.upper() or parsed.tzinfo is None:
+        raise InvalidJob(f"{what}: expected an RFC 3339 time string, got {value!r:.80}")
+    match = _RFC3339.match(value)
+    if match is None:
         raise InvalidJob(
-            f"deadline: expected an RFC 3339 time with an offset, e.g. "
-            f"'2026-12-02T10:00:30Z', got {value[:60]!r}"
+            f"{what}: expected an RFC 3339 time with an offset, e.g. "
+            f"'2026-12-02T10:00:30Z' or '2026-12-02T11:00:30+01:00', got {value[:60]!r}"
         )
-    return parsed.astimezone(timezone.utc)
+    year, month, day, hour, minute, second, fraction, _, sign, off_h, off_m = match.groups()
+    try:
+        if int(off_h or 0) > 23 or int(off_m or 0) > 59:
+            raise ValueError(f"offset {sign}{off_h}:{off_m} out of range")
+        offset = timedelta(hours=int(off_h or 0), minutes=int(off_m or 0))
+        local = datetime(
+            int(year),
+            int(month),
+            int(day),
+            int(hour),
+            int(minute),
+            int(second),
+            int((fraction or "0")[:6].ljust(6, "0")),
+            tzinfo=timezone(-offset if sign == "-" else offset),
+        )
+    except ValueError as error:
+        raise InvalidJob(f"{what}: {value[:60]!r} is not a valid time: {error}") from None
+    try:
+        return local.astimezone(timezone.utc)
+    except (ValueError, OverflowError):
+        raise InvalidJob(
+            f"{what}: {value[:60]!r} is outside the years 0001-9999 once moved to UTC"
+        ) from None
+
+
+def _parse_deadline(value: Any) -> datetime | None:
+    return None if value is None else parse_rfc3339(value, "deadline")
 
 
 def _parse_ttl(value: Any) -> float | None:
@@ -131,8 +169,11 @@ def control_uri(output: str, control: str | None = None) -> str:
 
 
 def run_id_of(attributes: Mapping[str, str]) -> str | None:
-    """The bulk run a message belongs to (its ``cutq.run_id`` attribute), if any."""
-    return attributes.get(RUN_ID_ATTRIBUTE) or None
+    """The bulk run a message belongs to (its ``cutq.run_id`` attribute), if any; checked as
+    ``cutq cancel`` checks a run id (:func:`check_id`), so a run a worker accepts can always be
+    cancelled. Raises :class:`InvalidJob` for a malformed one."""
+    value = attributes.get(RUN_ID_ATTRIBUTE)
+    return None if value is None else check_id(value, f"attributes[{RUN_ID_ATTRIBUTE!r}]")
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -142,10 +183,11 @@ def new_run_id(now: datetime | None = None) -> str:
 
 
 def check_id(value: str, what: str) -> str:
+    """``value`` when it is a well-formed run or job id; :class:`InvalidJob` naming ``what``."""
     if not isinstance(value, str) or not RUN_ID_RE.match(value):
         raise InvalidJob(
             f"{what}: must be 1-128 characters of A-Z a-z 0-9 _ . = -, not starting with "
-            f"'.' or '-'; got {value!r}"
+            f"'.' or '-'; got {value!r:.80}"
         )
     return value
 

@@ -5,7 +5,10 @@ A job that fails with a :class:`PermanentError` can never succeed as sent: the w
 :class:`TransientError` may succeed later: the worker nacks, Pub/Sub's retry policy backs off,
 and after the subscription's max delivery attempts the message lands in the dead-letter topic.
 Anything else that escapes a job is treated as transient (see :func:`is_permanent`), so an
-unexpected bug parks messages in the dead-letter topic instead of silently dropping them.
+unexpected bug parks messages in the dead-letter topic instead of silently dropping them;
+except while parsing a message: whatever raises there, the message cannot be parsed and is
+:class:`InvalidJob` (:func:`cutq.core.contract.parse_job`), since retrying the same bytes
+cannot help.
 """
 
 from __future__ import annotations
@@ -84,6 +87,13 @@ class OutputUnencodable(PermanentError):
     """The result cannot be written in the requested format (e.g. WebP past 16383 px a side)."""
 
     code = "output_unencodable"
+
+
+class OutputCollision(PermanentError):
+    """A result's name is taken by another job's object (an ``output.template`` too narrow):
+    create-only, so nothing was overwritten."""
+
+    code = "output_collision"
 
 
 class UnknownModel(PermanentError):

@@ -19,6 +19,8 @@ EVENT_TYPE_PREFIX = "dev.cutq.job."
 EVENT_SOURCE = "//cutq/worker"
 
 Status = Literal["completed", "failed", "cancelled"]
+#: Attributes the event sets itself; a job's echoed attributes of these names are dropped.
+RESERVED_ATTRIBUTES = ("job_id", "status", "error_code", "ref", "name")
 TIMING_STAGES = ("queue", "download", "decode", "batch_wait", "infer", "encode", "upload", "total")
 
 
@@ -33,16 +35,19 @@ class OutputInfo:
     height: int | None = None
     name: str | None = None  # the rendition's name (``cutout``/``mask`` for jobs without any)
     preset: str | None = None
-    verdict: str | None = None  # pass | fail, for a preset's rendition
+    verdict: str | None = None  # pass | review | fail, for a preset's rendition
     failed: tuple[str, ...] = ()  # the preset's rules it failed, in words
     figures: Mapping[str, Any] | None = None  # fill, purity, width, height, source size
+    reasons: tuple[str, ...] = ()  # every reason it is not ``pass``: failed rules, then flags'
 
     def to_json(self) -> dict[str, Any]:
         data = _drop_none(vars(self))
         if self.verdict is None:
             data.pop("failed")
+            data.pop("reasons")
         else:
             data["failed"] = list(self.failed)
+            data["reasons"] = list(self.reasons)
         return data
 
 
@@ -65,6 +70,8 @@ class Event:
     duplicate: bool = False
     flags: tuple[str, ...] | None = None  # quality flags of a completed job (None: unknown)
     quality: Mapping[str, float] | None = None  # the figures behind the flags
+    ref: str | None = None  # the job's client reference (e.g. a SKU), when it has one
+    name: str | None = None  # the source's original name, when the job carries it
     time: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
     @classmethod
@@ -95,6 +102,8 @@ class Event:
             duplicate=duplicate,
             flags=flags,
             quality=dict(quality) if quality is not None else None,
+            ref=job.ref,
+            name=job.name,
         )
 
     @classmethod
@@ -109,6 +118,8 @@ class Event:
         model: Mapping[str, str] | None = None,
         attempt: int | None = None,
         timings_ms: Mapping[str, float] | None = None,
+        ref: str | None = None,
+        name: str | None = None,
     ) -> Event:
         """The job can never succeed as sent: ``code`` is a stable error code."""
         return cls(
@@ -121,6 +132,8 @@ class Event:
             error_code=code,
             error_message=message[:1000],
             attributes=dict(attributes or {}),
+            ref=ref,
+            name=name,
         )
 
     @classmethod
@@ -143,7 +156,13 @@ class Event:
             timings_ms=dict(timings_ms or {}),
             error_message=message[:1000],
             attributes=job.attributes,
+            ref=job.ref,
+            name=job.name,
         )
+
+    def as_duplicate(self) -> Event:
+        """This ending as a later delivery reports it: an earlier one already did."""
+        return replace(self, duplicate=True, batch_size=None)
 
     def with_time(self, time: datetime) -> Event:
         return replace(self, time=time)
@@ -162,6 +181,7 @@ class Event:
             "attributes": dict(self.attributes),
             "duplicate": self.duplicate,
         }
+        data.update(_drop_none({"ref": self.ref, "name": self.name}))
         if self.flags is not None:
             data["flags"] = list(self.flags)
             data["quality"] = dict(self.quality or {})
@@ -186,11 +206,11 @@ class Event:
     def message_attributes(self) -> dict[str, str]:
         """Pub/Sub attributes so subscribers can filter without parsing the body."""
         attributes = {
-            key: value
-            for key, value in self.attributes.items()
-            if key not in ("job_id", "status", "error_code")
+            key: value for key, value in self.attributes.items() if key not in RESERVED_ATTRIBUTES
         }
         attributes.update(job_id=self.job_id, status=self.status)
+        # Both fit: the contract caps a ref at 256 and a name at 1024 bytes (Pub/Sub's limit).
+        attributes.update(_drop_none({"ref": self.ref, "name": self.name}))
         if self.error_code:
             attributes["error_code"] = self.error_code
         if self.flags is not None:  # route on them: attributes.flags, or hasPrefix/flag_<name>
@@ -219,12 +239,20 @@ def event_from_cloudevent(document: Mapping[str, Any]) -> Event:
         duplicate=data.get("duplicate", False),
         flags=tuple(data["flags"]) if "flags" in data else None,
         quality=data.get("quality"),
+        ref=data.get("ref"),
+        name=data.get("name"),
         time=datetime.fromisoformat(document["time"].replace("Z", "+00:00")),
     )
 
 
 def _output(fields: Mapping[str, Any]) -> OutputInfo:
-    return OutputInfo(**{**fields, "failed": tuple(fields.get("failed", ()))})
+    return OutputInfo(
+        **{
+            **fields,
+            "failed": tuple(fields.get("failed", ())),
+            "reasons": tuple(fields.get("reasons", ())),
+        }
+    )
 
 
 def _drop_none(mapping: dict[str, Any]) -> dict[str, Any]:

@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import argparse
 
-from cutq.core.contract import COLOURS, FOREGROUNDS, FORMATS, KINDS, METADATA, RESIZES, Options
+from cutq.core.contract import FOREGROUNDS, FORMATS, KINDS, RESIZES, Options
 from cutq.core.errors import ConfigError, InvalidJob
+from cutq.core.options import COLOURS, METADATA
 from cutq.core.presets import PRESETS
-from cutq.core.renditions import Rendition, presets
+from cutq.core.renditions import FRAME_FIELDS, RENDITION_FIELDS, Rendition, parse_renditions
+
+#: What ``--preset NAME:field=value`` may set: a rendition's own fields and its frame's.
+OVERRIDABLE = tuple(sorted(RENDITION_FIELDS - {"preset", "frame"})) + tuple(sorted(FRAME_FIELDS))
 
 
 def add_output_args(parser: argparse.ArgumentParser) -> None:
@@ -35,10 +39,16 @@ def add_output_args(parser: argparse.ArgumentParser) -> None:
         "--preset",
         action="append",
         default=[],
-        metavar="NAME",
-        choices=tuple(PRESETS),
-        help="one rendition per preset, each checked against its rules (pass/fail in the "
-        f"event); repeatable, one model run for all: {', '.join(PRESETS)}",
+        metavar="NAME[:FIELD=VALUE,...]",
+        help="one rendition per preset, each checked against its rules (verdict pass, review "
+        f"or fail in the event); repeatable, one model run for all: {', '.join(PRESETS)}. "
+        "Override its fields after a colon, e.g. amazon-main:upscale=true,margin=0.05 "
+        "(two of one preset need name=...)",
+    )
+    group.add_argument(
+        "--accept-review",
+        action="store_true",
+        help="exit 0 when results only need review (else 4); a failed verdict still exits 3",
     )
     group.add_argument(
         "--foreground",
@@ -99,7 +109,49 @@ def renditions_from_args(args: argparse.Namespace) -> tuple[Rendition, ...]:
             f"--preset sets the output itself: drop --{', --'.join(clashing)} "
             "(or submit jobs with renditions of your own)"
         )
+    entries = [preset_entry(text) for text in args.preset]
+    for text, entry in zip(args.preset, entries, strict=True):
+        try:
+            parse_renditions([entry])
+        except InvalidJob as error:
+            message = str(error).removeprefix("renditions[0].")
+            raise ConfigError(f"--preset {text}: {message}") from None
     try:
-        return presets(*args.preset)
-    except InvalidJob as error:
-        raise ConfigError(f"--preset: {error}") from None
+        return parse_renditions(entries)
+    except InvalidJob as error:  # repeated names, too many
+        raise ConfigError(f"--preset: {error} (name each: --preset NAME:name=other,...)") from None
+
+
+def preset_entry(text: str) -> dict[str, object]:
+    """``NAME`` or ``NAME:field=value[,field=value]`` as a job's rendition object: frame
+    fields go into its ``frame``; values read as true/false, integers, decimals, else text."""
+    name, colon, rest = text.partition(":")
+    if name not in PRESETS:
+        raise ConfigError(f"--preset {text}: unknown preset {name!r}; known: {', '.join(PRESETS)}")
+    entry: dict[str, object] = {"preset": name}
+    frame: dict[str, object] = {}
+    for pair in rest.split(",") if colon else ():
+        key, equals, value = (part.strip() for part in pair.partition("="))
+        if not equals or not key:
+            raise ConfigError(f"--preset {text}: expected NAME:field=value[,field=value]")
+        if key not in OVERRIDABLE:
+            raise ConfigError(
+                f"--preset {text}: unknown field {key!r}; fields: {', '.join(OVERRIDABLE)}"
+            )
+        if key in entry or key in frame:
+            raise ConfigError(f"--preset {text}: {key} given twice")
+        (frame if key in FRAME_FIELDS else entry)[key] = _value(value)
+    if frame:
+        entry["frame"] = frame
+    return entry
+
+
+def _value(text: str) -> object:
+    if text in ("true", "false"):
+        return text == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text

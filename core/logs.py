@@ -11,6 +11,8 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -26,6 +28,8 @@ _EXTRA_FIELDS = (
     "queue_depth",
     "ack_failed",
     "lane",
+    "ref",
+    "source_name",
 )
 
 
@@ -66,6 +70,37 @@ class StandardStreamHandler(logging.StreamHandler):
     @stream.setter
     def stream(self, value: Any) -> None:
         """``StreamHandler`` sets one at construction; the current one is always used."""
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """How the process logs: ``CUTQ_LOG_FORMAT`` and ``CUTQ_LOG_LEVEL``, read once by the
+    command line (:meth:`from_env`), its ``--log-format`` and ``--log-level`` winning."""
+
+    format: str = "auto"  # auto (JSON on Cloud Run) | json | text
+    level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        if self.format not in LOG_FORMATS:
+            raise ConfigError(
+                f"log format must be one of {', '.join(LOG_FORMATS)}, not {self.format!r}"
+            )
+        if not isinstance(logging.getLevelName(self.level.upper()), int):
+            raise ConfigError(
+                f"unknown log level {self.level!r}; use DEBUG, INFO, WARNING or ERROR"
+            )
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str], *, format: str | None = None, level: str | None = None
+    ) -> LogSettings:
+        return cls(
+            format or environ.get("CUTQ_LOG_FORMAT") or "auto",
+            level or environ.get("CUTQ_LOG_LEVEL") or "INFO",
+        )
+
+    def apply(self) -> None:
+        setup_logging(self.format, self.level)
 
 
 def setup_logging(fmt: str = "auto", level: str = "INFO") -> None:

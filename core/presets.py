@@ -4,7 +4,7 @@ made from one must meet.
 A preset's ``fields`` are exactly what a job could write in a rendition itself (see
 :mod:`cutq.core.renditions`); a job naming a preset may override any of them. Its ``rules``
 are checked after encoding, on the encoded bytes (:mod:`cutq.worker.verdict`), and the event
-says ``pass`` or ``fail`` with each rule that failed.
+says ``pass``, ``review`` or ``fail`` with each reason (docs/verdicts.md).
 
 Sources for the rules (the marketplaces' seller help pages): Amazon main images on pure white
 (RGB 255,255,255), the product filling at least 85 % of the frame, at least 1000 px on the
@@ -27,6 +27,8 @@ class Rules:
     ``fill_min``/``fill_max``: the subject's bounding box over the canvas, on the axis where it
     fills most; ``purity_min``: the share of the border ring's pixels exactly at the background
     colour (alpha exactly 0 on transparency); ``min_side``: the output's longer side, in px.
+    ``tolerates``: quality flags that do not make its result ``review`` (by default every
+    flag that says a result may be wrong does; see docs/verdicts.md).
     """
 
     fill_min: float | None = None
@@ -35,9 +37,10 @@ class Rules:
     min_side: int | None = None
     min_side_reason: str = "minimum"
     square: bool = False
+    tolerates: tuple[str, ...] = ()
 
     def describe(self) -> dict[str, Any]:
-        return {key: value for key, value in vars(self).items() if value not in (None, False)}
+        return {key: value for key, value in vars(self).items() if value not in (None, False, ())}
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,7 @@ PRESETS: dict[str, Preset] = {
                 min_side=800,
                 min_side_reason="zoom minimum",
                 square=True,
+                tolerates=("multiple",),  # a storefront square may show a set
             ),
         ),
         Preset(
@@ -112,7 +116,7 @@ PRESETS: dict[str, Preset] = {
                 "foreground": "ml",
                 "frame": {"width": 400, "height": 400, "margin": 0.05},
             },
-            Rules(fill_min=0.80, fill_max=0.95, square=True),
+            Rules(fill_min=0.80, fill_max=0.95, square=True, tolerates=("multiple",)),
         ),
     )
 }

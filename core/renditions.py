@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from cutq.core import validation as v
 from cutq.core.errors import InvalidJob
+from cutq.core.output import FOREGROUNDS, FORMATS, LOSSY_FORMATS, OutputSpec, check_output
 from cutq.core.presets import PRESETS
 
 Fit = Literal["contain", "cover"]
@@ -26,7 +27,7 @@ MAX_RENDITIONS = 8
 MAX_SIDE = 16383  # the largest side any of our formats holds (WebP's limit)
 MAX_MARGIN = 0.45  # a fraction of the canvas per side: the subject keeps at least 10 %
 
-_FRAME_FIELDS = {
+FRAME_FIELDS = {
     "crop",
     "margin",
     "margin_px",
@@ -39,7 +40,7 @@ _FRAME_FIELDS = {
 }
 # Frame fields that exclude each other: a job giving one side drops a preset's other side.
 _ALTERNATIVES = (({"margin"}, {"margin_px"}), ({"width", "height"}, {"longest"}))
-_RENDITION_FIELDS = {
+RENDITION_FIELDS = {
     "name",
     "preset",
     "format",
@@ -119,11 +120,8 @@ def parse_renditions(value: Any) -> tuple[Rendition, ...]:
 
 
 def parse_rendition(value: Any, where: str) -> Rendition:
-    # Imported here, not at the top: the contract imports this module for its types.
-    from cutq.core.contract import FOREGROUNDS, FORMATS, LOSSY_FORMATS, OutputSpec, check_output
-
     obj = v.require_object(value, where)
-    v.reject_unknown(obj, _RENDITION_FIELDS, where)
+    v.reject_unknown(obj, RENDITION_FIELDS, where)
     preset_name = obj.get("preset")
     fields: dict[str, Any] = {}
     if preset_name is not None:
@@ -170,7 +168,7 @@ def parse_rendition(value: Any, where: str) -> Rendition:
 
 def parse_frame(value: Any, where: str) -> Frame:
     obj = v.require_object(value, where)
-    v.reject_unknown(obj, _FRAME_FIELDS, where)
+    v.reject_unknown(obj, FRAME_FIELDS, where)
     margin, margin_px = obj.get("margin"), obj.get("margin_px")
     if margin is not None and margin_px is not None:
         raise InvalidJob(f"{where}: give margin (a fraction) or margin_px, not both")

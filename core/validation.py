@@ -10,6 +10,9 @@ from urllib.parse import unquote
 from cutq.core.errors import InvalidJob
 
 MAX_URI_CHARS = 2048
+MAX_ATTRIBUTES = 32
+MAX_ATTRIBUTE_KEY_BYTES = 256  # Pub/Sub's own limits for attribute keys and values
+MAX_ATTRIBUTE_VALUE_BYTES = 1024
 MAX_OBJECT_NAME_BYTES = 1024  # Cloud Storage's limit, in UTF-8 bytes
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # CR and LF included: never in a name or a log line
 _DOT_SEGMENTS = {".", ".."}
@@ -104,3 +107,22 @@ def flag(value: Any, name: str) -> bool:
     if not isinstance(value, bool):
         raise InvalidJob(f"{name}: expected true or false, got {value!r}")
     return value
+
+
+def attributes(value: Any) -> dict[str, str]:
+    """A job's ``attributes``: string values within Pub/Sub's limits, echoed into events."""
+    if value is None:
+        return {}
+    obj = require_object(value, "attributes")
+    if len(obj) > MAX_ATTRIBUTES:
+        raise InvalidJob(f"attributes: at most {MAX_ATTRIBUTES} entries, got {len(obj)}")
+    for key, item in obj.items():
+        if not isinstance(item, str):
+            raise InvalidJob(f"attributes.{key}: values must be strings, got {item!r}")
+        if len(key.encode()) > MAX_ATTRIBUTE_KEY_BYTES or not key or key.startswith("goog"):
+            raise InvalidJob(
+                f"attributes: invalid key {key[:40]!r} (1-256 bytes, no 'goog' prefix)"
+            )
+        if len(item.encode()) > MAX_ATTRIBUTE_VALUE_BYTES:
+            raise InvalidJob(f"attributes.{key}: value over {MAX_ATTRIBUTE_VALUE_BYTES} bytes")
+    return dict(obj)

@@ -1,4 +1,5 @@
-"""Building blocks for bulk submission: lazy inputs, a rate limiter, a checkpoint, a done-index.
+"""Bulk submission: :func:`submit_bulk` (what ``cutq submit`` runs for folders and prefixes)
+and its building blocks: lazy inputs, a rate limiter, a checkpoint, a done-index.
 
 Everything here streams: a bucket prefix is listed page by page and each object becomes a job
 as it is listed, so memory does not grow with the number of inputs.
@@ -17,23 +18,146 @@ a prefix dedicated to the batch, since the whole ``dt=`` tree under it is listed
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from cutq.core.contract import Job, OutputSpec
-from cutq.core.errors import ConfigError
+from cutq.core.errors import ConfigError, CutqError
+from cutq.core.naming import RefRule
+from cutq.core.request import JobRequest
 from cutq.core.storage import ObjectInfo, file_path, open_storage
+from cutq.submitter.staging import NamedSource
+
+if TYPE_CHECKING:
+    from cutq.submitter.client import Submitter
+    from cutq.submitter.handle import JobHandle
+
+log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff", "heic", "heif")
 CHECKPOINT_VERSION = 1
 _RESULT_RE = re.compile(r"(?:^|/)dt=(\d{4}-\d{2}-\d{2})/([^/]+)$")
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BulkSettings:
+    """How a bulk submission runs (``cutq submit``'s flags of the same names).
+
+    ``skip_done``: jobs whose results exist are not published (:class:`DoneIndex`);
+    ``rate_per_s``: at most that many publishes a second; ``resume_file``: a
+    :class:`Checkpoint` a restarted run continues after; ``run_id``: each job's
+    ``cutq.run_id`` attribute (register it with ``Submitter.start_run``); ``ref``: how each
+    job's ref derives from its source's name (docs/identity.md).
+    """
+
+    extensions: Sequence[str] = IMAGE_EXTENSIONS
+    skip_done: bool = False
+    rate_per_s: float | None = None
+    resume_file: str | None = None
+    run_id: str | None = None
+    ref: RefRule | None = None
+
+
+@dataclass(frozen=True)
+class SubmitError:
+    """A source that could not be submitted, and why."""
+
+    source: str
+    error: BaseException
+
+
+@dataclass
+class BulkProgress:
+    """What a bulk submission did so far (updated as it runs)."""
+
+    published: int = 0
+    skipped: int = 0  # done already (skip-done)
+    errors: list[SubmitError] = field(default_factory=list)
+
+
+def submit_bulk(
+    submitter: Submitter,
+    inputs: Sequence[str],
+    request: JobRequest | None = None,
+    settings: BulkSettings | None = None,
+    *,
+    progress: BulkProgress | None = None,
+    on_error: Callable[[SubmitError], None] | None = None,
+) -> Iterator[JobHandle]:
+    """Publish one job per image under ``inputs`` (files, folders, ``gs://``/``file://``
+    prefixes), lazily, yielding each handle in listing order. Each job carries its source's
+    ``name`` (relative to the input it was listed from) and, with ``settings.ref``, its ref.
+    A source that cannot be submitted is recorded in ``progress.errors`` (and passed to
+    ``on_error``), never raised; the checkpoint never moves past it."""
+    settings = settings or BulkSettings()
+    progress = progress if progress is not None else BulkProgress()
+    request = JobRequest.of(request)
+    spec = submitter.output_spec(request.output)
+    checkpoint = Checkpoint(settings.resume_file) if settings.resume_file else None
+    limiter = TokenBucket(settings.rate_per_s) if settings.rate_per_s else None
+    done = DoneIndex.build(spec) if settings.skip_done else None
+    if done is not None:
+        log.info("skip-done: %d result files under %s", len(done), spec.uri)
+    order: deque[InputItem] = deque()  # each source handed over, until its handle or error
+    stuck: set[str] = set()  # origins whose checkpoint must not move past an error
+
+    def failed(source: str, error: BaseException, origin: str | None = None) -> None:
+        stuck.add(origin if origin is not None else order.popleft().origin)
+        progress.errors.append(SubmitError(source, error))
+        log.warning("could not submit %s: %s", source, error)
+        if on_error is not None:
+            on_error(progress.errors[-1])
+
+    def sources() -> Iterator[NamedSource]:
+        items = iter_inputs(
+            inputs,
+            extensions=[e for e in settings.extensions if e],
+            exclude=[spec.uri.rstrip("/") + "/"],
+            resume_after=checkpoint.positions if checkpoint else None,
+        )
+        for item in items:
+            try:
+                ref = settings.ref.ref_for(item.name, item.uri) if settings.ref else None
+            except CutqError as error:
+                failed(item.uri, error, item.origin)
+                continue
+            order.append(item)
+            yield NamedSource(item.source, name=item.name, ref=ref)
+
+    try:
+        for handle in submitter.submit_many(
+            sources(),
+            JobRequest.of(request, output=spec),
+            skip=done.lookup if done is not None else None,
+            before_publish=limiter.acquire if limiter is not None else None,
+            on_error=failed,
+            run_id=settings.run_id,
+        ):
+            item = order.popleft()
+            if checkpoint is not None and item.origin not in stuck:
+                checkpoint.advance(item.origin, item.uri)
+            progress.skipped += handle.skipped
+            progress.published += not handle.skipped
+            yield handle
+        if checkpoint is not None:
+            for origin in inputs:
+                if origin not in stuck:
+                    checkpoint.finish(origin)
+    finally:
+        if checkpoint is not None:
+            checkpoint.save()
 
 
 # --- inputs ------------------------------------------------------------------------------------
@@ -46,6 +170,7 @@ class InputItem:
     origin: str
     source: ObjectInfo | str  # a listed object (published as is) or a local path (staged)
     uri: str
+    name: str = ""  # its path relative to the origin (a file given itself: its file name)
 
 
 def iter_inputs(
@@ -67,6 +192,7 @@ def iter_inputs(
         after_key = listing_key(after) if after else None
         listed = "://" in origin
         prefix = origin if listed else file_path(origin).as_uri()
+        base = _base_of(origin)
         for info in open_storage(prefix).list(prefix):
             uri = plain_uri(info.uri)
             if not uri.lower().endswith(suffixes) or uri.startswith(tuple(exclude)):
@@ -74,7 +200,25 @@ def iter_inputs(
             if after_key is not None and listing_key(uri) <= after_key:
                 continue
             source = replace(info, uri=uri) if listed else str(file_path(uri))
-            yield InputItem(origin, source, uri)
+            yield InputItem(origin, source, uri, _relative(uri, base))
+
+
+def _base_of(origin: str) -> str:
+    """The folder an origin's names are relative to: the origin itself when it is a folder
+    (``photos``, ``gs://b/shop/``), else its parent (a file; ``gs://b/shop`` also lists
+    ``gs://b/shopping/…``)."""
+    if "://" not in origin:
+        path = file_path(origin).resolve()
+        return (path if path.is_dir() else path.parent).as_posix().rstrip("/") + "/"
+    uri = plain_uri(origin)
+    return uri if uri.endswith("/") else uri.rsplit("/", 1)[0] + "/"
+
+
+def _relative(uri: str, base: str) -> str:
+    where = file_path(uri).as_posix() if uri.startswith("file://") else uri
+    if base.startswith("file://"):
+        base = file_path(base).as_posix().rstrip("/") + "/"
+    return where[len(base) :] if where.startswith(base) else where.rsplit("/", 1)[-1]
 
 
 def plain_uri(uri: str) -> str:

@@ -1,142 +1,52 @@
 """The library way in: upload (when needed), publish a job, wait for its completion event.
 
-``Submitter`` is configured from arguments or ``CUTQ_*`` variables (:class:`SubmitterConfig`).
-A source is a local path, ``bytes``, a binary file object, a ``gs://``/``file://`` URI or an
-:class:`ObjectInfo` from a listing. Local bytes are staged under a content-addressed name,
-``<staging>/<sha256>.<ext>``, so submitting the same bytes twice is the same job (the upload is
-skipped when the object exists). No torch, no Pillow: this is what application servers import.
+``Submitter`` is configured from arguments or ``CUTQ_*`` variables (:class:`SubmitterConfig`,
+:mod:`cutq.submitter.config`). What a job asks for is a :class:`~cutq.core.request.JobRequest`
+(or its fields as keywords); sources and their staging are :mod:`cutq.submitter.staging`;
+what a publish returns is a :class:`JobHandle` (:mod:`cutq.submitter.handle`), which
+:mod:`cutq.submitter.watch` waits on. No torch, no Pillow: this is what application servers
+import.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import mimetypes
-import os
-import shutil
-import tempfile
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from pathlib import Path
-from typing import Any, BinaryIO, Literal, Union
+from typing import Any, Literal
 
 from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1
 from google.cloud.pubsub_v1 import types as pstypes
 
-from cutq.core.contract import Job, Options, OutputSpec, new_job
+from cutq.core.contract import Job, OutputSpec
 from cutq.core.control import (
     RUN_ID_ATTRIBUTE,
     CancelReport,
-    Expiry,
     cancel,
     check_id,
     control_uri,
     new_run_id,
     register_run,
 )
-from cutq.core.errors import ConfigError, CutqError, InputNotFound, PublishFailed
+from cutq.core.errors import ConfigError, CutqError, PublishFailed
 from cutq.core.lanes import Lane, lane_attributes
-from cutq.core.renditions import Rendition
-from cutq.core.storage import ObjectInfo, file_path, open_storage, scheme_of, to_uri
+from cutq.core.request import JobRequest
+from cutq.core.storage import ObjectInfo, open_storage
+from cutq.submitter.config import SubmitterConfig
+from cutq.submitter.handle import JobHandle
+from cutq.submitter.staging import NamedSource, Source, label, sniff, stage
 from cutq.submitter.watch import JobsFailed, Result, Watcher, poll_objects, raise_for_failures
 
 log = logging.getLogger(__name__)
 
-Source = Union[str, "os.PathLike[str]", bytes, BinaryIO, ObjectInfo]
 SkipCheck = Callable[[Job], "Mapping[str, str] | None"]
-SINGLE_REQUEST_MAX_BYTES = 8 * 1024 * 1024  # larger sources go through a resumable upload
-_MAGIC = ((b"\x89PNG", "png"), (b"\xff\xd8\xff", "jpg"), (b"GIF8", "gif"), (b"BM", "bmp"))
-_ENV_NAMES = {
-    "CUTQ_JOBS_TOPIC": "jobs_topic",
-    "CUTQ_BULK_TOPIC": "bulk_topic",
-    "CUTQ_EVENTS_TOPIC": "events_topic",
-    "CUTQ_SUBMITTER_OUTPUT": "output",
-    "CUTQ_SUBMITTER_STAGING": "staging",
-    "CUTQ_CONTROL": "control",  # the same variable as the worker's
-}
-
-
-@dataclass(frozen=True)
-class SubmitterConfig:
-    """Where jobs go. Read from the environment once, by :meth:`from_env`."""
-
-    jobs_topic: str  # projects/P/topics/T: the interactive lane's (or the only) jobs topic
-    bulk_topic: str | None = None  # the bulk lane's; None: bulk jobs go to jobs_topic too
-    output: str | None = None  # default output base URI for jobs that name none
-    staging: str | None = None  # where local files and bytes are uploaded (gs:// or file://)
-    events_topic: str | None = None  # completion events, for wait()/watch()
-    control: str | None = None  # runs and cancellations; None: control_uri(output)
-    max_in_flight: int = 1000  # unconfirmed publishes before publish() blocks
-    prepare_threads: int = 8  # hashing/uploading/stat threads in submit_many
-    batch_max_messages: int = 500
-    batch_max_latency_ms: float = 10.0
-
-    def __post_init__(self) -> None:
-        for name in ("jobs_topic", "bulk_topic", "events_topic"):
-            value = getattr(self, name)
-            if value is not None and not _is_topic(value):
-                raise ConfigError(f"{name}: expected projects/P/topics/T, got {value!r}")
-        for name in ("output", "staging", "control"):
-            value = getattr(self, name)
-            if value is not None:
-                scheme_of(value)  # rejects unknown schemes
-        if self.max_in_flight < 1 or self.prepare_threads < 1:
-            raise ConfigError("max_in_flight and prepare_threads must be at least 1")
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> SubmitterConfig:
-        """``CUTQ_JOBS_TOPIC``, ``CUTQ_BULK_TOPIC``, ``CUTQ_EVENTS_TOPIC``,
-        ``CUTQ_SUBMITTER_OUTPUT``/``_STAGING``;
-        non-None ``overrides`` win. An unknown ``CUTQ_SUBMITTER_*`` variable is an error."""
-        env = os.environ if env is None else env
-        unknown = sorted(k for k in env if k.startswith("CUTQ_SUBMITTER_") and k not in _ENV_NAMES)
-        if unknown:
-            raise ConfigError(f"unknown setting(s) {', '.join(unknown)}; known: {_ENV_NAMES}")
-        values: dict[str, Any] = {f: env[k] for k, f in _ENV_NAMES.items() if env.get(k)}
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        if not values.get("jobs_topic"):
-            raise ConfigError("no jobs topic: pass --topic or set CUTQ_JOBS_TOPIC")
-        return cls(**values)
-
-    def topic_for(self, lane: Lane) -> str:
-        """Where a job in ``lane`` is published."""
-        return self.bulk_topic if lane is Lane.BULK and self.bulk_topic else self.jobs_topic
-
-
-@dataclass(frozen=True)
-class JobHandle:
-    """A published (or skipped, already done) job; pass it to :meth:`Submitter.wait`."""
-
-    job_id: str
-    input: str
-    result_uris: Mapping[str, str]  # dated by the publish confirmation time
-    message_id: str | None  # None when skipped
-    source: str = ""  # what the caller passed, for messages and checkpoints
-    output: OutputSpec | None = None
-    submitted_at: datetime | None = None  # just before publishing: the earliest possible date
-    skipped: bool = False
-    renditions: tuple[Rendition, ...] = ()
-
-    def candidate_result_uris(self) -> list[Mapping[str, str]]:
-        """Result URIs for every date the worker might have used (publish may cross midnight)."""
-        candidates = [self.result_uris]
-        if self.output is not None and self.submitted_at is not None:
-            job = Job(
-                self.job_id,
-                self.input,
-                self.output,
-                publish_time=self.submitted_at,
-                renditions=self.renditions,
-            )
-            if job.result_uris() != self.result_uris:
-                candidates.append(job.result_uris())
-        return candidates
+_sniff = sniff  # the name older callers import
 
 
 @dataclass
@@ -189,88 +99,48 @@ class Submitter:
     # --- submitting -------------------------------------------------------------------------
 
     def prepare(
-        self,
-        source: Source,
-        *,
-        output: str | OutputSpec | None = None,
-        options: Options | None = None,
-        attributes: Mapping[str, str] | None = None,
-        job_id: str | None = None,
-        model: str | None = None,
-        renditions: Sequence[Rendition] = (),
-        ttl_s: float | None = None,
-        deadline: datetime | None = None,
+        self, source: Source | NamedSource, request: JobRequest | None = None, **settings: Any
     ) -> Job:
         """Stage ``source`` if needed and build its job, without publishing it.
 
-        ``renditions``: the named outputs to make from one model run (e.g.
-        ``presets("amazon-main", "thumbnail")``); none: ``output``'s cutout and/or mask.
-        ``ttl_s`` (from publish) and/or ``deadline``: past it, the job is not computed but
-        ends ``failed`` with ``deadline_exceeded``.
+        ``request`` (:class:`~cutq.core.request.JobRequest`) and/or its fields as keywords
+        (``output``, ``options``, ``attributes``, ``model``, ``renditions``, ``ttl_s``,
+        ``deadline``, ``ref``, ``name``, ``job_id``; keywords win). ``renditions``: the named
+        outputs to make from one model run (e.g. ``presets("amazon-main", "thumbnail")``);
+        none: ``output``'s cutout and/or mask. A :class:`NamedSource` sets its own ref and name.
         """
-        uri, generation = self._stage(source)
-        return new_job(
-            uri,
-            self._output(output),
-            input_generation=generation,
-            model=model,
-            options=options,
-            attributes=attributes,
-            job_id=job_id,
-            renditions=tuple(renditions),
-            expiry=Expiry(deadline, ttl_s) if ttl_s is not None or deadline else None,
-        )
+        request = JobRequest.of(request, **settings)
+        if isinstance(source, NamedSource):
+            request = JobRequest.of(request, ref=source.ref, name=source.name)
+            source = source.source
+        staged = stage(source, self.config.staging)
+        return request.job(staged.uri, self._output(request.output), staged.generation)
 
     def submit(
-        self,
-        source: Source,
-        *,
-        output: str | OutputSpec | None = None,
-        options: Options | None = None,
-        attributes: Mapping[str, str] | None = None,
-        job_id: str | None = None,
-        model: str | None = None,
-        renditions: Sequence[Rendition] = (),
-        ttl_s: float | None = None,
-        deadline: datetime | None = None,
-        lane: Lane = Lane.INTERACTIVE,
+        self, source: Source | NamedSource, request: JobRequest | None = None, **settings: Any
     ) -> JobHandle:
         """Upload when needed, publish one job and wait for Pub/Sub to accept it. One job is
-        interactive unless ``lane`` says otherwise (README, "Lanes")."""
-        job = self.prepare(
-            source,
-            output=output,
-            options=options,
-            attributes=attributes,
-            job_id=job_id,
-            model=model,
-            renditions=renditions,
-            ttl_s=ttl_s,
-            deadline=deadline,
-        )
-        pending = _Pending(_label(source), job, submitted_at=_now())
-        pending.future = self._publish(job, lane)
+        interactive unless the request's ``lane`` says otherwise (README, "Lanes")."""
+        request = JobRequest.of(request, **settings)
+        job = self.prepare(source, request)
+        pending = _Pending(label(source), job, submitted_at=_now())
+        pending.future = self._publish(job, request.lane or Lane.INTERACTIVE)
         return self._handle(pending)
 
     def submit_many(
         self,
-        sources: Iterable[Source],
+        sources: Iterable[Source | NamedSource],
+        request: JobRequest | None = None,
         *,
-        output: str | OutputSpec | None = None,
-        options: Options | None = None,
-        attributes: Mapping[str, str] | None = None,
-        model: str | None = None,
-        renditions: Sequence[Rendition] = (),
         skip: SkipCheck | None = None,
         before_publish: Callable[[], None] | None = None,
         on_error: Callable[[str, BaseException], None] | None = None,
         run_id: str | None = None,
-        ttl_s: float | None = None,
-        deadline: datetime | None = None,
-        lane: Lane = Lane.BULK,
+        **settings: Any,
     ) -> Iterator[JobHandle]:
         """Publish a job per source, lazily; yields handles in the order of ``sources``.
-        Many jobs are bulk unless ``lane`` says otherwise (README, "Lanes").
+        Many jobs are bulk unless the request's ``lane`` says otherwise (README, "Lanes");
+        a :class:`NamedSource` gives its job its own ``ref`` and ``name``.
 
         Staging runs in ``prepare_threads`` threads a bounded distance ahead; publishes are
         batched, and Pub/Sub flow control blocks once ``max_in_flight`` are unconfirmed.
@@ -280,23 +150,16 @@ class Submitter:
         ``run_id`` (see :meth:`start_run`) goes into each message's ``cutq.run_id`` attribute,
         so :meth:`cancel` can stop the whole run.
         """
-        spec = self._output(output)
+        request = JobRequest.of(request, **settings)
+        request = JobRequest.of(request, output=self._output(request.output))
+        lane = request.lane or Lane.BULK
         lookahead = self.config.prepare_threads * 4
         staged: deque[tuple[str, Future[Job]]] = deque()
         published: deque[_Pending] = deque()
         pool = ThreadPoolExecutor(self.config.prepare_threads, thread_name_prefix="cutq-stage")
 
-        def build(source: Source) -> Job:
-            return self.prepare(
-                source,
-                output=spec,
-                options=options,
-                attributes=attributes,
-                model=model,
-                renditions=renditions,
-                ttl_s=ttl_s,
-                deadline=deadline,
-            )
+        def build(source: Source | NamedSource) -> Job:
+            return self.prepare(source, request)
 
         def advance(source: str, future: Future[Job]) -> Iterator[JobHandle]:
             pending = _Pending(source)
@@ -318,10 +181,11 @@ class Submitter:
 
         try:
             for source in sources:
-                if isinstance(source, ObjectInfo) and source.generation is not None:
-                    staged.append((source.uri, _done_future(lambda s=source: build(s))))
+                inner = source.source if isinstance(source, NamedSource) else source
+                if isinstance(inner, ObjectInfo) and inner.generation is not None:
+                    staged.append((inner.uri, _done_future(lambda s=source: build(s))))
                 else:
-                    staged.append((_label(source), pool.submit(build, source)))
+                    staged.append((label(source), pool.submit(build, source)))
                 while len(staged) > lookahead:
                     yield from advance(*staged.popleft())
             while staged:
@@ -426,6 +290,11 @@ class Submitter:
 
     # --- helpers ----------------------------------------------------------------------------
 
+    def output_spec(self, output: str | OutputSpec | None) -> OutputSpec:
+        """``output`` as a spec (a URI: the default format and kind); None: the configured
+        default output."""
+        return self._output(output)
+
     def _output(self, output: str | OutputSpec | None) -> OutputSpec:
         if isinstance(output, OutputSpec):
             return output
@@ -470,7 +339,8 @@ class Submitter:
         if pending.future is None:  # skipped: already done
             return JobHandle(
                 job.job_id, job.input, dict(pending.done_uris or {}), None, pending.source,
-                job.output, None, skipped=True, renditions=job.renditions,
+                job.output, None, skipped=True, renditions=job.renditions, ref=job.ref,
+                name=job.name,
             )  # fmt: skip
         try:
             message_id = pending.future.result(timeout=600)
@@ -479,95 +349,8 @@ class Submitter:
         uris = replace(job, publish_time=_now()).result_uris()
         return JobHandle(
             job.job_id, job.input, uris, message_id, pending.source, job.output,
-            pending.submitted_at, renditions=job.renditions,
+            pending.submitted_at, renditions=job.renditions, ref=job.ref, name=job.name,
         )  # fmt: skip
-
-    def _stage(self, source: Source) -> tuple[str, int | None]:
-        """(input URI, generation) for ``source``, uploading local bytes to staging."""
-        if isinstance(source, ObjectInfo):
-            if source.generation is not None:
-                return source.uri, source.generation
-            source = source.uri
-        if isinstance(source, str) and "://" in source:
-            info = open_storage(source).stat(source)
-            if info is None:
-                raise InputNotFound(f"{source}: no such object")
-            return to_uri(source), info.generation
-        if not self.config.staging:
-            raise ConfigError(
-                "local sources need a staging URI (staging= or CUTQ_SUBMITTER_STAGING); "
-                "pass file:// URIs to publish local paths as they are"
-            )
-        if isinstance(source, (str, os.PathLike)):
-            path = Path(source)
-            if not path.is_file():
-                raise InputNotFound(f"{path}: no such file")
-            with path.open("rb") as handle:
-                return self._upload(handle, path.suffix.lower().lstrip(".") or "bin")
-        return self._upload(source)
-
-    def _upload(self, data: bytes | BinaryIO, fallback_ext: str = "bin") -> tuple[str, int | None]:
-        """Stage under ``<staging>/<sha256>.<ext>`` (the extension from the bytes themselves,
-        so the same bytes under any file name are the same object and the same job)."""
-        spool: BinaryIO | None = None
-        if not isinstance(data, bytes) and not data.seekable():
-            spool = tempfile.SpooledTemporaryFile(SINGLE_REQUEST_MAX_BYTES)  # noqa: SIM115
-            shutil.copyfileobj(data, spool, 1 << 20)
-            spool.seek(0)
-            data = spool
-        try:
-            if isinstance(data, bytes):
-                head = data[:16]
-            else:
-                start = data.tell()
-                head = data.read(16)
-                data.seek(start)
-            ext = _sniff(head, fallback_ext)
-            digest, size = _sha256(data)
-            assert self.config.staging is not None
-            uri = f"{self.config.staging.rstrip('/')}/{digest}.{ext}"
-            if "://" not in uri:
-                uri = file_path(uri).as_uri()
-            storage = open_storage(uri)
-            info = storage.stat(uri)
-            if info is None:
-                content_type = mimetypes.guess_type(f"x.{ext}")[0] or "application/octet-stream"
-                if isinstance(data, bytes) or size <= SINGLE_REQUEST_MAX_BYTES:
-                    body = data if isinstance(data, bytes) else data.read()
-                    info = storage.write(uri, body, content_type=content_type)
-                else:
-                    info = storage.upload(uri, data, content_type=content_type)  # resumable
-            return uri, info.generation
-        finally:
-            if spool is not None:
-                spool.close()
-
-
-def _sha256(data: bytes | BinaryIO) -> tuple[str, int]:
-    if isinstance(data, bytes):
-        return hashlib.sha256(data).hexdigest(), len(data)
-    start, digest = data.tell(), hashlib.sha256()
-    while chunk := data.read(1 << 20):
-        digest.update(chunk)
-    size = data.tell() - start
-    data.seek(start)
-    return digest.hexdigest(), size
-
-
-def _sniff(head: bytes, default: str = "bin") -> str:
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "webp"
-    return next((ext for magic, ext in _MAGIC if head.startswith(magic)), default)
-
-
-def _label(source: Source) -> str:
-    if isinstance(source, ObjectInfo):
-        return source.uri
-    if isinstance(source, (str, os.PathLike)):
-        return os.fspath(source)
-    if isinstance(source, bytes):
-        return f"<{len(source)} bytes>"
-    return getattr(source, "name", None) or "<file object>"
 
 
 def _done_future(function: Callable[[], Job]) -> Future[Job]:
@@ -579,18 +362,15 @@ def _done_future(function: Callable[[], Job]) -> Future[Job]:
     return future
 
 
-def _is_topic(value: str) -> bool:
-    parts = value.split("/")
-    return len(parts) == 4 and parts[0] == "projects" and parts[2] == "topics" and all(parts)
-
-
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
 __all__ = [
     "JobHandle",
+    "JobRequest",
     "JobsFailed",
+    "NamedSource",
     "Result",
     "Submitter",
     "SubmitterConfig",

@@ -4,7 +4,8 @@ Without Application Default Credentials the client libraries fail deep inside th
 call, after google-auth has logged a warning for each way it tried: a new user gets a
 traceback. :func:`require_credentials` asks google-auth first, quietly, and turns its answer
 into one configuration error (exit 2) that says what to run. Against the emulators (the
-``*_EMULATOR_HOST`` variables, as ``out/stack.env`` sets them) no credentials are needed.
+``*_EMULATOR_HOST`` variables of the services a command uses, as ``out/stack.env`` sets them)
+no credentials are needed.
 """
 
 from __future__ import annotations
@@ -20,14 +21,14 @@ NO_CREDENTIALS = (
     "Default Credentials) or set GOOGLE_APPLICATION_CREDENTIALS; for the local stack, "
     "`source out/stack.env` first"
 )
+EMULATORS = ("PUBSUB_EMULATOR_HOST", "STORAGE_EMULATOR_HOST")
 
 
-def require_credentials(uses_storage: bool, env: Mapping[str, str] = os.environ) -> None:
+def require_credentials(env: Mapping[str, str] = os.environ, *, storage: bool = True) -> None:
     """Raise :class:`ConfigError` naming ADC and the stack's env file when google-auth finds
-    no credentials for a Google API the command uses without its emulator (Pub/Sub always;
-    Cloud Storage when ``uses_storage``: a ``gs://`` input, staging or output)."""
-    needed = ["PUBSUB_EMULATOR_HOST"] + (["STORAGE_EMULATOR_HOST"] if uses_storage else [])
-    if all(env.get(name) for name in needed):
+    no credentials and a service the command uses is not emulated: Pub/Sub always, Cloud
+    Storage when ``storage`` (some URI is ``gs://``)."""
+    if all(env.get(name) for name in EMULATORS[: 2 if storage else 1]):
         return
     import google.auth
     from google.auth.exceptions import DefaultCredentialsError

@@ -9,7 +9,11 @@ matched against routes from ``CUTQ_FUNCTION_ROUTES``, a JSON list tried in order
 
 Keys: ``prefix`` (required), ``output`` (required), ``bucket``, ``extensions``, ``format``,
 ``kind``, ``background``, ``quality``, ``model``, ``resize``, ``threshold``, ``foreground``,
-``matting``, ``post_process``, ``attributes``. Objects that
+``matting``, ``post_process``, ``attributes``; ``presets`` (names, e.g. ``["amazon-main"]``)
+and/or ``renditions`` (rendition objects as in a job) instead of ``format``/``kind``/
+``background``/``quality``; ``ref`` (a literal, ``{parent}``/``{stem}``/``{file}``/``{path}``
+or ``re:REGEX`` over the object's name below the prefix) and ``template`` (result names), as
+in docs/identity.md. Each job's ``name`` is the object's name below the route's prefix. Objects that
 match no route are ignored, and so are cutq's own writes (results carry ``cutq-job-id``
 metadata, and anything under a route's output prefix), so results never loop back as jobs.
 The job id derives from the object URI and generation, so a redelivered event is the same job.
@@ -31,8 +35,11 @@ from typing import Any
 import functions_framework
 from cloudevents.http import CloudEvent
 
-from cutq.core.contract import Job, Options, OutputSpec, new_job
+from cutq.core.contract import Job, Options, OutputSpec
 from cutq.core.errors import ConfigError, CutqError
+from cutq.core.naming import RefRule
+from cutq.core.renditions import Rendition, parse_renditions
+from cutq.core.request import JobRequest
 from cutq.core.validation import flag
 from cutq.submitter.bulk import IMAGE_EXTENSIONS
 
@@ -56,7 +63,12 @@ _ROUTE_KEYS = {
     "matting",
     "post_process",
     "attributes",
+    "presets",
+    "renditions",
+    "ref",
+    "template",
 }
+_OUTPUT_KEYS = ("format", "kind", "background", "quality")  # what renditions say themselves
 
 
 @dataclass(frozen=True)
@@ -70,6 +82,29 @@ class Route:
     model: str | None = None
     options: Options = field(default_factory=Options)
     attributes: Mapping[str, str] = field(default_factory=dict)
+    renditions: tuple[Rendition, ...] = ()  # presets first, then the route's own renditions
+    ref: RefRule | None = None
+
+    def request(self, bucket: str, name: str) -> JobRequest:
+        """The job request for ``gs://bucket/name``: named by the object's name below the
+        prefix, with the ref the route derives from it (none, with a warning, when its
+        pattern does not match: the upload is still processed)."""
+        below = name[len(self.prefix) :] or name
+        ref = None
+        if self.ref is not None:
+            try:
+                ref = self.ref.ref_for(below, f"gs://{bucket}/{name}")
+            except CutqError as error:
+                log.warning("gs://%s/%s: no ref (%s)", bucket, name, error)
+        return JobRequest(
+            output=self.output,
+            options=self.options,
+            attributes=self.attributes,
+            model=self.model,
+            renditions=self.renditions,
+            ref=ref,
+            name=below,
+        )
 
     def matches(self, bucket: str, name: str) -> bool:
         return (
@@ -125,7 +160,13 @@ def _route(item: Any, index: int) -> Route:
         item.get("kind", "cutout"),
         item.get("background"),
         item.get("quality"),
+        item.get("template"),
     )
+    try:
+        renditions = _renditions(item)
+        ref = RefRule(item["ref"]) if item.get("ref") is not None else None
+    except CutqError as error:
+        raise ConfigError(f"{where}: {error}") from None
     route = Route(
         prefix=item["prefix"],
         output=output,
@@ -140,25 +181,39 @@ def _route(item: Any, index: int) -> Route:
             post_process=item.get("post_process", False),
         ),
         attributes=item.get("attributes", {}),
+        renditions=renditions,
+        ref=ref,
     )
     try:  # validate everything now, not on the first upload
         for key in ("matting", "post_process"):
             flag(item.get(key), key)
-        _job(route, "check", "x.png", 1)
+        _job(route, "check", route.prefix + "x.png", 1)
     except CutqError as error:
         raise ConfigError(f"{where}: {error}") from None
     return route
 
 
+def _renditions(item: Mapping[str, Any]) -> tuple[Rendition, ...]:
+    """A route's ``presets`` (names) and ``renditions`` (objects), in that order."""
+    names = item.get("presets", [])
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        raise ConfigError(f"presets: expected a list of preset names, got {names!r}")
+    own = item.get("renditions", [])
+    if not isinstance(own, list):
+        raise ConfigError(f"renditions: expected a list of rendition objects, got {own!r}")
+    wanted = [{"preset": name} for name in names] + own
+    if not wanted:
+        return ()
+    given = [key for key in _OUTPUT_KEYS if key in item]
+    if given:
+        raise ConfigError(
+            f"with presets or renditions, each rendition sets its own output: drop {given}"
+        )
+    return parse_renditions(wanted)
+
+
 def _job(route: Route, bucket: str, name: str, generation: int | None) -> Job:
-    return new_job(
-        f"gs://{bucket}/{name}",
-        route.output,
-        input_generation=generation,
-        model=route.model,
-        options=route.options,
-        attributes=route.attributes,
-    )
+    return route.request(bucket, name).job(f"gs://{bucket}/{name}", route.output, generation)
 
 
 class _State:
@@ -211,7 +266,7 @@ def handle_object(event_type: str, data: Mapping[str, Any]) -> Job | None:
     message_id = publisher.publish(config.jobs_topic, job.to_message(), job_id=job.job_id).result(
         timeout=PUBLISH_TIMEOUT_S
     )
-    log.info("job %s for %s published as %s", job.job_id, job.input, message_id)
+    log.info("job %s for %s (ref %s) published as %s", job.job_id, job.input, job.ref, message_id)
     return job
 
 

@@ -26,7 +26,7 @@ from cutq.core.events import Event, event_from_cloudevent
 from cutq.core.storage import open_storage
 
 if TYPE_CHECKING:
-    from cutq.submitter.client import JobHandle
+    from cutq.submitter.handle import JobHandle
 
 log = logging.getLogger(__name__)
 

@@ -207,12 +207,29 @@ def check_gpu(work: Path) -> Venv:
 
 def check_gpu_onnx(work: Path) -> Venv:
     """``cutq[gpu-onnx]``: onnxruntime-gpu and its CUDA libraries instead of the CPU wheel, no
-    torch. With no GPU here, ``auto`` runs u2netp on its CPU provider; ``--device cuda`` (its
-    CUDA provider listed, but no GPU to start it on: onnxruntime puts the session on the CPU
-    with only a log line) must stop at start, never run on the CPU."""
+    torch. The wheel installed is the pin of ``worker/onnx_builds.py`` (a CUDA 12 build) with
+    CUDA 12's nvidia-*-cu12 libraries and no CUDA 13 ones. With no GPU here, ``auto`` runs
+    u2netp on its CPU provider; ``--device cuda`` (its CUDA provider listed, but no GPU to
+    start it on: onnxruntime puts the session on the CPU with only a log line) must stop at
+    start, never run on the CPU."""
     venv = Venv(work / "gpu-onnx-venv")
     venv.pip(".[gpu-onnx]")
     refuse(venv, ("torch",), names=("onnxruntime",))
+    built = venv.python(
+        "import importlib.metadata as m\n"
+        "from onnxruntime.capi import build_and_package_info as b\n"
+        "from cutq.worker.onnx_builds import IMAGE_BUILD as pin\n"
+        "print(m.version('onnxruntime-gpu'), b.cuda_version, pin.version, pin.cuda)\n"
+    ).split()
+    if built[:2] != built[2:]:
+        raise CheckFailed(
+            f"onnxruntime-gpu {built[0]} (CUDA {built[1]}) is not the pin {built[2:]}"
+        )
+    dists = venv.distributions()
+    if not any(d.startswith("nvidia-cuda-runtime-cu12") for d in dists) or any(
+        d.startswith("nvidia-") and "cu13" in d for d in dists
+    ):
+        raise CheckFailed(f"gpu-onnx's CUDA libraries are not CUDA 12's: {sorted(dists)}")
     out = work / "gpu-onnx-out"
     venv.run("cutq", "run", SAMPLES, "--out", out, "--no-progress", CUTQ_ENGINE="onnxruntime")
     results_in(out)
@@ -285,6 +302,8 @@ def check_docker(work: Path) -> Venv:
     deps.mkdir(exist_ok=True)
     shutil.copy(ROOT / "pyproject.toml", deps)
     venv.run("bash", steps, "deps", cwd=deps)
+    models = work / "docker-models"  # no MODEL_URL: nothing baked (tests/infra/test_bake.py)
+    venv.run("bash", steps, "model", MODEL_URL="", MODEL_DIR=str(models))
     venv.run("bash", steps, "warm", NUMBA_CACHE_DIR=str(work / "numba-cache"))
     app = work / "docker-app"  # the runtime stage copies these
     shutil.rmtree(app, ignore_errors=True)
@@ -293,7 +312,7 @@ def check_docker(work: Path) -> Venv:
         shutil.copy(ROOT / name, app / name)
     for name in ("core", "cli", "submitter", "worker"):
         shutil.copytree(ROOT / name, app / name, ignore=shutil.ignore_patterns("__pycache__"))
-    venv.run("bash", steps, "app", cwd=app)
+    venv.run("bash", steps, "app", cwd=app, MODEL_DIR=str(models))
     venv.run("cutq", "worker", "--help")
     return venv
 

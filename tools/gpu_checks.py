@@ -264,6 +264,13 @@ def cuda_ep(ctx: Ctx) -> Outcome:
     return gpu_checks_onnx.cuda_ep(ctx)
 
 
+def published_graphs(ctx: Ctx) -> Outcome:
+    """A 1024² fixed-batch graph, fp32 and fp16, on the CUDA EP (``tools/gpu_checks_onnx.py``)."""
+    from tools import gpu_checks_onnx
+
+    return gpu_checks_onnx.published_graphs(ctx)
+
+
 # --- benchmark rows -----------------------------------------------------------------------
 
 
@@ -366,6 +373,7 @@ STEPS = (
     Step("NaN guard (fp32 re-run)", "test", nan_guard, 30),
     Step("OOM split", "test", oom_split, 40, gpu_only="caps CUDA memory"),
     Step("onnxruntime's CUDA EP: u2netp and a custom graph", "test", cuda_ep, 30),
+    Step("custom graph 1024² batch 1, fp32/fp16, CUDA EP", "bench", published_graphs, 40),
     Step("forward batch 1/8/32", "bench", forward_rates, 90),
     Step("pipeline ÷ bare forward", "bench", pipeline_ratio, 60),
     Step("start → ready", "bench", start_to_ready, 40),

@@ -1,6 +1,8 @@
-"""The GPU check's onnxruntime step: u2netp's shipped graphs and a custom graph built here,
+"""The GPU check's onnxruntime steps: u2netp's shipped graphs and a custom graph built here,
 served from a model spec, on CUDA's execution provider through the worker's own placement,
-each against the same model on the CPU's provider (issue 25, "bring your own ONNX model")."""
+each against the same model on the CPU's provider (issue 25, "bring your own ONNX model");
+and graphs as they are published (issue 35): fixed at batch 1 × 1024², in float32 and
+float16, with throughput through I/O binding and through a plain ``run``."""
 
 from __future__ import annotations
 
@@ -120,6 +122,128 @@ def _custom_spec(work: Path) -> Path:
                 "std": [0.229, 0.224, 0.225],
                 "output": "logits",
                 "sigmoid": True,
+            }
+        )
+    )
+    return spec
+
+
+#: The published shape: BiRefNet's and most GPU exports' batch 1 × 3 × 1024 × 1024.
+SIDE = 1024
+
+
+def published_graphs(ctx: Ctx) -> Outcome:
+    """A 1024² graph fixed at batch 1, float32 and float16 (weights, activations, input and
+    output), served from a model spec on ``ctx.device`` (CUDA's provider, required) and on
+    the CPU: agreement, and the device's images/s through I/O binding against a plain
+    ``run`` (the worker binds on CUDA). A dry run does the same on the CPU."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from cutq.worker.config import WorkerConfig
+    from cutq.worker.hardware import Platform
+    from cutq.worker.inference import Runner
+    from cutq.worker.models import create_model, onnx_engine
+
+    if ctx.gpu and onnx_engine.CUDA_PROVIDER not in ort.get_available_providers():
+        raise Skip(
+            f"onnxruntime {ort.__version__} here has no CUDA EP: carry onnxruntime-gpu "
+            "(`python -m tools.gpu_check prepare --onnxruntime-gpu`)"
+        )
+    platform = Platform.detect()
+    rng = np.random.default_rng(11)
+    images = [rng.random((3, SIDE, SIDE), dtype=np.float32) for _ in range(2 if ctx.quick else 4)]
+    rounds = 1 if ctx.quick else 5
+    data: dict[str, Any] = {"side": SIDE, "images": len(images), "rounds": rounds}
+    ok = True
+    for precision, tolerance in (("fp32", 1e-3), ("fp16", 2e-2)):
+        spec = _published_spec(ctx.work, precision)
+        runners = {
+            where: Runner(create_model(WorkerConfig(model_spec=str(spec), device=where,
+                                                    platform=platform)), where)
+            for where in (ctx.device, "cpu")
+        }  # fmt: skip
+        for runner in runners.values():
+            runner.setup()
+        device = runners[ctx.device]
+        maps = {where: np.stack(r.predict(images)) for where, r in runners.items()}
+        row: dict[str, Any] = {
+            "device": str(device.device),
+            "max_abs_diff_vs_cpu": float(np.abs(maps[ctx.device] - maps["cpu"]).max()),
+        }
+        graph = device.model._graph  # type: ignore[attr-defined]
+        for binding in (True, False):
+            graph.binding = binding
+            device.predict(images[:1])  # warm: CUDA's first run picks its kernels
+            started = time.perf_counter()
+            for _ in range(rounds):
+                device.predict(images)
+            seconds = time.perf_counter() - started
+            row["binding" if binding else "run"] = round(len(images) * rounds / seconds, 2)
+        row["binding_gain"] = round(row["binding"] / row["run"], 3)
+        graph.binding = str(device.device).startswith("cuda")
+        on_device = row["device"].startswith("cuda") or not ctx.gpu
+        ok = ok and on_device and row["max_abs_diff_vs_cpu"] <= tolerance
+        data[precision] = row
+    summary = "; ".join(
+        f"{p} on {data[p]['device']}: {data[p]['binding']} images/s bound, "
+        f"{data[p]['run']} plain ({data[p]['binding_gain']}×), max diff vs CPU "
+        f"{data[p]['max_abs_diff_vs_cpu']:.1e}"
+        for p in ("fp32", "fp16")
+    )
+    return ok, data, summary
+
+
+def _published_spec(work: Path, precision: str) -> Path:
+    """A saliency graph shaped like a published export (batch 1 × 3 × 1024², one map out)
+    with its spec (licence recorded), in float32 or float16 throughout."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    dtype, kind = (
+        (np.float16, TensorProto.FLOAT16)
+        if precision == "fp16"
+        else (np.float32, TensorProto.FLOAT)
+    )
+    rng = np.random.default_rng(7)
+    weights = {
+        "w1": rng.normal(0, 0.3, (16, 3, 3, 3)).astype(dtype),
+        "w2": rng.normal(0, 0.1, (16, 16, 3, 3)).astype(dtype),
+        "w3": rng.normal(0, 0.3, (1, 16, 1, 1)).astype(dtype),
+        "scales": np.asarray([1, 1, 2, 2], np.float32),
+    }
+    nodes = [
+        helper.make_node("Conv", ["image", "w1"], ["c1"], pads=[1, 1, 1, 1], strides=[2, 2]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "w2"], ["c2"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c2"], ["r2"]),
+        helper.make_node("Conv", ["r2", "w3"], ["c3"]),
+        helper.make_node("Resize", ["c3", "", "scales"], ["logits"], mode="linear"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        f"published-{precision}",
+        [helper.make_tensor_value_info("image", kind, [1, 3, SIDE, SIDE])],
+        [helper.make_tensor_value_info("logits", kind, [1, 1, SIDE, SIDE])],
+        [numpy_helper.from_array(v, k) for k, v in weights.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    work.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(work / f"published-{precision}.onnx"))
+    spec = work / f"published-{precision}.json"
+    spec.write_text(
+        json.dumps(
+            {
+                "name": f"published-{precision}",
+                "file": f"published-{precision}.onnx",
+                "mean": [0.485, 0.456, 0.406],
+                "std": [0.229, 0.224, 0.225],
+                "sigmoid": True,
+                "license": "MIT",
+                "commercial_use": True,
             }
         )
     )

@@ -18,13 +18,20 @@ from cutq.core.contract import FOREGROUNDS, FORMATS, KINDS, RESIZES, OutputSpec,
 from cutq.core.control import control_uri
 from cutq.core.errors import ConfigError, InvalidJob
 from cutq.worker.hardware import CPU_ONLY, Platform
+from cutq.worker.lane_policy import LanePolicy, default_reserve
 
 log = logging.getLogger(__name__)
 ENGINES = ("auto", "torch", "onnxruntime")
 
 ENV_PREFIX = "CUTQ_"
+# The platform's own variables, read when the CUTQ_ name is not set: variable → field.
+_PLATFORM = {
+    "PORT": "push_port",  # Cloud Run tells a service its port
+    "GOOGLE_CLOUD_PROJECT": "trace_project",  # Cloud Run and Cloud Functions set it
+}
 # Old names still read, each with a warning in the log: old name → field.
 _DEPRECATED = {"CUTQ_LANES": "streams"}  # renamed when "lane" came to mean interactive/bulk
+DEPRECATED_UNTIL = "0.3.0"  # the release that removes the old names (CHANGELOG.md)
 # Variables that belong to the client side or to tests, not to the worker.
 _NOT_WORKER = {
     "CUTQ_JOBS_TOPIC",
@@ -98,6 +105,12 @@ class WorkerConfig:
     # How long a push request waits for its job. Must equal the push subscription's ack
     # deadline (Pub/Sub's HTTP timeout for push; 10-600 s); the Terraform sets both.
     push_timeout_s: float = 300.0
+    push_host: str = "0.0.0.0"  # `cutq serve` listens here (--host)
+    push_port: int = 8080  # … on this port (--port; Cloud Run's PORT when CUTQ_PUSH_PORT is unset)
+    drain_idle_s: float | None = None  # `cutq worker`: exit 0 after this long with nothing in
+    #                                    flight (--drain-idle-s; Cloud Run jobs); None: never
+    trace_project: str | None = None  # the project of the traces job log lines link to;
+    #                                   None: GOOGLE_CLOUD_PROJECT, else the bare trace id
     allowed_buckets: tuple[str, ...] = ()  # gs:// buckets jobs may read and write; () = any
     allowed_dirs: tuple[str, ...] = ()  # file:// roots jobs may read and write; () = any
     storage_attempts: int = 5  # tries per storage call before the job is nacked
@@ -133,16 +146,15 @@ class WorkerConfig:
             f"max_in_flight ({self.max_in_flight}) must be ≥ max_batch ({self.max_batch})",
         )
         _check(self.io_threads >= 1, "io_threads must be ≥ 1")
-        if self.interactive_reserve is None:  # a batch, leaving bulk a batch (and the reserve 1)
-            room = min(self.max_batch, self.max_in_flight - self.max_batch)
-            reserve = max(1, room) if self.bulk_subscription and self.max_in_flight > 1 else 0
+        if self.interactive_reserve is None:  # the lane policy's default
+            reserve = default_reserve(
+                self.max_in_flight, self.max_batch, two_lanes=bool(self.bulk_subscription)
+            )
             object.__setattr__(self, "interactive_reserve", reserve)
-        assert self.interactive_reserve is not None
-        _check(
-            0 <= self.interactive_reserve < self.max_in_flight,
-            f"interactive_reserve ({self.interactive_reserve}) must be 0 to max_in_flight - 1 "
-            f"({self.max_in_flight - 1}): bulk jobs need at least one slot",
-        )
+        try:
+            LanePolicy.of(self)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
         _check(
             self.bulk_subscription is None or bool(self.subscription),
             "bulk_subscription needs subscription (the interactive lane) as well",
@@ -155,6 +167,11 @@ class WorkerConfig:
             f"({self.max_pixels}): the largest allowed image must fit on its own",
         )
         _check(self.grace_period_s >= 0, "grace_period_s must be ≥ 0")
+        _check(0 <= self.push_port <= 65535, "push_port must be 0-65535 (0: any free port)")
+        _check(
+            self.drain_idle_s is None or self.drain_idle_s >= 0,
+            "drain_idle_s must be ≥ 0 (unset: never drain)",
+        )
         _check(self.control_refresh_s >= 0, "control_refresh_s must be ≥ 0 (0: off)")
         _check(self.storage_attempts >= 1, "storage_attempts must be ≥ 1")
         _check(self.storage_timeout_s > 0, "storage_timeout_s must be > 0")
@@ -247,13 +264,21 @@ class WorkerConfig:
                 new = ENV_PREFIX + name.upper()
                 if new in environ:
                     raise ConfigError(f"{key} is the deprecated name of {new}: set only {new}")
-                log.warning("%s is deprecated: it is now %s (same meaning)", key, new)
+                log.warning(
+                    "%s is deprecated: it is now %s (same meaning); removed in %s",
+                    key,
+                    new,
+                    DEPRECATED_UNTIL,
+                )
             if name not in known:
                 raise ConfigError(
                     f"unknown setting {key}; known: "
                     + ", ".join(ENV_PREFIX + n.upper() for n in sorted(known))
                 )
             values[name] = raw
+        for key, name in _PLATFORM.items():
+            if name not in values and environ.get(key):
+                values[name] = environ[key]
         values.update({key: value for key, value in overrides.items() if value is not None})
         unknown = set(values) - known
         if unknown:

@@ -127,15 +127,24 @@ class Runner:
         if self.arrays:  # onnxruntime may have had to fall back to the CPU (auto only)
             self.device = self.model.onnx_device
         self.backend.configure()
+        terms = self.model.terms()
         log.info(
-            "model %s %s ready on %s (%s, %s) in %.1fs",
+            "model %s %s ready on %s (%s, %s) in %.1fs; licence %s, commercial use %s",
             self.model.name,
             self.model.version,
             self.device,
             self.model.engine,
             str(self.dtype).removeprefix("torch."),
             time.perf_counter() - started,
+            terms["license"],
+            terms["commercial_use"],
         )
+        if self.model.commercial_use is False:
+            log.warning(
+                "model %s: its licence (%s) does not allow commercial use",
+                self.model.name,
+                terms["license"],
+            )
 
     def predict(self, tensors: Sequence[Any]) -> list[Any]:
         """Saliency maps (1×h×w, float32, on the device) for same-sized inputs, in order.
@@ -147,11 +156,15 @@ class Runner:
             raise next(iter(prediction.failed.values()))
         return prediction.maps
 
-    def run(self, tensors: Sequence[Any]) -> Prediction:
-        """Maps for same-sized inputs, in order; the device has finished when this returns."""
+    def run(self, tensors: Sequence[Any], urgent: bool = False) -> Prediction:
+        """Maps for same-sized inputs, in order; the device has finished when this returns.
+
+        ``urgent`` (the lane policy, :mod:`cutq.worker.lane_policy`) goes on to the model's
+        ``predict``: an onnxruntime model runs it on its wide session. A torch model runs one
+        stream, where nothing runs beside a forward, so it has nothing to choose."""
         prediction = Prediction([])
         if self.arrays:
-            prediction.maps = self._predict_arrays(tensors)
+            prediction.maps = self._predict_arrays(tensors, urgent)
             finite = [bool(np.isfinite(m).all()) for m in prediction.maps]
             self._record_failures(prediction, finite, 0)
         else:
@@ -223,9 +236,9 @@ class Runner:
         with torch.inference_mode(), self._autocast(dtype):
             return self.model.predict(batch)  # type: ignore[no-any-return]
 
-    def _predict_arrays(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+    def _predict_arrays(self, arrays: Sequence[np.ndarray], urgent: bool) -> list[np.ndarray]:
         batch = arrays[0][None] if len(arrays) == 1 else np.stack(arrays)
-        output = np.asarray(self.model.predict(batch), dtype=np.float32)
+        output = np.asarray(self.model.predict(batch, urgent=urgent), dtype=np.float32)
         self._check_shape(output.shape, batch.shape)
         return list(output)
 

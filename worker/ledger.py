@@ -1,20 +1,21 @@
 """The ledger: every job held by the worker, and the one place a job is settled.
 
-A :class:`Task` is one delivery's life from :meth:`Pipeline.submit` to ack or nack. The
-:class:`Ledger` holds every open task and keeps the promises that span jobs:
+A :class:`~cutq.worker.task.Task` is one delivery's life from :meth:`Pipeline.submit` to ack
+or nack. The :class:`Ledger` holds every open task and keeps the promises that span jobs:
 
 * **bounded memory**: at most ``max_in_flight`` tasks (a slot each) and at most
   ``max_in_flight_pixels`` decoded pixels at once (:class:`PixelBudget`);
 * **room for the interactive lane**: bulk tasks never hold the last ``interactive_reserve``
-  slots (:class:`Slots`), so an interactive job never waits for a bulk one to settle before
-  it can start;
+  slots (:class:`Slots`, reading :class:`~cutq.worker.lane_policy.LanePolicy`), so an
+  interactive job never waits for a bulk one to settle before it can start;
 * **one computation per job**: the first delivery of a job leads; another delivery of the same
   job (the same result object) while the leader runs becomes its follower and is settled when
   the leader is, never computed again;
 * **settled once**: :meth:`Ledger.settle` acks or nacks each task exactly once by its
-  :class:`~cutq.worker.outcome.Outcome`, then tells the observers (the stats, the job log, any
-  added with :meth:`Ledger.observe`); a task nacked at the end of the grace period can never
-  publish an event afterwards (:meth:`Ledger.begin_emit`).
+  :class:`~cutq.worker.outcome.Outcome`, then tells the observers its owner passed in (the
+  :class:`~cutq.worker.service.Service` composes them: the stats, the job log, a progress
+  bar); a task nacked at the end of the grace period can never publish an event afterwards
+  (:meth:`Ledger.begin_emit`).
 """
 
 from __future__ import annotations
@@ -22,63 +23,24 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 
-from cutq.core.contract import Job
 from cutq.core.lanes import Lane
-from cutq.worker.joblog import JobLog
-from cutq.worker.outcome import Observer, Outcome, Stats
+from cutq.worker.lane_policy import LanePolicy
+from cutq.worker.outcome import Observer, Outcome
 from cutq.worker.sources import Delivery
+from cutq.worker.task import Task
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(eq=False)
-class Task:
-    """One delivery on its way through the stages, with the timings each stage adds."""
-
-    delivery: Delivery
-    lane: Lane = Lane.INTERACTIVE
-    received: float = field(default_factory=time.monotonic)
-    timings_ms: dict[str, float] = field(default_factory=dict)
-    job: Job | None = None  # once admitted
-    key: str | None = None  # the job's first result URI, once it leads or follows
-    batch_size: int | None = None
-    pixels: int = 0  # reserved from the pixel budget while its image is held
-    followers: list[Task] = field(default_factory=list)
-    emitting: bool = False  # its event is being published: it can no longer be nacked
-    settled: bool = False  # acked or nacked (it stays open until that call has returned)
-    ack_failed: bool = False  # the source refused the ack or nack: it may come back
-
-    def mark(self, stage: str, since: float) -> float:
-        now = time.monotonic()
-        self.timings_ms[stage] = (now - since) * 1000.0
-        return now
-
-    def finish(self) -> dict[str, float]:
-        """The timings with their ``total`` (set once: when the outcome is known)."""
-        self.timings_ms.setdefault("total", (time.monotonic() - self.received) * 1000.0)
-        return dict(self.timings_ms)
-
-    @property
-    def last_attempt(self) -> bool:
-        """Whether a nack now is this delivery's end (its source knows how many it gets)."""
-        return self.delivery.last_attempt
-
-    @property
-    def label(self) -> str:
-        return self.job.job_id if self.job else f"message-{self.delivery.message_id}"
-
-
 class Slots:
-    """``total`` slots for tasks, of which bulk tasks may hold at most ``total - reserve``."""
+    """Slots for tasks: as many as the policy's ``max_in_flight``, of which each lane may
+    hold at most its :meth:`~cutq.worker.lane_policy.LanePolicy.limit`."""
 
-    def __init__(self, total: int, reserve: int = 0) -> None:
-        if not 0 <= reserve < total:
-            raise ValueError(f"reserve must be 0 to {total - 1}, got {reserve}")
-        self.total = total
-        self.bulk_limit = total - reserve
+    def __init__(self, policy: LanePolicy) -> None:
+        self.policy = policy
+        self.total = policy.max_in_flight
         self._held = {lane: 0 for lane in Lane}
         self._changed = threading.Condition()
 
@@ -104,7 +66,7 @@ class Slots:
     def _free(self, lane: Lane) -> bool:
         if sum(self._held.values()) >= self.total:
             return False
-        return lane is Lane.INTERACTIVE or self._held[Lane.BULK] < self.bulk_limit
+        return self._held[lane] < self.policy.limit(lane)
 
 
 class PixelBudget:
@@ -140,12 +102,13 @@ class PixelBudget:
 class Ledger:
     """Open tasks, their slots and pixels, the job registry, and settling."""
 
-    def __init__(self, max_in_flight: int, max_pixels: int, interactive_reserve: int = 0) -> None:
-        self.stats = Stats()
-        self._observers: list[Observer] = [JobLog()]
+    def __init__(
+        self, policy: LanePolicy, max_pixels: int, observers: Sequence[Observer] = ()
+    ) -> None:
+        self._observers = tuple(observers)  # told of each settle, in this order
         self.pixels = PixelBudget(max_pixels)
         self.last_activity = time.monotonic()
-        self.slots = Slots(max_in_flight, interactive_reserve)
+        self.slots = Slots(policy)
         self._changed = threading.Condition()
         self._open: set[Task] = set()
         self._leaders: dict[str, Task] = {}
@@ -167,11 +130,6 @@ class Ledger:
             self._open.add(task)
             self.last_activity = time.monotonic()
         return task
-
-    def observe(self, observer: Observer) -> None:
-        """Tell ``observer`` of every delivery settled from now on."""
-        with self._changed:
-            self._observers.append(observer)
 
     def close(self) -> None:
         """Open no more tasks."""
@@ -224,11 +182,7 @@ class Ledger:
             self.pixels.release(task.pixels)
             task.pixels = 0
             self.slots.give_back(task.lane)
-            with self._changed:
-                self.stats.settled(task, outcome)
-                self.stats.ack_failures += task.ack_failed
-                observers = list(self._observers)
-            for observer in observers:
+            for observer in self._observers:
                 try:
                     observer.settled(task, outcome)
                 except Exception:  # an observer must never take a thread down with it
@@ -238,12 +192,6 @@ class Ledger:
                 self.last_activity = time.monotonic()
                 self._changed.notify_all()
         return followers
-
-    def count_batch(self, size: int, fp32_reruns: int = 0) -> None:
-        with self._changed:
-            self.stats.batches += 1
-            self.stats.batch_items += size
-            self.stats.fp32_reruns += fp32_reruns
 
     # --- draining ---------------------------------------------------------------------------
 

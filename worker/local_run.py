@@ -17,16 +17,16 @@ from pathlib import Path
 from tqdm import tqdm
 
 from cutq.core.contract import Options
-from cutq.core.events import Event
 from cutq.core.renditions import Rendition
 from cutq.core.storage import to_uri
+from cutq.core.tally import Exit, Tally
 from cutq.worker.config import WorkerConfig
-from cutq.worker.ledger import Task
 from cutq.worker.outcome import Ending, Outcome
 from cutq.worker.service import Service
-from cutq.worker.sinks import EventSink, JsonlEventSink
+from cutq.worker.sinks import JsonlEventSink, TalliedSink
 from cutq.worker.sources import StopReason
-from cutq.worker.sources.local import LocalSource, expand_paths
+from cutq.worker.sources.local import LocalSource, expand_paths, names_of
+from cutq.worker.task import Task
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,8 @@ class RunSummary:
     events_path: Path
     failures: Counter = field(default_factory=Counter)
     mean_batch: float = 0.0
+    tally: Tally = field(default_factory=Tally)  # verdicts and flags of the completed jobs
+    skipped: Counter = field(default_factory=Counter)  # files not taken, by reason
 
     @property
     def unfinished(self) -> int:
@@ -55,19 +57,40 @@ class RunSummary:
     def images_per_s(self) -> float:
         return (self.completed + self.failed) / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
+    def exit_code(self, accept_review: bool = False) -> Exit:
+        """The status :class:`~cutq.core.tally.Exit` describes."""
+        if not self.total:
+            return Exit.NO_INPUT
+        if self.failed or self.unfinished:
+            return Exit.FAILED
+        return self.tally.exit_code(accept_review)
+
     def render(self) -> str:
+        if not self.total:
+            return "\n".join(["no image in the inputs: nothing to do", *self._skipped_lines()])
         lines = [
             f"{self.total} image(s): {self.completed} completed, {self.failed} failed, "
             f"{self.duplicates} already done · {self.images_per_s:.2f} images/s · "
             f"mean batch {self.mean_batch:.1f} · {self.elapsed_s:.1f}s "
             f"(+{self.warmup_s:.1f}s model load and warm-up)"
         ]
+        if self.tally.render():
+            lines.append("  " + self.tally.render())
         if self.unfinished:
             lines.append(f"  stopped ({self.reason.value}): {self.unfinished} not processed")
         for code, count in self.failures.most_common():
             lines.append(f"  failed: {count} × {code}")
+        lines.extend(self._skipped_lines())
         lines.append(f"events: {self.events_path}")
         return "\n".join(lines)
+
+    def _skipped_lines(self) -> list[str]:
+        if not self.skipped:
+            return []
+        total = sum(self.skipped.values())
+        return [f"  skipped {total} file(s)"] + [
+            f"  skipped: {count} × {reason}" for reason, count in self.skipped.most_common()
+        ]
 
 
 def run_local(
@@ -85,25 +108,48 @@ def run_local(
     """
     out = Path(out_dir).absolute()
     config = config.replace(output=to_uri(out))
-    files = list(expand_paths(inputs))
+    skipped: Counter[str] = Counter()
+
+    def skip(path: Path, reason: str) -> None:
+        skipped[reason] += 1
+        log.debug("skipped %s (%s)", path, reason)
+
+    files = list(expand_paths(inputs, skipped=skip))
+    for reason, count in skipped.most_common():
+        log.warning("skipped %d file(s): %s", count, reason)
+    events_path = out / "events.jsonl"
+    if not files:
+        log.warning("no image in %s: nothing to do", ", ".join(map(str, inputs)))
+        return RunSummary(StopReason.DONE, 0, 0, 0, 0, 0.0, 0.0, events_path, skipped=skipped)
     if options and options.resize:
         config = config.replace(resize=options.resize)  # warm up at the shapes the run uses
-    events_path = out / "events.jsonl"
-    sink = JsonlEventSink(events_path)
+    tally = Tally()
+    sink = TalliedSink(JsonlEventSink(events_path), tally)
     started = time.monotonic()
-    service = Service.warmed_up(
-        config, sink, warmup_batch_sizes=[1, min(config.max_batch, max(len(files), 1))]
-    )
+    # The bar appears once the model is ready (``delay``: not during a quick warm-up).
+    bar = tqdm(total=len(files), unit="img", disable=not progress, dynamic_ncols=True, delay=0.5)
+    try:
+        service = Service.warmed_up(
+            config,
+            sink,
+            warmup_batch_sizes=[1, min(config.max_batch, max(len(files), 1))],
+            observers=[Progress(bar)],
+        )
+    except BaseException:
+        bar.close()
+        raise
     warmup_s = time.monotonic() - started
-    bar = tqdm(total=len(files), unit="img", disable=not progress, dynamic_ncols=True)
-
-    service.pipeline.ledger.observe(Progress(bar))
-    service.pipeline.ledger.observe(LocalDeadLetters(sink, service.runner.model.describe()))
     # A custom model's name goes into the job (and so its id): results of another model
     # over the same files are never mistaken for its own.
     job_model = service.runner.model.name if config.model_spec else None
     source = LocalSource(
-        files, config.default_output, options, job_model, max_attempts=3, renditions=renditions
+        files,
+        config.default_output,
+        options,
+        job_model,
+        max_attempts=3,
+        renditions=renditions,
+        names=names_of(files, inputs),  # SKU-1/front.jpg, not only front.jpg, in the events
     )
     began = time.monotonic()
     try:
@@ -111,7 +157,7 @@ def run_local(
     finally:
         bar.close()
     elapsed = time.monotonic() - began
-    stats = service.pipeline.stats
+    stats = service.stats
     return RunSummary(
         reason=reason,
         total=len(files),
@@ -123,6 +169,8 @@ def run_local(
         events_path=events_path,
         failures=stats.failures,
         mean_batch=stats.mean_batch,
+        tally=tally,
+        skipped=skipped,
     )
 
 
@@ -135,28 +183,3 @@ class Progress:
     def settled(self, task: Task, outcome: Outcome) -> None:
         if outcome.ending is not Ending.RETURNED:
             self.bar.update(1)
-
-
-class LocalDeadLetters:
-    """The local dead letter: an ``exhausted`` job still gets one event, a ``failed`` one with
-    code ``retries_exhausted`` (published while the sink is open: the job is still in flight)."""
-
-    def __init__(self, sink: EventSink, model: dict[str, str]) -> None:
-        self.sink = sink
-        self.model = model
-
-    def settled(self, task: Task, outcome: Outcome) -> None:
-        if outcome.ending is not Ending.EXHAUSTED:
-            return
-        job, attempt = task.job, task.delivery.delivery_attempt
-        self.sink.publish(
-            Event.failed(
-                job.job_id if job else task.label,
-                job.input if job else None,
-                "retries_exhausted",
-                f"gave up after {attempt} attempts; see the log for each attempt's error",
-                attributes=job.attributes if job else {},
-                model=self.model,
-                attempt=attempt,
-            )
-        )

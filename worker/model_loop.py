@@ -3,10 +3,12 @@
 A :class:`ModelLoop` takes loaded inputs (:meth:`ModelLoop.put`), groups them into batches
 of same-sized inputs (:func:`~cutq.worker.batcher.get_batch`: at ``max_batch`` items or
 ``max_wait_ms`` after the first), lets ``screen`` drop the inputs no longer wanted (cancelled,
-past their deadline) and runs the rest through the runner. Its queue is ranked by lane
-(:class:`~cutq.worker.batcher.RankedQueue`): interactive inputs go first into every batch,
-bulk inputs fill the rest. With several streams (onnxruntime on a CPU) one more thread takes
-interactive inputs only, so an interactive job never waits for a bulk forward to end, and a
+past their deadline) and runs the rest through the runner. It reads the lane policy
+(:class:`~cutq.worker.lane_policy.LanePolicy`) for three of its mechanisms: its queue is
+ranked by lane (:class:`~cutq.worker.batcher.RankedQueue`): interactive inputs go first into
+every batch, bulk inputs fill the rest; with several streams (onnxruntime on a CPU) one more
+thread takes interactive inputs only, so an interactive job never waits for a bulk forward to
+end, and its forwards are urgent (``Runner.run(urgent=True)``: the wide session at once); a
 stream that runs bulk work lowers its CPU priority (:mod:`cutq.worker.priority`): while an
 interactive forward runs it has most of every core, and bulk has them all the rest of the time.
 A batch that raises fails each of its jobs on its own (``failed``), never the thread (an
@@ -29,7 +31,8 @@ from typing import Any, Generic, Protocol, TypeVar
 from cutq.core.lanes import Lane
 from cutq.worker.batcher import STOP, RankedQueue, RankView, get_batch
 from cutq.worker.inference import Prediction, Runner
-from cutq.worker.priority import mark_urgent, yield_to_interactive
+from cutq.worker.lane_policy import LanePolicy
+from cutq.worker.priority import yield_to_interactive
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +59,7 @@ class ModelLoop(Generic[T]):
     def __init__(
         self,
         runner: Runner,
+        policy: LanePolicy,
         *,
         max_batch: int,
         max_wait_ms: float,
@@ -64,13 +68,14 @@ class ModelLoop(Generic[T]):
         screen: Callable[[list[T]], list[T]] | None = None,
     ) -> None:
         self.runner = runner
+        self.policy = policy
         self.max_batch = max_batch
         self.max_wait_s = max_wait_ms / 1000.0
         self.failure: BaseException | None = None  # why a model thread died, if one did
         self._inferred = inferred  # (the batch's inputs, its prediction, when it started)
         self._failed = failed
         self._screen = screen  # as a batch would start: the inputs still to compute
-        self._queue = RankedQueue(lambda item: item.lane.rank)  # type: ignore[attr-defined]
+        self._queue = RankedQueue(lambda item: policy.rank(item.lane))  # type: ignore[attr-defined]
         streams = max(1, runner.model.streams)
         self.threads = [
             threading.Thread(
@@ -82,12 +87,12 @@ class ModelLoop(Generic[T]):
         # that one never waits for a bulk forward to end (see the module's docstring).
         # It takes an interactive job only while a bulk forward runs: otherwise the streams
         # are free for it, and interactive traffic alone keeps the streams' shape.
-        self.interactive_thread = streams > 1
+        self.interactive_thread = policy.interactive_thread(streams)
         self._bulk_forwards = 0  # running now, on the streams
         self._counting = threading.Lock()
         if self.interactive_thread:
             interactive = self._queue.view(
-                max_rank=Lane.INTERACTIVE.rank, when=lambda: self._bulk_forwards > 0
+                max_rank=policy.rank(Lane.INTERACTIVE), when=lambda: self._bulk_forwards > 0
             )
             self.threads.append(
                 threading.Thread(
@@ -114,9 +119,8 @@ class ModelLoop(Generic[T]):
     def _run(self, source: RankedQueue | RankView, interactive_only: bool) -> None:
         """One thread: batches from ``source`` until STOP. An error fails its batch, never
         the thread."""
-        if interactive_only:
-            mark_urgent()
-        lowers = self.interactive_thread and not interactive_only
+        urgent = self.policy.urgent(interactive_only)
+        shares_cores = self.interactive_thread and not interactive_only
         try:
             while (batch := get_batch(source, self.max_batch, self.max_wait_s)) is not None:
                 groups: dict[tuple[int, int], list[T]] = defaultdict(list)
@@ -124,12 +128,12 @@ class ModelLoop(Generic[T]):
                     groups[item.input_size].append(item)
                 del batch
                 for group in groups.values():
-                    if lowers and any(item.lane is Lane.BULK for item in group):
+                    if self.policy.lowers([item.lane for item in group], shares_cores):
                         yield_to_interactive()  # once: the thread stays low afterwards
                         with self._bulk_forward():
-                            self._infer(group)
+                            self._infer(group, urgent)
                     else:
-                        self._infer(group)
+                        self._infer(group, urgent)
         except BaseException as error:  # _infer catches every Exception: this is worse
             self.failure = error
             log.critical("the model thread died: the worker is no longer healthy", exc_info=True)
@@ -148,13 +152,13 @@ class ModelLoop(Generic[T]):
                 self._bulk_forwards -= 1
             self._queue.wake()
 
-    def _infer(self, group: list[T]) -> None:
+    def _infer(self, group: list[T], urgent: bool) -> None:
         group = self._screened(group)  # as the batch starts
         if not group:
             return
         started = time.monotonic()
         try:
-            prediction = self.runner.run([item.tensor for item in group])
+            prediction = self.runner.run([item.tensor for item in group], urgent=urgent)
             if len(prediction.maps) != len(group):  # one map per input, or the batch fails
                 raise ValueError(f"{len(prediction.maps)} maps for {len(group)} inputs")
         except Exception as error:  # one bad batch fails each of its jobs on its own

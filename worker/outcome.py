@@ -1,17 +1,19 @@
 """How a job ended, as one value, and the observers told of it.
 
 An :class:`Outcome` is made once per delivery, where the pipeline knows how the job ended,
-and handed to the one settle (:meth:`cutq.worker.ledger.Ledger.settle`), which acks or nacks
-by it and then tells every :class:`Observer`: the stats, the job's log line, and (``cutq
-run``) the local dead letter. One word per ending, the same in code, logs, summaries and the
-README: ``completed``, ``duplicate``, ``failed``, ``expired``, ``cancelled``, ``returned``,
-``exhausted``.
+and handed to the pipeline's one ending (:meth:`cutq.worker.pipeline.Pipeline._end`), which
+publishes its event, if it has one, then settles (:meth:`cutq.worker.ledger.Ledger.settle`):
+ack or nack by it, then tell every :class:`Observer` the service composed: :class:`Stats`,
+the job's log line, ``cutq run``'s progress bar. One word per ending, the same in code,
+logs, summaries and the README: ``completed``, ``duplicate``, ``failed``, ``expired``,
+``cancelled``, ``returned``, ``exhausted``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -21,7 +23,7 @@ from cutq.core.errors import DeadlineExceeded, error_code
 from cutq.core.events import Event
 
 if TYPE_CHECKING:
-    from cutq.worker.ledger import Task
+    from cutq.worker.task import Task
 
 
 class Ending(enum.Enum):
@@ -72,6 +74,12 @@ class Outcome:
         """Back to the queue because of ``error``; on the last attempt, that is the end."""
         return cls(Ending.EXHAUSTED if last_attempt else Ending.RETURNED, error=error)
 
+    def announced(self, event: Event) -> Outcome:
+        """This ``exhausted`` outcome with the ``failed`` event that tells its end where no
+        dead-letter topic does (the local source), published before the nack."""
+        assert self.ending is Ending.EXHAUSTED and event.error_code == "retries_exhausted"
+        return dataclasses.replace(self, event=event)
+
     @property
     def acked(self) -> bool:
         return self.ending.acked
@@ -88,7 +96,7 @@ class Outcome:
     def for_follower(self, follower: Task) -> Outcome:
         """This (leader's) outcome as a delivery that waited on it shares it: computed once,
         reported for each; a follower of a job that went back to the queue goes back too."""
-        if self.event is None or follower.job is None:
+        if self.event is None or not self.acked or follower.job is None:
             return Outcome.returned(
                 self.error or RuntimeError("leader returned"),
                 last_attempt=follower.last_attempt,
@@ -99,7 +107,7 @@ class Outcome:
             batch_size=None,
             timings_ms=follower.finish(),
             attributes=follower.job.attributes,
-            duplicate=self.event.status == "completed",
+            duplicate=True,  # whatever the ending: the leader reported it
             time=datetime.now(timezone.utc),
         )
         return Outcome.published(event)
@@ -113,7 +121,8 @@ class Observer(Protocol):
 
 @dataclass
 class Stats:
-    """Counts since start, by outcome; read by the CLI summary, health checks and logs."""
+    """Counts since start, by outcome; read by the CLI summary, health checks and logs. An
+    :class:`Observer` of every settle; the model loop adds each batch (:meth:`count_batch`)."""
 
     completed: int = 0
     duplicates: int = 0
@@ -127,9 +136,20 @@ class Stats:
     batch_items: int = 0
     fp32_reruns: int = 0  # batches computed again in fp32 after NaN/inf at lower precision
     failures: Counter = field(default_factory=Counter)  # error code → count (failed, exhausted)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def settled(self, task: Task, outcome: Outcome) -> None:
-        """Called under the ledger's lock."""
+        with self._lock:
+            self._count(outcome)
+            self.ack_failures += task.ack_failed
+
+    def count_batch(self, size: int, fp32_reruns: int = 0) -> None:
+        with self._lock:
+            self.batches += 1
+            self.batch_items += size
+            self.fp32_reruns += fp32_reruns
+
+    def _count(self, outcome: Outcome) -> None:
         ending = outcome.ending
         if ending is Ending.COMPLETED:
             self.completed += 1

@@ -20,12 +20,16 @@
 * **write**: from one mask, each of the job's renditions (:mod:`cutq.worker.results`: framing,
   edge colours, encode, a preset's verdict) and its quality flags; create each result object
   *only if absent*, so of two workers racing on one job exactly one writes each object.
-* **emit**: publish the ``completed``, ``failed`` or ``cancelled`` event; **settle**: ack (or
+* **emit**: publish the ``completed``, ``failed`` or ``cancelled`` event, as news or as a
+  repeat (``duplicate``: :mod:`cutq.worker.ending_marks` decides); **settle**: ack (or
   nack for transient errors) in the ledger, once, by the job's :class:`~cutq.worker.outcome.Outcome`
-  (:meth:`Pipeline._end`, the one way a job ends).
+  (:meth:`Pipeline._end`, the one way a job ends: also for the grace period's end and a last
+  attempt's ``retries_exhausted`` event).
 
 Any error settles the job by its class (:mod:`cutq.core.errors`): permanent → ``failed`` event
-and ack; anything else → nack, so Pub/Sub retries it and eventually dead-letters it.
+and ack; anything else → nack, so Pub/Sub retries it and eventually dead-letters it. The model
+thread only computes: a job that fails there (its batch raised, its map was not finite, it was
+withdrawn) is handed to the writers to end, so no publish or ack holds up the next batch.
 """
 
 from __future__ import annotations
@@ -33,13 +37,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, TypeVar
 
-from cutq.core.contract import Job, parse_job, salvage_job_id
+from cutq.core.contract import Job, parse_job
+from cutq.core.control import run_id_of
 from cutq.core.errors import (
     CutqError,
     JobCancelled,
@@ -55,15 +60,18 @@ from cutq.worker import imaging, results
 from cutq.worker.access import check_allowed
 from cutq.worker.cancellations import CancelWatch, withdrawal
 from cutq.worker.config import WorkerConfig
+from cutq.worker.ending_marks import EndingMarks
 from cutq.worker.inference import Prediction, Runner
-from cutq.worker.ledger import Ledger, Task
+from cutq.worker.lane_policy import LanePolicy
+from cutq.worker.ledger import Ledger
 from cutq.worker.model_loop import ModelLoop
-from cutq.worker.outcome import Outcome
+from cutq.worker.outcome import Ending, Observer, Outcome, Stats
 from cutq.worker.priority import started_pool
 from cutq.worker.quality import Quality
 from cutq.worker.results import Result
 from cutq.worker.sinks import EventSink
 from cutq.worker.sources import Delivery, lane_of_delivery
+from cutq.worker.task import Task
 
 if TYPE_CHECKING:  # a CPU worker running onnxruntime never imports torch
     import torch
@@ -99,6 +107,15 @@ class Loaded:
 
 
 @dataclass(frozen=True)
+class Failed:
+    """A job to end on the writers by ``error`` (it failed, or was withdrawn, on the model
+    thread)."""
+
+    task: Task
+    error: BaseException
+
+
+@dataclass(frozen=True)
 class Inferred:
     """A decoded image and its saliency map, ready to be written."""
 
@@ -108,7 +125,10 @@ class Inferred:
 
 
 class Pipeline:
-    """Runs jobs through one model with dynamic batching. Start, submit, then close."""
+    """Runs jobs through one model with dynamic batching. Start, submit, then close.
+
+    ``stats`` is told of every settle first, then each of ``observers`` (the service composes
+    them: the job log, a progress bar)."""
 
     def __init__(
         self,
@@ -117,27 +137,29 @@ class Pipeline:
         events: EventSink,
         storage: Stores | None = None,
         cancellations: CancelWatch | None = None,
+        *,
+        stats: Stats | None = None,
+        observers: Sequence[Observer] = (),
     ) -> None:
         self.config = config
         self.cancellations = cancellations  # None: no cancellation checks (deadlines still)
         self.runner = runner
         self.events = events
         self.storage = storage or stores_for(config)
-        self.ledger = Ledger(
-            config.max_in_flight,
-            config.max_in_flight_pixels,
-            config.interactive_reserve,
-        )
-        self.stats = self.ledger.stats
+        self.stats = stats or Stats()
+        policy = LanePolicy.of(config)
+        self.ledger = Ledger(policy, config.max_in_flight_pixels, (self.stats, *observers))
+        self.ending_marks = EndingMarks(self.storage, config.control_uri)
         # Started now: their threads must not inherit a bulk stream's lowered priority.
         self._loaders = started_pool(config.io_threads, "cutq-load")
         self._writers = started_pool(config.io_threads, "cutq-write")
         self.model_loop: ModelLoop[Loaded] = ModelLoop(
             runner,
+            policy,
             max_batch=config.max_batch,  # type: ignore[arg-type]
             max_wait_ms=config.max_wait_ms,
             inferred=self._inferred,
-            failed=lambda loaded, error: self._fail(loaded.admitted.task, error),
+            failed=lambda loaded, error: self._fail_on_writers(loaded.admitted.task, error),
             screen=self._screen,
         )
         self._stopping = threading.Event()
@@ -221,6 +243,7 @@ class Pipeline:
         # Queue time runs from publishing; a local file's publish time is its mtime (it dates
         # the results' partition), so the local source also says when the run saw the file.
         since = getattr(delivery, "seen_at", None) or delivery.publish_time
+        run_id_of(delivery.attributes)  # checked as `cutq cancel` checks it: cancellable
         task.timings_ms["queue"] = max(
             0.0, (datetime.now(timezone.utc) - since).total_seconds() * 1000
         )
@@ -234,7 +257,7 @@ class Pipeline:
 
     def _skip_if_done(self, admitted: Admitted) -> bool:
         """At-least-once delivery: when every result exists, re-emit the event and ack."""
-        done = results.lookup(admitted.results, self.storage.open)
+        done = results.lookup(admitted.results, self.storage.open, admitted.job.job_id)
         if done is not None:
             self._complete(admitted, done[0], duplicate=True, judged=done[1])
         return done is not None
@@ -275,16 +298,21 @@ class Pipeline:
             if reason is None:
                 keep.append(loaded)
             else:
-                self._hand_off(self._writers, self._fail_as, (task, reason), task)
+                self._fail_on_writers(task, reason)
         return keep
 
-    def _fail_as(self, failure: tuple[Task, BaseException]) -> None:
-        self._fail(*failure)
+    def _fail_on_writers(self, task: Task, error: BaseException) -> None:
+        """From the model thread: ``task`` ends by ``error`` on the writers (its event is
+        published, and it is settled, there)."""
+        self._hand_off(self._writers, self._fail_as, Failed(task, error), task)
+
+    def _fail_as(self, failed: Failed) -> None:
+        self._fail(failed.task, failed.error)
 
     def _inferred(self, group: list[Loaded], prediction: Prediction, started: float) -> None:
         """Model loop: a batch ran; each of its jobs goes on to the writers (or fails on its
         own: its map was not finite, also in fp32 — never a blank result)."""
-        self.ledger.count_batch(len(group), prediction.fp32_reruns)
+        self.stats.count_batch(len(group), prediction.fp32_reruns)
         for index, (loaded, saliency) in enumerate(zip(group, prediction.maps, strict=True)):
             task = loaded.admitted.task
             task.timings_ms["batch_wait"] = (started - loaded.enqueued) * 1000.0
@@ -293,7 +321,7 @@ class Pipeline:
             if prediction.fp32_reruns:  # part of infer: the batch computed again in fp32
                 task.timings_ms["fp32_rerun"] = prediction.fp32_rerun_ms
             if index in prediction.failed:
-                self._fail(task, prediction.failed[index])
+                self._fail_on_writers(task, prediction.failed[index])
                 continue
             item = Inferred(loaded.admitted, loaded.image, saliency)
             self._hand_off(self._writers, self._write, item, task)
@@ -361,30 +389,58 @@ class Pipeline:
             self._end(task, Outcome.returned(error, last_attempt=task.last_attempt))
             return
         event = Event.failed(
-            (job.job_id if job else salvage_job_id(delivery.data)) or task.label,
+            task.label,
             job.input if job else None,
             error_code(error),
             str(error),
             attributes=job.attributes if job else {},
+            ref=job.ref if job else None,
+            name=job.name if job else None,
             model=self.runner.model.describe(),
             attempt=delivery.delivery_attempt,
             timings_ms=task.finish(),
         )
         self._end(task, Outcome.published(event))
 
-    def _end(self, task: Task, outcome: Outcome) -> None:
+    def _end(self, task: Task, outcome: Outcome, *, unless_emitting: bool = False) -> None:
         """The one way a job ends: publish the outcome's event, if it has one (unless the task
         was nacked meanwhile: grace over), then settle; the deliveries that waited on this job
-        end with it, computed once."""
+        end with it, computed once. A job returned on its last attempt first gets a ``failed``
+        event, ``retries_exhausted`` (its source has no dead-letter topic to say so).
+        ``unless_emitting``: the grace period's end, leaving a job that publishes its event."""
+        if outcome.ending is Ending.EXHAUSTED and outcome.event is None:
+            outcome = outcome.announced(self._exhausted_event(task))
         if outcome.event is not None:
             if not self.ledger.begin_emit(task):
                 return
-            try:
-                self.events.publish(outcome.event)
+            claim = None
+            try:  # news, or a repeat of an ending already reported (ending_marks)
+                claimed = self.ending_marks.claim(outcome.event)
+                claim = claimed.claim
+                if outcome.ending is Ending.EXHAUSTED:  # told by its event, still nacked
+                    outcome = outcome.announced(claimed.event)
+                else:
+                    outcome = Outcome.published(claimed.event)
+                self.events.publish(claimed.event)
             except Exception as error:
+                self.ending_marks.release(claim)  # so the redelivery reports it as news
                 outcome = Outcome.returned(error, last_attempt=task.last_attempt)
-        for follower in self.ledger.settle(task, outcome):
+        for follower in self.ledger.settle(task, outcome, unless_emitting=unless_emitting):
             self._end(follower, outcome.for_follower(follower))
+
+    def _exhausted_event(self, task: Task) -> Event:
+        job, attempt = task.job, task.delivery.delivery_attempt
+        return Event.failed(
+            job.job_id if job else task.label,
+            job.input if job else None,
+            "retries_exhausted",
+            f"gave up after {attempt} attempts; see the log for each attempt's error",
+            attributes=job.attributes if job else {},
+            ref=job.ref if job else None,
+            name=job.name if job else None,
+            model=self.runner.model.describe(),
+            attempt=attempt,
+        )
 
     def _hand_off(
         self, pool: ThreadPoolExecutor, stage: Callable[[T], None], item: T, task: Task
@@ -441,7 +497,7 @@ class Pipeline:
             log.warning("grace period over: returning %d unfinished job(s) to the queue", len(left))
             stopping = Outcome.returned(ShuttingDown("worker stopping"))
             for task in left:
-                self.ledger.settle(task, stopping, unless_emitting=True)
+                self._end(task, stopping, unless_emitting=True)
             self.ledger.wait_idle(max(0.0, deadline - time.monotonic()))
         # 4. Stop the model threads and the pools; never wait on a stuck call.
         self._loaders.shutdown(wait=False, cancel_futures=True)

@@ -3,9 +3,10 @@
 With several model streams on a CPU (onnxruntime), bulk forwards keep every core busy. An
 interactive job must neither wait for one of them to end nor share the cores with them as an
 equal. So the :class:`~cutq.worker.model_loop.ModelLoop` keeps one extra thread for
-interactive jobs, marked :func:`urgent` (its forwards take the wide session at once, see
+interactive jobs (its forwards are urgent: they take the wide session at once, see
 :class:`~cutq.worker.models.onnx_engine.Streams`), and a stream thread that runs bulk work
-lowers its own CPU priority by :data:`BULK_NICE` (:func:`yield_to_interactive`). While an
+lowers its own CPU priority by :data:`BULK_NICE` (:func:`yield_to_interactive`); the lane
+policy (:mod:`cutq.worker.lane_policy`) says when. While an
 interactive forward runs, Linux's scheduler then gives it about nine tenths of every core
 (weights 1024 against 110 per bulk thread at nice +10); with no interactive work the bulk
 threads have the cores to themselves, at full speed: a nice value only matters to threads
@@ -25,22 +26,13 @@ import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+from cutq.worker.lane_policy import BULK_NICE
+
 log = logging.getLogger(__name__)
 
-BULK_NICE = 10  # how far below the other threads a bulk stream runs
+__all__ = ["BULK_NICE", "started_pool", "yield_to_interactive"]
 
-_this_thread = threading.local()
-
-
-def mark_urgent() -> None:
-    """Forwards on this thread are interactive work that must not wait (for the thread's
-    life)."""
-    _this_thread.urgent = True
-
-
-def urgent() -> bool:
-    """Whether this thread was :func:`mark_urgent`-ed."""
-    return getattr(_this_thread, "urgent", False)
+_this_thread = threading.local()  # whether this thread's priority was lowered (OS state)
 
 
 def yield_to_interactive() -> bool:

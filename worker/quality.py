@@ -3,8 +3,10 @@
 Every completed job carries its flags (possibly none) and the figures behind them, in the
 event's data and as Pub/Sub attributes (``flags``: comma-separated; ``flag_<name>``: ``1``),
 so a subscription can route flagged jobs to review. Measured on the final alpha at
-:data:`SOLID` (the subject's pixels), thresholds below; their precision and recall on a
-labelled set are in the README ("Quality flags").
+:data:`~cutq.worker.thresholds.SOLID` (the subject's pixels); the thresholds live in
+:mod:`cutq.worker.thresholds`. An empty image carries ``empty`` alone: on a bare backdrop the
+faint parts a model finds would also read as ``multiple`` and ``uncertain``, which only adds
+noise for a reviewer. Precision and recall on labelled sets: docs/verdicts.md.
 """
 
 from __future__ import annotations
@@ -14,20 +16,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cutq.worker.subject import find_subject
+from cutq.worker.thresholds import (
+    CONFIDENT,
+    EDGE_ABOVE,
+    EMPTY_BELOW,
+    MULTIPLE_SHARE,
+    SOLID,
+    UNCERTAIN_ABOVE,
+    VISIBLE,
+)
 
 FLAGS = ("empty", "edge", "multiple", "uncertain")
-SOLID = 128  # alpha at or above this is the subject
-#: ``empty``: the subject's confident pixels (alpha ≥ 224) cover less than this share of the
-#: image. (A salient-object model finds *something* on a bare backdrop, but only faintly.)
-EMPTY_BELOW = 0.005
-CONFIDENT = 224
-#: ``edge``: the subject's pixels cover more than this share of the image's border.
-EDGE_ABOVE = 0.01
-#: ``multiple``: a second separate part at least this share of the largest part's area.
-MULTIPLE_SHARE = 0.15
-#: ``uncertain``: more than this share of the subject's pixels (alpha ≥ 32) are neither
-#: clearly in nor clearly out (32 ≤ alpha ≤ 223).
-UNCERTAIN_ABOVE = 0.25
 
 
 @dataclass(frozen=True)
@@ -47,18 +46,18 @@ def assess(alpha: np.ndarray) -> Quality:
     edge = float(border.mean())
     parts = find_subject(alpha, level=SOLID).parts
     second = parts[1].area / parts[0].area if len(parts) > 1 else 0.0
-    visible = alpha >= 32
-    unsure = visible & (alpha <= 223)
+    visible = alpha >= VISIBLE
+    unsure = visible & (alpha < CONFIDENT)
     uncertain = float(unsure.sum() / max(1, int(visible.sum())))
-    flags = []
     if confident < EMPTY_BELOW:
-        flags.append("empty")
-    if edge > EDGE_ABOVE:
-        flags.append("edge")
-    if second >= MULTIPLE_SHARE:
-        flags.append("multiple")
-    if uncertain > UNCERTAIN_ABOVE:
-        flags.append("uncertain")
+        flags = ["empty"]  # alone: a backdrop's faint parts say nothing more
+    else:
+        raised = {
+            "edge": edge > EDGE_ABOVE,
+            "multiple": second >= MULTIPLE_SHARE,
+            "uncertain": uncertain > UNCERTAIN_ABOVE,
+        }
+        flags = [flag for flag in FLAGS if raised.get(flag)]
     figures = {
         "coverage": round(coverage, 4),
         "confident": round(confident, 4),

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from cutq.core.contract import CONTENT_TYPES, Job
-from cutq.core.errors import AlreadyExists
+from cutq.core.errors import AlreadyExists, OutputCollision
 from cutq.core.events import OutputInfo
 from cutq.core.presets import PRESETS
 from cutq.core.renditions import Rendition
@@ -107,6 +107,7 @@ def render(
             colours[mode, inside] = rgb
         return colours[mode, inside]
 
+    judged = quality.assess(alpha)  # before the verdicts: a flag can hold one back
     pictures = {}
     for result in results:
         rendition = result.rendition
@@ -128,10 +129,12 @@ def render(
         if rendition.preset is not None:
             background = rendition.background if rendition.kind == "cutout" else "#000000"
             rules = PRESETS[rendition.preset].rules
-            checked = verdict.check(data, background, rules, (image.width, image.height))
+            checked = verdict.check(
+                data, background, rules, (image.width, image.height), judged.flags
+            )
         pictures[result.name] = Picture(data, picture.width, picture.height, checked)
         del picture, source, rgb
-    return Rendering(pictures, quality.assess(alpha))
+    return Rendering(pictures, judged)
 
 
 def store(
@@ -165,7 +168,7 @@ def store(
             found = storage.stat(result.target)
             if found is None:  # pragma: no cover - created, then deleted at once
                 raise
-            stored = found
+            stored = owned(found, job.job_id)
         outputs.append(_replace_size(info, stored.size))
     return tuple(outputs), duplicate
 
@@ -184,6 +187,7 @@ def _output(result: Result, picture: Picture) -> OutputInfo:
         verdict=checked.verdict if checked else None,
         failed=checked.failed if checked else (),
         figures=checked.figures if checked else None,
+        reasons=checked.reasons if checked else (),
     )
 
 
@@ -192,15 +196,29 @@ def _replace_size(info: OutputInfo, size: int) -> OutputInfo:
 
 
 # What the event said of the object and of the job (JSON), re-emitted on a redelivery.
-OUTPUT_KEY, QUALITY_KEY = "cutq-output", "cutq-quality"
+OUTPUT_KEY, QUALITY_KEY, JOB_ID_KEY = "cutq-output", "cutq-quality", "cutq-job-id"
+
+
+def owned(info: ObjectInfo, job_id: str) -> ObjectInfo:
+    """``info``, an existing result, when it is this job's (or its backend keeps no metadata);
+    another job's object under the same name raises :class:`OutputCollision`."""
+    owner = info.metadata.get(JOB_ID_KEY)
+    if owner is not None and owner != job_id:
+        raise OutputCollision(
+            f"{info.uri} exists and belongs to job {owner}: two jobs render the same name "
+            "(put {job_id} or {hash} in output.template); nothing was overwritten"
+        )
+    return info
 
 
 def _metadata(info: OutputInfo, job: Job, judged: quality.Quality) -> dict[str, str]:
     entry: dict[str, Any] = {k: v for k, v in vars(info).items() if k not in ("uri", "size")}
+    identity = {"cutq-ref": job.ref, "cutq-name": job.name}
     return {
+        **{key: value for key, value in identity.items() if value is not None},
         "cutq-width": str(info.width),
         "cutq-height": str(info.height),
-        "cutq-job-id": job.job_id,
+        JOB_ID_KEY: job.job_id,
         OUTPUT_KEY: json.dumps(entry, separators=(",", ":")),
         QUALITY_KEY: json.dumps(
             {"flags": judged.flags, "figures": judged.figures}, separators=(",", ":")
@@ -219,14 +237,16 @@ def found_quality(info: ObjectInfo) -> quality.Quality | None:
 
 
 def lookup(
-    results: tuple[Result, ...], open_storage: Callable[[str], Storage]
+    results: tuple[Result, ...], open_storage: Callable[[str], Storage], job_id: str
 ) -> tuple[tuple[OutputInfo, ...], quality.Quality | None] | None:
-    """When every result exists already: what the event says of them, and the job's flags."""
+    """When every result exists already: what the event says of them, and the job's flags
+    (:class:`OutputCollision` when one of them is another job's)."""
     outputs, judged = [], None
     for result in results:
         info = open_storage(result.target).stat(result.target)
         if info is None:
             return None
+        owned(info, job_id)
         outputs.append(found(result, info))
         judged = judged or found_quality(info)
     return tuple(outputs), judged
@@ -239,6 +259,7 @@ def found(result: Result, info: ObjectInfo) -> OutputInfo:
     if entry:
         fields = json.loads(entry)
         fields["failed"] = tuple(fields.get("failed") or ())
+        fields["reasons"] = tuple(fields.get("reasons") or ())
         return OutputInfo(uri=result.uri, size=info.size, **fields)
     width, height = info.metadata.get("cutq-width"), info.metadata.get("cutq-height")
     return OutputInfo(

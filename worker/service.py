@@ -24,7 +24,9 @@ from cutq.core.storage import Stores
 from cutq.worker.cancellations import CancelWatch
 from cutq.worker.config import WorkerConfig
 from cutq.worker.inference import Runner, batch_shapes
+from cutq.worker.joblog import JobLog
 from cutq.worker.models import create_model
+from cutq.worker.outcome import Observer, Stats
 from cutq.worker.pipeline import Pipeline, stores_for
 from cutq.worker.sinks import EventSink, LogEventSink, PubSubEventSink
 from cutq.worker.sources import Intake, Source, StopReason
@@ -35,7 +37,10 @@ POLL_S = 0.25  # how often the wait loop looks at health, the source and idlenes
 
 
 class Service:
-    """A warmed-up pipeline, its storage and event sink, and the loop that serves a source."""
+    """A warmed-up pipeline, its storage and event sink, and the loop that serves a source.
+
+    It composes the observers of every settle: :attr:`stats` first, then the job log, then
+    ``observers`` (``cutq run``'s progress bar)."""
 
     def __init__(
         self,
@@ -44,6 +49,7 @@ class Service:
         events: EventSink,
         ready_s: float,
         storage: Stores | None = None,
+        observers: Sequence[Observer] = (),
     ) -> None:
         self.config = config
         self.runner = runner
@@ -54,7 +60,16 @@ class Service:
             if config.control_refresh_s > 0
             else None
         )
-        self.pipeline = Pipeline(config, runner, events, self.storage, self.cancellations)
+        self.stats = Stats()
+        self.pipeline = Pipeline(
+            config,
+            runner,
+            events,
+            self.storage,
+            self.cancellations,
+            stats=self.stats,
+            observers=(JobLog(config.trace_project), *observers),
+        )
         self.ready_s = ready_s
         self._stopping = threading.Event()
         self._closing = threading.Lock()
@@ -67,19 +82,28 @@ class Service:
         events: EventSink | None = None,
         *,
         warmup_batch_sizes: Sequence[int] | None = None,
+        observers: Sequence[Observer] = (),
     ) -> Service:
         """Load, warm up and verify the model; start the pipeline. Raises on any failure
         (closing ``events``, which the service would otherwise own)."""
         started = time.monotonic()
+        storage = stores_for(config)  # the model's weights come through it too
         try:
-            runner = _warmed_up_runner(config, warmup_batch_sizes)
+            runner = _warmed_up_runner(config, warmup_batch_sizes, storage)
         except BaseException:
             if events is not None:
                 events.close()
             raise
         if events is None:
             events = PubSubEventSink(config.events_topic) if config.events_topic else LogEventSink()
-        service = cls(config, runner, events, ready_s=time.monotonic() - started)
+        service = cls(
+            config,
+            runner,
+            events,
+            ready_s=time.monotonic() - started,
+            storage=storage,
+            observers=observers,
+        )
         service.pipeline.start()
         log.info(
             "ready in %.1fs (warm-up %.1fs): model %s %s on %s (%s), streams=%d max_batch=%d "
@@ -106,18 +130,17 @@ class Service:
         """Stop serving (as SIGTERM does): :meth:`run` closes everything and returns."""
         self._stopping.set()
 
-    def run(
-        self, source: Source, *, drain_idle_s: float | None = None, handle_signals: bool = True
-    ) -> StopReason:
+    def run(self, source: Source, *, handle_signals: bool = True) -> StopReason:
         """Serve ``source`` until a signal, :meth:`stop`, a dead model thread, the source's
-        end, or (``drain_idle_s``) that long with nothing in flight; close; say why."""
+        end, or (the config's ``drain_idle_s``) that long with nothing in flight; close; say
+        why."""
         intake = Intake(self.pipeline.submit, self.ready, self.pipeline.in_flight)
         with self._signals(handle_signals):
             try:
                 if self.cancellations is not None:  # a first listing before the first job
                     self.cancellations.start()
                 source.start(intake)
-                reason = self._serve(source, drain_idle_s)
+                reason = self._serve(source, self.config.drain_idle_s)
                 log.info("stopping: %s", reason.value)
             finally:
                 self.close(source)
@@ -215,9 +238,12 @@ def exit_code(reason: StopReason) -> int:
     os._exit(code)
 
 
-def _warmed_up_runner(config: WorkerConfig, batch_sizes: Sequence[int] | None) -> Runner:
+def _warmed_up_runner(
+    config: WorkerConfig, batch_sizes: Sequence[int] | None, storage: Stores
+) -> Runner:
     """The one place a model is loaded, warmed up at real shapes and its output checked."""
-    runner = Runner(create_model(config), config.device, config.precision, platform=config.platform)
+    model = create_model(config, storage)
+    runner = Runner(model, config.device, config.precision, platform=config.platform)
     runner.setup()
     if config.warmup:
         # On a GPU every batch size the batcher can close, so cuDNN autotunes each of them

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from cutq.core.errors import PublishFailed
 from cutq.core.events import Event
+from cutq.core.tally import Tally
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,21 @@ class JsonlEventSink:
     def close(self) -> None:
         with self._lock:
             self._handle.close()
+
+
+class TalliedSink:
+    """Another sink's events, each counted by a :class:`~cutq.core.tally.Tally` once durable."""
+
+    def __init__(self, sink: EventSink, tally: Tally) -> None:
+        self.sink = sink
+        self.tally = tally
+
+    def publish(self, event: Event) -> None:
+        self.sink.publish(event)
+        self.tally.add(event)
+
+    def close(self) -> None:
+        self.sink.close()
 
 
 class LogEventSink:

@@ -1,4 +1,10 @@
-"""The verdict on a rendition made from a preset: its rules checked on the encoded bytes.
+"""The verdict on a rendition made from a preset: ``pass``, ``review`` or ``fail``.
+
+``fail``: a preset's rule failed on the encoded bytes, or no subject was found (the job's
+``empty`` flag). ``review``: every rule holds but a quality flag the preset does not tolerate
+says the result may be wrong (cut off by the source's edge, more than one subject, low
+confidence): a shop must look before publishing it. ``pass``: nothing says it is wrong. What
+each flag does is :data:`cutq.worker.thresholds.FLAG_VERDICTS`.
 
 Everything is measured on the decoded output, as a marketplace would see it, never on the
 arrays it was made from: the fill ratio (the subject's box over the canvas, on the axis it
@@ -18,18 +24,21 @@ from PIL import Image
 
 from cutq.core.presets import Rules
 from cutq.worker.imaging import parse_color
+from cutq.worker.thresholds import FLAG_VERDICTS, RING_SHARE, TOLERANCE
 
-TOLERANCE = 16  # this close to the background (per channel) is background (JPEG ripples: ~8)
-RING_SHARE = 0.01  # the border ring is 1 % of the shorter side wide (at least 1 px)
+VERDICTS = ("pass", "review", "fail")  # best first
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """``pass`` or ``fail``, each failed rule in words, and the figures measured."""
+    """``pass``, ``review`` or ``fail``; each failed rule in words (``failed``); every reason
+    it is not ``pass`` (``reasons``: the failed rules, then the flags' reasons; empty on a
+    pass); and the figures measured."""
 
     verdict: str
     failed: tuple[str, ...] = ()
     figures: dict[str, Any] = field(default_factory=dict)
+    reasons: tuple[str, ...] = ()
 
 
 def measure(data: bytes, background: str | None) -> dict[str, Any]:
@@ -58,9 +67,14 @@ def measure(data: bytes, background: str | None) -> dict[str, Any]:
 
 
 def check(
-    data: bytes, background: str | None, rules: Rules, source_size: tuple[int, int]
+    data: bytes,
+    background: str | None,
+    rules: Rules,
+    source_size: tuple[int, int],
+    flags: tuple[str, ...] = (),
 ) -> Verdict:
-    """Measure ``data`` and hold it to ``rules``; ``source_size``: the input's (w, h)."""
+    """Measure ``data`` and hold it to ``rules``; ``source_size``: the input's (w, h);
+    ``flags``: the job's quality flags (:mod:`.quality`)."""
     figures = measure(data, background)
     figures["purity"] = round(figures["purity"], 6)
     figures["source_width"], figures["source_height"] = source_size
@@ -82,4 +96,22 @@ def check(
             f"background not pure: {purity:.2%} of the border exactly {background or 'clear'} "
             f"(needs {rules.purity_min:.0%})"
         )
-    return Verdict("fail" if failed else "pass", tuple(failed), figures)
+    return judge(tuple(failed), flags, rules.tolerates, figures)
+
+
+def judge(
+    failed: tuple[str, ...],
+    flags: tuple[str, ...],
+    tolerates: tuple[str, ...] = (),
+    figures: dict[str, Any] | None = None,
+) -> Verdict:
+    """The verdict from the rules ``failed`` and the job's ``flags`` (those in ``tolerates``
+    ignored): the worst any of them allows, with every reason."""
+    worst, reasons = "fail" if failed else "pass", list(failed)
+    for flag in flags:
+        if flag in tolerates or flag not in FLAG_VERDICTS:
+            continue
+        allowed, reason = FLAG_VERDICTS[flag]
+        reasons.append(reason)
+        worst = max(worst, allowed, key=VERDICTS.index)
+    return Verdict(worst, failed, dict(figures or {}), tuple(reasons))

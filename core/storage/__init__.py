@@ -61,6 +61,10 @@ class Storage(Protocol):
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         """Objects under ``prefix``, lazily, in name order."""
 
+    def delete(self, uri: str, *, generation: int | None = None) -> bool:
+        """Remove the object (only that ``generation`` of it, when given); False when it was
+        already gone (of two concurrent deletes, one returns True)."""
+
 
 def split_gs_uri(uri: str) -> tuple[str, str]:
     """``gs://bucket/a/b`` → ``("bucket", "a/b")``."""

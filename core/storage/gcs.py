@@ -158,6 +158,18 @@ class GcsStorage:
 
         return self._call(uri, attempt)
 
+    def delete(self, uri: str, *, generation: int | None = None) -> bool:
+        def attempt() -> None:
+            self._blob(uri).delete(
+                if_generation_match=generation, retry=None, timeout=self.timeout_s
+            )
+
+        try:
+            self._call(uri, attempt, changed=lambda: AlreadyExists(f"{uri} was replaced"))
+        except InputNotFound:
+            return False  # already gone (a retried delete whose first try landed, too)
+        return True
+
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         bucket, name_prefix = split_gs_uri(prefix)
         pages = self._call(

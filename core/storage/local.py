@@ -69,6 +69,18 @@ class LocalStorage:
             raise InputNotFound(f"{uri}: no such file") from None
         return self._info(source)
 
+    def delete(self, uri: str, *, generation: int | None = None) -> bool:
+        path = file_path(uri)
+        try:
+            if generation is not None and path.stat().st_mtime_ns != generation:
+                raise AlreadyExists(f"{uri} was replaced")
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        except OSError as error:
+            raise StorageUnavailable(f"{uri}: {error}") from error
+        return True
+
     def stat(self, uri: str) -> ObjectInfo | None:
         path = file_path(uri)
         return self._info(path) if path.is_file() else None

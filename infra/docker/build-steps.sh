@@ -10,10 +10,16 @@
 #                          folder holding pyproject.toml and stub_packages.py, no sources)
 #   build-steps.sh app     cutq itself (no dependencies), its imports, the shipped u2netp
 #                          graphs loaded and run once
+#   build-steps.sh model   bake an ONNX graph and its spec into MODEL_DIR (bake_model.py):
+#                          MODEL_URL (a file in MODEL_SOURCE_DIR, https:// or file://),
+#                          MODEL_SHA256 (mandatory), MODEL_SPEC; nothing without MODEL_URL
 #   build-steps.sh warm    pre-import (and so pre-compile) the heavy packages that are present
+#   build-steps.sh app     (also) load the baked spec, if any, with cutq's own parser
 #
 # Settings (environment): TORCH_VERSION, TORCHVISION_VERSION, TORCH_INDEX_URL, EXTRAS
-# (default gpu,inspyrenet,heic; a CPU image: EXTRAS=cpu,matting,heic and TORCH_VERSION empty).
+# (default gpu,inspyrenet,heic; a CPU image: EXTRAS=cpu,matting,heic and TORCH_VERSION empty;
+# the ONNX GPU image: EXTRAS=gpu-onnx,heic and TORCH_VERSION empty), MODEL_* (above; MODEL_DIR
+# default /opt/cutq/models).
 set -euo pipefail
 
 EXTRAS="${EXTRAS:-gpu,inspyrenet,heic}"
@@ -43,6 +49,13 @@ app)
     python -c "import cutq.core, cutq.cli, cutq.submitter, cutq.worker, onnxruntime, pillow_heif"
     # The graphs the CPU engine runs ship in the package: check their hashes and run one.
     python -m cutq.worker.models.u2netp_onnx
+    baked="${MODEL_DIR:-/opt/cutq/models}/model.json"
+    if [ -f "$baked" ]; then
+        python -m cutq.worker.models.onnx_spec "$baked"
+    fi
+    ;;
+model)
+    python3 "$here/bake_model.py"
     ;;
 warm)
     python - <<'PY'
@@ -60,7 +73,7 @@ if "torch" in present:
 PY
     ;;
 *)
-    echo "usage: build-steps.sh torch|deps|app|warm" >&2
+    echo "usage: build-steps.sh torch|deps|model|warm|app" >&2
     exit 2
     ;;
 esac

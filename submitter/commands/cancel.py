@@ -11,7 +11,6 @@ recorded for it); 2 on a configuration error (no output or control prefix, a mal
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -41,14 +40,16 @@ def register(commands: argparse._SubParsersAction) -> None:
 def handle(args: argparse.Namespace) -> int:
     from cutq.core.control import cancel, control_uri
     from cutq.core.storage import open_storage, scheme_of, to_uri
+    from cutq.submitter.client import SubmitterConfig
 
     job_ids = list(args.job_ids)
     if args.jobs_file:
         job_ids += _read_ids(args.jobs_file)
     if not job_ids and not args.run:
         raise ConfigError("nothing to cancel: give --run RUN_ID, JOB_ID… or --jobs-file FILE")
-    output = args.output or os.environ.get("CUTQ_SUBMITTER_OUTPUT")
-    given = args.control or os.environ.get("CUTQ_CONTROL")
+    settings = SubmitterConfig.read_env()  # the submitter's one settings surface
+    output = args.output or settings.get("output")
+    given = args.control or settings.get("control")
     if not (given or output):
         raise ConfigError("no control prefix: pass --output or --control (or set CUTQ_CONTROL)")
     scheme_of(given or output or "")  # an unknown scheme is a configuration error

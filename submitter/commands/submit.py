@@ -9,20 +9,22 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from collections import Counter, deque
-from collections.abc import Iterator
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cutq.core.errors import ConfigError, InvalidJob
 from cutq.core.flags import add_output_args, options_from_args, renditions_from_args
 from cutq.core.lanes import Lane
+from cutq.core.tally import Exit, Tally
 
 if TYPE_CHECKING:
     from cutq.core.contract import OutputSpec
     from cutq.core.control import Expiry
+    from cutq.core.request import JobRequest
+    from cutq.submitter.bulk import BulkSettings
     from cutq.submitter.client import JobHandle, Submitter, Watcher
 
 log = logging.getLogger(__name__)
@@ -34,7 +36,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="publish jobs for files, directories or a gs:// prefix",
         description="Publish one job per image. Local files are uploaded to --staging under a "
         "content-addressed name; gs:// and file:// inputs are listed lazily and published as "
-        "they are. Exits 1 if any input could not be submitted or any job failed.",
+        "they are. Exits 1 if any input could not be submitted or any job failed; with "
+        "--wait, 3 if a result failed its preset's verdict, 4 if one needs review (0 with "
+        "--accept-review); 5 if the inputs held no image (docs/verdicts.md).",
     )
     parser.add_argument("inputs", nargs="+", help="files, directories, gs://bucket/prefix")
     parser.add_argument("--topic", help="jobs topic projects/P/topics/T (CUTQ_JOBS_TOPIC)")
@@ -69,6 +73,17 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--ttl-s", type=float, help="each job expires this long after publish")
     parser.add_argument("--deadline", help="each job expires at this RFC 3339 time")
+    parser.add_argument(
+        "--ref",
+        help="each job's client reference (docs/identity.md): a literal (SKU-1), a pattern over "
+        "the source's name ('{parent}', '{stem}', '{file}', '{path}') or 're:REGEX'",
+    )
+    parser.add_argument(
+        "--names",
+        metavar="TEMPLATE",
+        help="result file names, e.g. '{ref}_{stem}_{hash}.{rendition}.{ext}' (must hold "
+        "{job_id} or {hash}; default <job_id>.<ext>, docs/identity.md)",
+    )
     add_output_args(parser)
     parser.set_defaults(handler=handle)
 
@@ -93,6 +108,7 @@ class Summary:
     pending: int = 0
     publish_s: float = 0.0
     failures: list[str] = field(default_factory=list)
+    tally: Tally = field(default_factory=Tally)  # verdicts and flags of the completed jobs
 
     def render(self) -> str:
         rate = (self.published + self.skipped) / self.publish_s if self.publish_s else 0.0
@@ -105,7 +121,8 @@ class Summary:
             line += f" ({self.expired} deadline_exceeded)" if self.expired else ""
             line += f", cancelled {self.cancelled}" if self.cancelled else ""
             line += f", pending {self.pending}" if self.pending else ""
-        return "\n".join([line, *self.failures[:20]])
+        verdicts = [f"  {self.tally.render()}"] if self.tally.render() else []
+        return "\n".join([line, *verdicts, *self.failures[:20]])
 
     @property
     def ok(self) -> bool:
@@ -115,8 +132,7 @@ class Summary:
 def handle(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from cutq.core.contract import OutputSpec, new_job
-    from cutq.submitter.bulk import Checkpoint, DoneIndex, TokenBucket, iter_inputs, parse_rate
+    from cutq.submitter.bulk import BulkProgress, SubmitError, submit_bulk
     from cutq.submitter.client import Submitter, SubmitterConfig
 
     config = SubmitterConfig.from_env(
@@ -131,109 +147,99 @@ def handle(args: argparse.Namespace) -> int:
         raise ConfigError("no output: pass --output or set CUTQ_SUBMITTER_OUTPUT")
     if args.download and not args.wait:
         raise ConfigError("--download needs --wait")
+    lane = Lane(args.lane) if args.lane else default_lane(args.inputs)
+    request = _request(args, config.output, lane)
+    settings = _settings(args)
     from cutq.submitter.credentials import require_credentials
 
-    local = any("://" not in str(given) for given in args.inputs)
-    uris = [*map(str, args.inputs), config.output or "", (config.staging or "") if local else ""]
-    require_credentials(uses_storage=any(uri.startswith("gs://") for uri in uris))
-    spec = OutputSpec(
-        config.output, args.format or "png", args.kind or "cutout", args.background, args.quality
-    )
-    options = options_from_args(args)
-    renditions = renditions_from_args(args)
-    attributes = dict(_pair(text) for text in args.attribute)
-    try:  # validate the options once, not per input
-        new_job(
-            "gs://cutq-check/x",
-            spec,
-            options=options,
-            attributes=attributes,
-            model=args.model,
-            renditions=renditions,
-        )
-    except InvalidJob as error:
-        raise ConfigError(str(error)) from None
-    expiry = _expiry(args)
-    lane = Lane(args.lane) if args.lane else default_lane(args.inputs)
+    uris = [*map(str, args.inputs), config.output, config.staging or ""]
+    # after every argument is checked: a typo is told first
+    require_credentials(storage=any(uri.startswith("gs://") for uri in uris))
     log.info("submitting to the %s lane (%s)", lane.value, config.topic_for(lane))
-    checkpoint = Checkpoint(args.resume_file) if args.resume_file else None
-    limiter = TokenBucket(parse_rate(args.rate)) if args.rate else None
-    done = DoneIndex.build(spec) if args.skip_done else None
-    if done is not None:
-        log.info("skip-done: %d result files under %s", len(done), spec.uri)
 
     summary = Summary()
-    order: deque[tuple[str, str]] = deque()  # (origin, uri) of each source handed over
-    stuck: set[str] = set()  # origins whose checkpoint must not move past an error
+    progress = BulkProgress()
     handles: list[JobHandle] = []
-    items = iter_inputs(
-        args.inputs,
-        extensions=[e for e in args.extensions.split(",") if e],
-        exclude=[spec.uri.rstrip("/") + "/"],
-        resume_after=checkpoint.positions if checkpoint else None,
-    )
 
-    def sources() -> Iterator[object]:
-        for item in items:
-            order.append((item.origin, item.uri))
-            yield item.source
-
-    def settled(ok: bool) -> None:
-        origin, uri = order.popleft()
-        if not ok:
-            stuck.add(origin)
-        elif checkpoint is not None and origin not in stuck:
-            checkpoint.advance(origin, uri)
-
-    def on_error(source: str, error: BaseException) -> None:
-        summary.errors += 1
-        summary.failures.append(f"  error {source}: {getattr(error, 'code', '')}: {error}")
-        log.warning("could not submit %s: %s", source, error)
-        settled(False)
+    def on_error(failure: SubmitError) -> None:
+        error = failure.error
+        summary.failures.append(f"  error {failure.source}: {getattr(error, 'code', '')}: {error}")
 
     submitter = Submitter(config)
-    run_id = _start_run(submitter, spec, args, lane)
+    spec = submitter.output_spec(request.output)
+    settings = replace(settings, run_id=_start_run(submitter, spec, args, lane))
     watcher = submitter.watch() if args.wait else None
     started = time.monotonic()
     try:
         with tqdm(unit="job", disable=args.no_progress, desc="submit") as bar:
-            for handle in submitter.submit_many(
-                sources(),  # type: ignore[arg-type]
-                output=spec,
-                options=options,
-                attributes=attributes,
-                model=args.model,
-                renditions=renditions,
-                skip=done.lookup if done is not None else None,
-                before_publish=limiter.acquire if limiter is not None else None,
-                on_error=on_error,
-                run_id=run_id,
-                ttl_s=expiry.ttl_s if expiry else None,
-                deadline=expiry.deadline if expiry else None,
-                lane=lane,
+            for handle in submit_bulk(
+                submitter, args.inputs, request, settings, progress=progress, on_error=on_error
             ):
-                settled(True)
-                summary.skipped += handle.skipped
-                summary.published += not handle.skipped
                 if watcher is not None:
                     handles.append(handle)
                 bar.update()
         summary.publish_s = time.monotonic() - started
-        if checkpoint is not None:
-            for origin in args.inputs:
-                if origin not in stuck:
-                    checkpoint.finish(origin)
         if watcher is not None:
             _wait(watcher, handles, args, summary)
     finally:
         summary.publish_s = summary.publish_s or time.monotonic() - started
-        if checkpoint is not None:
-            checkpoint.save()
+        summary.published, summary.skipped = progress.published, progress.skipped
+        summary.errors += len(progress.errors)
         if watcher is not None:
             watcher.close()
         submitter.close()
     print(summary.render())
-    return 0 if summary.ok else 1
+    if not (summary.published or summary.skipped or summary.errors or args.resume_file):
+        print(f"cutq submit: no image in {' '.join(args.inputs)}: nothing submitted")
+        return Exit.NO_INPUT
+    return summary.tally.exit_code(args.accept_review) if summary.ok else Exit.FAILED
+
+
+def _request(args: argparse.Namespace, output: str, lane: Lane) -> JobRequest:
+    """The job request the flags describe, validated once (not per input): a bad value is a
+    configuration error (exit 2) before anything is published."""
+    from cutq.core.contract import OutputSpec
+    from cutq.core.request import JobRequest
+
+    spec = OutputSpec(
+        output, args.format or "png", args.kind or "cutout", args.background, args.quality
+    )
+    expiry = _expiry(args)
+    request = JobRequest(
+        output=replace(spec, template=args.names),
+        options=options_from_args(args),
+        attributes=dict(_pair(text) for text in args.attribute),
+        model=args.model,
+        renditions=renditions_from_args(args),
+        ttl_s=expiry.ttl_s if expiry else None,
+        deadline=expiry.deadline if expiry else None,
+        lane=lane,
+    )
+    try:
+        request.job("gs://cutq-check/x", request.output)  # type: ignore[arg-type]
+    except InvalidJob as error:
+        raise ConfigError(str(error)) from None
+    return request
+
+
+def _settings(args: argparse.Namespace) -> BulkSettings:
+    """How the bulk run goes (its run id comes once the run is registered)."""
+    from cutq.core.naming import RefRule
+    from cutq.submitter.bulk import BulkSettings, Checkpoint, parse_rate
+
+    try:
+        ref = RefRule(args.ref) if args.ref else None
+    except InvalidJob as error:
+        raise ConfigError(f"--{error}") from None
+    if args.resume_file:
+        Checkpoint(args.resume_file)  # a foreign file: exit 2 before anything is published
+    return BulkSettings(
+        extensions=args.extensions.split(","),
+        skip_done=args.skip_done,
+        rate_per_s=parse_rate(args.rate) if args.rate else None,
+        resume_file=args.resume_file,
+        ref=ref,
+    )
 
 
 def _wait(
@@ -259,6 +265,10 @@ def _wait(
     for result in results:
         if result.ok:
             summary.completed += 1
+            if result.event is not None:
+                summary.tally.add(result.event)
+            else:  # seen by its objects only
+                summary.tally.add_unknown(len(args.preset))
         elif result.status == "cancelled":
             summary.cancelled += 1
         else:

@@ -77,7 +77,7 @@ def test_multi_stage_with_pinned_torch() -> None:
 def test_every_install_and_build_step_comes_from_the_one_script() -> None:
     """The Dockerfile runs build-steps.sh's steps, all of them, in the order CI runs them
     (tools/check_installs.py), and installs or exports nothing beside the script."""
-    assert steps_run() == ["torch", "deps", "warm", "app"]
+    assert steps_run() == ["torch", "deps", "model", "warm", "app"]
     script = STEPS.read_text(encoding="utf-8")
     for step in steps_run():
         assert re.search(rf"^{step}\)$", script, re.MULTILINE), f"no step {step} in the script"

@@ -17,8 +17,8 @@ import pytest
 
 from cutq.core.logs import CloudLoggingFormatter
 from cutq.worker.joblog import log_job
-from cutq.worker.ledger import Task
 from cutq.worker.outcome import Ending, Outcome
+from cutq.worker.task import Task
 from tests.infra.tfconfig import ROOT, TerraformConfig
 from tests.infra.tfeval import valid
 

@@ -39,10 +39,10 @@ def test_message_retention_allows_pubsubs_31_days(
 
 def test_jobs_and_dead_letters_are_kept_31_days_by_default(module: TerraformConfig) -> None:
     assert module.variables["message_retention_seconds"]["default"] == THIRTY_ONE_DAYS_S
-    for name in ("jobs_pull", "jobs_push", "dead_letter"):
-        subscription = module.resource("google_pubsub_subscription", name)
-        retention = subscription["message_retention_duration"]
-        assert retention == "${var.message_retention_seconds}s", name
+    for rtype, name, subscription in module.all_resources():
+        if rtype == "google_pubsub_subscription" and not name.startswith("events"):
+            retention = subscription["message_retention_duration"]
+            assert retention == "${var.message_retention_seconds}s", name
 
 
 # --- 2. CPU-only shapes: Cloud Run's whole vCPU/memory table ---------------------------------
@@ -158,7 +158,7 @@ def test_backlog_is_read_with_kedas_prometheus_scaler(module: TerraformConfig) -
         "subscription_id": '"${var.name_prefix}-jobs-pull"',
     }
     # The subscription it names is the pool's.
-    pull = module.resource("google_pubsub_subscription", "jobs_pull")
+    pull = module.per_lane("google_pubsub_subscription", "jobs_pull")["interactive"]
     assert pull["name"] == "${var.name_prefix}-jobs-pull"
     assert trigger["authenticationRef"]["name"] == "adc"
 

@@ -17,6 +17,7 @@ import pytest
 from cutq.core.control import CONTROL_DIR
 from cutq.worker.config import _NOT_WORKER, ENV_PREFIX, WorkerConfig
 from tests.infra.tfconfig import (
+    LANE_MAPS,
     ROOT,
     TerraformConfig,
     all_tf_files,
@@ -161,12 +162,15 @@ def test_commands_match_the_cli_contract(module: TerraformConfig) -> None:
 
     pool = args("google_cloud_run_v2_worker_pool", "worker")
     assert pool[:2] == ["worker", "--subscription"]
-    assert "jobs_pull" in pool[2]
-    assert pool[3] == "--bulk-subscription" and "jobs_bulk_pull" in pool[4]
+    assert pool[2] == '${google_pubsub_subscription.jobs_pull["interactive"].id}'
+    assert pool[3:5] == [
+        "--bulk-subscription",
+        '${google_pubsub_subscription.jobs_pull["bulk"].id}',
+    ]
     assert args("google_cloud_run_v2_service", "worker") == ["serve"]
     drain = args("google_cloud_run_v2_job", "drain")
     assert drain[:2] == ["worker", "--subscription"]
-    assert drain[3] == "--bulk-subscription" and "jobs_bulk_pull" in drain[4]
+    assert drain[2:5] == pool[2:5]
     assert drain[5] == "--drain-idle-s"
 
 
@@ -223,51 +227,123 @@ def test_device_follows_the_gpu_switch(module: TerraformConfig) -> None:
 # --- Pub/Sub: retry, dead letters, push authentication --------------------------------------
 
 
-# Each lane: its subscription(s), topic, retry variable, dead-letter topic, attempts variable.
+# Each lane: its name's part, retry variable and attempts variable; every per-lane resource is
+# declared once, for_each over local.lanes (pubsub.tf), and expanded here as Terraform does.
 LANES = {
-    "jobs_pull": ("jobs", "retry_minimum_backoff_seconds", "dead_letter", "max_delivery_attempts"),
-    "jobs_push": ("jobs", "retry_minimum_backoff_seconds", "dead_letter", "max_delivery_attempts"),
-    "jobs_bulk_pull": (
-        "jobs_bulk", "bulk_retry_minimum_backoff_seconds", "bulk_dead_letter",
-        "bulk_max_delivery_attempts",
-    ),
-    "jobs_bulk_push": (
-        "jobs_bulk", "bulk_retry_minimum_backoff_seconds", "bulk_dead_letter",
-        "bulk_max_delivery_attempts",
-    ),
+    "interactive": ("jobs", "retry_minimum_backoff_seconds", "max_delivery_attempts"),
+    "bulk": ("jobs-bulk", "bulk_retry_minimum_backoff_seconds", "bulk_max_delivery_attempts"),
+}
+WORKER_SUBSCRIPTIONS = [(kind, lane) for kind in ("jobs_pull", "jobs_push") for lane in LANES]
+
+
+def test_the_lanes_map_names_each_lane_once(module: TerraformConfig) -> None:
+    lanes = module.locals["lanes"]
+    assert {lane: values["topic"] for lane, values in lanes.items()} == {
+        lane: topic for lane, (topic, _, _) in LANES.items()
+    }
+    assert module.locals["pull_lanes"] == "${local.use_pool ? local.lanes : {}}"
+    assert module.locals["push_lanes"] == (
+        "${local.use_service && local.deploy_workloads ? local.lanes : {}}"
+    )
+    topics = module.per_lane("google_pubsub_topic", "jobs")
+    assert {lane: body["name"] for lane, body in topics.items()} == {
+        "interactive": "${var.name_prefix}-jobs",
+        "bulk": "${var.name_prefix}-jobs-bulk",
+    }
+
+
+# Addresses of the per-lane resources when each lane was declared on its own (before the
+# lanes map): a deployed stack's state holds these.
+BEFORE_THE_LANES_MAP = {
+    "google_pubsub_topic.jobs": 'google_pubsub_topic.jobs["interactive"]',
+    "google_pubsub_topic.jobs_bulk": 'google_pubsub_topic.jobs["bulk"]',
+    "google_pubsub_topic.dead_letter": 'google_pubsub_topic.dead_letter["interactive"]',
+    "google_pubsub_topic.bulk_dead_letter": 'google_pubsub_topic.dead_letter["bulk"]',
+    "google_pubsub_subscription.jobs_pull[0]":
+        'google_pubsub_subscription.jobs_pull["interactive"]',
+    "google_pubsub_subscription.jobs_bulk_pull[0]": 'google_pubsub_subscription.jobs_pull["bulk"]',
+    "google_pubsub_subscription.jobs_push[0]":
+        'google_pubsub_subscription.jobs_push["interactive"]',
+    "google_pubsub_subscription.jobs_bulk_push[0]": 'google_pubsub_subscription.jobs_push["bulk"]',
+    "google_pubsub_subscription.dead_letter":
+        'google_pubsub_subscription.dead_letter["interactive"]',
+    "google_pubsub_subscription.bulk_dead_letter": 'google_pubsub_subscription.dead_letter["bulk"]',
+    "google_pubsub_subscription_iam_member.worker_pulls_jobs[0]":
+        'google_pubsub_subscription_iam_member.worker_pulls_jobs["interactive"]',
+    "google_pubsub_subscription_iam_member.worker_pulls_bulk_jobs[0]":
+        'google_pubsub_subscription_iam_member.worker_pulls_jobs["bulk"]',
+    "google_pubsub_topic_iam_member.submitter_publishes_jobs":
+        'google_pubsub_topic_iam_member.submitter_publishes_jobs["interactive"]',
+    "google_pubsub_topic_iam_member.submitter_publishes_bulk_jobs":
+        'google_pubsub_topic_iam_member.submitter_publishes_jobs["bulk"]',
+    "google_pubsub_topic_iam_member.pubsub_agent_publishes_dead_letters":
+        'google_pubsub_topic_iam_member.pubsub_agent_publishes_dead_letters["interactive"]',
+    "google_pubsub_topic_iam_member.pubsub_agent_publishes_bulk_dead_letters":
+        'google_pubsub_topic_iam_member.pubsub_agent_publishes_dead_letters["bulk"]',
+    "google_pubsub_subscription_iam_member.pubsub_agent_acks_pull[0]":
+        'google_pubsub_subscription_iam_member.pubsub_agent_acks_pull["interactive"]',
+    "google_pubsub_subscription_iam_member.pubsub_agent_acks_bulk_pull[0]":
+        'google_pubsub_subscription_iam_member.pubsub_agent_acks_pull["bulk"]',
+    "google_pubsub_subscription_iam_member.pubsub_agent_acks_push[0]":
+        'google_pubsub_subscription_iam_member.pubsub_agent_acks_push["interactive"]',
+    "google_pubsub_subscription_iam_member.pubsub_agent_acks_bulk_push[0]":
+        'google_pubsub_subscription_iam_member.pubsub_agent_acks_push["bulk"]',
 }  # fmt: skip
 
 
-@pytest.mark.parametrize("name", list(LANES))
-def test_worker_subscription_retries_with_backoff(module: TerraformConfig, name: str) -> None:
-    sub = module.resource("google_pubsub_subscription", name)
-    topic, minimum, _, _ = LANES[name]
-    assert sub["topic"] == f"${{google_pubsub_topic.{topic}.id}}"
+def test_a_stack_deployed_before_the_lanes_map_moves_its_resources_never_recreates_them(
+    module: TerraformConfig,
+) -> None:
+    """Plausible mistakes this catches: a missing ``moved`` block (Terraform would destroy a
+    topic with the jobs it holds and create it anew), or one pointing at the wrong lane."""
+    assert module.moved == BEFORE_THE_LANES_MAP
+    lanes = module.locals["lanes"]
+    for old, new in module.moved.items():
+        rtype, rest = new.split(".", 1)
+        name, lane = rest.split("[", 1)
+        assert lane.strip('"]') in lanes, new
+        assert module.resource(rtype, name)["for_each"] in LANE_MAPS, new
+        # The old address is gone: its declaration is removed, or now keyed by lane.
+        before = module.resources[rtype].get(old.split(".", 1)[1].split("[")[0], {})
+        assert before == {} or before["for_each"] in LANE_MAPS, old
+
+
+@pytest.mark.parametrize(("kind", "lane"), WORKER_SUBSCRIPTIONS)
+def test_worker_subscription_retries_with_backoff(
+    module: TerraformConfig, kind: str, lane: str
+) -> None:
+    sub = module.per_lane("google_pubsub_subscription", kind)[lane]
+    topic, minimum, _ = LANES[lane]
+    assert sub["name"] == f"${{var.name_prefix}}-{topic}-{kind.removeprefix('jobs_')}"
+    assert sub["topic"] == f'${{google_pubsub_topic.jobs["{lane}"].id}}'
     retry = block(sub, "retry_policy")
     assert retry["minimum_backoff"] == f"${{var.{minimum}}}s"
     assert retry["maximum_backoff"] == "${var.retry_maximum_backoff_seconds}s"
     assert 0 <= module.variables[minimum]["default"] <= 600
 
 
-@pytest.mark.parametrize("name", list(LANES))
-def test_worker_subscription_dead_letters(module: TerraformConfig, name: str) -> None:
+@pytest.mark.parametrize(("kind", "lane"), WORKER_SUBSCRIPTIONS)
+def test_worker_subscription_dead_letters(module: TerraformConfig, kind: str, lane: str) -> None:
     """Each lane dead-letters to its own topic, after its own number of attempts."""
-    _, _, dead, attempts = LANES[name]
-    policy = block(module.resource("google_pubsub_subscription", name), "dead_letter_policy")
-    assert policy["dead_letter_topic"] == f"${{google_pubsub_topic.{dead}.id}}"
+    topic, _, attempts = LANES[lane]
+    sub = module.per_lane("google_pubsub_subscription", kind)[lane]
+    policy = block(sub, "dead_letter_policy")
+    assert policy["dead_letter_topic"] == f'${{google_pubsub_topic.dead_letter["{lane}"].id}}'
+    dead = module.per_lane("google_pubsub_topic", "dead_letter")[lane]
+    assert dead["name"] == f"${{var.name_prefix}}-{topic}-dead-letter"
     assert policy["max_delivery_attempts"] == f"${{var.{attempts}}}"
     assert 5 <= module.variables[attempts]["default"] <= 100
     assert f"var.{attempts} >= 5" in str(module.variables[attempts]["validation"])
 
 
 def test_both_lanes_run_in_the_same_shapes(module: TerraformConfig) -> None:
-    for interactive, bulk in (("jobs_pull", "jobs_bulk_pull"), ("jobs_push", "jobs_bulk_push")):
-        counts = [
-            module.resource("google_pubsub_subscription", n)["count"] for n in (interactive, bulk)
-        ]
-        assert counts[0] == counts[1]
-    topic = module.resource("google_pubsub_topic", "jobs_bulk")
-    assert topic["name"] == "${var.name_prefix}-jobs-bulk"
+    """One declaration per kind, for every lane at once: a lane cannot miss a shape."""
+    pull = module.resource("google_pubsub_subscription", "jobs_pull")
+    push = module.resource("google_pubsub_subscription", "jobs_push")
+    assert (pull["for_each"], push["for_each"]) == ("${local.pull_lanes}", "${local.push_lanes}")
+    # No lane has a declaration of its own (as jobs_bulk_pull, bulk_dead_letter once were).
+    declared = [f"{rtype}.{name}" for rtype, named in module.resources.items() for name in named]
+    assert [name for name in declared if "bulk" in name] == []
 
 
 def test_pubsub_service_agent_can_dead_letter(module: TerraformConfig) -> None:
@@ -276,32 +352,39 @@ def test_pubsub_service_agent_can_dead_letter(module: TerraformConfig) -> None:
         "serviceAccount:service-${data.google_project.this.number}"
         "@gcp-sa-pubsub.iam.gserviceaccount.com"
     )
-    for dead in ("dead_letter", "bulk_dead_letter"):
+    grants = [
+        (rtype, body)
+        for rtype, _, body in module.all_resources()
+        if rtype.startswith("google_pubsub_") and rtype.endswith("_iam_member")
+    ]
+    for lane in LANES:
         publishers = [
             body
-            for body in module.resources["google_pubsub_topic_iam_member"].values()
-            if body["topic"] == f"${{google_pubsub_topic.{dead}.name}}"
+            for rtype, body in grants
+            if rtype == "google_pubsub_topic_iam_member"
+            and body["topic"] == f'${{google_pubsub_topic.dead_letter["{lane}"].name}}'
             and body["role"] == "roles/pubsub.publisher"
         ]
-        assert [body["member"] for body in publishers] == [PUBSUB_AGENT], dead
+        assert [body["member"] for body in publishers] == [PUBSUB_AGENT], lane
 
     subscribers = {
         body["subscription"]
-        for body in module.resources["google_pubsub_subscription_iam_member"].values()
-        if body["member"] == PUBSUB_AGENT and body["role"] == "roles/pubsub.subscriber"
+        for rtype, body in grants
+        if rtype == "google_pubsub_subscription_iam_member"
+        and body["member"] == PUBSUB_AGENT
+        and body["role"] == "roles/pubsub.subscriber"
     }
     assert subscribers == {
-        "${google_pubsub_subscription.jobs_pull[0].name}",
-        "${google_pubsub_subscription.jobs_push[0].name}",
-        "${google_pubsub_subscription.jobs_bulk_pull[0].name}",
-        "${google_pubsub_subscription.jobs_bulk_push[0].name}",
+        f'${{google_pubsub_subscription.{kind}["{lane}"].name}}'
+        for kind, lane in WORKER_SUBSCRIPTIONS
     }
 
 
-@pytest.mark.parametrize("name", ["dead_letter", "bulk_dead_letter"])
-def test_dead_letters_are_kept_for_inspection(module: TerraformConfig, name: str) -> None:
-    keep = module.resource("google_pubsub_subscription", name)
-    assert keep["topic"] == f"${{google_pubsub_topic.{name}.id}}"
+@pytest.mark.parametrize("lane", list(LANES))
+def test_dead_letters_are_kept_for_inspection(module: TerraformConfig, lane: str) -> None:
+    keep = module.per_lane("google_pubsub_subscription", "dead_letter")[lane]
+    assert keep["name"] == f"${{var.name_prefix}}-{LANES[lane][0]}-dead-letter-inspect"
+    assert keep["topic"] == f'${{google_pubsub_topic.dead_letter["{lane}"].id}}'
     assert keep["message_retention_duration"] == "${var.message_retention_seconds}s"
     assert keep["retain_acked_messages"] is True
     assert block(keep, "expiration_policy")["ttl"] == ""
@@ -340,13 +423,13 @@ def test_push_timeout_matches_ack_deadline(module: TerraformConfig) -> None:
 def test_inputs_bucket_notifies_jobs_topic(module: TerraformConfig) -> None:
     notification = module.resource("google_storage_notification", "inputs_to_jobs")
     assert notification["bucket"] == "${google_storage_bucket.inputs.name}"
-    assert notification["topic"] == "${google_pubsub_topic.jobs.id}"
+    assert notification["topic"] == '${google_pubsub_topic.jobs["interactive"].id}'
     assert notification["event_types"] == ["OBJECT_FINALIZE"]
     assert notification["payload_format"] == "JSON_API_V1"
     assert "${google_pubsub_topic_iam_member.gcs_publishes_jobs}" in notification["depends_on"]
 
     grant = module.resource("google_pubsub_topic_iam_member", "gcs_publishes_jobs")
-    assert grant["topic"] == "${google_pubsub_topic.jobs.name}"
+    assert grant["topic"] == '${google_pubsub_topic.jobs["interactive"].name}'
     assert grant["role"] == "roles/pubsub.publisher"
     assert grant["member"] == "${data.google_storage_project_service_account.gcs.member}"
     assert "gcs" in module.data["google_storage_project_service_account"]
@@ -447,12 +530,12 @@ def test_worker_grants_are_exactly_the_needed_ones(module: TerraformConfig) -> N
         ),
         (
             "google_pubsub_subscription_iam_member",
-            "${google_pubsub_subscription.jobs_pull[0].name}",
+            '${google_pubsub_subscription.jobs_pull["interactive"].name}',
             "roles/pubsub.subscriber",
         ),
         (
             "google_pubsub_subscription_iam_member",
-            "${google_pubsub_subscription.jobs_bulk_pull[0].name}",
+            '${google_pubsub_subscription.jobs_pull["bulk"].name}',
             "roles/pubsub.subscriber",
         ),
         (
@@ -472,8 +555,8 @@ def test_submitter_can_only_upload_and_publish(module: TerraformConfig) -> None:
     }
     assert grants == {
         ("${google_storage_bucket.inputs.name}", "roles/storage.objectCreator"),
-        ("${google_pubsub_topic.jobs.name}", "roles/pubsub.publisher"),
-        ("${google_pubsub_topic.jobs_bulk.name}", "roles/pubsub.publisher"),
+        ('${google_pubsub_topic.jobs["interactive"].name}', "roles/pubsub.publisher"),
+        ('${google_pubsub_topic.jobs["bulk"].name}', "roles/pubsub.publisher"),
     }
 
 

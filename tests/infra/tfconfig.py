@@ -7,6 +7,7 @@ values, and expressions stay as '${...}' strings.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +58,7 @@ class TerraformConfig:
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     locals: dict[str, Any] = field(default_factory=dict)
     modules: dict[str, dict[str, Any]] = field(default_factory=dict)
+    moved: dict[str, str] = field(default_factory=dict)  # from address → to address
 
     @classmethod
     def load(cls, directory: Path) -> TerraformConfig:
@@ -77,6 +79,8 @@ class TerraformConfig:
                 config.locals.update(entry)
             for entry in parsed.get("module", []):
                 config.modules.update(entry)
+            for entry in parsed.get("moved", []):
+                config.moved[entry["from"][2:-1]] = entry["to"][2:-1]
         return config
 
     def resource(self, rtype: str, name: str) -> dict[str, Any]:
@@ -84,9 +88,41 @@ class TerraformConfig:
         return self.resources[rtype][name]
 
     def all_resources(self) -> Iterator[tuple[str, str, dict[str, Any]]]:
+        """Every resource body; one ``for_each`` over the lanes map yields one body per lane
+        (:meth:`per_lane`), named ``name["lane"]``."""
         for rtype, named in self.resources.items():
             for name, body in named.items():
-                yield rtype, name, body
+                if body.get("for_each") in LANE_MAPS:
+                    for lane, instance in self.per_lane(rtype, name).items():
+                        yield rtype, f'{name}["{lane}"]', instance
+                else:
+                    yield rtype, name, body
+
+    def per_lane(self, rtype: str, name: str) -> dict[str, dict[str, Any]]:
+        """A resource declared ``for_each`` over the lanes map (``local.lanes``, or its pull
+        or push subset), as Terraform expands it: lane → its body with ``each.key`` and
+        ``each.value.*`` replaced by that lane's key and values."""
+        body = self.resource(rtype, name)
+        assert body.get("for_each") in LANE_MAPS, f"{rtype}.{name} is not per lane"
+        return {
+            lane: _substitute({k: v for k, v in body.items() if k != "for_each"}, lane, values)
+            for lane, values in self.locals["lanes"].items()
+        }
+
+
+#: The ``for_each`` expressions that mean "one per lane" (pubsub.tf's ``locals``).
+LANE_MAPS = ("${local.lanes}", "${local.pull_lanes}", "${local.push_lanes}")
+
+
+def _substitute(node: Any, lane: str, values: dict[str, Any]) -> Any:
+    if isinstance(node, dict):
+        return {key: _substitute(value, lane, values) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_substitute(item, lane, values) for item in node]
+    if not isinstance(node, str):
+        return node
+    node = re.sub(r"\$\{each\.value\.(\w+)\}", lambda m: str(values[m.group(1)]), node)
+    return node.replace("[each.key]", f'["{lane}"]')
 
 
 def block(body: dict[str, Any], name: str) -> dict[str, Any]:

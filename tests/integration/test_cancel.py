@@ -23,7 +23,9 @@ from tests.support.ledger import pull_quietly, tally
 
 JOBS = 1000
 CANCEL_AFTER = 100
-CANCELLED_WITHIN_S = 60.0  # refresh (1 s) + settling ~900 jobs without computing them
+# Refresh (1 s) + settling ~900 jobs without computing them, each with its ending mark (one
+# create-only write: issue 31): 51 s here against 40 s without marks, on the shared CPU.
+CANCELLED_WITHIN_S = 90.0
 
 
 @pytest.fixture
@@ -55,11 +57,11 @@ def test_cancelling_a_bulk_run_of_1000_midway(cloud: Cloud) -> None:
     runner = worker.service.runner
     run, batches = runner.run, []
 
-    def spy(tensors):  # type: ignore[no-untyped-def]
+    def spy(tensors, urgent=False):  # type: ignore[no-untyped-def]
         # Whether the worker's view held the cancellation as this batch started.
         batches.append((len(tensors), watch.covers("-", run_id)))
         time.sleep(0.3)  # a slower model: loaded jobs queue at its door, as on a busy GPU
-        return run(tensors)
+        return run(tensors, urgent)
 
     runner.run = spy  # type: ignore[method-assign]
     events: list[dict] = []

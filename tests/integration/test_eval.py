@@ -49,7 +49,16 @@ def test_cli_prints_a_table_writes_json_and_saves_images(
     assert doc["model"]["name"] == "u2netp" and doc["model"]["version"]
     assert doc["device"] == "cpu" and doc["resize"] == "static" and doc["seed"] == 5
     assert doc["count"] == 3 and len(doc["images"]) == 3
-    assert set(doc["mean"]) == {"iou", "mae", "s_measure", "max_f", "mean_f"}
+    assert set(doc["mean"]) == {
+        "iou",
+        "mae",
+        "s_measure",
+        "max_f",
+        "mean_f",
+        "weighted_f",
+        "mean_e",
+    }
+    assert doc["license"] == "Apache-2.0" and doc["commercial_use"] == "yes"
     assert doc["images_per_s"] > 0
     first = doc["images"][0]
     assert first["name"] == "s5-0000" and first["input_size"] == [320, 320]

@@ -17,6 +17,8 @@ ROUTES = [
     {"prefix": "shop/", "output": "gs://results-bucket/shop", "kind": "both"},
     {"bucket": "uploads", "prefix": "misc/", "output": "gs://uploads/out", "format": "webp",
      "extensions": ["jpg"], "attributes": {"source": "misc"}},
+    {"prefix": "catalog/", "output": "gs://results-bucket/catalog", "ref": "{parent}",
+     "presets": ["amazon-main", "thumbnail"], "template": "{ref}_{stem}_{hash}.{rendition}.{ext}"},
 ]  # fmt: skip
 
 
@@ -81,6 +83,26 @@ def test_routes_pick_output_and_attributes(client, jobs):
     job = parse_job(message.data, defaults=OutputSpec("gs://unused/x"))
     assert job.output.format == "webp" and job.output.uri == "gs://uploads/out"
     assert dict(job.attributes) == {"source": "misc"}
+
+
+def test_a_route_with_presets_sets_the_renditions_ref_name_and_result_names(client, jobs):
+    data = storage_data("uploads", "catalog/SKU-7/front.jpg", generation=5)
+    for send in (structured, binary):  # a redelivered event: the same job, the same names
+        assert send(client, data).status_code == 200
+    first, second = jobs.drain(2)
+    assert first.data == second.data
+    job = parse_job(first.data, defaults=OutputSpec("gs://unused/x"))
+    assert [(r.name, r.preset) for r in job.renditions] == [
+        ("amazon-main", "amazon-main"),
+        ("thumbnail", "thumbnail"),
+    ]
+    assert (job.ref, job.name) == ("SKU-7", "SKU-7/front.jpg")
+    assert job.input == "gs://uploads/catalog/SKU-7/front.jpg"
+    files = [uri.rsplit("/", 1)[1] for uri in job.result_uris().values()]
+    assert files == [
+        f"SKU-7_front_{job.job_id[:12]}.amazon-main.jpg",
+        f"SKU-7_front_{job.job_id[:12]}.thumbnail.webp",
+    ]
 
 
 def test_redelivered_event_is_the_same_job(client, jobs):

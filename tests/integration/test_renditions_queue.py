@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from cutq.cli import main
+from cutq.core.tally import Exit
 from tests.conftest import SAMPLES
 from tests.support.cloud import Cloud, ThreadWorker
 from tests.support.emulators import PubSubEmulator
@@ -47,9 +48,11 @@ def test_submit_with_presets_through_the_emulators(cloud: Cloud, tmp_path: Path)
         shutil.copy(SAMPLES / name, inputs / name)
     worker = ThreadWorker(cloud.worker_config())
     try:
-        assert submit(cloud, inputs, tmp_path / "first") == 0
+        # Exit 3: the samples are under Amazon's 1000 px, so every amazon-main verdict fails.
+        assert submit(cloud, inputs, tmp_path / "first") == Exit.VERDICT_FAIL
         first = cloud.pull_all(cloud.events_sub, expected=3)
-        assert submit(cloud, inputs, tmp_path / "again") == 0  # the same jobs: already done
+        again = submit(cloud, inputs, tmp_path / "again")  # the same jobs: already done
+        assert again == Exit.VERDICT_FAIL  # the verdicts re-emitted from the objects
         again = cloud.pull_all(cloud.events_sub, expected=3)
     finally:
         worker.stop()

@@ -174,3 +174,30 @@ def test_create_only_writes_have_exactly_one_winner_on_local_files(tmp_path) -> 
     won, stored = create_only_race(uri)
     assert len(won) == 1 and stored == won[0]
     assert sorted(os.listdir(tmp_path / "race")) == ["result.png"]  # no temporary left behind
+
+
+@pytest.mark.parametrize("backend", ["gs", "file"])
+def test_delete_removes_an_object_and_a_missing_one_is_no_error(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    """What taking back an ending mark needs (cutq.worker.ending_marks). The generation guard
+    is checked on files only: gcp-storage-emulator ignores preconditions on delete."""
+    if backend == "gs":
+        base = f"gs://{request.getfixturevalue('gcs_bucket')}"
+    else:
+        base = to_uri(request.getfixturevalue("tmp_path"))
+    uri = f"{base}/_cutq/endings/job-1"
+    storage = open_storage(uri)
+    first = storage.write(uri, b"mine", content_type="application/json", if_absent=True)
+    assert storage.delete(uri, generation=first.generation) is True
+    assert storage.stat(uri) is None
+    assert storage.delete(uri) is False  # already gone: nothing to do
+    assert storage.delete(uri, generation=first.generation) is False
+    again = storage.write(uri, b"theirs", content_type="application/json", if_absent=True)
+    if backend == "file":  # another generation: not this caller's to delete
+        with pytest.raises(AlreadyExists):
+            storage.delete(uri, generation=(again.generation or 0) - 1)
+        assert storage.stat(uri) is not None
+    assert storage.delete(uri) is True
+    assert storage.stat(uri) is None
+    assert storage.delete(uri) is False  # of two deletes, one finds it gone

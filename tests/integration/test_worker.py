@@ -249,7 +249,7 @@ def test_sigterm_drains_within_the_grace_period(cloud_double: Cloud) -> None:
 
 def test_drain_idle_exits_when_the_queue_is_empty(cloud: Cloud) -> None:
     ids = cloud.publish_jobs(cloud.upload_images(5))
-    worker = ThreadWorker(cloud.worker_config(), drain_idle_s=1.5)
+    worker = ThreadWorker(cloud.worker_config(drain_idle_s=1.5))
     worker.thread.join(timeout=60)
     assert worker.reason is StopReason.IDLE
     assert completed_ids(cloud.pull_all(cloud.events_sub, expected=5)) == Counter(ids)

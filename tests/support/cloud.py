@@ -215,7 +215,7 @@ class Cloud:
 class ThreadWorker:
     """`cutq worker`'s code path in a thread of the test process."""
 
-    def __init__(self, config: WorkerConfig, drain_idle_s: float | None = None) -> None:
+    def __init__(self, config: WorkerConfig) -> None:
         from cutq.worker.service import Service
         from cutq.worker.sources import StopReason
         from cutq.worker.sources.pubsub import PubSubSource
@@ -226,7 +226,7 @@ class ThreadWorker:
         source = PubSubSource.from_config(config)
 
         def run() -> None:
-            self.reason = self.service.run(source, drain_idle_s=drain_idle_s, handle_signals=False)
+            self.reason = self.service.run(source, handle_signals=False)
 
         self.thread = threading.Thread(target=run, daemon=True)
         self.thread.start()

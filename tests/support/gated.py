@@ -20,6 +20,7 @@ from cutq.core.events import Event
 from cutq.core.storage import Storage, Stores
 from cutq.worker.config import WorkerConfig
 from cutq.worker.inference import Runner
+from cutq.worker.joblog import JobLog
 from cutq.worker.models.base import Model
 from cutq.worker.pipeline import Pipeline
 from cutq.worker.service import Service
@@ -51,7 +52,7 @@ class Gated(Model):
         resized = Image.fromarray(image).resize((size[1], size[0]), Image.Resampling.BILINEAR)
         return np.asarray(resized, np.float32).transpose(2, 0, 1) / 255
 
-    def predict(self, batch: np.ndarray) -> np.ndarray:
+    def predict(self, batch: np.ndarray, urgent: bool = False) -> np.ndarray:
         self.entered.release()
         self.during.append(self.probe())
         self.gate.wait(30)
@@ -151,7 +152,13 @@ def pipeline_for(
     )
     settings.update(config)
     events = Events()
-    pipeline = Pipeline(WorkerConfig(**settings), Runner(model, "cpu"), events, storage)  # type: ignore[arg-type]
+    pipeline = Pipeline(
+        WorkerConfig(**settings),  # type: ignore[arg-type]
+        Runner(model, "cpu"),
+        events,
+        storage,
+        observers=[JobLog()],
+    )
     pipeline.start()
     return pipeline, events
 

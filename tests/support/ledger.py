@@ -37,11 +37,13 @@ class Tally:
     cancelled_ids: list[str] = field(default_factory=list)
     duplicate_results: int = 0  # result objects beyond one per job (or for no job)
     repeated_events: int = 0  # re-emitted events: allowed by at-least-once delivery
+    news: Counter = field(default_factory=Counter)  # job id → its duplicate:false events
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["lost"] = len(self.lost)
         data["conflicting"] = len(self.conflicting)
+        data["news"] = sum(self.news.values())
         del data["cancelled_ids"]
         return data
 
@@ -49,6 +51,11 @@ class Tally:
         assert not self.lost, f"{len(self.lost)} job(s) lost, e.g. {self.lost[:5]}"
         assert not self.conflicting, f"jobs with two endings: {self.conflicting[:5]}"
         assert self.duplicate_results == 0, f"{self.duplicate_results} duplicated result objects"
+
+    def assert_news_once(self, job_ids: Iterable[str]) -> None:
+        """Each job's ending was news (``duplicate: false``) exactly once (issue 31)."""
+        wrong = {job_id: self.news[job_id] for job_id in job_ids if self.news[job_id] != 1}
+        assert not wrong, f"jobs not reported as news exactly once: {dict(list(wrong.items())[:5])}"
 
 
 def tally(
@@ -82,11 +89,22 @@ def tally(
             result.cancelled_ids.append(job_id)
         seen = completed[job_id] + failed[job_id] + cancelled[job_id]
         result.repeated_events += max(0, seen - 1)
+    result.news = news_per_job(events)
     known = set(ids)
     result.duplicate_results = sum(
         count - 1 if job_id in known else count for job_id, count in objects.items() if count
     )
     return result
+
+
+def news_per_job(events: list[dict]) -> Counter:
+    """How many terminal events of each job said ``duplicate: false`` (what a consumer that
+    counts news counts): exactly one per job, whatever its ending (issue 31)."""
+    return Counter(
+        event["body"]["data"]["job_id"]
+        for event in events
+        if not event["body"]["data"]["duplicate"]
+    )
 
 
 def pull_quietly(cloud: Cloud, subscription: str) -> list[dict]:

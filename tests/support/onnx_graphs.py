@@ -115,3 +115,35 @@ def two_input_graph(path: Path) -> Path:
         [helper.make_tensor_value_info("map", TensorProto.FLOAT, [1, 3, 32, 32])],
     )
     return _save(graph, path)
+
+
+def fp16_graph(
+    path: Path,
+    *,
+    size: tuple[int, int] = (64, 64),
+    channel: int = 0,
+    gain: float = 1.0,
+    bias: float = 0.0,
+    batch: int | str = 1,
+) -> Path:
+    """As a GPU export often is: float16 input ``image`` [batch, 3, h, w] (fixed size) and a
+    float16 output ``logits``; inside, gain·x[channel] + bias computed in float32 (Casts around
+    the convolution, which onnxruntime's CPU provider runs in float32 only)."""
+    height, width = size
+    nodes = [
+        helper.make_node("Cast", ["image"], ["wide"], to=TensorProto.FLOAT),
+        helper.make_node("Conv", ["wide", "w"], ["linear"], name="pick"),
+        helper.make_node("Add", ["linear", "b"], ["shifted"]),
+        helper.make_node("Cast", ["shifted"], ["logits"], to=TensorProto.FLOAT16),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "saliency_fp16",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT16, [batch, 3, height, width])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT16, [batch, 1, height, width])],
+        [
+            numpy_helper.from_array(_pick(channel, gain), "w"),
+            numpy_helper.from_array(np.asarray([bias], np.float32), "b"),
+        ],
+    )
+    return _save(graph, path)

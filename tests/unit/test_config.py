@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+from types import SimpleNamespace
+
 import pytest
 
-from cutq.core.errors import ConfigError
+from cutq.core.errors import ConfigError, StorageUnavailable
 from cutq.worker.config import WorkerConfig
 from cutq.worker.hardware import GpuStatus, Platform
+from cutq.worker.joblog import JobLog
+from cutq.worker.outcome import Outcome
+from cutq.worker.task import Task
 
 
 def test_environment_is_typed_and_overridable() -> None:
@@ -161,3 +167,55 @@ def test_jobs_in_flight_default_to_a_few_seconds_of_the_devices_work() -> None:
     assert WorkerConfig(device="cpu", max_batch=12).max_in_flight == 12
     assert WorkerConfig(device="cuda", max_batch=64).max_in_flight == 64
     assert WorkerConfig(device="cpu", max_in_flight=3).max_in_flight == 3
+
+
+def test_every_worker_setting_is_a_field_read_from_the_environment_or_a_flag() -> None:
+    """`cutq worker`'s and `cutq serve`'s flags are fields like any other (one surface)."""
+    config = WorkerConfig.from_env(
+        {"CUTQ_DRAIN_IDLE_S": "30", "CUTQ_PUSH_HOST": "127.0.0.1", "CUTQ_PUSH_PORT": "9000"}
+    )
+    assert (config.drain_idle_s, config.push_host, config.push_port) == (30.0, "127.0.0.1", 9000)
+    assert WorkerConfig.from_env({"CUTQ_DRAIN_IDLE_S": "30"}, drain_idle_s=5.0).drain_idle_s == 5
+    defaults = WorkerConfig.from_env({})
+    assert (defaults.drain_idle_s, defaults.push_host, defaults.push_port) == (
+        None,
+        "0.0.0.0",
+        8080,
+    )
+    with pytest.raises(ConfigError, match="drain_idle_s must be"):
+        WorkerConfig(drain_idle_s=-1)
+    with pytest.raises(ConfigError, match="push_port must be"):
+        WorkerConfig(push_port=70000)
+
+
+def test_the_platform_s_port_and_project_are_read_when_cutq_s_own_are_unset() -> None:
+    cloud_run = {"PORT": "8081", "GOOGLE_CLOUD_PROJECT": "shop"}
+    assert WorkerConfig.from_env(cloud_run).push_port == 8081
+    assert WorkerConfig.from_env(cloud_run).trace_project == "shop"
+    own = {**cloud_run, "CUTQ_PUSH_PORT": "9000", "CUTQ_TRACE_PROJECT": "traces"}
+    assert WorkerConfig.from_env(own).push_port == 9000
+    assert WorkerConfig.from_env(own).trace_project == "traces"
+    assert WorkerConfig.from_env(cloud_run, push_port=7000).push_port == 7000  # --port
+
+
+def test_cutq_trace_project_no_longer_stops_the_worker_and_names_the_traces_project(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """It was read by the job log behind the configuration's back, which rejected it as
+    unknown: setting it stopped the worker from starting."""
+    config = WorkerConfig.from_env({"CUTQ_TRACE_PROJECT": "shop"})
+    assert config.trace_project == "shop"
+    delivery = SimpleNamespace(
+        data=b"",
+        message_id="m1",
+        attributes={"traceparent": f"00-{'a' * 32}-{'b' * 16}-01"},
+        delivery_attempt=1,
+        last_attempt=False,
+    )
+    with caplog.at_level(logging.INFO, logger="cutq.worker.joblog"):
+        JobLog(config.trace_project).settled(
+            Task(delivery),  # type: ignore[arg-type]
+            Outcome.returned(StorageUnavailable("down")),
+        )
+    (record,) = caplog.records
+    assert record.trace == f"projects/shop/traces/{'a' * 32}"  # type: ignore[attr-defined]

@@ -65,6 +65,79 @@ def test_a_malformed_deadline_is_an_invalid_job_naming_the_field(body: dict, mes
         parse(body)
 
 
+@pytest.mark.parametrize(
+    ("deadline", "message"),
+    [
+        # Offsets that move the time out of datetime's range: an OverflowError before, which
+        # the worker took for a transient error (five attempts, then a dead letter, no event).
+        ("9999-12-31T23:59:59-01:00", "outside the years 0001-9999"),
+        ("0001-01-01T00:00:00+01:00", "outside the years 0001-9999"),
+        # ISO 8601 forms that are not RFC 3339 (fromisoformat takes them all).
+        ("2099-W01-1T00:00:00Z", "RFC 3339"),
+        ("20261202T100030Z", "RFC 3339"),
+        ("2026-12-02T10:00:30+0100", "RFC 3339"),
+        ("2026-12-02T10:00:30+01", "RFC 3339"),
+        ("2026-12-02 10:00:30Z", "RFC 3339"),
+        ("2026-12-02T10:00Z", "RFC 3339"),
+        ("2026-12-02T10:00:30.Z", "RFC 3339"),
+        ("\u0662\u0660\u0662\u0666-12-02T10:00:30Z", "RFC 3339"),  # non-ASCII digits
+        ("2026-12-02T10:00:30Z\n", "RFC 3339"),
+        # The grammar's shape with impossible values.
+        ("2026-02-30T10:00:30Z", "not a valid time"),
+        ("2026-12-02T24:00:00Z", "not a valid time"),
+        ("2026-12-02T10:00:60Z", "not a valid time"),  # a leap second: datetime has none
+        ("2026-12-02T10:00:30+24:00", "not a valid time"),
+        ("2026-12-02T10:00:30+01:60", "not a valid time"),
+    ],
+)
+def test_a_deadline_is_rfc_3339_only_and_one_that_overflows_names_the_field(
+    deadline: str, message: str
+) -> None:
+    with pytest.raises(InvalidJob, match=f"deadline: .*{message}"):
+        parse({"deadline": deadline})
+
+
+@pytest.mark.parametrize(
+    ("deadline", "utc"),
+    [
+        ("2026-12-02T10:00:30Z", datetime(2026, 12, 2, 10, 0, 30)),
+        ("2026-12-02t10:00:30z", datetime(2026, 12, 2, 10, 0, 30)),
+        ("2026-12-02T11:30:30+01:30", datetime(2026, 12, 2, 10, 0, 30)),
+        ("2026-12-02T09:00:30-01:00", datetime(2026, 12, 2, 10, 0, 30)),
+        ("2026-12-02T10:00:30-00:00", datetime(2026, 12, 2, 10, 0, 30)),
+        ("2026-12-02T10:00:30.123456789Z", datetime(2026, 12, 2, 10, 0, 30, 123456)),
+        ("2026-12-02T10:00:30.5Z", datetime(2026, 12, 2, 10, 0, 30, 500000)),
+        ("9999-12-31T23:59:59+01:00", datetime(9999, 12, 31, 22, 59, 59)),
+        ("0001-01-01T00:00:00-01:00", datetime(1, 1, 1, 1, 0, 0)),
+    ],
+)
+def test_every_rfc_3339_time_is_read_to_the_same_instant_in_utc(
+    deadline: str, utc: datetime
+) -> None:
+    job = parse({"deadline": deadline})
+    assert job.expiry.deadline == utc.replace(tzinfo=timezone.utc)  # type: ignore[attr-defined]
+
+
+def test_cutq_submit_answers_a_bad_deadline_in_one_line_with_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cutq.cli import main
+
+    photo = tmp_path / "a.png"
+    photo.write_bytes(b"not read")
+    for bad in ("9999-12-31T23:59:59-01:00", "2099-W01-1T00:00:00Z"):
+        argv = ["submit", str(photo), "--topic", "projects/p/topics/t"]
+        argv += ["--output", (tmp_path / "out").as_uri(), "--deadline", bad]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("cutq: configuration error: --deadline: ")
+    assert main([*argv[:-1], "9999-12-31T23:59:59-01:00"]) == 2  # as docs/contract-endings.md
+    assert capsys.readouterr().err == (
+        "cutq: configuration error: --deadline: '9999-12-31T23:59:59-01:00' is outside the "
+        "years 0001-9999 once moved to UTC\n"
+    )
+
+
 def test_a_deadline_does_not_change_the_job_id_and_survives_a_round_trip() -> None:
     plain = new_job("gs://bucket/in/a.png", OUT)
     timed = new_job("gs://bucket/in/a.png", OUT, expiry=Expiry(PUBLISHED, 30))
@@ -248,7 +321,7 @@ def test_submit_wait_counts_cancelled_and_expired_jobs_as_not_completed(
             return results
 
     summary = Summary(published=5)
-    args = Namespace(timeout_s=10.0, no_progress=True, download=None)
+    args = Namespace(timeout_s=10.0, no_progress=True, download=None, preset=[])
     _wait(Watcher(), [object()] * 5, args, summary)  # type: ignore[arg-type]
     assert (summary.completed, summary.failed, summary.expired, summary.cancelled) == (1, 2, 1, 2)
     assert not summary.ok

@@ -19,22 +19,22 @@ def no_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 @pytest.mark.usefixtures("no_credentials")
 def test_the_emulators_need_no_credentials() -> None:
     both = {"PUBSUB_EMULATOR_HOST": "127.0.0.1:8085", "STORAGE_EMULATOR_HOST": "http://x"}
-    require_credentials(uses_storage=True, env=both)
-    require_credentials(uses_storage=False, env={"PUBSUB_EMULATOR_HOST": "127.0.0.1:8085"})
+    require_credentials(both, storage=True)
+    require_credentials({"PUBSUB_EMULATOR_HOST": "127.0.0.1:8085"}, storage=False)
 
 
 @pytest.mark.usefixtures("no_credentials")
 @pytest.mark.parametrize(
-    ("uses_storage", "env"),
+    ("storage", "env"),
     [
         (True, {"PUBSUB_EMULATOR_HOST": "127.0.0.1:8085"}),  # gs:// with no GCS emulator
         (False, {"STORAGE_EMULATOR_HOST": "http://x"}),  # real Pub/Sub
     ],
 )
 def test_a_real_api_without_credentials_is_one_configuration_error(
-    uses_storage: bool, env: dict[str, str]
+    storage: bool, env: dict[str, str]
 ) -> None:
     with pytest.raises(ConfigError) as caught:
-        require_credentials(uses_storage=uses_storage, env=env)
+        require_credentials(env, storage=storage)
     assert str(caught.value) == NO_CREDENTIALS
     assert "application-default login" in NO_CREDENTIALS and "out/stack.env" in NO_CREDENTIALS

@@ -67,6 +67,34 @@ def test_never_upscaled_unless_asked_the_canvas_shrinks_instead() -> None:
     assert (bigger.width, bigger.scale) == (2000, pytest.approx(1750 / 300))
 
 
+@pytest.mark.parametrize("subject", [353, 356, 359])
+def test_a_subject_a_hair_short_of_its_canvas_keeps_the_exact_canvas_unscaled(subject: int) -> None:
+    """The thumbnail made 399² from a 400 px source: a grid expects exactly 400²."""
+    frame = Frame(width=400, height=400, margin=0.05)  # the thumbnail preset's frame
+    plan = framing.plan((400, 400), (20, 30, 20 + subject, 30 + subject // 2), frame)
+    assert (plan.width, plan.height, plan.scale) == (400, 400, 1.0)  # never enlarged
+    assert plan.left == pytest.approx((400 - subject) / 2)  # centred: the margin is wider
+    alpha = np.zeros((400, 400), np.uint8)
+    alpha[30 : 30 + subject // 2, 20 : 20 + subject] = 255
+    framed = framing.apply(plan, alpha)
+    assert framed.shape == (400, 400)
+    assert (box_of(framed)[2] - box_of(framed)[0]) == subject
+
+
+def test_a_subject_well_short_of_its_canvas_still_shrinks_the_canvas() -> None:
+    frame = Frame(width=400, height=400, margin=0.05)
+    plan = framing.plan((400, 400), (20, 30, 372, 200), frame)  # 352: 2.3 % short
+    assert (plan.width, plan.scale) == (round(352 / 0.9), 1.0)
+
+
+def test_a_longest_side_a_hair_out_of_reach_is_given_exactly() -> None:
+    frame = Frame(longest=1000, margin=0.05)
+    plan = framing.plan((1200, 1200), (0, 0, 890, 400), frame)  # 900 px would fill it
+    assert (plan.width, plan.scale) == (1000, 1.0)
+    far = framing.plan((1200, 1200), (0, 0, 850, 400), frame)
+    assert far.width == round(850 / 0.9)
+
+
 def test_bottom_position_rests_on_the_bottom_margin() -> None:
     frame = Frame(width=200, height=200, margin_px=10, position="bottom")
     plan = framing.plan((800, 600), (200, 100, 500, 200), frame)  # 300 wide, 100 tall

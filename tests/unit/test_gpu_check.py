@@ -121,6 +121,34 @@ def test_the_onnxruntime_step_compares_providers_through_the_worker(tmp_path: Pa
     assert (tmp_path / "custom.json").is_file()
 
 
+def test_the_published_graph_step_runs_1024_fixed_batch_fp32_and_fp16(tmp_path: Path) -> None:
+    """The custom-graph step's dry run: a 1024² graph fixed at batch 1, float32 and float16,
+    served from its spec on the CPU on both sides, timed bound and plain."""
+    import json
+
+    from tools import gpu_checks, gpu_checks_onnx
+
+    assert "custom graph 1024² batch 1, fp32/fp16, CUDA EP" in [s.name for s in gpu_checks.STEPS]
+    passed, data, summary = gpu_checks_onnx.published_graphs(
+        Ctx(gpu=False, quick=True, work=tmp_path)
+    )
+    assert passed, summary
+    assert data["side"] == 1024 and data["images"] == 2
+    for precision in ("fp32", "fp16"):
+        row = data[precision]
+        assert row["device"] == "cpu" and row["max_abs_diff_vs_cpu"] == 0.0
+        assert row["binding"] > 0 and row["run"] > 0 and row["binding_gain"] > 0
+        spec = json.loads((tmp_path / f"published-{precision}.json").read_text())
+        assert spec["license"] == "MIT" and spec["commercial_use"] is True
+    import onnx
+
+    half = onnx.load(str(tmp_path / "published-fp16.onnx"))
+    assert half.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+    dims = [d.dim_value for d in half.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == [1, 3, 1024, 1024]
+    assert "fp16 on cpu:" in summary and "images/s bound" in summary
+
+
 def test_the_scratch_site_sees_the_images_cuda_libraries(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -139,7 +139,7 @@ class NumpyBrightness(Brightness):
     def preprocess(self, image: np.ndarray, size: tuple[int, int]) -> np.ndarray:  # type: ignore[override]
         return super().preprocess(image, size).numpy()
 
-    def predict(self, batch: np.ndarray) -> np.ndarray:  # type: ignore[override]
+    def predict(self, batch: np.ndarray, urgent: bool = False) -> np.ndarray:  # type: ignore[override]
         out = super().predict(torch.from_numpy(batch))
         return out.numpy()
 

@@ -7,8 +7,10 @@ import threading
 
 from cutq.core.errors import StorageUnavailable
 from cutq.core.lanes import Lane
-from cutq.worker.ledger import Ledger, Task
+from cutq.worker.ledger import Ledger
 from cutq.worker.outcome import Ending, Outcome
+from cutq.worker.task import Task
+from tests.support.counted import Counted
 from tests.support.gated import Message
 
 
@@ -28,8 +30,8 @@ def opened(ledger: Ledger, message_id: str) -> Task:
 
 
 def test_a_task_is_settled_once_frees_its_slot_and_pixels_and_tells_observers() -> None:
-    ledger, seen = Ledger(max_in_flight=1, max_pixels=100), Seen()
-    ledger.observe(seen)
+    seen = Seen()
+    ledger = Counted(max_in_flight=1, max_pixels=100, observers=[seen])
     task = opened(ledger, "1")
     assert ledger.pixels.reserve(100, cancelled=lambda: False)
     task.pixels = 100
@@ -44,7 +46,7 @@ def test_a_task_is_settled_once_frees_its_slot_and_pixels_and_tells_observers() 
 
 
 def test_a_second_delivery_of_a_running_job_follows_and_is_handed_back_at_settle() -> None:
-    ledger = Ledger(max_in_flight=2, max_pixels=100)
+    ledger = Counted(max_in_flight=2, max_pixels=100)
     leader, follower = opened(ledger, "1"), opened(ledger, "2")
     assert ledger.lead(leader, "gs://b/r.png") is True
     assert ledger.lead(follower, "gs://b/r.png") is False
@@ -55,20 +57,27 @@ def test_a_second_delivery_of_a_running_job_follows_and_is_handed_back_at_settle
 
 
 def test_a_task_being_published_is_not_nacked_by_the_grace_period() -> None:
-    ledger = Ledger(max_in_flight=1, max_pixels=100)
+    done = threading.Event()
+    ledger = Counted(max_in_flight=1, max_pixels=100, observers=[Done(done)])
     task = opened(ledger, "1")
     assert ledger.begin_emit(task)
     stopping = Outcome.returned(StorageUnavailable("stop"))
     assert ledger.settle(task, stopping, unless_emitting=True) == []
     assert task.delivery.settled == []  # type: ignore[attr-defined]
-    other = opened_after(ledger, task)
+    other = opened_after(ledger, task, done)
     assert ledger.settle(other, stopping) == [] and not ledger.begin_emit(other)
 
 
-def opened_after(ledger: Ledger, task: Task) -> Task:
+class Done:
+    def __init__(self, done: threading.Event) -> None:
+        self.done = done
+
+    def settled(self, task: Task, outcome: Outcome) -> None:
+        self.done.set()
+
+
+def opened_after(ledger: Ledger, task: Task, done: threading.Event) -> Task:
     """A task opened once ``task`` settles (the one slot is its)."""
-    done = threading.Event()
-    ledger.observe(type("Done", (), {"settled": lambda self, t, o: done.set()})())
     ledger.settle(task, Outcome.returned(StorageUnavailable("x")))
     assert done.wait(5)
     return opened(ledger, "2")
@@ -77,7 +86,7 @@ def opened_after(ledger: Ledger, task: Task) -> Task:
 def test_bulk_tasks_never_take_the_slots_kept_for_interactive_ones() -> None:
     """Plausible bug this catches: one shared pool of slots (no reserve) lets a bulk backlog
     fill every slot, so an interactive delivery waits for a bulk job to settle."""
-    ledger = Ledger(max_in_flight=3, max_pixels=100, interactive_reserve=1)
+    ledger = Counted(max_in_flight=3, max_pixels=100, interactive_reserve=1)
     bulk = []
     for index in range(2):
         assert ledger.take_slot(0.0, Lane.BULK)
@@ -99,6 +108,6 @@ def test_bulk_tasks_never_take_the_slots_kept_for_interactive_ones() -> None:
 def test_interactive_tasks_may_use_every_slot() -> None:
     """With no bulk work the interactive lane has the whole worker (and bulk, with no
     interactive work, all but the reserve)."""
-    ledger = Ledger(max_in_flight=3, max_pixels=100, interactive_reserve=1)
+    ledger = Counted(max_in_flight=3, max_pixels=100, interactive_reserve=1)
     assert all(ledger.take_slot(0.0, Lane.INTERACTIVE) for _ in range(3))
     assert not ledger.take_slot(0.0, Lane.INTERACTIVE)

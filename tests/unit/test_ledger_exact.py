@@ -13,13 +13,16 @@ import pytest
 
 from cutq.core.errors import StorageUnavailable
 from cutq.worker import ledger as ledger_module
-from cutq.worker.ledger import Ledger, PixelBudget, Task
-from cutq.worker.outcome import Ending, Outcome
+from cutq.worker import task as task_module
+from cutq.worker.ledger import Ledger, PixelBudget
+from cutq.worker.outcome import Ending, Outcome, Stats
+from cutq.worker.task import Task
+from tests.support.counted import Counted
 from tests.support.gated import Message
 
 
 class Clock:
-    """``time`` as the ledger module sees it: monotonic() reads ``now``."""
+    """``time`` as the ledger and task modules see it: monotonic() reads ``now``."""
 
     def __init__(self) -> None:
         self.now = 100.0
@@ -32,6 +35,7 @@ class Clock:
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     fake = Clock()
     monkeypatch.setattr(ledger_module, "time", fake)
+    monkeypatch.setattr(task_module, "time", fake)
     return fake
 
 
@@ -135,7 +139,7 @@ def test_a_waiting_reservation_gives_up_soon_after_the_worker_starts_stopping() 
 
 
 def test_slots_bound_the_open_tasks_and_a_closed_ledger_gives_the_slot_back() -> None:
-    ledger = Ledger(max_in_flight=2, max_pixels=10)
+    ledger = Counted(max_in_flight=2, max_pixels=10)
     first, second = opened(ledger, "1"), opened(ledger, "2")
     assert within(lambda: ledger.take_slot(0.0)) is False
     assert ledger.in_flight() == 2 and set(ledger.unsettled()) == {first, second}
@@ -148,7 +152,7 @@ def test_slots_bound_the_open_tasks_and_a_closed_ledger_gives_the_slot_back() ->
 
 
 def test_idle_is_measured_from_the_last_settle_and_waiting_for_it_is_woken(clock: Clock) -> None:
-    ledger = Ledger(max_in_flight=2, max_pixels=10)
+    ledger = Counted(max_in_flight=2, max_pixels=10)
     clock.now = 103.0
     assert ledger.idle_s() == 3.0  # a worker that never had a job is idle since its start
     clock.now = 200.0
@@ -166,7 +170,7 @@ def test_idle_is_measured_from_the_last_settle_and_waiting_for_it_is_woken(clock
 
 
 def test_a_task_whose_event_is_publishing_is_still_settled_by_its_own_end() -> None:
-    ledger = Ledger(max_in_flight=1, max_pixels=10)
+    ledger = Counted(max_in_flight=1, max_pixels=10)
     task = opened(ledger, "1")
     assert ledger.begin_emit(task) and task.emitting
     assert ledger.settle(task, Outcome(Ending.COMPLETED)) == []
@@ -175,7 +179,6 @@ def test_a_task_whose_event_is_publishing_is_still_settled_by_its_own_end() -> N
 
 
 def test_a_refused_ack_and_a_broken_observer_still_free_the_slot_and_are_counted() -> None:
-    ledger = Ledger(max_in_flight=1, max_pixels=10)
     told: list[str] = []
 
     class Broken:
@@ -186,8 +189,7 @@ def test_a_refused_ack_and_a_broken_observer_still_free_the_slot_and_are_counted
         def settled(self, task: Task, outcome: Outcome) -> None:
             told.append(task.delivery.message_id)
 
-    ledger.observe(Broken())
-    ledger.observe(Recording())
+    ledger = Counted(max_in_flight=1, max_pixels=10, observers=[Broken(), Recording()])
     for message_id in ("1", "2"):
         task = opened(ledger, message_id)
 
@@ -205,16 +207,15 @@ def test_a_refused_ack_and_a_broken_observer_still_free_the_slot_and_are_counted
 
 
 def test_an_accepted_ack_is_not_counted_as_failed() -> None:
-    ledger = Ledger(max_in_flight=1, max_pixels=10)
+    ledger = Counted(max_in_flight=1, max_pixels=10)
     task = opened(ledger, "1")
     ledger.settle(task, Outcome(Ending.COMPLETED))
     assert task.ack_failed is False and ledger.stats.ack_failures == 0
 
 
 def test_batches_are_counted_with_their_sizes_and_fp32_reruns() -> None:
-    ledger = Ledger(max_in_flight=1, max_pixels=10)
-    ledger.count_batch(3)
-    ledger.count_batch(2, fp32_reruns=1)
-    ledger.count_batch(1, fp32_reruns=2)
-    stats = ledger.stats
+    stats = Stats()
+    stats.count_batch(3)
+    stats.count_batch(2, fp32_reruns=1)
+    stats.count_batch(1, fp32_reruns=2)
     assert (stats.batches, stats.batch_items, stats.fp32_reruns) == (3, 6, 3)

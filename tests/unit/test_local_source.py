@@ -63,6 +63,30 @@ def test_directories_give_their_image_files_in_name_order_and_files_are_taken_as
     assert found == expected
 
 
+def test_files_a_directory_holds_but_cannot_be_read_are_reported_with_a_reason(
+    tmp_path: Path,
+) -> None:
+    for name in ("a.png", "IMG_1.CR2", "IMG_2.cr2", "README", ".DS_Store", ".git/x.txt"):
+        if name.endswith(".png"):
+            image(tmp_path / name)
+        else:
+            _touch(tmp_path / name)
+    skipped: list[tuple[str, str]] = []
+    found = list(expand_paths([tmp_path], skipped=lambda p, why: skipped.append((p.name, why))))
+    assert found == [tmp_path / "a.png"]
+    raw = ".cr2: not an image format this install reads"
+    assert sorted(skipped) == [
+        ("IMG_1.CR2", raw),
+        ("IMG_2.cr2", raw),
+        ("README", "no extension"),
+    ]
+
+
+def _touch(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"x")
+
+
 def test_each_file_is_a_job_dated_and_versioned_by_its_modification_time(tmp_path: Path) -> None:
     photo = image(tmp_path / "p.png")
     os.utime(photo, ns=(1_700_000_000_000_000_000, 1_700_000_000_500_000_000))

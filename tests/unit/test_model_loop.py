@@ -20,6 +20,7 @@ import pytest
 
 from cutq.core.lanes import Lane
 from cutq.worker.inference import Prediction
+from cutq.worker.lane_policy import LanePolicy
 from cutq.worker.model_loop import ModelLoop
 from cutq.worker.priority import BULK_NICE
 
@@ -50,7 +51,7 @@ class Runner:
         for name in names:
             self.started[name], self.gates[name] = threading.Event(), threading.Event()
 
-    def run(self, tensors: list[str]) -> Prediction:
+    def run(self, tensors: list[str], urgent: bool = False) -> Prediction:
         (name,) = tensors
         with self.lock:
             self.beside[name] = set(self.running)
@@ -70,6 +71,7 @@ def loop() -> Iterator[tuple[ModelLoop, Runner, list[str]]]:
     done: list[str] = []
     model_loop: ModelLoop = ModelLoop(
         runner,  # type: ignore[arg-type]
+        LanePolicy(max_in_flight=4),
         max_batch=1,
         max_wait_ms=0,
         inferred=lambda group, prediction, started: done.extend(i.tensor for i in group),

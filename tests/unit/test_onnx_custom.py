@@ -281,8 +281,8 @@ def test_placement_follows_the_configured_device() -> None:
     placement = onnx_engine.Placement.for_device
     assert placement("cpu", gpus=1) == onnx_engine.CPU
     assert placement("auto", gpus=0) == onnx_engine.CPU
-    assert placement("auto", gpus=1) == onnx_engine.Placement(cuda=True, required=False)
-    assert placement("cuda", gpus=0) == onnx_engine.Placement(cuda=True, required=True)
+    assert placement("auto", gpus=1) == onnx_engine.Placement(cuda=True)
+    assert placement("cuda", gpus=0) == onnx_engine.Placement(cuda=True)
     assert placement("cuda:1", gpus=2).device == "cuda:1"
 
 
@@ -334,20 +334,19 @@ def test_providers_cuda_first_when_present(monkeypatch: pytest.MonkeyPatch) -> N
     assert fake.preloads == 1  # the nvidia-* wheels' libraries, before the first CUDA session
 
 
-def test_no_cuda_provider_stops_a_cuda_worker_and_names_what_to_install(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize("device", ["cuda", "auto"])
+def test_no_cuda_provider_stops_a_gpu_worker_and_names_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, device: str
 ) -> None:
+    """``auto`` on a machine with a GPU is a GPU deployment too: no quiet CPU fallback."""
     FakeOrt(monkeypatch, listed=False)
-    required = onnx_engine.Placement.for_device("cuda", gpus=1)
+    placement = onnx_engine.Placement.for_device(device, gpus=1)
     with pytest.raises(ConfigError, match=r"cuda:0 needs onnxruntime's CUDA.*onnxruntime-gpu"):
-        onnx_engine.providers_for(required)
+        onnx_engine.providers_for(placement)
     with pytest.raises(ConfigError, match=r"pip uninstall -y onnxruntime && pip install"):
-        onnx_engine.providers_for(required)
-    # device=auto on a machine with a GPU: the CPU, said in a warning, never silently.
-    auto = onnx_engine.Placement.for_device("auto", gpus=1)
-    with caplog.at_level("WARNING"):
-        assert onnx_engine.providers_for(auto) == ["CPUExecutionProvider"]
-    assert "a GPU is present but onnxruntime" in caplog.text and "onnxruntime-gpu" in caplog.text
+        onnx_engine.providers_for(placement)
+    with pytest.raises(ConfigError, match="on purpose: CUTQ_DEVICE=cpu"):
+        onnx_engine.providers_for(placement)
 
 
 def _spec_config(tmp_path: Path, device: str) -> WorkerConfig:
@@ -372,18 +371,15 @@ def test_a_custom_model_runs_on_cuda_when_the_worker_does(
     np.testing.assert_array_equal(runner.predict(batch)[0], expected.predict(batch)[0])
 
 
+@pytest.mark.parametrize("device", ["cuda", "auto"])
 def test_a_cuda_provider_that_falls_back_is_caught(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, device: str
 ) -> None:
     FakeOrt(monkeypatch, starts=False)  # listed, but its libraries did not load
-    config = _spec_config(tmp_path, "cuda")
+    config = _spec_config(tmp_path, device)
     with pytest.raises(ConfigError, match="could not start its CUDAExecutionProvider on cuda:0"):
         Runner(create_model(config), config.device).setup()
-    auto = _spec_config(tmp_path, "auto")
-    runner = Runner(create_model(auto), auto.device)
-    with caplog.at_level("WARNING"):
-        runner.setup()
-    assert runner.device == "cpu" and "running on the CPU" in caplog.text
+    assert Runner(create_model(_spec_config(tmp_path, "cpu")), "cpu").device == "cpu"
 
 
 def test_u2netp_runs_on_cuda_with_engine_onnxruntime(

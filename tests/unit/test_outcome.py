@@ -14,13 +14,13 @@ from cutq.core.contract import OutputSpec, new_job
 from cutq.core.errors import ShuttingDown, StorageUnavailable
 from cutq.core.events import Event
 from cutq.worker.joblog import log_job
-from cutq.worker.ledger import Task
 from cutq.worker.outcome import Ending, Outcome, Stats
+from cutq.worker.task import Task
 
 
 def task(last_attempt: bool = False) -> Task:
     delivery = SimpleNamespace(
-        message_id="m1", attributes={}, delivery_attempt=2, last_attempt=last_attempt
+        data=b"{}", message_id="m1", attributes={}, delivery_attempt=2, last_attempt=last_attempt
     )
     return Task(delivery)  # type: ignore[arg-type]
 
@@ -129,12 +129,15 @@ def test_a_failure_without_a_code_is_counted_as_internal() -> None:
     assert Outcome(Ending.COMPLETED).error_code is None
 
 
-def test_a_follower_of_a_failed_job_fails_too_and_one_of_a_returned_job_goes_back() -> None:
+def test_a_follower_of_a_failed_job_fails_too_as_a_repeat_and_one_of_a_returned_job_goes_back() -> (
+    None
+):
     follower = task()
     follower.job = SimpleNamespace(attributes={"k": "v"})  # type: ignore[assignment]
     failed = Outcome.published(event("failed")).for_follower(follower)
     assert failed.ending is Ending.FAILED and failed.event is not None
-    assert failed.event.duplicate is False and failed.event.batch_size is None
+    # The leader reported the ending: the follower's event is a repeat (issue 31).
+    assert failed.event.duplicate is True and failed.event.batch_size is None
     assert failed.event.error_code == "not_an_image"
     leader = dataclasses.replace(event("completed"), batch_size=4)
     shared = Outcome.published(leader).for_follower(follower)
@@ -147,3 +150,18 @@ def test_a_follower_of_a_failed_job_fails_too_and_one_of_a_returned_job_goes_bac
     assert Outcome.returned(down).for_follower(follower).error is down
     unadmitted = task()  # no job: it cannot carry the leader's event
     assert Outcome.published(leader).for_follower(unadmitted).ending is Ending.RETURNED
+
+
+def test_a_follower_of_a_job_exhausted_with_its_event_goes_back_and_is_never_failed() -> None:
+    """The leader's ``retries_exhausted`` event (published before its nack) is its own end:
+    a follower still has attempts left, so it goes back to the queue. Plausible bug this
+    catches: sharing every outcome that carries an event, which would ack the follower
+    with a ``failed`` event it never earned."""
+    leader_end = Outcome.returned(StorageUnavailable("down"), last_attempt=True)
+    told = leader_end.announced(event("failed", code="retries_exhausted"))
+    assert told.ending is Ending.EXHAUSTED and not told.acked
+    assert told.error_code == "retries_exhausted"
+    follower = task()
+    follower.job = SimpleNamespace(attributes={})  # type: ignore[assignment]
+    back = told.for_follower(follower)
+    assert back.ending is Ending.RETURNED and back.event is None

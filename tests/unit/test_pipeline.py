@@ -353,9 +353,9 @@ def test_an_interactive_job_overtakes_a_bulk_backlog_by_slot_and_by_batch(
     ran: list[int] = []  # each batch's photo, by its colour (make_photos: red = index * 20)
     predict = model.predict
 
-    def recording(batch: np.ndarray) -> np.ndarray:
+    def recording(batch: np.ndarray, urgent: bool = False) -> np.ndarray:
         ran.append(round(float(batch[0, 0].mean()) * 255 / 20))
-        return predict(batch)
+        return predict(batch, urgent)
 
     model.predict = recording  # type: ignore[method-assign]
     pipeline, _ = pipeline_for(tmp_path, model, max_batch=1, max_in_flight=4, interactive_reserve=1)

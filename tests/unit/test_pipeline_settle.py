@@ -3,7 +3,8 @@ not a job (named by the id it carries, or its message), a publish that fails ret
 a stage that raises or finds its pool shut settles its job instead of a thread, a delivery
 arriving after the held ones were nacked is nacked at once, and one nack that fails does not
 keep the others back. Then the model loop: inputs of different sizes run as separate
-forwards, a model answering with the wrong number of maps fails each job on its own."""
+forwards, a model answering with the wrong number of maps fails each job on its own, and
+the jobs of a failed batch end on the writers while the model thread runs the next batch."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import numpy as np
 import pytest
 
 from cutq.core.contract import OutputSpec, new_job
-from cutq.core.errors import StorageUnavailable
+from cutq.core.errors import ModelOutputNotFinite, StorageUnavailable
 from cutq.core.events import Event
 from cutq.worker.inference import Prediction
 from tests.support.gated import (
@@ -139,7 +140,10 @@ def test_an_unexpected_error_in_a_stage_returns_the_job_and_is_logged(
     pipeline.submit(item)
     settle_all([item])
     pipeline.close(time.monotonic() + 5)
-    assert item.settled == ["nack"] and events.published == []
+    assert item.settled == ["nack"]
+    # its last attempt: the end is told by a `failed` event, published before the nack
+    (event,) = events.published
+    assert (event.status, event.error_code, event.attempt) == ("failed", "retries_exhausted", 1)
     assert pipeline.stats.exhausted == 1 and pipeline.stats.failures == {"retries_exhausted": 1}
     assert any("unexpected ZeroDivisionError" in r.getMessage() for r in caplog.records)
 
@@ -224,7 +228,7 @@ def test_a_model_returning_the_wrong_number_of_maps_fails_each_job_of_the_batch(
     pipeline, events = pipeline_for(tmp_path, Gated(), max_batch=2, max_wait_ms=10_000)
     # (the runner checks a model's output shape itself: this is the loop's own check)
     one_map = Prediction(maps=[np.zeros((1, 32, 32), np.float32)])
-    pipeline.runner.run = lambda tensors: one_map  # type: ignore[method-assign]
+    pipeline.runner.run = lambda tensors, urgent=False: one_map  # type: ignore[method-assign]
     items = [message(p, tmp_path, str(i)) for i, p in enumerate(make_photos(tmp_path, 2))]
     with caplog.at_level(logging.INFO, logger="cutq.worker.joblog"):
         for item in items:
@@ -301,3 +305,50 @@ def test_close_leaves_a_stuck_load_behind_and_starts_none_of_the_queued_ones(
     storage.gate.set()
     pipeline._loaders.shutdown(wait=True)  # the stuck load has run to its end
     assert storage.calls == 1 and events.published == []
+
+
+@pytest.mark.parametrize("how", ["batch raised", "maps not finite"])
+def test_a_failed_batch_of_8_ends_on_the_writers_while_the_model_runs_the_next(
+    tmp_path: Path, how: str
+) -> None:
+    """The model thread only computes: the 8 ``failed`` events of a failed batch (each a
+    publish that here blocks until the test opens the sink) never hold it from the next
+    batch. Plausible bug this catches: ending the failed jobs on the model thread, as a
+    batch's failure or as a prediction's ``failed`` maps (8 sequential publishes and acks
+    while the GPU waits): the second batch would never start while the sink is shut."""
+    model = Gated()
+    pipeline, _ = pipeline_for(
+        tmp_path, model, max_batch=8, max_wait_ms=10_000, max_in_flight=16, io_threads=2
+    )
+    pipeline.events = sink = GatedSink()
+    error = ModelOutputNotFinite("the model returned NaN")
+    if how == "batch raised":
+        model.fail_next = error
+    else:
+        run = pipeline.runner.run
+        first = threading.Event()
+
+        def not_finite(tensors: list, urgent: bool = False) -> Prediction:
+            prediction = run(tensors, urgent)
+            if not first.is_set():
+                first.set()
+                prediction.failed = dict.fromkeys(range(len(tensors)), error)
+            return prediction
+
+        pipeline.runner.run = not_finite  # type: ignore[method-assign]
+    items = [message(p, tmp_path, str(i)) for i, p in enumerate(make_photos(tmp_path, 16))]
+    for item in items:
+        pipeline.submit(item)
+    assert model.entered.acquire(timeout=10)  # the first batch (it fails)
+    assert sink.entered.wait(10)  # a failed job's event is publishing, and stays so
+    assert model.entered.acquire(timeout=10), "the model thread waited for the publishes"
+    assert sink.published == [] and all(item.settled == [] for item in items)
+    sink.gate.set()
+    settle_all(items)
+    pipeline.close(time.monotonic() + 5)
+    assert model.batches == [8, 8] and all(item.settled == ["ack"] for item in items)
+    statuses = [(e.status, e.error_code) for e in sink.published]
+    assert (
+        sorted(statuses, key=str)
+        == [("completed", None)] * 8 + [("failed", "model_output_not_finite")] * 8
+    )

@@ -188,16 +188,16 @@ def test_every_preset_parses_and_documents_itself() -> None:
         assert preset.summary and preset.rules.describe()
 
 
-def test_every_rendition_frame_and_preset_field_is_in_the_readme() -> None:
+def test_every_rendition_frame_and_preset_field_is_in_the_contract_page() -> None:
     from pathlib import Path
 
     from cutq.core import renditions
     from cutq.worker.quality import FLAGS
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "docs" / "contract.md").read_text()
     section = readme.split("### Renditions", 1)[1].split("### Presets", 1)[0]
     table_rows = [line for line in section.splitlines() if line.startswith("| `")]
-    fields = renditions._RENDITION_FIELDS | renditions._FRAME_FIELDS
+    fields = renditions.RENDITION_FIELDS | renditions.FRAME_FIELDS
     missing = [f for f in sorted(fields) if not any(f"`{f}`" in row for row in table_rows)]
     missing += [p for p in PRESETS if f"| `{p}` |" not in readme]
     missing += [f for f in FLAGS if f"| `{f}` |" not in readme]

@@ -54,11 +54,11 @@ def test_drain_on_idle_waits_for_a_long_job_still_in_flight(tmp_path: Path) -> N
     not while one job is still in the model, however long it takes."""
     model = Gated()
     model.gate.clear()
-    service, events = service_for(tmp_path, model)
+    service, events = service_for(tmp_path, model, drain_idle_s=0)
     (path,) = make_photos(tmp_path, 1)
     item = message(path, tmp_path, "1")
     source = ListedSource([item])
-    running = run_in_thread(service, source, drain_idle_s=0)
+    running = run_in_thread(service, source)
     assert model.entered.acquire(timeout=10)  # the job is in the model
     for _ in range(3):  # three looks at the worker while the job runs
         assert source.polls.acquire(timeout=10), "the wait loop ended with a job in flight"
@@ -146,11 +146,11 @@ def test_drain_on_idle_counts_from_the_threshold_itself(
 ) -> None:
     """Idle for exactly ``drain_idle_s`` is idle enough; without ``drain_idle_s`` idleness
     never stops the worker (the source's end does, some polls later)."""
-    service, _ = service_for(tmp_path, Gated())
+    service, _ = service_for(tmp_path, Gated(), drain_idle_s=drain_idle_s)
     service.pipeline.idle_s = lambda: 5.0  # type: ignore[method-assign]
     source = ListedSource([])
     looks = iter(range(100))
     source.ended = lambda: StopReason.DONE if next(looks) >= 3 else None  # type: ignore[method-assign]
-    running = run_in_thread(service, source, drain_idle_s=drain_idle_s)
+    running = run_in_thread(service, source)
     running["thread"].join(10)
     assert running["reason"] is expected

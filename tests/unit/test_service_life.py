@@ -38,7 +38,7 @@ class Sink(Events):
 
 def start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **config: Any) -> tuple[Service, Gated]:
     model = Gated()
-    monkeypatch.setattr(service_module, "create_model", lambda config: model)
+    monkeypatch.setattr(service_module, "create_model", lambda config, storage: model)
     settings: dict[str, Any] = dict(output=(tmp_path / "out").as_uri(), io_threads=1)
     settings.update(config)
     batch_sizes = settings.pop("warmup_batch_sizes", None)
@@ -78,7 +78,7 @@ def test_the_runner_is_built_as_configured_and_warmed_up_at_the_configured_resiz
 
     model, built, asked = Resizes(), [], []
     monkeypatch.setattr(
-        service_module, "create_model", lambda config: asked.append(config) or model
+        service_module, "create_model", lambda config, storage: asked.append(config) or model
     )
     real = service_module.Runner
 
@@ -99,7 +99,7 @@ def test_on_a_gpu_every_batch_size_the_batcher_can_close_is_warmed_up(
 ) -> None:
     """cuDNN autotunes each new batch shape: warm-up runs them all, never a job."""
     model = Gated()
-    monkeypatch.setattr(service_module, "create_model", lambda config: model)
+    monkeypatch.setattr(service_module, "create_model", lambda config, storage: model)
     real = service_module.Runner
 
     def on_cuda(*args: object, **kwargs: object) -> object:
@@ -116,7 +116,7 @@ def test_on_a_gpu_every_batch_size_the_batcher_can_close_is_warmed_up(
 def test_without_a_sink_events_go_to_the_topic_or_else_to_the_log(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(service_module, "create_model", lambda config: Gated())
+    monkeypatch.setattr(service_module, "create_model", lambda config, storage: Gated())
     topics: list[str] = []
 
     class Topic(Sink):
@@ -139,7 +139,7 @@ def test_a_failed_warm_up_raises_and_closes_the_sink_it_was_given(
 ) -> None:
     model = Gated()
     model.fail_next = WarmupFailed("the disc was not found")
-    monkeypatch.setattr(service_module, "create_model", lambda config: model)
+    monkeypatch.setattr(service_module, "create_model", lambda config, storage: model)
     sink = Sink()
     config = WorkerConfig(output=(tmp_path / "out").as_uri())
     with pytest.raises(WarmupFailed):

@@ -81,7 +81,7 @@ def blob(alpha: np.ndarray, y: int, x: int, r: int, value: int = 255) -> None:
 
 @pytest.mark.parametrize(
     ("name", "expected"),
-    [("clean", ()), ("empty", ("empty",)), ("faint", ("empty", "uncertain")),
+    [("clean", ()), ("empty", ("empty",)), ("faint", ("empty",)),
      ("edge", ("edge",)), ("multiple", ("multiple",)), ("uncertain", ("uncertain",)),
      ("speck", ())],
 )  # fmt: skip
@@ -119,11 +119,16 @@ def test_flags_travel_in_the_event_and_its_attributes() -> None:
         verdict="fail",
         failed=("too small",),
         figures={"fill": 0.87},
+        reasons=("too small", "subject cut off by the source's edge"),
     )
     event = Event.completed(job, (output,), flags=("edge", "multiple"), quality={"edge": 0.2})
     document = event.to_cloudevent()
     assert document["data"]["flags"] == ["edge", "multiple"]
     assert document["data"]["outputs"][0]["failed"] == ["too small"]
+    assert document["data"]["outputs"][0]["reasons"] == [
+        "too small",
+        "subject cut off by the source's edge",
+    ]
     attributes = event.message_attributes()
     assert attributes["flags"] == "edge,multiple"
     assert attributes["flag_edge"] == attributes["flag_multiple"] == "1"
@@ -132,4 +137,5 @@ def test_flags_travel_in_the_event_and_its_attributes() -> None:
     plain = Event.completed(job, (OutputInfo("cutout", "gs://outs/x/a.png", 5, 3, 4, "cutout"),))
     data = plain.to_cloudevent()["data"]
     assert "flags" not in data and "failed" not in data["outputs"][0]
+    assert "reasons" not in data["outputs"][0]
     assert event_from_cloudevent(plain.to_cloudevent()) == plain

@@ -52,7 +52,7 @@ def handle(args: argparse.Namespace) -> int:
         renditions=renditions,
     )
     print(summary.render())
-    return 1 if summary.failed or summary.unfinished else 0
+    return int(summary.exit_code(args.accept_review))
 
 
 def writable_folder(out: str) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 
 from cutq.core.errors import ConfigError
 from cutq.worker.commands.args import add_model_args, worker_config
@@ -34,7 +33,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     pull.add_argument(
         "--drain-idle-s",
         type=float,
-        help="exit 0 after this many idle seconds (Cloud Run jobs, scale to zero)",
+        help="exit 0 after this many idle seconds (Cloud Run jobs, scale to zero; "
+        "or CUTQ_DRAIN_IDLE_S)",
     )
     add_model_args(pull)
     pull.set_defaults(handler=handle_worker)
@@ -45,8 +45,10 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="HTTP endpoint for Pub/Sub push on $PORT (default 8080): 2xx acks, 503 "
         "nacks. /healthz and /readyz (ready only after a successful warm-up).",
     )
-    push.add_argument("--host", default="0.0.0.0")
-    push.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
+    push.add_argument("--host", help="listen address (default 0.0.0.0; or CUTQ_PUSH_HOST)")
+    push.add_argument(
+        "--port", type=int, help="listen port (default $PORT, else 8080; or CUTQ_PUSH_PORT)"
+    )
     push.add_argument("--events-topic", help="projects/P/topics/T (or CUTQ_EVENTS_TOPIC)")
     add_model_args(push)
     push.set_defaults(handler=handle_serve)
@@ -58,6 +60,9 @@ def _config(args: argparse.Namespace) -> WorkerConfig:
         events_topic=getattr(args, "events_topic", None),
         subscription=getattr(args, "subscription", None),
         bulk_subscription=getattr(args, "bulk_subscription", None),
+        drain_idle_s=getattr(args, "drain_idle_s", None),
+        push_host=getattr(args, "host", None),
+        push_port=getattr(args, "port", None),
     )
 
 
@@ -70,7 +75,7 @@ def handle_worker(args: argparse.Namespace) -> int:
 
     service = Service.warmed_up(config)
     source = PubSubSource.from_config(config)
-    return exit_code(service.run(source, drain_idle_s=args.drain_idle_s))
+    return exit_code(service.run(source))
 
 
 def handle_serve(args: argparse.Namespace) -> int:
@@ -83,6 +88,9 @@ def handle_serve(args: argparse.Namespace) -> int:
     )
     service = Service.warmed_up(config)
     source = PushSource(
-        host=args.host, port=args.port, timeout_s=config.push_timeout_s, verifier=verifier
+        host=config.push_host,
+        port=config.push_port,
+        timeout_s=config.push_timeout_s,
+        verifier=verifier,
     )
     return exit_code(service.run(source))

@@ -60,6 +60,8 @@ class Report:
     infer_s: float  # preprocess + predict + to_mask, warm-up excluded
     images: list[ImageResult]
     dataset_max_f: float
+    terms: dict[str, str] = field(default_factory=dict)  # licence, commercial use
+    source: str = "generated"  # the generated set, or the labelled folder scored
     edges: list[dict[str, Any]] = field(default_factory=list)  # composite error per variant
     formats: list[dict[str, Any]] = field(default_factory=list)  # bytes and encode ms per format
     means: dict[str, float] = field(init=False)
@@ -86,6 +88,8 @@ class Report:
     def to_json(self) -> dict[str, Any]:
         return {
             "model": self.model,
+            **self.terms,
+            "source": self.source,
             "device": self.device,
             "precision": self.precision,
             "resize": self.resize,
@@ -115,13 +119,17 @@ class Report:
     def render(self, worst: int = 5) -> str:
         """A plain-text summary: overall means, per-group means, the worst images."""
         m = self.means
+        terms = self.terms or {"license": "unknown", "commercial_use": "unknown"}
+        scored = f"seed {self.seed}" if self.source == "generated" else f"from {self.source}"
         lines = [
             f"model {self.model['name']} {self.model['version']} on {self.device} "
             f"({self.precision}), resize {self.resize}, batch ≤ {self.max_batch}, "
-            f"seed {self.seed}, {len(self.images)} images",
+            f"{scored}, {len(self.images)} images",
+            f"licence {terms['license']}, commercial use {terms['commercial_use']}",
             f"throughput {self.images_per_s:.2f} images/s ({self.infer_s:.1f} s in the model path)",
             "",
-            f"{'':<20} {'n':>4} {'mIoU':>7} {'MAE':>7} {'S':>7} {'maxF':>7} {'meanF':>7}",
+            f"{'':<20} {'n':>4} {'mIoU':>7} {'MAE':>7} {'S':>7} {'maxF':>7} {'meanF':>7} "
+            f"{'wF':>7} {'E':>7}",
             _row("all", len(self.images), m),
         ]
         lines += [_row(tag, int(g["count"]), g) for tag, g in self.by_tag().items()]
@@ -146,7 +154,7 @@ class Report:
 def _row(label: str, count: int, m: dict[str, float]) -> str:
     return (
         f"{label:<20} {count:>4} {m['iou']:>7.4f} {m['mae']:>7.4f} {m['s_measure']:>7.4f} "
-        f"{m['max_f']:>7.4f} {m['mean_f']:>7.4f}"
+        f"{m['max_f']:>7.4f} {m['mean_f']:>7.4f} {m['weighted_f']:>7.4f} {m['mean_e']:>7.4f}"
     )
 
 
@@ -161,6 +169,7 @@ def evaluate(
     warmup: bool = True,
     edges: Sequence[str] = (),
     formats: bool = False,
+    source: str = "generated",
 ) -> Report:
     """Predict and score every sample; ``runner`` must already be set up.
 
@@ -205,6 +214,8 @@ def evaluate(
                 format_scorer.add(sample.image, mask)
     return Report(
         model=model.describe(),
+        terms=model.terms(),
+        source=source,
         device=str(runner.device),
         precision=str(runner.dtype).removeprefix("torch."),
         resize=resize,

@@ -1,6 +1,8 @@
-"""Salient-object metrics per image: IoU at 0.5, MAE, S-measure, max/mean F-measure.
+"""Salient-object metrics per image: IoU at 0.5, MAE, S-measure, max/mean F-measure, weighted
+F-measure and mean E-measure (the five DIS5K papers report: maxF, wF, MAE, S, mean E).
 
-MAE, S-measure and F-measure come from ``pysodmetrics`` (module ``py_sod_metrics``), the
+MAE, S-measure, F-measure, weighted F and E-measure come from ``pysodmetrics`` (module
+``py_sod_metrics``), the
 implementation salient-object papers report with: the prediction is min-max normalised and
 the ground truth binarised at 128 before scoring, as there. IoU is computed here, on masks
 binarised at 0.5 (≥ 128 of 255) on both sides.
@@ -26,6 +28,8 @@ class Scores:
     s_measure: float
     max_f: float
     mean_f: float
+    weighted_f: float  # Margolin et al.'s F^w_β (β² = 1)
+    mean_e: float  # E-measure (Fan et al.) averaged over the 256 thresholds
 
 
 def iou(pred: np.ndarray, gt: np.ndarray, threshold: int = 128) -> float:
@@ -53,6 +57,8 @@ class Scorer:
         self._sm = sod.Smeasure()
         self._f = sod.FmeasureHandler(with_dynamic=True, with_adaptive=False, beta=F_BETA2)
         self._fm = sod.FmeasureV2({"f": self._f})
+        self._wfm = sod.WeightedFmeasure()
+        self._em = sod.Emeasure()
         self._curves: list[np.ndarray] = []
 
     def score(self, pred: np.ndarray, gt: np.ndarray) -> Scores:
@@ -68,12 +74,16 @@ class Scorer:
         self._fm.step(norm_pred, bin_gt, normalize=False)
         curve = np.asarray(self._f.dynamic_results[-1], np.float64)
         self._curves.append(curve)
+        wfm = float(self._wfm.cal_wfm(norm_pred, bin_gt)) if bin_gt.any() else 0.0
+        self._em.step(norm_pred, bin_gt, normalize=False)
         return Scores(
             iou=iou(pred, gt),
             mae=mae,
             s_measure=sm,
             max_f=float(curve.max()),
             mean_f=float(curve.mean()),
+            weighted_f=wfm,
+            mean_e=float(np.mean(self._em.changeable_ems[-1])),
         )
 
     def dataset_max_f(self) -> float:
@@ -85,7 +95,7 @@ class Scorer:
 
 def mean_scores(scores: list[Scores]) -> dict[str, float]:
     """The mean of each score over ``scores`` (NaN when empty)."""
-    names = ("iou", "mae", "s_measure", "max_f", "mean_f")
+    names = ("iou", "mae", "s_measure", "max_f", "mean_f", "weighted_f", "mean_e")
     if not scores:
         return dict.fromkeys(names, float("nan"))
     return {name: float(np.mean([getattr(s, name) for s in scores])) for name in names}

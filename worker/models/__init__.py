@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cutq.core.errors import ConfigError
 
 if TYPE_CHECKING:
+    from cutq.core.storage import Stores
     from cutq.worker.config import WorkerConfig
     from cutq.worker.models import onnx_engine
     from cutq.worker.models.base import Model
@@ -45,7 +46,7 @@ def resolve_engine(config: WorkerConfig) -> str:
     return "torch"
 
 
-def _u2netp(config: WorkerConfig, extra: dict[str, int]) -> Model:
+def _u2netp(config: WorkerConfig, extra: dict[str, Any]) -> Model:
     if resolve_engine(config) == "onnxruntime":
         from cutq.worker.models.u2netp_onnx import U2NetPOnnx
 
@@ -61,7 +62,7 @@ def _u2netp(config: WorkerConfig, extra: dict[str, int]) -> Model:
     return U2NetP(**extra)
 
 
-def _inspyrenet(config: WorkerConfig, extra: dict[str, int]) -> Model:
+def _inspyrenet(config: WorkerConfig, extra: dict[str, Any]) -> Model:
     resolve_engine(config)  # refuses engine=onnxruntime
     if not config.checkpoint:
         raise ConfigError("model inspyrenet needs CUTQ_CHECKPOINT (a path or gs:// URI)")
@@ -80,12 +81,14 @@ def _inspyrenet(config: WorkerConfig, extra: dict[str, int]) -> Model:
     )
 
 
-def custom_model(config: WorkerConfig) -> Model:
+def custom_model(config: WorkerConfig, storage: Stores | None = None) -> Model:
     """The ONNX graph ``config.model_spec`` describes (see :mod:`cutq.worker.models.onnx_spec`).
 
     Always onnxruntime: on CUDA's execution provider when the worker runs on a GPU."""
     if importlib.util.find_spec("onnxruntime") is None:
-        raise ConfigError("a model spec needs onnxruntime: pip install 'cutq[worker]'")
+        raise ConfigError(
+            "a model spec needs onnxruntime: pip install 'cutq[cpu]' (on a GPU: 'cutq[gpu-onnx]')"
+        )
     from cutq.worker.models.onnx_custom import CustomOnnx
     from cutq.worker.models.onnx_spec import ModelSpec
 
@@ -101,35 +104,39 @@ def custom_model(config: WorkerConfig) -> Model:
         threads=config.threads,
         streams=config.streams,
         placement=_placement(config),
+        storage=storage,
     )
 
 
 def _placement(config: WorkerConfig) -> onnx_engine.Placement:
     """Where an onnxruntime model runs: CUDA's execution provider for ``cuda``/``cuda:N``
-    (required) and for ``auto`` when the driver sees a GPU (torch need not be installed:
-    onnxruntime-gpu brings its own CUDA), else the CPU."""
+    and for ``auto`` when the driver sees a GPU (torch need not be installed: onnxruntime-gpu
+    brings its own CUDA; a missing provider stops the worker either way), else the CPU."""
     from cutq.worker.models.onnx_engine import Placement
 
     return Placement.for_device(config.device, config.platform.gpus)
 
 
-REGISTRY: dict[str, Callable[[WorkerConfig, dict[str, int]], Model]] = {
+REGISTRY: dict[str, Callable[[WorkerConfig, dict[str, Any]], Model]] = {
     "u2netp": _u2netp,
     "inspyrenet": _inspyrenet,
 }
 MODELS = tuple(REGISTRY)
 
 
-def create_model(config: WorkerConfig) -> Model:
-    """The configured model, not yet set up on a device."""
+def create_model(config: WorkerConfig, storage: Stores | None = None) -> Model:
+    """The configured model, not yet set up on a device; a weights file it fetches from
+    ``gs://`` comes through ``storage`` (the worker's backends)."""
     if config.model_spec:
-        return custom_model(config)
+        return custom_model(config, storage)
     factory = REGISTRY.get(config.model)
     if factory is None:
         raise ConfigError(f"unknown model {config.model!r}; choose one of {', '.join(MODELS)}")
     if config.streams not in (None, 1) and resolve_engine(config) != "onnxruntime":
         raise ConfigError("streams above 1 need the onnxruntime engine (u2netp on a CPU)")
-    extra = {"max_side": config.model_max_side} if config.model_max_side else {}
+    extra: dict[str, Any] = {"max_side": config.model_max_side} if config.model_max_side else {}
+    if config.model == "inspyrenet":
+        extra["storage"] = storage
     try:
         return factory(config, extra)
     except ValueError as error:

@@ -74,15 +74,33 @@ class Model(ABC):
         :meth:`predict`."""
 
     @abstractmethod
-    def predict(self, batch: torch.Tensor | Any) -> torch.Tensor | Any:
+    def predict(self, batch: torch.Tensor | Any, urgent: bool = False) -> torch.Tensor | Any:
         """``batch`` (N×3×h×w on the device) → N×1×h×w saliency in [0, 1].
 
         Each output depends on its own input only: batching must never change a result.
+        ``urgent``: interactive work that must not wait (the lane policy,
+        :mod:`cutq.worker.lane_policy`): a model with several sessions runs it on its widest.
         """
+
+    #: The weights' licence and whether it allows commercial use (``None``: not stated);
+    #: shown at start-up and in ``cutq eval``'s report (:meth:`terms`).
+    license: str | None = None
+    commercial_use: bool | None = None
 
     def describe(self) -> dict[str, str]:
         """Name and version, as completion events report them."""
         return {"name": self.name, "version": self.version}
+
+    def terms(self) -> dict[str, str]:
+        """The licence and whether commercial use is allowed (:func:`terms`)."""
+        return terms(self.license, self.commercial_use)
+
+
+def terms(license: str | None, commercial_use: bool | None) -> dict[str, str]:
+    """``{"license": …, "commercial_use": "yes" | "no" | "unknown"}``, as start-up logs and
+    ``cutq eval``'s report show them."""
+    allowed = {True: "yes", False: "no", None: "unknown"}[commercial_use]
+    return {"license": license or "unknown", "commercial_use": allowed}
 
 
 def round_to_multiple(value: float, multiple: int) -> int:

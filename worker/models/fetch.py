@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from cutq.core.errors import ConfigError, PermanentError
-from cutq.core.storage import file_path, open_storage, scheme_of
+from cutq.core.storage import Stores, file_path, scheme_of
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +20,10 @@ DEFAULT_CACHE_DIR = Path("~/.cache/cutq/checkpoints")
 
 
 def fetch_checkpoint(
-    uri: str, cache_dir: str | os.PathLike[str] | None = None, sha256: str | None = None
+    uri: str,
+    cache_dir: str | os.PathLike[str] | None = None,
+    sha256: str | None = None,
+    storage: Stores | None = None,
 ) -> Path:
     """A local file holding the checkpoint at ``uri``, verified against ``sha256`` when given.
 
@@ -29,9 +32,11 @@ def fetch_checkpoint(
     URI's hash, through a temporary file renamed into place. A cached copy whose digest does
     not match is downloaded again; a fresh download that does not match raises ConfigError.
     Without ``sha256`` a cached copy is trusted: pin the digest to notice a replaced object.
+    ``storage``: the owner's backends (the worker's, with its retry settings); None: backends
+    of this call's own.
     """
     if scheme_of(uri) == "gs":
-        return _fetch_gcs(uri, cache_dir, sha256)
+        return _fetch_gcs(uri, cache_dir, sha256, storage or Stores())
     path = file_path(uri).expanduser()
     if not path.is_file():
         raise ConfigError(f"checkpoint {path} does not exist")
@@ -40,7 +45,9 @@ def fetch_checkpoint(
     return path
 
 
-def _fetch_gcs(uri: str, cache_dir: str | os.PathLike[str] | None, sha256: str | None) -> Path:
+def _fetch_gcs(
+    uri: str, cache_dir: str | os.PathLike[str] | None, sha256: str | None, storage: Stores
+) -> Path:
     """Download ``uri`` into the cache unless a (matching) copy is already there."""
     folder = Path(cache_dir if cache_dir is not None else DEFAULT_CACHE_DIR).expanduser()
     key = hashlib.sha256(uri.encode()).hexdigest()[:16]
@@ -53,7 +60,7 @@ def _fetch_gcs(uri: str, cache_dir: str | os.PathLike[str] | None, sha256: str |
     folder.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
     try:
-        open_storage(uri).download_to_path(uri, partial)
+        storage.open(uri).download_to_path(uri, partial)
         if sha256 is not None:
             _verify(partial, sha256, uri)
         partial.replace(path)

@@ -42,6 +42,7 @@ from PIL import Image
 
 from cutq.core.contract import Resize
 from cutq.core.errors import ConfigError
+from cutq.core.storage import Stores
 
 from .base import Model, round_to_multiple
 from .fetch import fetch_checkpoint as fetch_checkpoint  # re-exported (lives in fetch)
@@ -71,6 +72,8 @@ class InSPyReNet(Model):
     """InSPyReNet Swin-B salient-object network (90.7 M parameters, ~367 MB of weights)."""
 
     name: ClassVar[str] = "inspyrenet"
+    license = "MIT"  # plemeri/InSPyReNet and transparent-background
+    commercial_use = True
     gpu_precision: ClassVar[str] = "fp16"  # with the attention in fp32 (README, "GPU")
 
     def __init__(
@@ -81,6 +84,7 @@ class InSPyReNet(Model):
         checksum_sha256: str | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         random_init: bool = False,
+        storage: Stores | None = None,
     ) -> None:
         """Validate the configuration; nothing is imported or loaded until :meth:`setup`.
 
@@ -88,6 +92,7 @@ class InSPyReNet(Model):
         state dict (``ckpt_base.pth`` for ``mode="base"``, ``ckpt_fast.pth`` for ``"fast"``).
         ``checkpoint=None`` needs ``random_init=True``: random weights, for tests and benchmarks.
         ``max_side`` bounds the longer input side in dynamic mode (a multiple of 32).
+        ``storage``: the worker's backends, to download a ``gs://`` checkpoint through.
         """
         if mode not in STATIC_SIZES:
             raise ConfigError(f"inspyrenet mode must be 'base' or 'fast', not {mode!r}")
@@ -105,6 +110,7 @@ class InSPyReNet(Model):
         self.checksum_sha256 = checksum_sha256
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.random_init = random_init
+        self.storage = storage
         # The package's InSPyReNet module; untyped, hence Any.
         self.net: Any = None
 
@@ -114,7 +120,9 @@ class InSPyReNet(Model):
             net = build_net(self.mode, random_init=True)
             self.version = "random"
         else:
-            path = fetch_checkpoint(self.checkpoint, self.cache_dir, self.checksum_sha256)
+            path = fetch_checkpoint(
+                self.checkpoint, self.cache_dir, self.checksum_sha256, self.storage
+            )
             net = build_net(self.mode)
             state = torch.load(path, map_location="cpu", weights_only=True)
             if not isinstance(state, dict):
@@ -157,7 +165,7 @@ class InSPyReNet(Model):
         array = (image.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
         return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
 
-    def predict(self, batch: torch.Tensor) -> torch.Tensor:
+    def predict(self, batch: torch.Tensor, urgent: bool = False) -> torch.Tensor:
         """One batched forward; the finest saliency map, sigmoid, min-max normalised per image."""
         if self.net is None:
             raise RuntimeError("InSPyReNet.predict called before setup()")

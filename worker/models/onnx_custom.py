@@ -12,7 +12,10 @@ finite maps in [0, 1] that find a disc.
 
 On a CPU the graph runs in streams like u2netp (:class:`~cutq.worker.models.onnx_engine.Graph`;
 one stream unless ``CUTQ_STREAMS`` says more: these graphs are large). A graph whose batch axis is
-fixed at 1 (many published exports) is run image by image.
+fixed at 1 (many published exports) is run image by image. A graph declaring float16 input
+(GPU exports often do) is fed float16; its float16 maps are read back as float32. On CUDA's
+execution provider the graph runs through I/O binding (:class:`NamedGraph`): the output is
+allocated by onnxruntime on the GPU, only the one map asked for is copied back.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import numpy as np
 
 from cutq.core.contract import Resize
 from cutq.core.errors import ConfigError
+from cutq.core.storage import Stores
 from cutq.worker.models import onnx_engine
 from cutq.worker.models.base import Model
 from cutq.worker.models.fetch import fetch_checkpoint, file_sha256
@@ -46,8 +50,10 @@ class CustomOnnx(Model):
         threads: int | None = None,
         streams: int | None = None,
         placement: onnx_engine.Placement = onnx_engine.CPU,
+        storage: Stores | None = None,
     ) -> None:
-        """``placement`` on CUDA: run on CUDA's execution provider, one stream (a required
+        """``storage``: the worker's backends, to fetch a ``gs://`` graph through.
+        ``placement`` on CUDA: run on CUDA's execution provider, one stream (a required
         placement stops at setup when this onnxruntime has none; ``auto``'s falls back to the
         CPU with a warning: :func:`~cutq.worker.models.onnx_engine.providers_for`)."""
         if threads is not None and threads < 1:
@@ -56,21 +62,25 @@ class CustomOnnx(Model):
             raise ValueError(f"streams must be ≥ 1, got {streams}")
         self.spec = spec
         self.name = spec.name  # type: ignore[misc]  # per instance: the spec names it
+        self.license = spec.license
+        self.commercial_use = spec.commercial_use
         self.cache_dir = cache_dir
         self.threads = threads or onnx_engine.cpu_count()
         self.streams = 1 if placement.cuda else (streams or 1)
         self.placement = placement
+        self.storage = storage
         self.onnx_device = placement.device
         self.path: Path | None = None
         self.input_name = ""
         self.output_name = ""
         self.batch_of_one = False  # the graph's batch axis is fixed at 1
+        self.input_dtype: type[np.floating[Any]] = np.float32  # float16 for fp16 graphs
         self._graph: NamedGraph | None = None
 
     def setup(self, device: Any = "cpu") -> None:
         """Fetch and pin the file, load the graph, check the spec against it, run a probe."""
         spec = self.spec
-        self.path = fetch_checkpoint(spec.file, self.cache_dir, spec.sha256)
+        self.path = fetch_checkpoint(spec.file, self.cache_dir, spec.sha256, self.storage)
         self.version = spec.version or (spec.sha256 or file_sha256(self.path))[:12].lower()
         try:
             graph = NamedGraph(
@@ -90,8 +100,10 @@ class CustomOnnx(Model):
         self._graph = graph
         self._probe()
         spec = self.spec  # with input_size read from a fixed graph
+        terms = self.terms()
         log.info(
-            "custom model %s %s loaded from %s on %s (input %s, %s)",
+            "custom model %s %s loaded from %s on %s (input %s, %s, %s); licence %s, "
+            "commercial use %s",
             spec.name,
             self.version,
             self.path,
@@ -100,6 +112,9 @@ class CustomOnnx(Model):
             else "the CPU",
             "dynamic" if spec.dynamic else "×".join(map(str, spec.static_size())),
             spec.layout,
+            np.dtype(self.input_dtype).name,
+            terms["license"],
+            terms["commercial_use"],
         )
 
     def _check_graph(self, session: Any) -> None:
@@ -114,6 +129,13 @@ class CustomOnnx(Model):
             )
         declared = list(inputs[0].shape)
         self.input_name = inputs[0].name
+        kinds = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+        if inputs[0].type not in kinds:
+            raise ConfigError(
+                f"model {name}: input {self.input_name} is {inputs[0].type}; cutq feeds "
+                "float32 or float16 images"
+            )
+        self.input_dtype = kinds[inputs[0].type]
         if len(declared) != 4:
             raise ConfigError(
                 f"model {name}: input {self.input_name} has shape {declared}; "
@@ -189,25 +211,45 @@ class CustomOnnx(Model):
         """See :meth:`~cutq.worker.models.onnx_spec.ModelSpec.preprocess`."""
         return self.spec.preprocess(image, size)
 
-    def predict(self, batch: np.ndarray) -> np.ndarray:
+    def predict(self, batch: np.ndarray, urgent: bool = False) -> np.ndarray:
         """N×3×h×w → N×1×h×w in [0, 1] (sigmoid and min-max as the spec says)."""
         if self._graph is None:
             raise RuntimeError("CustomOnnx.predict called before setup()")
         size = (batch.shape[2], batch.shape[3])
         if self.batch_of_one and len(batch) > 1:
-            return np.concatenate([self.predict(batch[i : i + 1]) for i in range(len(batch))])
-        output = self._graph.run(self.spec.to_layout(batch))
+            return np.concatenate(
+                [self.predict(batch[i : i + 1], urgent) for i in range(len(batch))]
+            )
+        feed = self.spec.to_layout(batch).astype(self.input_dtype, copy=False)
+        output = self._graph.run(feed, urgent)
         return self.spec.to_saliency(output, len(batch), size)
 
 
 class NamedGraph(onnx_engine.Graph):
     """:class:`~cutq.worker.models.onnx_engine.Graph` for a graph whose input and output
-    names are its own (set after the spec is checked against it)."""
+    names are its own (set after the spec is checked against it).
+
+    ``binding`` (default: on CUDA's execution provider) runs through onnxruntime's I/O
+    binding: the input is bound from host memory, only the chosen output is bound, on the
+    device the session runs on, and copied back once; the other outputs of a multi-output
+    export (u2net's side maps) stay on the GPU. ``tools/gpu_check.py`` times it against a
+    plain ``run`` on the GPU."""
 
     names: tuple[str, str] = ("", "")
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
+    def __init__(self, *args: Any, binding: bool | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.binding = self.placement.cuda if binding is None else binding
+
+    def run(self, batch: np.ndarray, urgent: bool = False) -> np.ndarray:
         input_name, output_name = self.names
-        with self.busy.enter() as wide:
+        with self.busy.enter(urgent) as wide:
             session = self.wide if wide else self.narrow
-            return session.run([output_name], {input_name: batch})[0]  # type: ignore[no-any-return]
+            if not self.binding:
+                return session.run([output_name], {input_name: batch})[0]  # type: ignore[no-any-return]
+            bound = session.io_binding()
+            bound.bind_cpu_input(input_name, batch)
+            where = "cuda" if self.placement.cuda else "cpu"
+            bound.bind_output(output_name, where, self.placement.device_id)
+            session.run_with_iobinding(bound)
+            return bound.copy_outputs_to_cpu()[0]  # type: ignore[no-any-return]

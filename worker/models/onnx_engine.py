@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cutq.core.errors import ConfigError
-from cutq.worker.priority import urgent
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -113,18 +112,20 @@ CPU_PROVIDER = "CPUExecutionProvider"
 #: What a CPU-only onnxruntime needs to become one with CUDA's execution provider (the two
 #: wheels install the same ``onnxruntime`` package: one must go before the other comes).
 INSTALL_GPU = "pip uninstall -y onnxruntime && pip install 'cutq[gpu-onnx]'"
+#: How a machine with a GPU runs an onnxruntime model on its CPU deliberately.
+ON_PURPOSE = "CUTQ_DEVICE=cpu"
 
 
 @dataclass(frozen=True)
 class Placement:
     """Where an onnxruntime model runs: the CPU, or CUDA's execution provider on GPU
-    ``device_id``. ``required``: the configuration named a CUDA device (``CUTQ_DEVICE=cuda``),
-    so a missing provider stops the worker; otherwise (``auto`` on a machine with a GPU) the
-    worker warns and runs on the CPU."""
+    ``device_id``. A CUDA placement is a promise: where onnxruntime cannot keep it (no CUDA
+    provider in this build, or one that would not start), the worker stops at start-up,
+    ``auto`` on a machine with a GPU included; a GPU deployment never runs on the CPU by
+    accident. ``CUTQ_DEVICE=cpu`` runs there on purpose."""
 
     cuda: bool = False
     device_id: int = 0
-    required: bool = False
 
     @classmethod
     def for_device(cls, device: str, gpus: int) -> Placement:
@@ -132,7 +133,7 @@ class Placement:
         many CUDA devices the driver sees (:class:`~cutq.worker.hardware.Platform`)."""
         if device.startswith("cuda"):
             index = device.partition(":")[2]
-            return cls(cuda=True, device_id=int(index) if index else 0, required=True)
+            return cls(cuda=True, device_id=int(index) if index else 0)
         return cls(cuda=device == "auto" and gpus > 0)
 
     @property
@@ -146,8 +147,8 @@ CPU = Placement()
 def providers_for(placement: Placement) -> list[Any]:
     """Execution providers for a session: CUDA's on the placement's device, then the CPU's
     (for the odd operator CUDA's lacks), when this onnxruntime build has it (the
-    ``onnxruntime-gpu`` wheel); the CPU's alone otherwise, or a :class:`ConfigError` naming
-    what to install when the placement requires CUDA."""
+    ``onnxruntime-gpu`` wheel), asked for by name; without it a :class:`ConfigError` naming
+    what to install (never a quiet CPU session on a GPU deployment)."""
     import onnxruntime as ort
 
     if not placement.cuda:
@@ -160,12 +161,10 @@ def providers_for(placement: Placement) -> list[Any]:
         f"onnxruntime {ort.__version__} has no {CUDA_PROVIDER} (it has {', '.join(available)}): "
         f"this is the CPU wheel; install onnxruntime-gpu instead: {INSTALL_GPU}"
     )
-    if placement.required:
-        raise ConfigError(
-            f"{placement.device} needs onnxruntime's CUDA execution provider, but {missing}"
-        )
-    log.warning("a GPU is present but %s; running on the CPU", missing)
-    return [CPU_PROVIDER]
+    raise ConfigError(
+        f"{placement.device} needs onnxruntime's CUDA execution provider, but {missing} "
+        f"(or run on the CPU on purpose: {ON_PURPOSE})"
+    )
 
 
 def _preload_cuda_libraries() -> None:
@@ -195,20 +194,20 @@ def _built_for_cuda() -> str:
 
 def check_placement(session: ort.InferenceSession, placement: Placement) -> Placement:
     """Where ``session`` really runs. onnxruntime drops CUDA's provider with only a log line
-    when it cannot load it (CUDA or cuDNN libraries missing or too old for the wheel): a
-    required placement then stops the worker, an ``auto`` one warns and runs on the CPU."""
+    when it cannot load it (CUDA or cuDNN libraries missing, or built for a CUDA the driver
+    does not run: :mod:`cutq.worker.onnx_builds`); a :class:`ConfigError` then stops the
+    worker at start-up."""
     if not placement.cuda or CUDA_PROVIDER in session.get_providers():
         return placement
     message = (
         f"onnxruntime could not start its {CUDA_PROVIDER} on {placement.device} (the session "
         f"runs on {', '.join(session.get_providers())}): no usable GPU there, or the CUDA "
         f"{_built_for_cuda()} and cuDNN 9 libraries this onnxruntime-gpu loads are missing "
-        "(its `cuda` and `cudnn` extras install them); its own error is in the log above"
+        "(its `cuda` and `cudnn` extras install them), or a build the driver cannot run "
+        f"(cutq.worker.onnx_builds); its own error is in the log above (or run on the CPU on "
+        f"purpose: {ON_PURPOSE})"
     )
-    if placement.required:
-        raise ConfigError(message)
-    log.warning("%s; running on the CPU", message)
-    return CPU
+    raise ConfigError(message)
 
 
 def load_session(
@@ -236,13 +235,13 @@ class Streams:
         self.running = 0
 
     @contextlib.contextmanager
-    def enter(self) -> Iterator[bool]:
+    def enter(self, urgent: bool = False) -> Iterator[bool]:
         """Count a forward pass while it runs; yields whether it takes the wide session: it
-        started alone, or it is interactive work on the thread kept for it
-        (:func:`~cutq.worker.priority.urgent`), which runs at once beside bulk forwards of
-        lower priority."""
+        started alone, or it is ``urgent`` (interactive work on the thread kept for it, which
+        runs at once beside bulk forwards of lower priority: the lane policy,
+        :mod:`cutq.worker.lane_policy`)."""
         with self._lock:
-            wide = self.running == 0 or urgent()
+            wide = self.running == 0 or urgent
             self.running += 1
         try:
             yield wide
@@ -291,8 +290,8 @@ class Graph:
     def input_shape(self) -> list[int | str]:
         return list(self.wide.get_inputs()[0].shape)
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        with self.busy.enter() as wide:
+    def run(self, batch: np.ndarray, urgent: bool = False) -> np.ndarray:
+        with self.busy.enter(urgent) as wide:
             return run(self.wide if wide else self.narrow, batch)
 
 

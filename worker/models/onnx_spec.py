@@ -19,8 +19,15 @@ JSON file that says so; every field has one meaning (the ``#`` notes are not JSO
       "layout": "nchw",                           # or "nhwc"
       "output": 0,                                # output index, or its name
       "sigmoid": true,                            # the output is logits
-      "minmax": false                             # min-max normalise each map to [0, 1]
+      "minmax": false,                            # min-max normalise each map to [0, 1]
+      "license": "MIT",                           # the weights' licence (SPDX id or a note)
+      "commercial_use": true                      # whether that licence allows it
     }
+
+The graph's input and output may be float32 or float16 (as GPU exports often are): cutq feeds
+the type the graph declares and reads maps back as float32. ``license`` and
+``commercial_use`` are shown at start-up and in ``cutq eval``'s report; a spec without them
+says "unknown", and a worker warns at start-up when a model's commercial use is not allowed.
 
 Only ``name`` and ``file`` are required. Unknown keys are an error, as in the worker's own
 configuration: a typo never silently falls back to a default.
@@ -41,7 +48,7 @@ from PIL import Image
 from cutq.core.contract import Resize
 from cutq.core.errors import ConfigError
 from cutq.core.storage import scheme_of
-from cutq.worker.models.base import round_to_multiple
+from cutq.worker.models.base import round_to_multiple, terms
 
 #: What jobs may put in ``model`` (the job contract's pattern).
 NAME_PATTERN = r"[a-z0-9_-]{1,64}"
@@ -71,6 +78,8 @@ class ModelSpec:
     sigmoid: bool = False
     minmax: bool = False
     resample: str = "lanczos"
+    license: str | None = None  # the weights' licence ("MIT", "Apache-2.0", "CC-BY-NC-4.0")
+    commercial_use: bool | None = None  # None: not stated
 
     def __post_init__(self) -> None:
         _check(
@@ -123,6 +132,15 @@ class ModelSpec:
         for key in ("dynamic", "sigmoid", "minmax"):
             _check(isinstance(getattr(self, key), bool), f"{key} must be true or false")
         _check(self.resample in _RESAMPLING, f"resample must be one of {', '.join(_RESAMPLING)}")
+        _check(
+            self.license is None
+            or (isinstance(self.license, str) and 0 < len(self.license.strip()) <= 200),
+            "license must be a short text (an SPDX id such as MIT or Apache-2.0)",
+        )
+        _check(
+            self.commercial_use is None or isinstance(self.commercial_use, bool),
+            "commercial_use must be true or false",
+        )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], base_dir: Path | None = None) -> ModelSpec:
@@ -261,3 +279,29 @@ def _number(value: Any) -> bool:
 
 def _positive_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m cutq.worker.models.onnx_spec SPEC.json``: parse a spec (the image build
+    checks a baked one so); print its name, file and terms, or the error and exit 1."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m cutq.worker.models.onnx_spec SPEC.json", file=sys.stderr)
+        return 2
+    try:
+        spec = ModelSpec.load(args[0])
+    except ConfigError as error:
+        print(f"model spec {args[0]}: {error}", file=sys.stderr)
+        return 1
+    shown = terms(spec.license, spec.commercial_use)
+    print(
+        f"model spec {spec.name}: {spec.file} (sha256 {spec.sha256 or 'not pinned'}), "
+        f"licence {shown['license']}, commercial use {shown['commercial_use']}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -232,6 +232,8 @@ class U2NetP(Model):
     """cutq's embedded default model: U²-Net-p with bundled Apache-2.0 weights."""
 
     name = "u2netp"
+    license = "Apache-2.0"  # U-2-Net's weights (xuebinqin/U-2-Net)
+    commercial_use = True
     # fp16's masks missed IoU 0.99 against fp32 on some images (bf16's by far); the network is
     # small, so fp32 costs the GPU little (README, "GPU").
     gpu_precision = "fp32"
@@ -260,7 +262,7 @@ class U2NetP(Model):
         """Lanczos resize to ``size``, divide by the image's maximum, ImageNet mean/std."""
         return torch.from_numpy(preprocess_array(image, size))
 
-    def predict(self, batch: torch.Tensor) -> torch.Tensor:
+    def predict(self, batch: torch.Tensor, urgent: bool = False) -> torch.Tensor:
         """N×3×h×w → N×1×h×w: the fused map, min-max normalised per image."""
         if self.net is None:
             raise RuntimeError("U2NetP.predict called before setup()")

@@ -188,6 +188,8 @@ class U2NetPOnnx(Model):
 
     name = "u2netp"
     engine = "onnxruntime"
+    license = "Apache-2.0"  # U-2-Net's weights (xuebinqin/U-2-Net)
+    commercial_use = True
 
     def __init__(
         self,
@@ -304,9 +306,9 @@ class U2NetPOnnx(Model):
         """Lanczos resize to ``size``, divide by the image's maximum, ImageNet mean/std."""
         return preprocess_array(image, size)
 
-    def predict(self, batch: np.ndarray) -> np.ndarray:
+    def predict(self, batch: np.ndarray, urgent: bool = False) -> np.ndarray:
         """N×3×h×w → N×1×h×w: the fused map, min-max normalised per image (in the graph)."""
-        return self.graph_for(batch.shape).run(batch)
+        return self.graph_for(batch.shape).run(batch, urgent)
 
     def graph_for(self, shape: tuple[int, ...]) -> onnx_engine.Graph:
         """The fixed graph for one image at 320², the general one for anything else."""

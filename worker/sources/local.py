@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from PIL import Image
 
-from cutq.core.contract import Options, OutputSpec, new_job
+from cutq.core.contract import Identity, Options, OutputSpec, new_job
 from cutq.core.renditions import Rendition
 from cutq.worker.imaging import HEIF_SUFFIXES
 from cutq.worker.sources import Intake, StopReason
@@ -28,18 +28,36 @@ from cutq.worker.sources import Intake, StopReason
 IMAGE_SUFFIXES = frozenset(Image.registered_extensions()) | frozenset(HEIF_SUFFIXES)
 
 
-def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
-    """Files as given, plus image files found (recursively, in name order) in directories."""
+def expand_paths(
+    paths: Iterable[str | os.PathLike[str]], skipped: Callable[[Path, str], None] | None = None
+) -> Iterator[Path]:
+    """Files as given, plus image files found (recursively, in name order) in directories.
+
+    ``skipped(path, reason)`` hears of each file a directory holds that is not taken for its
+    extension (hidden files and folders are passed over without a word).
+    """
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
             for directory, dirnames, filenames in os.walk(path):
                 dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
                 for name in sorted(filenames):
-                    if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES:
+                    if name.startswith("."):
+                        continue
+                    suffix = Path(name).suffix.lower()
+                    if suffix in IMAGE_SUFFIXES:
                         yield Path(directory, name).absolute()
+                    elif skipped is not None:
+                        skipped(Path(directory, name), skip_reason(suffix))
         else:
             yield path.absolute()
+
+
+def skip_reason(suffix: str) -> str:
+    """Why a file with this (lower-case) suffix is not taken from a directory."""
+    if not suffix:
+        return "no extension"
+    return f"{suffix}: not an image format this install reads"
 
 
 @dataclass(eq=False)
@@ -82,8 +100,10 @@ class LocalSource:
         model: str | None = None,
         max_attempts: int = 3,
         renditions: tuple[Rendition, ...] = (),
+        names: Sequence[str] = (),
     ) -> None:
         self.files = files
+        self.names = names  # each file's job name, in the order of files (none: no names)
         self.output = output
         self.options = options or Options()
         self.model = model
@@ -108,6 +128,7 @@ class LocalSource:
                 model=self.model,
                 options=self.options,
                 renditions=self.renditions,
+                identity=Identity(name=self.names[index] if self.names else None),
             )
             published = datetime.fromtimestamp((generation or 0) / 1e9, timezone.utc)
             yield LocalDelivery(
@@ -158,3 +179,17 @@ class LocalSource:
             self._settled += 1
             if self._settled == len(self.files):
                 self._done.set()
+
+
+def names_of(files: Sequence[Path], inputs: Iterable[str | os.PathLike[str]]) -> list[str]:
+    """Each file's job ``name`` (docs/identity.md): its path relative to the first given
+    directory holding it; a file given itself (or outside them): its file name."""
+    roots = [Path(raw).absolute() for raw in inputs if Path(raw).is_dir()]
+
+    def name(path: Path) -> str:
+        for root in roots:
+            if path.is_relative_to(root):
+                return path.relative_to(root).as_posix()
+        return path.name
+
+    return [name(path) for path in files]

@@ -25,6 +25,7 @@ from google.cloud.pubsub_v1.subscriber.message import Message
 from cutq.core.errors import AckFailed
 from cutq.core.lanes import Lane
 from cutq.worker.config import WorkerConfig
+from cutq.worker.lane_policy import LanePolicy
 from cutq.worker.sources import Intake, Sources, StopReason
 
 log = logging.getLogger(__name__)
@@ -109,28 +110,29 @@ class PubSubSource:
         """The source for ``config.subscription`` with the config's flow control and lease;
         with a ``bulk_subscription``, both lanes' sources as one.
 
-        Flow control is how bulk leaves room for interactive jobs: the interactive lane may
-        hold every one of ``max_in_flight`` messages, the bulk lane all but
-        ``interactive_reserve`` of them (the ledger keeps those slots free for interactive
-        jobs). Each subscription has its own stream and callback threads, so bulk deliveries
-        waiting for a slot never hold up an interactive one."""
-        assert config.subscription and config.max_in_flight
+        Flow control is how bulk leaves room for interactive jobs: each lane's subscription
+        leases at most as many messages as the lane may hold slots
+        (:meth:`~cutq.worker.lane_policy.LanePolicy.limit`: the interactive lane every one of
+        ``max_in_flight``, the bulk lane all but the interactive reserve). Each subscription
+        has its own stream and callback threads, so bulk deliveries waiting for a slot never
+        hold up an interactive one."""
+        assert config.subscription
+        policy = LanePolicy.of(config)
         if not config.bulk_subscription:
             return cls(
                 config.subscription,
-                max_in_flight=config.max_in_flight,
+                max_in_flight=policy.limit(Lane.INTERACTIVE),
                 lease_extension_s=config.lease_extension_s,
             )
-        assert config.interactive_reserve is not None
         interactive = cls(
             config.subscription,
-            max_in_flight=config.max_in_flight,
+            max_in_flight=policy.limit(Lane.INTERACTIVE),
             lease_extension_s=config.lease_extension_s,
             lane=Lane.INTERACTIVE,
         )
         bulk = cls(
             config.bulk_subscription,
-            max_in_flight=config.max_in_flight - config.interactive_reserve,
+            max_in_flight=policy.limit(Lane.BULK),
             lease_extension_s=config.lease_extension_s,
             lane=Lane.BULK,
         )

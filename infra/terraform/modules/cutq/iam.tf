@@ -50,19 +50,10 @@ resource "google_storage_bucket_iam_member" "worker_reads_models" {
 }
 
 resource "google_pubsub_subscription_iam_member" "worker_pulls_jobs" {
-  count = local.use_pool ? 1 : 0
+  for_each = local.pull_lanes
 
   project      = var.project_id
-  subscription = google_pubsub_subscription.jobs_pull[0].name
-  role         = "roles/pubsub.subscriber"
-  member       = google_service_account.worker.member
-}
-
-resource "google_pubsub_subscription_iam_member" "worker_pulls_bulk_jobs" {
-  count = local.use_pool ? 1 : 0
-
-  project      = var.project_id
-  subscription = google_pubsub_subscription.jobs_bulk_pull[0].name
+  subscription = google_pubsub_subscription.jobs_pull[each.key].name
   role         = "roles/pubsub.subscriber"
   member       = google_service_account.worker.member
 }
@@ -83,15 +74,10 @@ resource "google_storage_bucket_iam_member" "submitter_uploads_inputs" {
 }
 
 resource "google_pubsub_topic_iam_member" "submitter_publishes_jobs" {
-  project = var.project_id
-  topic   = google_pubsub_topic.jobs.name
-  role    = "roles/pubsub.publisher"
-  member  = google_service_account.submitter.member
-}
+  for_each = local.lanes
 
-resource "google_pubsub_topic_iam_member" "submitter_publishes_bulk_jobs" {
   project = var.project_id
-  topic   = google_pubsub_topic.jobs_bulk.name
+  topic   = google_pubsub_topic.jobs[each.key].name
   role    = "roles/pubsub.publisher"
   member  = google_service_account.submitter.member
 }
@@ -101,7 +87,7 @@ resource "google_pubsub_topic_iam_member" "submitter_publishes_bulk_jobs" {
 # Cloud Storage publishes bucket notifications as its own service agent.
 resource "google_pubsub_topic_iam_member" "gcs_publishes_jobs" {
   project = var.project_id
-  topic   = google_pubsub_topic.jobs.name
+  topic   = google_pubsub_topic.jobs["interactive"].name
   role    = "roles/pubsub.publisher"
   member  = data.google_storage_project_service_account.gcs.member
 }
@@ -109,51 +95,28 @@ resource "google_pubsub_topic_iam_member" "gcs_publishes_jobs" {
 # Dead-lettering: Pub/Sub's service agent must publish to the dead-letter topic and
 # subscribe to (acknowledge on) each source subscription.
 resource "google_pubsub_topic_iam_member" "pubsub_agent_publishes_dead_letters" {
+  for_each = local.lanes
+
   project = var.project_id
-  topic   = google_pubsub_topic.dead_letter.name
+  topic   = google_pubsub_topic.dead_letter[each.key].name
   role    = "roles/pubsub.publisher"
   member  = local.pubsub_service_agent
-}
-
-resource "google_pubsub_topic_iam_member" "pubsub_agent_publishes_bulk_dead_letters" {
-  project = var.project_id
-  topic   = google_pubsub_topic.bulk_dead_letter.name
-  role    = "roles/pubsub.publisher"
-  member  = local.pubsub_service_agent
-}
-
-resource "google_pubsub_subscription_iam_member" "pubsub_agent_acks_bulk_pull" {
-  count = local.use_pool ? 1 : 0
-
-  project      = var.project_id
-  subscription = google_pubsub_subscription.jobs_bulk_pull[0].name
-  role         = "roles/pubsub.subscriber"
-  member       = local.pubsub_service_agent
-}
-
-resource "google_pubsub_subscription_iam_member" "pubsub_agent_acks_bulk_push" {
-  count = local.use_service && local.deploy_workloads ? 1 : 0
-
-  project      = var.project_id
-  subscription = google_pubsub_subscription.jobs_bulk_push[0].name
-  role         = "roles/pubsub.subscriber"
-  member       = local.pubsub_service_agent
 }
 
 resource "google_pubsub_subscription_iam_member" "pubsub_agent_acks_pull" {
-  count = local.use_pool ? 1 : 0
+  for_each = local.pull_lanes
 
   project      = var.project_id
-  subscription = google_pubsub_subscription.jobs_pull[0].name
+  subscription = google_pubsub_subscription.jobs_pull[each.key].name
   role         = "roles/pubsub.subscriber"
   member       = local.pubsub_service_agent
 }
 
 resource "google_pubsub_subscription_iam_member" "pubsub_agent_acks_push" {
-  count = local.use_service && local.deploy_workloads ? 1 : 0
+  for_each = local.push_lanes
 
   project      = var.project_id
-  subscription = google_pubsub_subscription.jobs_push[0].name
+  subscription = google_pubsub_subscription.jobs_push[each.key].name
   role         = "roles/pubsub.subscriber"
   member       = local.pubsub_service_agent
 }

@@ -25,31 +25,31 @@ output "default_output_uri" {
 
 output "jobs_topic" {
   description = "Topic interactive jobs are published to (projects/P/topics/T): CUTQ_JOBS_TOPIC."
-  value       = google_pubsub_topic.jobs.id
+  value       = google_pubsub_topic.jobs["interactive"].id
 }
 
 output "bulk_topic" {
   description = "Topic bulk jobs are published to (projects/P/topics/T): CUTQ_BULK_TOPIC."
-  value       = google_pubsub_topic.jobs_bulk.id
+  value       = google_pubsub_topic.jobs["bulk"].id
 }
 
 output "bulk_dead_letter_topic" {
   description = "Topic bulk jobs land on after bulk_max_delivery_attempts."
-  value       = google_pubsub_topic.bulk_dead_letter.id
+  value       = google_pubsub_topic.dead_letter["bulk"].id
 }
 
 output "bulk_subscription" {
   description = "The worker's bulk-lane subscription (pull in the pool shape, push in the service shape; the word none before the image is set in the service shape)."
   value = coalesce(
-    one(google_pubsub_subscription.jobs_bulk_pull[*].id),
-    one(google_pubsub_subscription.jobs_bulk_push[*].id),
+    try(google_pubsub_subscription.jobs_pull["bulk"].id, null),
+    try(google_pubsub_subscription.jobs_push["bulk"].id, null),
     "none",
   )
 }
 
 output "bulk_dead_letter_subscription" {
   description = "Subscription holding the bulk lane's dead letters for inspection or replay."
-  value       = google_pubsub_subscription.bulk_dead_letter.id
+  value       = google_pubsub_subscription.dead_letter["bulk"].id
 }
 
 output "events_topic" {
@@ -59,21 +59,21 @@ output "events_topic" {
 
 output "dead_letter_topic" {
   description = "Topic jobs land on after max_delivery_attempts."
-  value       = google_pubsub_topic.dead_letter.id
+  value       = google_pubsub_topic.dead_letter["interactive"].id
 }
 
 output "jobs_subscription" {
   description = "The worker's subscription (pull in the pool shape, push in the service shape; the word none before the image is set in the service shape)."
   value = coalesce(
-    one(google_pubsub_subscription.jobs_pull[*].id),
-    one(google_pubsub_subscription.jobs_push[*].id),
+    try(google_pubsub_subscription.jobs_pull["interactive"].id, null),
+    try(google_pubsub_subscription.jobs_push["interactive"].id, null),
     "none",
   )
 }
 
 output "dead_letter_subscription" {
   description = "Subscription holding dead letters for inspection or replay."
-  value       = google_pubsub_subscription.dead_letter.id
+  value       = google_pubsub_subscription.dead_letter["interactive"].id
 }
 
 output "events_subscription" {

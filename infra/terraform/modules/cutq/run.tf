@@ -41,8 +41,8 @@ resource "google_cloud_run_v2_worker_pool" "worker" {
       image = var.image
       args = [
         "worker",
-        "--subscription", google_pubsub_subscription.jobs_pull[0].id,
-        "--bulk-subscription", google_pubsub_subscription.jobs_bulk_pull[0].id,
+        "--subscription", google_pubsub_subscription.jobs_pull["interactive"].id,
+        "--bulk-subscription", google_pubsub_subscription.jobs_pull["bulk"].id,
       ]
 
       resources {
@@ -209,8 +209,8 @@ resource "google_cloud_run_v2_job" "drain" {
         image = var.image
         args = [
           "worker",
-          "--subscription", google_pubsub_subscription.jobs_pull[0].id,
-          "--bulk-subscription", google_pubsub_subscription.jobs_bulk_pull[0].id,
+          "--subscription", google_pubsub_subscription.jobs_pull["interactive"].id,
+          "--bulk-subscription", google_pubsub_subscription.jobs_pull["bulk"].id,
           "--drain-idle-s", tostring(var.drain_idle_seconds),
         ]
 

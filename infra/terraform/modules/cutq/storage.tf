@@ -194,7 +194,7 @@ resource "google_storage_bucket" "build" {
 # the object generation, so a rewrite is a new job and a redelivery is not.
 resource "google_storage_notification" "inputs_to_jobs" {
   bucket             = google_storage_bucket.inputs.name
-  topic              = google_pubsub_topic.jobs.id
+  topic              = google_pubsub_topic.jobs["interactive"].id
   payload_format     = "JSON_API_V1"
   event_types        = ["OBJECT_FINALIZE"]
   object_name_prefix = var.notification_object_prefix
