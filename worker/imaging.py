@@ -149,22 +149,38 @@ def parse_color(text: str) -> tuple[int, int, int, int]:
     return (values[0], values[1], values[2], values[3] if len(values) == 4 else 255)
 
 
+COMPOSITE_BAND_PIXELS = 1 << 20  # composite this many pixels at a time: float32 temporaries
+#                                   stay ~40 MB whatever the picture's size
+
+
 def cutout(rgb: np.ndarray, alpha: np.ndarray, background: str | None = None) -> Image.Image:
     """RGBA cutout with straight alpha, or the subject composited onto a solid colour."""
     if background is None:
         return Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
-    red, green, blue, bg_alpha = parse_color(background)
+    colour = parse_color(background)
+    channels = 3 if colour[3] == 255 else 4
+    out = np.empty((*alpha.shape, channels), np.uint8)
+    rows = max(1, COMPOSITE_BAND_PIXELS // max(1, alpha.shape[1]))
+    for top in range(0, alpha.shape[0], rows):
+        band = slice(top, top + rows)
+        out[band] = _composite(rgb[band], alpha[band], colour)
+    return Image.fromarray(out, "RGB" if channels == 3 else "RGBA")
+
+
+def _composite(rgb: np.ndarray, alpha: np.ndarray, colour: tuple[int, int, int, int]) -> np.ndarray:
+    """``rgb`` under ``alpha`` over a solid ``colour`` (uint8 RGB, or RGBA when translucent)."""
+    red, green, blue, bg_alpha = colour
     a = alpha.astype(np.float32)[:, :, None] / 255.0
     bg = np.array([red, green, blue], dtype=np.float32)
-    out_rgb = rgb.astype(np.float32) * a + bg * (1.0 - a)
     if bg_alpha == 255:
-        return Image.fromarray(np.clip(out_rgb + 0.5, 0, 255).astype(np.uint8), "RGB")
+        out_rgb = rgb.astype(np.float32) * a + bg * (1.0 - a)
+        return np.clip(out_rgb + 0.5, 0, 255).astype(np.uint8)
     # A translucent background: "over" compositing, then un-premultiply for straight alpha.
     out_a = a + (bg_alpha / 255.0) * (1.0 - a)
     premultiplied = rgb.astype(np.float32) * a + bg * (bg_alpha / 255.0) * (1.0 - a)
     straight = np.where(out_a > 0, premultiplied / np.maximum(out_a, 1e-6), 0.0)
     rgba = np.dstack([straight, out_a * 255.0])
-    return Image.fromarray(np.clip(rgba + 0.5, 0, 255).astype(np.uint8), "RGBA")
+    return np.clip(rgba + 0.5, 0, 255).astype(np.uint8)
 
 
 def mask_image(alpha: np.ndarray) -> Image.Image:
