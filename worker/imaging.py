@@ -49,7 +49,7 @@ class Decoded:
 
 
 def decode(
-    data: bytes, *, max_pixels: int, reserve: Callable[[int], None] | None = None
+    data: bytes, *, max_pixels: int, reserve: Callable[[int, int], None] | None = None
 ) -> Decoded:
     """Decode one image, refusing what cutq cannot or should not process.
 
@@ -60,8 +60,9 @@ def decode(
     ``failed`` event. ``MemoryError`` is the one exception left alone: it says the worker,
     not the input, is in trouble.
 
-    ``reserve(pixels)`` is called once the header is read and the size accepted, before any
-    pixel is decoded: the worker's in-flight pixel budget blocks there.
+    ``reserve(width, height)`` is called once the header is read and the size accepted,
+    before any pixel is decoded: the worker's in-flight budget charges the job there (or
+    refuses it: :mod:`cutq.worker.memory`).
     """
     if not data:
         raise UndecodableImage("input is empty (0 bytes)")
@@ -81,7 +82,7 @@ def decode(
             ) from None
 
 
-def _decode(data: bytes, max_pixels: int, reserve: Callable[[int], None] | None) -> Decoded:
+def _decode(data: bytes, max_pixels: int, reserve: Callable[[int, int], None] | None) -> Decoded:
     image = Image.open(io.BytesIO(data))
     width, height = image.size
     if width < 1 or height < 1:
@@ -94,7 +95,7 @@ def _decode(data: bytes, max_pixels: int, reserve: Callable[[int], None] | None)
     if frames > 1:
         raise UnsupportedImage(f"animated images are not supported ({frames} frames)")
     if reserve is not None:
-        reserve(width * height)
+        reserve(width, height)
     image.load()
     image = ImageOps.exif_transpose(image)
     return _to_rgb_alpha(image)
