@@ -95,9 +95,11 @@ def foreground_mode(rendition: Rendition, job: Job, limits: Limits) -> str | Non
 
 
 def planned_canvas(rendition: Rendition, size: tuple[int, int] | None) -> tuple[int, int] | None:
-    """The largest canvas ``rendition`` can plan for an input of ``size`` (w, h, either
-    orientation: EXIF may turn it), or for any input when ``size`` is None (known only for a
-    ``width``×``height`` frame; else None)."""
+    """The largest canvas ``rendition`` can plan for an input of ``size`` (w, h), or for any
+    input when ``size`` is None (known only for a ``width``×``height`` frame; else None).
+    The header's orientation will do: EXIF may swap the sides, which swaps a margin's or a
+    ``longest`` frame's canvas sides too (same area, same longer side) and never grows a
+    fixed canvas."""
     frame = rendition.frame
     if frame is None:  # the source's own size: the source's term covers it
         return None
@@ -105,11 +107,8 @@ def planned_canvas(rendition: Rendition, size: tuple[int, int] | None) -> tuple[
         if frame.width is None or frame.height is None:
             return None
         return frame.width, frame.height
-    sides = []
-    for turned in (size, (size[1], size[0])):
-        planned = framing.plan(turned, None, frame)
-        sides.append((planned.width, planned.height))
-    return max(sides, key=lambda side: side[0] * side[1])
+    planned = framing.plan(size, None, frame)
+    return planned.width, planned.height
 
 
 def check_canvases(job: Job, size: tuple[int, int] | None, limits: Limits) -> int:
