@@ -6,6 +6,8 @@ A job's peak memory (beyond the worker's own: the runtime, the model) is modelle
     + the largest planned canvas × bytes per canvas pixel        (framed renditions)
     + the matting working size × bytes per matting pixel         (``options.matting``)
 
+on top of the worker's own ~310 MiB (runtime and model)
+
 with the figures below measured by ``python -m bench.big_photos paths`` (peak RSS of whole
 ``cutq run`` processes at 4 and 16 MP; the slope is the source figure, the rest over the
 canvas the canvas figure; docs/big-photos.md has the run). The in-flight budget
@@ -41,15 +43,19 @@ class PathCost:
     canvas: float = 0.0  # per pixel of the largest planned canvas (shared crop, foreground, …)
 
 
-#: Measured on this machine's CPU (bench/reports/2026-12-07-cpu/memory-model.json).
+#: Measured on this machine's CPU (bench/reports/2026-12-07-cpu/memory-model.json: peak RSS
+#: of whole runs at 4 and 16 MP, one photo; the worker itself, model loaded, held ~310 MiB).
 PATHS: dict[str, PathCost] = {
-    "cutout": PathCost(source=20.0),  # RGBA PNG at the source's size
-    "mask": PathCost(source=16.0),
-    "cutout-ml": PathCost(source=110.0),  # foreground estimated at the source's size
-    "framed": PathCost(source=20.0, canvas=110.0),  # any preset or frame: work ≤ the canvas
+    "cutout": PathCost(source=14.0),  # RGBA PNG at the source's size (measured 13.4)
+    "mask": PathCost(source=14.0),  # (13.7)
+    "cutout-ml": PathCost(source=110.0),  # foreground estimated at the source's size (106)
+    # Any preset or frame: the shared scaled crop and its foreground are at most the largest
+    # canvas (measured 68-78 B per canvas pixel over the four presets; their source slope 9-13)
+    "framed": PathCost(source=14.0, canvas=80.0),
 }
-MATTING_BYTES_PER_PIXEL = 900.0  # closed-form matting at its working size (≤ matting_max_pixels)
-MATTING_SOURCE_BYTES_PER_PIXEL = 12.0  # … plus its full-size trimap and upsampling
+#: Closed-form matting at its working size (≤ matting_max_pixels): 680 MiB at 1 MP measured;
+#: its source slope (8.9) is the plain cut-out's.
+MATTING_BYTES_PER_PIXEL = 720.0
 PLAIN_BYTES_PER_PIXEL = PATHS["cutout"].source  # the in-flight budget's unit
 
 
@@ -155,7 +161,6 @@ def cost(job: Job, size: tuple[int, int], limits: Limits) -> Cost:
     if framed:
         total += canvas_pixels * PATHS["framed"].canvas
     if job.options.matting:
-        total += pixels * MATTING_SOURCE_BYTES_PER_PIXEL
         total += min(pixels, limits.matting_max_pixels) * MATTING_BYTES_PER_PIXEL
     charged = Cost(math.ceil(total), canvas_pixels)
     if charged.budget_pixels > limits.budget_pixels:

@@ -25,7 +25,8 @@ from PIL import Image
 from tests.conftest import SAMPLES
 
 LIMIT_BYTES = 2 * 1024**3
-#: (2 GiB − the worker's own ~400 MiB) / the plain cut-out's bytes per pixel (worker/memory.py)
+#: 2 GiB less the worker's own ~310 MiB and ~600 MiB of address space that RLIMIT_AS counts but
+#: RSS does not (thread stacks, mappings), over the plain cut-out's 14 B a pixel (worker/memory.py)
 BUDGET_PIXELS = 80_000_000
 PRESETS = ("amazon-main", "google-shopping", "square-2048", "thumbnail")
 
