@@ -50,10 +50,12 @@ def prepare(
     *,
     crop: bool,
     colours: Callable[[np.ndarray, np.ndarray], np.ndarray] | None,
+    found: bool = True,
 ) -> Work:
     """The region of ``rgb``/``alpha`` at ``scale``; ``colours(rgb, alpha)``: the edge colours
     (e.g. the foreground estimate) computed on the scaled region (None: no colours needed).
-    With ``crop`` the region is the subject's box: faint haze inside it becomes background."""
+    With ``crop`` the region is the subject's box: faint haze inside it becomes background;
+    when no subject was ``found``, a cropped frame shows none (everything is background)."""
     x0, y0, x1, y1 = region
     alpha_region = alpha[y0:y1, x0:x1]
     if crop:
@@ -61,6 +63,8 @@ def prepare(
     size = (max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale)))
     scaled_alpha = _resize(alpha_region, size)
     scaled_alpha[scaled_alpha < ALPHA_FLOOR] = 0  # the filter's ripples beside an edge
+    if crop and not found:  # only specks: nothing to frame
+        scaled_alpha[:] = 0
     scaled_rgb = None
     if colours is not None:
         scaled_rgb = colours(_resize(rgb[y0:y1, x0:x1], size), scaled_alpha)

@@ -116,7 +116,13 @@ def render(
         scale = canvas.work_scale([plans[name] for name in names])
         estimate = None if mode is None else _estimator(mode)
         work = canvas.prepare(
-            image.rgb, alpha if mode else mask, region, scale, crop=crop, colours=estimate
+            image.rgb,
+            alpha if mode else mask,
+            region,
+            scale,
+            crop=crop,
+            colours=estimate,
+            found=box is not None,
         )
         works.update((name, work) for name in names)
 
