@@ -71,6 +71,14 @@ class ImageTooLarge(PermanentError):
     code = "image_too_large"
 
 
+class TooLarge(PermanentError):
+    """A rendition's planned canvas is over the worker's ceilings (``max_canvas_side``,
+    ``max_canvas_pixels``), or the memory the job's path needs is more than the worker's whole
+    in-flight budget: refused before any pixel is decoded (:mod:`cutq.worker.memory`)."""
+
+    code = "too_large"
+
+
 class UnsupportedImage(PermanentError):
     """The image decodes but cannot be processed (animated, zero-sized, exotic mode)."""
 

@@ -73,8 +73,12 @@ class WorkerConfig:
     max_wait_ms: float = 20.0
     max_in_flight: int | None = None  # jobs held in memory at once, all stages together;
     #                                   None: 32 on a GPU, 8 on a CPU (at least max_batch)
-    max_in_flight_pixels: int = 200_000_000  # decoded pixels held at once (~17 B each with
-    #                                          masks and encodings: ~3.4 GB at the default)
+    # The in-flight memory budget, in plain cut-out pixels: a plain cut-out is charged its
+    # pixels, any other path what it really costs in those units (worker/memory.py: bytes per
+    # pixel per path, the largest planned canvas included; docs/big-photos.md). ~3.4 GB here.
+    max_in_flight_pixels: int = 200_000_000
+    max_canvas_side: int = 16383  # any rendition's planned canvas: at most this side (WebP's)
+    max_canvas_pixels: int = 50_000_000  # … and this area; over either: failed, too_large
     io_threads: int | None = None  # download + decode workers, as many again encode + upload;
     #                                None: 4 on a GPU, 2 on a CPU (they share its cores)
     max_input_bytes: int = 50 * 1024 * 1024
@@ -166,6 +170,8 @@ class WorkerConfig:
             f"max_in_flight_pixels ({self.max_in_flight_pixels}) must be ≥ max_pixels "
             f"({self.max_pixels}): the largest allowed image must fit on its own",
         )
+        _check(self.max_canvas_side >= 1, "max_canvas_side must be ≥ 1")
+        _check(self.max_canvas_pixels >= 1, "max_canvas_pixels must be ≥ 1")
         _check(self.grace_period_s >= 0, "grace_period_s must be ≥ 0")
         _check(0 <= self.push_port <= 65535, "push_port must be 0-65535 (0: any free port)")
         _check(

@@ -99,6 +99,23 @@ def apply(planned: Plan, channels: np.ndarray, floor: int = 0) -> np.ndarray:
     """Resample ``channels`` (H×W or H×W×C uint8) onto the planned canvas; outside the source
     the canvas is 0 (for alpha: transparent). Values under ``floor`` become 0 (for alpha: the
     resampling filter's faint ripples beside an edge are background, not haze)."""
+    shape = (planned.height, planned.width, *channels.shape[2:])
+    canvas = np.zeros(shape, np.uint8)
+    dest, resized = resample(planned, channels)
+    if resized is None:
+        return canvas
+    canvas[dest[1] : dest[3], dest[0] : dest[2]] = resized
+    if floor:
+        canvas[canvas < floor] = 0
+    return canvas
+
+
+def resample(
+    planned: Plan, channels: np.ndarray
+) -> tuple[tuple[int, int, int, int], np.ndarray | None]:
+    """The rectangle of the canvas that the source covers (x0, y0, x1, y1), and ``channels``
+    resampled to fill it (None when the source lands outside the canvas): the canvas's only
+    pixels that are not background."""
     image_h, image_w = channels.shape[:2]
     x0, y0 = planned.region[0], planned.region[1]
     scale = planned.scale
@@ -110,8 +127,6 @@ def apply(planned: Plan, channels: np.ndarray, floor: int = 0) -> np.ndarray:
         min(float(image_w), src_left + planned.width / scale),
         min(float(image_h), src_top + planned.height / scale),
     )
-    shape = (planned.height, planned.width, *channels.shape[2:])
-    canvas = np.zeros(shape, np.uint8)
     dest = [
         round((src[0] - src_left) * scale),
         round((src[1] - src_top) * scale),
@@ -119,13 +134,11 @@ def apply(planned: Plan, channels: np.ndarray, floor: int = 0) -> np.ndarray:
         round((src[3] - src_top) * scale),
     ]
     dest[2], dest[3] = min(dest[2], planned.width), min(dest[3], planned.height)
+    box = (dest[0], dest[1], dest[2], dest[3])
     if dest[2] <= dest[0] or dest[3] <= dest[1]:
-        return canvas
-    picture = Image.fromarray(channels)
+        return box, None
+    picture = Image.fromarray(np.ascontiguousarray(channels))
     resized = picture.resize(
         (dest[2] - dest[0], dest[3] - dest[1]), Image.Resampling.LANCZOS, box=src
     )
-    canvas[dest[1] : dest[3], dest[0] : dest[2]] = np.asarray(resized)
-    if floor:
-        canvas[canvas < floor] = 0
-    return canvas
+    return box, np.array(resized, dtype=np.uint8)

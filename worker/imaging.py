@@ -69,7 +69,7 @@ def decode(
     data: bytes,
     *,
     max_pixels: int,
-    reserve: Callable[[int], None] | None = None,
+    reserve: Callable[[int, int], None] | None = None,
     keep_colour: bool = False,
     keep_metadata: bool = False,
 ) -> Decoded:
@@ -82,10 +82,10 @@ def decode(
     ``failed`` event. ``MemoryError`` is the one exception left alone: it says the worker,
     not the input, is in trouble.
 
-    ``reserve(pixels)`` is called once the header is read and the size accepted, before any
-    pixel is decoded: the worker's in-flight pixel budget blocks there. ``keep_colour``: an
-    RGB input's own profile for the outputs (else sRGB); ``keep_metadata``: its EXIF and XMP
-    too (without GPS).
+    ``reserve(width, height)`` is called once the header is read and the size accepted,
+    before any pixel is decoded: the worker's in-flight budget charges the job there (or
+    refuses it: :mod:`cutq.worker.memory`). ``keep_colour``: an RGB input's own profile for the
+    outputs (else sRGB); ``keep_metadata``: its EXIF and XMP too (without GPS).
     """
     if not data:
         raise UndecodableImage("input is empty (0 bytes)")
@@ -108,7 +108,7 @@ def decode(
 def _decode(
     data: bytes,
     max_pixels: int,
-    reserve: Callable[[int], None] | None,
+    reserve: Callable[[int, int], None] | None,
     keep_colour: bool,
     keep_metadata: bool,
 ) -> Decoded:
@@ -126,7 +126,7 @@ def _decode(
     if frames > 1:
         raise UnsupportedImage(f"animated images are not supported ({frames} frames)")
     if reserve is not None:
-        reserve(width * height)
+        reserve(width, height)
     image.load()
     image = ImageOps.exif_transpose(image)
     if image.mode in _WIDE_GRAY:  # 16-bit and float grayscale: untagged, quantised once
@@ -216,22 +216,38 @@ def parse_color(text: str) -> tuple[int, int, int, int]:
     return (values[0], values[1], values[2], values[3] if len(values) == 4 else 255)
 
 
+COMPOSITE_BAND_PIXELS = 1 << 20  # composite this many pixels at a time: float32 temporaries
+#                                   stay ~40 MB whatever the picture's size
+
+
 def cutout(rgb: np.ndarray, alpha: np.ndarray, background: str | None = None) -> Image.Image:
     """RGBA cutout with straight alpha, or the subject composited onto a solid colour."""
     if background is None:
         return Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
-    red, green, blue, bg_alpha = parse_color(background)
+    colour = parse_color(background)
+    channels = 3 if colour[3] == 255 else 4
+    out = np.empty((*alpha.shape, channels), np.uint8)
+    rows = max(1, COMPOSITE_BAND_PIXELS // max(1, alpha.shape[1]))
+    for top in range(0, alpha.shape[0], rows):
+        band = slice(top, top + rows)
+        out[band] = _composite(rgb[band], alpha[band], colour)
+    return Image.fromarray(out, "RGB" if channels == 3 else "RGBA")
+
+
+def _composite(rgb: np.ndarray, alpha: np.ndarray, colour: tuple[int, int, int, int]) -> np.ndarray:
+    """``rgb`` under ``alpha`` over a solid ``colour`` (uint8 RGB, or RGBA when translucent)."""
+    red, green, blue, bg_alpha = colour
     a = alpha.astype(np.float32)[:, :, None] / 255.0
     bg = np.array([red, green, blue], dtype=np.float32)
-    out_rgb = rgb.astype(np.float32) * a + bg * (1.0 - a)
     if bg_alpha == 255:
-        return Image.fromarray(np.clip(out_rgb + 0.5, 0, 255).astype(np.uint8), "RGB")
+        out_rgb = rgb.astype(np.float32) * a + bg * (1.0 - a)
+        return np.clip(out_rgb + 0.5, 0, 255).astype(np.uint8)
     # A translucent background: "over" compositing, then un-premultiply for straight alpha.
     out_a = a + (bg_alpha / 255.0) * (1.0 - a)
     premultiplied = rgb.astype(np.float32) * a + bg * (bg_alpha / 255.0) * (1.0 - a)
     straight = np.where(out_a > 0, premultiplied / np.maximum(out_a, 1e-6), 0.0)
     rgba = np.dstack([straight, out_a * 255.0])
-    return Image.fromarray(np.clip(rgba + 0.5, 0, 255).astype(np.uint8), "RGBA")
+    return np.clip(rgba + 0.5, 0, 255).astype(np.uint8)
 
 
 def mask_image(alpha: np.ndarray) -> Image.Image:

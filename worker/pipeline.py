@@ -56,7 +56,7 @@ from cutq.core.errors import (
 from cutq.core.events import Event, OutputInfo
 from cutq.core.lanes import Lane
 from cutq.core.storage import Stores
-from cutq.worker import imaging, results
+from cutq.worker import imaging, memory, results
 from cutq.worker.access import check_allowed
 from cutq.worker.cancellations import CancelWatch, withdrawal
 from cutq.worker.config import WorkerConfig
@@ -142,6 +142,7 @@ class Pipeline:
         observers: Sequence[Observer] = (),
     ) -> None:
         self.config = config
+        self._limits = memory.Limits.of(config)
         self.cancellations = cancellations  # None: no cancellation checks (deadlines still)
         self.runner = runner
         self.events = events
@@ -251,6 +252,7 @@ class Pipeline:
             raise UnknownModel(
                 f"job asks for model {job.model!r}; this worker serves {self.runner.model.name!r}"
             )
+        memory.check_canvases(job, None, self._limits)  # canvases the job alone fixes
         source = check_allowed(job.input, self.config, "input")
         writes = results.plan(job, lambda uri: check_allowed(uri, self.config, "output"))
         return Admitted(task, job, source, writes)
@@ -272,7 +274,7 @@ class Pipeline:
         image = imaging.decode(
             data,
             max_pixels=self.config.max_pixels,
-            reserve=lambda n: self._reserve(task, n),
+            reserve=lambda width, height: self._reserve(task, job, width, height),
             keep_colour=job.options.colour == "keep",
             keep_metadata=job.options.metadata == "keep",
         )
@@ -282,8 +284,11 @@ class Pipeline:
         tensor = model.preprocess(image.srgb, size)
         return Loaded(admitted, image, tensor, size, task.mark("decode", now))
 
-    def _reserve(self, task: Task, pixels: int) -> None:
-        """Hold ``pixels`` of the in-flight pixel budget until the task settles."""
+    def _reserve(self, task: Task, job: Job, width: int, height: int) -> None:
+        """Charge the in-flight budget what ``job`` costs on a ``width``×``height`` input
+        (:mod:`cutq.worker.memory`; ``too_large`` when it never could fit), held until the
+        task settles."""
+        pixels = memory.cost(job, (width, height), self._limits).budget_pixels
         if not self.ledger.pixels.reserve(pixels, cancelled=self._stopping.is_set):
             raise ShuttingDown("worker stopping")
         task.pixels = pixels

@@ -24,9 +24,9 @@ from cutq.core.events import OutputInfo
 from cutq.core.presets import PRESETS
 from cutq.core.renditions import Rendition
 from cutq.core.storage import ObjectInfo, Storage
-from cutq.worker import framing, imaging, matting, quality, verdict
+from cutq.worker import canvas, framing, imaging, matting, quality, verdict
 from cutq.worker.config import WorkerConfig
-from cutq.worker.subject import ALPHA_FLOOR, find_subject
+from cutq.worker.subject import find_subject
 
 
 @dataclass(frozen=True)
@@ -88,53 +88,72 @@ def render(
     alpha = imaging.combine_alpha(mask, image.alpha)
     framed = any(result.rendition.frame is not None for result in results)
     box = find_subject(alpha).box if framed else None
-    colours: dict[tuple[str, bool], np.ndarray] = {}  # edge colours: estimated once per job
+    size = (image.width, image.height)
+    colours: dict[str, np.ndarray] = {}  # unframed edge colours: estimated once per mode
 
-    def rgb_for(rendition: Rendition) -> np.ndarray:
-        mode = rendition.foreground or options.foreground or config.default_foreground
-        # A cropped frame shows nothing outside the subject's box: estimate only inside it.
-        inside = box is not None and rendition.frame is not None and rendition.frame.crop
-        if (mode, inside) not in colours:
-            if inside and mode != "none":
-                assert box is not None
-                x0, y0, x1, y1 = box
-                rgb = image.rgb.copy()
-                rgb[y0:y1, x0:x1] = matting.foreground_colours(
-                    image.rgb[y0:y1, x0:x1], alpha[y0:y1, x0:x1], mode
-                )
-            else:
-                rgb = matting.foreground_colours(image.rgb, alpha, mode)
-            colours[mode, inside] = rgb
-        return colours[mode, inside]
+    def mode_of(rendition: Rendition) -> str | None:
+        if rendition.kind != "cutout":
+            return None
+        return rendition.foreground or options.foreground or config.default_foreground
+
+    def rgb_for(mode: str) -> np.ndarray:
+        if mode not in colours:
+            colours[mode] = matting.foreground_colours(image.rgb, alpha, mode)
+        return colours[mode]
+
+    # Framed renditions share one scaled crop (and foreground) per region, edge mode and kind.
+    plans: dict[str, framing.Plan] = {}
+    groups: dict[tuple[Any, ...], list[str]] = {}
+    for result in results:
+        frame = result.rendition.frame
+        if frame is not None:
+            planned = framing.plan(size, box, frame)
+            plans[result.name] = planned
+            key = (planned.region, frame.crop, mode_of(result.rendition))
+            groups.setdefault(key, []).append(result.name)
+    works: dict[str, canvas.Work] = {}
+    for (region, crop, mode), names in groups.items():
+        scale = canvas.work_scale([plans[name] for name in names])
+        estimate = None if mode is None else _estimator(mode)
+        work = canvas.prepare(
+            image.rgb,
+            alpha if mode else mask,
+            region,
+            scale,
+            crop=crop,
+            colours=estimate,
+            found=box is not None,
+        )
+        works.update((name, work) for name in names)
 
     judged = quality.assess(alpha)  # before the verdicts: a flag can hold one back
     pictures = {}
     for result in results:
         rendition = result.rendition
-        source = alpha if rendition.kind == "cutout" else mask
-        rgb = rgb_for(rendition) if rendition.kind == "cutout" else None
         if rendition.frame is not None:
-            planned = framing.plan((image.width, image.height), box, rendition.frame)
-            if rendition.frame.crop:
-                source = framing.clear_outside(source, box)
-            source = framing.apply(planned, source, floor=ALPHA_FLOOR)
-            rgb = framing.apply(planned, rgb) if rgb is not None else None
-        if rgb is not None:
-            picture = imaging.cutout(rgb, source, rendition.background)
+            picture = canvas.draw(
+                plans[result.name], works.pop(result.name), rendition.kind, rendition.background
+            )
+        elif rendition.kind == "cutout":
+            mode = mode_of(rendition)
+            assert mode is not None
+            picture = imaging.cutout(rgb_for(mode), alpha, rendition.background)
         else:
-            picture = imaging.mask_image(source)
-        carried = image.carried if rgb is not None else image.carried.for_mask()
+            picture = imaging.mask_image(mask)
+        carried = image.carried if rendition.kind == "cutout" else image.carried.for_mask()
         data = imaging.encode(picture, rendition.format, rendition.quality, carried)
         checked = None
         if rendition.preset is not None:
             background = rendition.background if rendition.kind == "cutout" else "#000000"
             rules = PRESETS[rendition.preset].rules
-            checked = verdict.check(
-                data, background, rules, (image.width, image.height), judged.flags
-            )
+            checked = verdict.check(data, background, rules, size, judged.flags)
         pictures[result.name] = Picture(data, picture.width, picture.height, checked)
-        del picture, source, rgb
+        del picture
     return Rendering(pictures, judged)
+
+
+def _estimator(mode: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    return lambda rgb, alpha: matting.foreground_colours(rgb, alpha, mode)
 
 
 def store(

@@ -107,3 +107,25 @@ def test_the_ideal_queue_is_fifo_over_identical_servers() -> None:
     assert ideal_queue_ms([0.0, 0.0, 0.0], 1, 100.0) == [100.0, 200.0, 300.0]
     assert ideal_queue_ms([0.0, 0.0, 0.0], 2, 100.0) == [100.0, 100.0, 200.0]
     assert ideal_queue_ms([0.0, 0.5, 0.55], 1, 100.0) == pytest.approx([100.0, 100.0, 150.0])
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_big_photos_paths_reports_bytes_per_pixel_for_each_path(tmp_path: Path) -> None:
+    """docs/big-photos.md's memory-model command, at small sizes and on two paths."""
+    out = tmp_path / "memory-model.json"
+    command = [sys.executable, "-m", "bench.big_photos", "paths", "--sizes", "0.5", "2"]
+    done = subprocess.run(
+        [*command, "--paths", "cutout", "four-presets", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    report = json.loads(out.read_text())
+    assert set(report["paths"]) == {"cutout", "four-presets"}
+    for figures in report["paths"].values():
+        assert set(figures["peaks"]) == {"0.5", "2"}
+        assert all(_positive(peak["peak_rss_mb"]) for peak in figures["peaks"].values())
+        assert math.isfinite(figures["bytes_per_source_pixel"])

@@ -101,12 +101,16 @@ def test_webp_keeps_the_colour_under_transparent_pixels_and_its_largest_side() -
 
 def test_the_pixel_limit_is_inclusive_and_reserved_before_decoding() -> None:
     data = encoded(Image.new("RGB", (4, 3), "red"))
-    reserved: list[int] = []
-    decoded = imaging.decode(data, max_pixels=12, reserve=reserved.append)
-    assert decoded.width == 4 and decoded.height == 3 and reserved == [12]
+    reserved: list[tuple[int, int]] = []
+
+    def reserve(width: int, height: int) -> None:
+        reserved.append((width, height))
+
+    decoded = imaging.decode(data, max_pixels=12, reserve=reserve)
+    assert decoded.width == 4 and decoded.height == 3 and reserved == [(4, 3)]
     with pytest.raises(ImageTooLarge, match="4×3 = 12 pixels; the limit is 11"):
-        imaging.decode(data, max_pixels=11, reserve=reserved.append)
-    assert reserved == [12]  # refused from the header: nothing reserved
+        imaging.decode(data, max_pixels=11, reserve=reserve)
+    assert reserved == [(4, 3)]  # refused from the header: nothing reserved
 
 
 def test_two_frames_are_already_an_animation() -> None:
