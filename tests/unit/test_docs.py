@@ -83,3 +83,27 @@ def test_every_python_block_compiles() -> None:
 )
 def test_the_check_catches_a_stale_command(command: str) -> None:
     assert check(command) is not None
+
+
+def test_every_worker_setting_is_in_the_configuration_page() -> None:
+    """A field added to WorkerConfig (so to the environment it reads) is documented."""
+    import dataclasses
+
+    from cutq.worker.config import ENV_PREFIX, WorkerConfig
+
+    page = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    fields = [f for f in dataclasses.fields(WorkerConfig) if f.name != "platform"]  # probed
+    names = [f"{ENV_PREFIX}{f.name.upper()}" for f in fields]
+    assert [name for name in names if f"`{name}`" not in page] == []
+
+
+def test_every_error_code_a_job_can_end_with_is_in_the_contract_page() -> None:
+    from cutq.core import errors
+
+    page = (ROOT / "docs" / "contract.md").read_text(encoding="utf-8")
+    classes = [c for c in vars(errors).values() if isinstance(c, type)]
+    job_errors = [
+        c for c in classes if issubclass(c, (errors.PermanentError, errors.TransientError))
+    ]
+    codes = {c.code for c in job_errors} - {"permanent", "transient"}
+    assert sorted(code for code in codes if f"| `{code}` |" not in page) == []
