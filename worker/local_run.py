@@ -1,8 +1,10 @@
 """``cutq run``: the worker pipeline over local files, with a progress bar and a summary.
 
 Results go to ``<out>/dt=YYYY-MM-DD/<job_id>.<ext>``, one CloudEvent per job to
-``<out>/events.jsonl``. The same decode → batch → infer → encode → write → event path as the
-cloud worker, with the local directory as the job source.
+``<out>/events.jsonl``, and the run's manifest (one row per job of this run,
+:mod:`cutq.core.manifest`) to ``<out>/manifest.jsonl`` and ``<out>/manifest.csv``. The same
+decode → batch → infer → encode → write → event path as the cloud worker, with the local
+directory as the job source.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from tqdm import tqdm
 
 from cutq.core.contract import Options
 from cutq.core.events import Event
+from cutq.core.manifest import ManifestRow, event_document, read_events, write_manifest
 from cutq.core.renditions import Rendition
 from cutq.core.storage import to_uri
 from cutq.worker.config import WorkerConfig
@@ -45,6 +48,7 @@ class RunSummary:
     events_path: Path
     failures: Counter = field(default_factory=Counter)
     mean_batch: float = 0.0
+    manifest_paths: tuple[Path, ...] = ()
 
     @property
     def unfinished(self) -> int:
@@ -67,6 +71,8 @@ class RunSummary:
         for code, count in self.failures.most_common():
             lines.append(f"  failed: {count} × {code}")
         lines.append(f"events: {self.events_path}")
+        if self.manifest_paths:
+            lines.append("manifest: " + ", ".join(str(path) for path in self.manifest_paths))
         return "\n".join(lines)
 
 
@@ -89,6 +95,7 @@ def run_local(
     if options and options.resize:
         config = config.replace(resize=options.resize)  # warm up at the shapes the run uses
     events_path = out / "events.jsonl"
+    events_before = events_path.stat().st_size if events_path.is_file() else 0
     sink = JsonlEventSink(events_path)
     started = time.monotonic()
     service = Service.warmed_up(
@@ -112,6 +119,7 @@ def run_local(
         bar.close()
     elapsed = time.monotonic() - began
     stats = service.pipeline.stats
+    manifest = write_manifest(run_rows(events_path, events_before), out / "manifest.jsonl")
     return RunSummary(
         reason=reason,
         total=len(files),
@@ -123,7 +131,21 @@ def run_local(
         events_path=events_path,
         failures=stats.failures,
         mean_batch=stats.mean_batch,
+        manifest_paths=manifest,
     )
+
+
+def run_rows(events_path: Path, since_byte: int) -> list[ManifestRow]:
+    """One manifest row per job with an event past ``since_byte`` (this run's), each from the
+    whole file: a job this run found already done keeps its first computation's row."""
+    if not events_path.is_file():
+        return []
+    with events_path.open("rb") as events:
+        events.seek(since_byte)
+        fresh = events.read().decode("utf-8", "replace").splitlines()
+    documents = (event_document(line, str(events_path)) for line in fresh if line.strip())
+    ran = {document["data"]["job_id"] for document in documents if document is not None}
+    return [row for row in read_events([events_path]) if row.job_id in ran]
 
 
 class Progress:

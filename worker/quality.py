@@ -16,6 +16,13 @@ import numpy as np
 from cutq.worker.subject import find_subject
 
 FLAGS = ("empty", "edge", "multiple", "uncertain")
+#: What each flag tells a reviewer, in one line (the review page shows it beside the flag).
+FLAG_MEANINGS = {
+    "empty": "no subject found: the mask is (almost) empty; the photo may show only backdrop",
+    "edge": "the subject touches the photo's border: it may be cut off by the frame",
+    "multiple": "more than one separate subject: a second product, or a stray object kept",
+    "uncertain": "much of the mask is neither clearly subject nor background: check the edges",
+}
 SOLID = 128  # alpha at or above this is the subject
 #: ``empty``: the subject's confident pixels (alpha ≥ 224) cover less than this share of the
 #: image. (A salient-object model finds *something* on a bare backdrop, but only faintly.)

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cutq.core.errors import ConfigError, InvalidJob
 from cutq.core.flags import add_output_args, options_from_args, renditions_from_args
@@ -23,6 +23,7 @@ from cutq.core.lanes import Lane
 if TYPE_CHECKING:
     from cutq.core.contract import OutputSpec
     from cutq.core.control import Expiry
+    from cutq.core.manifest import RerunEntry
     from cutq.submitter.client import JobHandle, Submitter, Watcher
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         "content-addressed name; gs:// and file:// inputs are listed lazily and published as "
         "they are. Exits 1 if any input could not be submitted or any job failed.",
     )
-    parser.add_argument("inputs", nargs="+", help="files, directories, gs://bucket/prefix")
+    parser.add_argument("inputs", nargs="*", help="files, directories, gs://bucket/prefix")
+    parser.add_argument(
+        "--from-manifest",
+        metavar="FILE",
+        help="submit the inputs a rerun list or manifest names (CSV or JSONL: input, ref, name)",
+    )
     parser.add_argument("--topic", help="jobs topic projects/P/topics/T (CUTQ_JOBS_TOPIC)")
     parser.add_argument("--bulk-topic", help="the bulk lane's jobs topic (CUTQ_BULK_TOPIC)")
     parser.add_argument(
@@ -61,6 +67,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--wait", action="store_true", help="wait for every completion event")
     parser.add_argument("--timeout-s", type=float, default=3600.0, help="how long --wait waits")
     parser.add_argument("--download", metavar="DIR", help="with --wait: download the results")
+    parser.add_argument(
+        "--manifest", metavar="FILE", help="with --wait: one row per job to FILE .jsonl and .csv"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
         "--run-id",
@@ -129,8 +138,9 @@ def handle(args: argparse.Namespace) -> int:
     )
     if not config.output:
         raise ConfigError("no output: pass --output or set CUTQ_SUBMITTER_OUTPUT")
-    if args.download and not args.wait:
-        raise ConfigError("--download needs --wait")
+    if (args.download or args.manifest) and not args.wait:
+        raise ConfigError("--download and --manifest need --wait")
+    entries = _rerun_entries(args)
     spec = OutputSpec(
         config.output, args.format or "png", args.kind or "cutout", args.background, args.quality
     )
@@ -192,7 +202,10 @@ def handle(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         with tqdm(unit="job", disable=args.no_progress, desc="submit") as bar:
-            for handle in submitter.submit_many(
+            for handle in _submit_many(
+                submitter,
+                entries,
+                order,
                 sources(),  # type: ignore[arg-type]
                 output=spec,
                 options=options,
@@ -219,7 +232,7 @@ def handle(args: argparse.Namespace) -> int:
                 if origin not in stuck:
                     checkpoint.finish(origin)
         if watcher is not None:
-            _wait(watcher, handles, args, summary)
+            _wait(watcher, handles, args, summary, entries)
     finally:
         summary.publish_s = summary.publish_s or time.monotonic() - started
         if checkpoint is not None:
@@ -232,7 +245,11 @@ def handle(args: argparse.Namespace) -> int:
 
 
 def _wait(
-    watcher: Watcher, handles: list[JobHandle], args: argparse.Namespace, summary: Summary
+    watcher: Watcher,
+    handles: list[JobHandle],
+    args: argparse.Namespace,
+    summary: Summary,
+    entries: list[RerunEntry],
 ) -> None:
     from tqdm import tqdm
 
@@ -260,6 +277,14 @@ def _wait(
             summary.failed += 1
             summary.expired += result.ending == "deadline_exceeded"
             summary.failures.append(f"  failed {result.job_id}: {result.error_code}")
+    if args.manifest:
+        from cutq.core.manifest import write_manifest
+        from cutq.submitter.manifest_rows import manifest_rows
+
+        listed = {entry.input: _identity(entry) for entry in entries}
+        given = {h.job_id: listed.get(h.source) or listed.get(h.input, {}) for h in handles}
+        paths = write_manifest(manifest_rows(handles, results, given), args.manifest)
+        print("manifest: " + ", ".join(str(path) for path in paths))
     if args.download:
         from cutq.core.storage import open_storage
 
@@ -274,6 +299,42 @@ def _wait(
             if future.exception() is not None:
                 summary.errors += 1
                 summary.failures.append(f"  download {uri}: {future.exception()}")
+
+
+def _rerun_entries(args: argparse.Namespace) -> list[RerunEntry]:
+    """The entries of ``--from-manifest`` (none without it); positional inputs or the list."""
+    from cutq.core.manifest import read_rerun_list
+
+    if not args.from_manifest:
+        if not args.inputs:
+            raise ConfigError("nothing to submit: give inputs or --from-manifest FILE")
+        return []
+    if args.inputs:
+        raise ConfigError("give inputs or --from-manifest FILE, not both")
+    return read_rerun_list(args.from_manifest)
+
+
+def _identity(entry: RerunEntry) -> dict[str, str]:
+    """An entry's ``ref`` and ``name``, as job attributes (echoed into its events)."""
+    return {k: v for k, v in (("ref", entry.ref), ("name", entry.name)) if v}
+
+
+def _submit_many(
+    submitter: Submitter,
+    entries: list[RerunEntry],
+    order: deque[tuple[str, str]],
+    sources: Iterator[object],
+    **request: Any,
+) -> Iterator[JobHandle]:
+    """``submit_many`` over the listed ``sources``; with ``entries`` (``--from-manifest``), over
+    those instead, each with its own ``ref`` and ``name`` (one small publish per entry)."""
+    if not entries:
+        yield from submitter.submit_many(sources, **request)  # type: ignore[arg-type]
+        return
+    for entry in entries:
+        order.append((entry.input, entry.input))
+        attributes = {**request["attributes"], **_identity(entry)}
+        yield from submitter.submit_many([entry.input], **{**request, "attributes": attributes})
 
 
 def _start_run(
