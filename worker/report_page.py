@@ -36,6 +36,7 @@ main { padding: 8px 16px; }
 .job.v-pass { border-left-color: #2a2; }
 .meta { width: 250px; flex: none; word-break: break-word; }
 .meta .id { color: #888; font-size: 12px; word-break: break-all; }
+.meta .times { color: #888; font-size: 12px; }
 .ref { display: inline-block; background: #e8eefc; border-radius: 4px; padding: 0 5px;
   font-size: 12px; margin-left: 4px; }
 figure { margin: 0; width: 170px; }
@@ -68,6 +69,7 @@ figcaption { font-size: 12px; }
 <option value="time">time taken (slowest first)</option>
 <option value="finished">finished (latest first)</option>
 <option value="name">name</option><option value="ref">ref</option></select></label>
+<span id="count"></span>
 <a id="export" download></a>
 </div>
 <details><summary>What the flags mean</summary><div id="legend"></div></details>
@@ -162,7 +164,7 @@ function row(job) {
     job.error ? el("div", {class: "failed"}, job.error) : null,
     el("div", null, ...job.flags.map(f => el("span", {class: "flag", title: DATA.flags[f]}, f))),
     ...job.flags.map(f => el("div", {class: "why"}, f + ": " + (DATA.flags[f] || ""))),
-    el("div", {class: "id"}, [
+    el("div", {class: "times"}, [
       job.confidence == null ? null : "confidence " + percent(job.confidence),
       job.total_ms == null ? null : "total " + Math.round(job.total_ms) + " ms · model " +
         Math.round(job.infer_ms || 0) + " ms",
@@ -213,6 +215,8 @@ function apply() {
   const search = document.getElementById("search");
   if (search.value !== q) search.value = q;
   document.getElementById("sort").value = sort;
+  document.getElementById("count").textContent = shown.length + " of " + DATA.jobs.length +
+    " job(s) in this view";
   more();
 }
 
