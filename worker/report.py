@@ -114,13 +114,16 @@ def write_report(
 
 def href(uri: str | None) -> str | None:
     """A link a browser can open for a stored object: ``file://`` as it is, ``gs://`` through
-    the Cloud Console's authenticated object URL."""
+    the Cloud Console's authenticated object URL; None for anything else (a manifest is
+    input: a ``javascript:`` "URI" in it never becomes a link)."""
     if not uri:
         return None
     if uri.startswith("gs://"):
         bucket, name = split_gs_uri(uri)
         return GCS_BROWSER + quote(bucket) + "/" + quote(name)
-    return uri if "://" in uri else Path(uri).absolute().as_uri()
+    if uri.startswith("file:///"):
+        return uri
+    return None if ":" in uri else Path(uri).absolute().as_uri()
 
 
 def _job(index: int, row: ManifestRow) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -59,10 +60,11 @@ def _read_one(path: Path) -> list[ManifestRow]:
 
 
 def pull_events(
-    subscription: str, *, idle_s: float = 10.0, limit: int | None = None
+    subscription: str, keep: Path, *, idle_s: float = 10.0, limit: int | None = None
 ) -> list[dict[str, Any]]:
     """Pull ``subscription`` (``projects/P/subscriptions/S``) until no message came for
-    ``idle_s`` seconds (or ``limit`` were read), acking each; returns the CloudEvents read.
+    ``idle_s`` seconds (or ``limit`` were read); returns the CloudEvents read. Each batch is
+    appended to ``keep`` (JSONL) before it is acked, so an acked event is never only in memory.
     Messages that are not cutq events are acked and skipped (logged)."""
     from google.api_core import exceptions as gexc
     from google.cloud import pubsub_v1
@@ -88,11 +90,14 @@ def pull_events(
             if not received:
                 continue
             quiet_since = time.monotonic()
+            batch = []
             for message in received:
                 where = f"{subscription} message {message.message.message_id}"
                 document = event_document(message.message.data.decode("utf-8", "replace"), where)
                 if document is not None:
-                    documents.append(document)
+                    batch.append(document)
+            _append(batch, keep)
+            documents.extend(batch)
             subscriber.acknowledge(
                 request={"subscription": subscription, "ack_ids": [m.ack_id for m in received]}
             )
@@ -102,8 +107,9 @@ def pull_events(
     return documents
 
 
-def save_events(documents: Sequence[dict[str, Any]], path: Path) -> None:
-    """Append pulled events to ``path`` (JSONL), so the acked messages are kept."""
+def _append(documents: Sequence[dict[str, Any]], path: Path) -> None:
     with path.open("a", encoding="utf-8") as out:
         for document in documents:
             out.write(json.dumps(document, separators=(",", ":")) + "\n")
+        out.flush()
+        os.fsync(out.fileno())

@@ -168,3 +168,14 @@ def test_events_files_give_the_latest_row_per_job_and_a_duplicate_hides_nothing(
     ]
     later = row_from_event(event("j1", output(AMAZON, "pass", []))["data"])
     assert merge([*rows, later])[0].verdict == "pass"  # a later computation replaces
+
+
+def test_the_page_links_only_to_stored_objects() -> None:
+    from cutq.worker.report import href
+
+    assert (
+        href("gs://shop/out/a b#1.jpg") == "https://storage.cloud.google.com/shop/out/a%20b%231.jpg"
+    )
+    assert href("file:///tmp/x.png") == "file:///tmp/x.png"
+    assert href("javascript:alert(1)") is None and href("https://evil/x") is None
+    assert href(None) is None

@@ -47,7 +47,7 @@ def handle(args: argparse.Namespace) -> int:
     from cutq.core.manifest import latest, merge
     from cutq.core.storage import Stores
     from cutq.worker.report import write_report
-    from cutq.worker.report_inputs import pull_events, read_rows, save_events
+    from cutq.worker.report_inputs import pull_events, read_rows
 
     if not args.inputs and not args.subscription:
         raise ConfigError(
@@ -63,10 +63,9 @@ def handle(args: argparse.Namespace) -> int:
     started = time.monotonic()
     rows = read_rows(args.inputs)
     if args.subscription:
-        documents = pull_events(args.subscription, idle_s=args.idle_s)
         page.parent.mkdir(parents=True, exist_ok=True)
         saved = page.with_name(page.name + ".events.jsonl")
-        save_events(documents, saved)
+        documents = pull_events(args.subscription, saved, idle_s=args.idle_s)
         print(f"{saved}: {len(documents)} event(s) pulled from {args.subscription}")
         rows = merge([*rows, *latest(documents)])
     summary = write_report(rows, page, stores=Stores(), thumb_px=args.thumb_px, title=args.title)
