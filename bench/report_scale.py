@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -144,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
             summary.path.as_uri() + SEARCHED, args.screenshot
         )
         report = {
+            "command": "python -m bench.report_scale " + " ".join(argv or sys.argv[1:]),
+            "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
             "jobs": summary.jobs,
             "verdicts": summary.verdicts,
             "failed_jobs": summary.failed_jobs,
