@@ -91,8 +91,9 @@ def write_report(
         "jobs": jobs,
     }
     text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+    # every "<" escaped: no "</script>" or "<!--" in the data can end or bend the script
     document = PAGE.replace("__TITLE__", html.escape(title)).replace(
-        "__DATA__", text.replace("</", "<\\/")
+        "__DATA__", text.replace("<", "\\u003c")
     )
     page.write_text(document, encoding="utf-8")
     verdicts = {verdict: 0 for verdict in ("pass", "review", "fail")}

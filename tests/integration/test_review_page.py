@@ -26,7 +26,7 @@ def payload(page: Path) -> list[dict[str, Any]]:
     text = page.read_text(encoding="utf-8")
     found = re.search(r'<script type="application/json" id="data">(.*?)</script>', text, re.S)
     assert found is not None
-    jobs = json.loads(found.group(1).replace("<\\/", "</"))["jobs"]
+    jobs = json.loads(found.group(1))["jobs"]
     for job in jobs:
         job.pop("thumb")
         job.pop("i")
@@ -188,3 +188,24 @@ def test_cutq_report_pulls_the_events_subscription_until_idle(
     assert [job["job_id"] for job in payload(tmp_path / "again.html")] == ["q0", "q1", "q2", "q9"]
     response = pubsub_subscriber.pull(subscription=subscription, max_messages=10, timeout=2)
     assert list(response.received_messages) == []  # every message was acked
+
+
+def test_the_scale_bench_reports_every_job_and_a_screenshot(tmp_path: Path, capsys) -> None:
+    from bench.report_scale import main as bench
+
+    report_path, picture = tmp_path / "scale.json", tmp_path / "view.png"
+    assert bench(["--jobs", "40", "--json", str(report_path), "--screenshot", str(picture)]) == 0
+    report = json.loads(report_path.read_text())
+    assert json.loads(capsys.readouterr().out) == report
+    assert sum(report["verdicts"].values()) + report["failed_jobs"] == report["jobs"] == 40
+    assert report["console_messages"] == [] and report["searched_ready_ms"] > 0
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_markup_in_a_name_or_ref_is_shown_as_text(tmp_path: Path) -> None:
+    hostile = job("odd", name="</script><!--<b>x</b>.jpg", ref="<img src=x onerror=alert(1)>")
+    write_manifest([row_from_event(hostile)], tmp_path / "m.jsonl")
+    assert main(["report", str(tmp_path / "m.jsonl"), "--out", str(tmp_path / "p.html")]) == 0
+    page, console = dom((tmp_path / "p.html").as_uri())
+    assert console == [] and rows(page) == ["odd"]
+    assert "&lt;/script&gt;&lt;!--&lt;b&gt;x&lt;/b&gt;.jpg" in page and "<img src=x" not in page
