@@ -23,7 +23,7 @@ from cutq.core.lanes import Lane
 if TYPE_CHECKING:
     from cutq.core.contract import OutputSpec
     from cutq.core.control import Expiry
-    from cutq.core.manifest import RerunEntry
+    from cutq.core.rerun import RerunEntry
     from cutq.submitter.client import JobHandle, Submitter, Watcher
 
 log = logging.getLogger(__name__)
@@ -264,7 +264,12 @@ def _wait(
 
     with tqdm(total=len(handles), unit="job", disable=args.no_progress, desc="wait") as bar:
         try:
-            results = watcher.wait(handles, args.timeout_s, check_objects=True, on_result=progress)
+            # a manifest wants each job's event (verdicts, flags, timings), not only its objects:
+            # the watcher exists before the first publish, so no event is missed
+            by_objects = not args.manifest
+            results = watcher.wait(
+                handles, args.timeout_s, check_objects=by_objects, on_result=progress
+            )
         except WaitTimeout as error:
             print(f"cutq: {error}")
             results, summary.pending = error.results, len(error.pending)
@@ -303,7 +308,7 @@ def _wait(
 
 def _rerun_entries(args: argparse.Namespace) -> list[RerunEntry]:
     """The entries of ``--from-manifest`` (none without it); positional inputs or the list."""
-    from cutq.core.manifest import read_rerun_list
+    from cutq.core.rerun import read_rerun_list
 
     if not args.from_manifest:
         if not args.inputs:

@@ -126,6 +126,9 @@ def test_wait_manifest_report_and_rerun_list_submitted_again(queue, tmp_path: Pa
     assert sorted(again) == ["bad.png", "cut.png"]
     assert again["bad.png"].job_id == first["bad.png"].job_id  # the same input, options: same job
     assert again["bad.png"].status == "failed"
+    # cut.png's result objects were there before this submit: its row still comes from the
+    # event the worker published again (with the verdict), not from the objects alone
+    assert (again["cut.png"].verdict, again["cut.png"].flags) == ("review", ("edge",))
 
 
 def test_a_rerun_list_gives_each_job_its_ref_and_name(queue, tmp_path: Path) -> None:

@@ -17,11 +17,10 @@ from cutq.core.manifest import (
     merge,
     read_events,
     read_manifest,
-    read_rerun_list,
     row_from_event,
     write_manifest,
-    write_rerun_list,
 )
+from cutq.core.rerun import read_rerun_list, write_rerun_list
 
 AMAZON = "amazon-main"
 
