@@ -1,8 +1,10 @@
 """``cutq run``: the worker pipeline over local files, with a progress bar and a summary.
 
 Results go to ``<out>/dt=YYYY-MM-DD/<job_id>.<ext>``, one CloudEvent per job to
-``<out>/events.jsonl``. The same decode → batch → infer → encode → write → event path as the
-cloud worker, with the local directory as the job source.
+``<out>/events.jsonl``, and the run's manifest (one row per job of this run,
+:mod:`cutq.core.manifest`) to ``<out>/manifest.jsonl`` and ``<out>/manifest.csv``. The same
+decode → batch → infer → encode → write → event path as the cloud worker, with the local
+directory as the job source.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from cutq.core.contract import Options
+from cutq.core.manifest import ManifestRow, event_document, read_events, write_manifest
 from cutq.core.renditions import Rendition
 from cutq.core.storage import to_uri
 from cutq.core.tally import Exit, Tally
@@ -47,6 +50,7 @@ class RunSummary:
     mean_batch: float = 0.0
     tally: Tally = field(default_factory=Tally)  # verdicts and flags of the completed jobs
     skipped: Counter = field(default_factory=Counter)  # files not taken, by reason
+    manifest_paths: tuple[Path, ...] = ()
 
     @property
     def unfinished(self) -> int:
@@ -82,6 +86,8 @@ class RunSummary:
             lines.append(f"  failed: {count} × {code}")
         lines.extend(self._skipped_lines())
         lines.append(f"events: {self.events_path}")
+        if self.manifest_paths:
+            lines.append("manifest: " + ", ".join(str(path) for path in self.manifest_paths))
         return "\n".join(lines)
 
     def _skipped_lines(self) -> list[str]:
@@ -123,6 +129,7 @@ def run_local(
         return RunSummary(StopReason.DONE, 0, 0, 0, 0, 0.0, 0.0, events_path, skipped=skipped)
     if options and options.resize:
         config = config.replace(resize=options.resize)  # warm up at the shapes the run uses
+    events_before = events_path.stat().st_size if events_path.is_file() else 0
     tally = Tally()
     sink = TalliedSink(JsonlEventSink(events_path), tally)
     started = time.monotonic()
@@ -158,6 +165,7 @@ def run_local(
         bar.close()
     elapsed = time.monotonic() - began
     stats = service.stats
+    manifest = write_manifest(run_rows(events_path, events_before), out / "manifest.jsonl")
     return RunSummary(
         reason=reason,
         total=len(files),
@@ -171,7 +179,21 @@ def run_local(
         mean_batch=stats.mean_batch,
         tally=tally,
         skipped=skipped,
+        manifest_paths=manifest,
     )
+
+
+def run_rows(events_path: Path, since_byte: int) -> list[ManifestRow]:
+    """One manifest row per job with an event past ``since_byte`` (this run's), each from the
+    whole file: a job this run found already done keeps its first computation's row."""
+    if not events_path.is_file():
+        return []
+    with events_path.open("rb") as events:
+        events.seek(since_byte)
+        fresh = events.read().decode("utf-8", "replace").splitlines()
+    documents = (event_document(line, str(events_path)) for line in fresh if line.strip())
+    ran = {document["data"]["job_id"] for document in documents if document is not None}
+    return [row for row in read_events([events_path]) if row.job_id in ran]
 
 
 class Progress:

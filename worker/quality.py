@@ -27,6 +27,13 @@ from cutq.worker.thresholds import (
 )
 
 FLAGS = ("empty", "edge", "multiple", "uncertain")
+#: What each flag tells a reviewer, in one line (the review page shows it beside the flag).
+FLAG_MEANINGS = {
+    "empty": "no subject found: the mask is (almost) empty; the photo may show only backdrop",
+    "edge": "the subject touches the photo's border: it may be cut off by the frame",
+    "multiple": "more than one separate subject: a second product, or a stray object kept",
+    "uncertain": "much of the mask is neither clearly subject nor background: check the edges",
+}
 
 
 @dataclass(frozen=True)

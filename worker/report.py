@@ -1,10 +1,14 @@
-"""``cutq report``: one static HTML page to review a run, from its completion events.
+"""``cutq report``: one static HTML page to review a run, from its manifest rows.
 
-The page lists every job: the input beside each rendition (cutouts on a checkerboard, the rest
-on their own background), each rendition's verdict and failed rules, the job's quality flags
-and timings, with filters for ``fail``, failed jobs and each flag. Pictures are small WebP
-thumbnails in a folder beside the page (``<page>.files/``), loaded lazily; the page renders
-rows a page at a time from JSON embedded in it, so a 10,000-job run opens quickly. No server.
+The page lists every job with its name and ref: the input beside each rendition (cutouts on a
+checkerboard, the rest on their own background) linked to the full-size file, each
+rendition's verdict with its reasons, the job's quality flags (each with a line saying what it
+means) and timings. Views for pass / review / fail / failed jobs / passed but flagged and each
+flag, a search by name, ref or job id, sorting by fill, confidence or time. Beside the page: a
+folder of small WebP thumbnails (``<page>.files/``), loaded lazily, and the rerun list
+(``<stem>-rerun.csv``: the review/fail rows and failed jobs, which ``cutq submit
+--from-manifest`` takes). Rows are rendered a page at a time from JSON embedded in the page,
+so a 10,000-job run opens quickly. No server.
 """
 
 from __future__ import annotations
@@ -14,22 +18,26 @@ import io
 import json
 import logging
 import shutil
-from collections.abc import Iterable
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from PIL import Image, ImageOps
 
-from cutq.core.storage import open_storage
-from cutq.worker.quality import FLAGS
+from cutq.core.manifest import ManifestRow
+from cutq.core.rerun import needs_rerun, write_rerun_list
+from cutq.core.storage import Stores, split_gs_uri
+from cutq.worker.quality import FLAG_MEANINGS, FLAGS
 from cutq.worker.report_page import PAGE
 
 log = logging.getLogger(__name__)
 
 THUMB_PX = 160
 MAX_THUMB_SOURCE_BYTES = 64 << 20  # a thumbnail never reads more than this of an input
+GCS_BROWSER = "https://storage.cloud.google.com/"  # a gs:// object in a signed-in browser
 
 
 @dataclass(frozen=True)
@@ -37,127 +45,133 @@ class ReportSummary:
     """What :func:`write_report` wrote."""
 
     jobs: int
-    failed_renditions: int
+    verdicts: dict[str, int]  # jobs per verdict (pass, review, fail)
+    failed_jobs: int
     flagged: int
+    rerun: int  # lines of the rerun list
     thumbnails: int
     missing_thumbnails: int
     path: Path
-
-
-def read_events(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
-    """The latest event of each job (its ``data``) from JSONL files or run folders.
-
-    Lines may be CloudEvents or pulled Pub/Sub messages (``{"body": …}``); a later event of a
-    job replaces an earlier one, except that a duplicate never hides a first computation.
-    """
-    jobs: dict[str, dict[str, Any]] = {}
-    for given in paths:
-        path = Path(given)
-        file = path / "events.jsonl" if path.is_dir() else path
-        for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                document = json.loads(line)
-            except ValueError:
-                log.warning("%s:%d: not JSON; skipped", file, number)
-                continue
-            data = (document.get("body") or document).get("data")
-            if not isinstance(data, dict) or "job_id" not in data:
-                log.warning("%s:%d: not a cutq event; skipped", file, number)
-                continue
-            earlier = jobs.get(data["job_id"])
-            if earlier is None or not (data.get("duplicate") and not earlier.get("duplicate")):
-                jobs[data["job_id"]] = data
-    return list(jobs.values())
+    rerun_path: Path
 
 
 def write_report(
-    events: list[dict[str, Any]],
+    rows: Sequence[ManifestRow],
     page: str | Path,
     *,
+    stores: Stores,
     thumb_px: int = THUMB_PX,
     threads: int = 8,
     title: str = "cutq run",
 ) -> ReportSummary:
-    """Write the page and its thumbnails; returns what it holds."""
+    """Write the page, its thumbnails and its rerun list; returns what they hold."""
     page = Path(page)
     files = page.with_name(page.name + ".files")
+    rerun_path = page.with_name(page.stem + "-rerun.csv")
     if files.exists():
         shutil.rmtree(files)
     files.mkdir(parents=True)
-    rows, work = [], []
-    for index, data in enumerate(events):
-        row = _row(index, data)
-        rows.append(row)
-        work.append((data.get("input"), files / f"{index}-input.webp", row, "input"))
-        for output in row["outputs"]:
-            name = f"{index}-{output['name']}.webp"
-            work.append((output.pop("uri"), files / name, output, "thumb"))
+    jobs, work = [], []
+    for index, row in enumerate(rows):
+        job = _job(index, row)
+        jobs.append(job)
+        work.append((row.input, files / f"{index}-input.webp", job, "thumb"))
+        for number, (output, shown) in enumerate(zip(row.outputs, job["outputs"], strict=True)):
+            work.append((output.uri, files / f"{index}-{number}.webp", shown, "thumb"))
     made = 0
     with ThreadPoolExecutor(threads, thread_name_prefix="cutq-thumb") as pool:
-        for (_, target, holder, key), ok in zip(
-            work, pool.map(lambda item: _thumbnail(item[0], item[1], thumb_px), work), strict=True
-        ):
-            holder[key] = f"{files.name}/{target.name}" if ok else None
+        done = pool.map(lambda item: _thumbnail(stores, item[0], item[1], thumb_px), work)
+        for (_, target, holder, key), ok in zip(work, done, strict=True):
+            holder[key] = f"{quote(files.name)}/{target.name}" if ok else None
             made += ok
-    payload = json.dumps({"title": title, "flags": FLAGS, "jobs": rows}, separators=(",", ":"))
+    rerun = write_rerun_list(rows, rerun_path)
+    payload = {
+        "title": title,
+        "flags": {flag: FLAG_MEANINGS.get(flag, "") for flag in FLAGS},
+        "rerun": {"href": quote(rerun_path.name), "count": rerun},
+        "jobs": jobs,
+    }
+    text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+    # every "<" escaped: no "</script>" or "<!--" in the data can end or bend the script
     document = PAGE.replace("__TITLE__", html.escape(title)).replace(
-        "__DATA__", payload.replace("</", "<\\/")
+        "__DATA__", text.replace("<", "\\u003c")
     )
     page.write_text(document, encoding="utf-8")
+    verdicts = {verdict: 0 for verdict in ("pass", "review", "fail")}
+    for row in rows:
+        if row.status == "completed" and row.verdict in verdicts:
+            verdicts[row.verdict] += 1
     return ReportSummary(
         jobs=len(rows),
-        failed_renditions=sum(o.get("verdict") == "fail" for r in rows for o in r["outputs"]),
-        flagged=sum(bool(r["flags"]) for r in rows),
+        verdicts=verdicts,
+        failed_jobs=sum(row.status == "failed" for row in rows),
+        flagged=sum(bool(row.flags) for row in rows),
+        rerun=rerun,
         thumbnails=made,
         missing_thumbnails=len(work) - made,
         path=page,
+        rerun_path=rerun_path,
     )
 
 
-def _row(index: int, data: dict[str, Any]) -> dict[str, Any]:
-    timings = data.get("timings_ms") or {}
-    error = data.get("error") or {}
-    outputs = [
-        {
-            "name": output.get("name") or output.get("kind"),
-            "uri": output.get("uri"),
-            "kind": output.get("kind"),
-            # a cutout that may hold transparency is shown on a checkerboard
-            "checker": output.get("kind") == "cutout"
-            and str(output.get("uri", "")).endswith((".png", ".webp", ".avif")),
-            "preset": output.get("preset"),
-            "verdict": output.get("verdict"),
-            "failed": output.get("failed") or [],
-            "fill": (output.get("figures") or {}).get("fill"),
-            "purity": (output.get("figures") or {}).get("purity"),
-            "width": output.get("width"),
-            "height": output.get("height"),
-            "size": output.get("size"),
-        }
-        for output in data.get("outputs") or []
-    ]
+def href(uri: str | None) -> str | None:
+    """A link a browser can open for a stored object: ``file://`` as it is, ``gs://`` through
+    the Cloud Console's authenticated object URL; None for anything else (a manifest is
+    input: a ``javascript:`` "URI" in it never becomes a link)."""
+    if not uri:
+        return None
+    if uri.startswith("gs://"):
+        bucket, name = split_gs_uri(uri)
+        return GCS_BROWSER + quote(bucket) + "/" + quote(name)
+    if uri.startswith("file:///"):
+        return uri
+    return None if ":" in uri else Path(uri).absolute().as_uri()
+
+
+def _job(index: int, row: ManifestRow) -> dict[str, Any]:
+    fills = [output.fill for output in row.outputs if output.fill is not None]
     return {
         "i": index,
-        "job_id": data.get("job_id"),
-        "name": str(data.get("input") or "").rsplit("/", 1)[-1],
-        "status": data.get("status"),
-        "error": f"{error.get('code')}: {error.get('message')}" if error else None,
-        "flags": data.get("flags") or [],
-        "total_ms": timings.get("total"),
-        "infer_ms": timings.get("infer"),
-        "duplicate": bool(data.get("duplicate")),
-        "outputs": outputs,
+        "job_id": row.job_id,
+        "name": row.name or "",
+        "ref": row.ref or "",
+        "href": href(row.input),
+        "status": row.status,
+        "verdict": row.verdict if row.status == "completed" else None,
+        "error": f"{row.error_code}: {row.error_message}" if row.error_code else None,
+        "flags": list(row.flags),
+        "confidence": row.confidence,
+        "fill": min(fills) if fills else None,  # the smallest of its renditions'
+        "total_ms": row.timings_ms.get("total"),
+        "infer_ms": row.timings_ms.get("infer"),
+        "time": row.time,
+        "duplicate": row.duplicate,
+        "rerun": needs_rerun(row),
+        "outputs": [
+            {
+                "name": output.name,
+                "href": href(output.uri),
+                # a cutout that may hold transparency is shown on a checkerboard
+                "checker": output.kind in ("cutout", None)
+                and str(output.uri or "").endswith((".png", ".webp", ".avif")),
+                "verdict": output.verdict,
+                "reasons": list(output.reasons),
+                "fill": output.fill,
+                "purity": output.purity,
+                "width": output.width,
+                "height": output.height,
+            }
+            for output in row.outputs
+        ],
     }
 
 
-def _thumbnail(uri: str | None, target: Path, px: int) -> bool:
+def _thumbnail(stores: Stores, uri: str | None, target: Path, px: int) -> bool:
     """A small WebP of ``uri`` at ``target`` (transparency kept); False when unreadable."""
     if not uri:
         return False
     try:
-        data = open_storage(uri).read(uri, max_bytes=MAX_THUMB_SOURCE_BYTES)
+        data = stores.open(uri).read(uri, max_bytes=MAX_THUMB_SOURCE_BYTES)
         with Image.open(io.BytesIO(data)) as opened:
             opened.draft("RGB", (px * 2, px * 2))  # JPEG: decode at a fraction of the size
             image = ImageOps.exif_transpose(opened)

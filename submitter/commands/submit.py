@@ -10,6 +10,7 @@ import argparse
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -24,7 +25,8 @@ if TYPE_CHECKING:
     from cutq.core.contract import OutputSpec
     from cutq.core.control import Expiry
     from cutq.core.request import JobRequest
-    from cutq.submitter.bulk import BulkSettings
+    from cutq.core.rerun import RerunEntry
+    from cutq.submitter.bulk import BulkProgress, BulkSettings, SubmitError
     from cutq.submitter.client import JobHandle, Submitter, Watcher
 
 log = logging.getLogger(__name__)
@@ -40,7 +42,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--wait, 3 if a result failed its preset's verdict, 4 if one needs review (0 with "
         "--accept-review); 5 if the inputs held no image (docs/verdicts.md).",
     )
-    parser.add_argument("inputs", nargs="+", help="files, directories, gs://bucket/prefix")
+    parser.add_argument("inputs", nargs="*", help="files, directories, gs://bucket/prefix")
+    parser.add_argument(
+        "--from-manifest",
+        metavar="FILE",
+        help="submit the inputs a rerun list or manifest names (CSV or JSONL: input, ref, name)",
+    )
     parser.add_argument("--topic", help="jobs topic projects/P/topics/T (CUTQ_JOBS_TOPIC)")
     parser.add_argument("--bulk-topic", help="the bulk lane's jobs topic (CUTQ_BULK_TOPIC)")
     parser.add_argument(
@@ -65,6 +72,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--wait", action="store_true", help="wait for every completion event")
     parser.add_argument("--timeout-s", type=float, default=3600.0, help="how long --wait waits")
     parser.add_argument("--download", metavar="DIR", help="with --wait: download the results")
+    parser.add_argument(
+        "--manifest", metavar="FILE", help="with --wait: one row per job to FILE .jsonl and .csv"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
         "--run-id",
@@ -132,7 +142,7 @@ class Summary:
 def handle(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from cutq.submitter.bulk import BulkProgress, SubmitError, submit_bulk
+    from cutq.submitter.bulk import BulkProgress
     from cutq.submitter.client import Submitter, SubmitterConfig
 
     config = SubmitterConfig.from_env(
@@ -145,14 +155,20 @@ def handle(args: argparse.Namespace) -> int:
     )
     if not config.output:
         raise ConfigError("no output: pass --output or set CUTQ_SUBMITTER_OUTPUT")
-    if args.download and not args.wait:
-        raise ConfigError("--download needs --wait")
+    if (args.download or args.manifest) and not args.wait:
+        raise ConfigError("--download and --manifest need --wait")
+    entries = _rerun_entries(args)
     lane = Lane(args.lane) if args.lane else default_lane(args.inputs)
     request = _request(args, config.output, lane)
     settings = _settings(args)
     from cutq.submitter.credentials import require_credentials
 
-    uris = [*map(str, args.inputs), config.output, config.staging or ""]
+    uris = [
+        *map(str, args.inputs),
+        *(e.input for e in entries),
+        config.output,
+        config.staging or "",
+    ]
     # after every argument is checked: a typo is told first
     require_credentials(storage=any(uri.startswith("gs://") for uri in uris))
     log.info("submitting to the %s lane (%s)", lane.value, config.topic_for(lane))
@@ -172,8 +188,8 @@ def handle(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         with tqdm(unit="job", disable=args.no_progress, desc="submit") as bar:
-            for handle in submit_bulk(
-                submitter, args.inputs, request, settings, progress=progress, on_error=on_error
+            for handle in _submit(
+                submitter, args, entries, request, settings, progress=progress, on_error=on_error
             ):
                 if watcher is not None:
                     handles.append(handle)
@@ -243,7 +259,10 @@ def _settings(args: argparse.Namespace) -> BulkSettings:
 
 
 def _wait(
-    watcher: Watcher, handles: list[JobHandle], args: argparse.Namespace, summary: Summary
+    watcher: Watcher,
+    handles: list[JobHandle],
+    args: argparse.Namespace,
+    summary: Summary,
 ) -> None:
     from tqdm import tqdm
 
@@ -258,7 +277,12 @@ def _wait(
 
     with tqdm(total=len(handles), unit="job", disable=args.no_progress, desc="wait") as bar:
         try:
-            results = watcher.wait(handles, args.timeout_s, check_objects=True, on_result=progress)
+            # a manifest wants each job's event (verdicts, flags, timings), not only its objects:
+            # the watcher exists before the first publish, so no event is missed
+            by_objects = not args.manifest
+            results = watcher.wait(
+                handles, args.timeout_s, check_objects=by_objects, on_result=progress
+            )
         except WaitTimeout as error:
             print(f"cutq: {error}")
             results, summary.pending = error.results, len(error.pending)
@@ -275,6 +299,15 @@ def _wait(
             summary.failed += 1
             summary.expired += result.ending == "deadline_exceeded"
             summary.failures.append(f"  failed {result.job_id}: {result.error_code}")
+    if args.manifest:
+        from cutq.core.manifest import write_manifest
+        from cutq.submitter.manifest_rows import manifest_rows
+
+        given = {
+            h.job_id: {k: v for k, v in (("ref", h.ref), ("name", h.name)) if v} for h in handles
+        }
+        paths = write_manifest(manifest_rows(handles, results, given), args.manifest)
+        print("manifest: " + ", ".join(str(path) for path in paths))
     if args.download:
         from cutq.core.storage import open_storage
 
@@ -289,6 +322,53 @@ def _wait(
             if future.exception() is not None:
                 summary.errors += 1
                 summary.failures.append(f"  download {uri}: {future.exception()}")
+
+
+def _rerun_entries(args: argparse.Namespace) -> list[RerunEntry]:
+    """The entries of ``--from-manifest`` (none without it); positional inputs or the list."""
+    from cutq.core.rerun import read_rerun_list
+
+    if not args.from_manifest:
+        if not args.inputs:
+            raise ConfigError("nothing to submit: give inputs or --from-manifest FILE")
+        return []
+    if args.inputs:
+        raise ConfigError("give inputs or --from-manifest FILE, not both")
+    return read_rerun_list(args.from_manifest)
+
+
+def _submit(
+    submitter: Submitter,
+    args: argparse.Namespace,
+    entries: list[RerunEntry],
+    request: JobRequest,
+    settings: BulkSettings,
+    *,
+    progress: BulkProgress,
+    on_error: Callable[[SubmitError], None],
+) -> Iterator[JobHandle]:
+    """The bulk submission of the inputs (:func:`~cutq.submitter.bulk.submit_bulk`: listing,
+    checkpoint, rate, skip-done); with ``--from-manifest``, the listed entries instead, each
+    with its own ``ref`` and ``name``."""
+    from cutq.submitter.bulk import SubmitError, submit_bulk
+    from cutq.submitter.staging import NamedSource
+
+    if not entries:
+        yield from submit_bulk(
+            submitter, args.inputs, request, settings, progress=progress, on_error=on_error
+        )
+        return
+
+    def failed(source: str, error: BaseException) -> None:
+        failure = SubmitError(source, error)
+        progress.errors.append(failure)
+        on_error(failure)
+
+    sources = [NamedSource(e.input, name=e.name or None, ref=e.ref or None) for e in entries]
+    for handle in submitter.submit_many(sources, request, run_id=settings.run_id, on_error=failed):
+        progress.published += not handle.skipped
+        progress.skipped += handle.skipped
+        yield handle
 
 
 def _start_run(

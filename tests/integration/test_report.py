@@ -1,5 +1,6 @@
 """``cutq report`` opened in a real headless Chromium (Debian's package): no console errors,
-every job shown, the filters select what they say."""
+every job shown, the views, search and sort select what they say; the manifest's round trip
+through ``cutq report``; the rerun list it exports."""
 
 from __future__ import annotations
 
@@ -79,7 +80,7 @@ def test_the_page_loads_without_console_errors_and_shows_every_job(report: Path)
     page, console = dom(report.as_uri())
     assert console == []
     assert len(rows(page)) == len(list(SAMPLES.iterdir())) + 1
-    assert page.count('class="fail"') >= 1  # verdicts shown
+    assert page.count('class="verdict fail"') >= 1  # verdicts shown
     thumbs = re.findall(r'<img src="([^"]+)"', page)
     assert thumbs and all((report.parent / src).is_file() for src in thumbs)
     assert "image_undecodable" in page
@@ -109,8 +110,9 @@ def test_the_harness_sees_a_broken_page(tmp_path: Path) -> None:
 
 
 def test_a_bulk_runs_events_with_results_in_a_bucket(gcs_bucket: str, tmp_path: Path) -> None:
-    from cutq.core.storage import open_storage
-    from cutq.worker.report import read_events, write_report
+    from cutq.core.manifest import read_events
+    from cutq.core.storage import Stores, open_storage
+    from cutq.worker.report import write_report
 
     storage = open_storage(f"gs://{gcs_bucket}")
     source, result = f"gs://{gcs_bucket}/in/ball.jpg", f"gs://{gcs_bucket}/out/ball.thumb.webp"
@@ -122,7 +124,9 @@ def test_a_bulk_runs_events_with_results_in_a_bucket(gcs_bucket: str, tmp_path: 
     pulled = [{"body": {"data": first}}, {"body": {"data": again}}]  # as pulled from Pub/Sub
     events = tmp_path / "events.jsonl"
     events.write_text("\n".join(json.dumps(line) for line in pulled) + "\n")
-    summary = write_report(read_events([events]), tmp_path / "bulk.html")
+    summary = write_report(read_events([events]), tmp_path / "bulk.html", stores=Stores())
     assert (summary.jobs, summary.thumbnails, summary.missing_thumbnails) == (1, 2, 0)
     page, console = dom(summary.path.as_uri())
     assert console == [] and rows(page) == ["j1"]
+    # full size: the object in a signed-in browser
+    assert f'href="https://storage.cloud.google.com/{gcs_bucket}/out/ball.thumb.webp"' in page

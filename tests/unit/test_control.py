@@ -321,7 +321,7 @@ def test_submit_wait_counts_cancelled_and_expired_jobs_as_not_completed(
             return results
 
     summary = Summary(published=5)
-    args = Namespace(timeout_s=10.0, no_progress=True, download=None, preset=[])
+    args = Namespace(timeout_s=10.0, no_progress=True, download=None, preset=[], manifest=None)
     _wait(Watcher(), [object()] * 5, args, summary)  # type: ignore[arg-type]
     assert (summary.completed, summary.failed, summary.expired, summary.cancelled) == (1, 2, 1, 2)
     assert not summary.ok
