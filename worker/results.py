@@ -25,8 +25,18 @@ from cutq.core.presets import PRESETS
 from cutq.core.renditions import Rendition
 from cutq.core.storage import ObjectInfo, Storage
 from cutq.worker import canvas, framing, imaging, matting, quality, verdict
-from cutq.worker.config import WorkerConfig
 from cutq.worker.subject import find_subject
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """What the worker's configuration decides about rendering (the
+    :class:`~cutq.worker.config.WorkerConfig` fields of the same names, passed in: render
+    never reads the engine's configuration)."""
+
+    default_foreground: str = "none"  # edge colours for jobs and renditions that do not say
+    matting_max_pixels: int = 1_000_000
+    matting_timeout_s: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -72,7 +82,7 @@ def render(
     mask: np.ndarray,
     job: Job,
     results: tuple[Result, ...],
-    config: WorkerConfig,
+    settings: RenderSettings,
 ) -> Rendering:
     """Render each result of ``job`` from one model ``mask``."""
     options = job.options
@@ -81,8 +91,8 @@ def render(
         mask,
         post_process=options.post_process,
         matting=options.matting,
-        max_pixels=config.matting_max_pixels,
-        timeout_s=config.matting_timeout_s,
+        max_pixels=settings.matting_max_pixels,
+        timeout_s=settings.matting_timeout_s,
         label=job.job_id,
     )
     alpha = imaging.combine_alpha(mask, image.alpha)
@@ -94,7 +104,7 @@ def render(
     def mode_of(rendition: Rendition) -> str | None:
         if rendition.kind != "cutout":
             return None
-        return rendition.foreground or options.foreground or config.default_foreground
+        return rendition.foreground or options.foreground or settings.default_foreground
 
     def rgb_for(mode: str) -> np.ndarray:
         if mode not in colours:
