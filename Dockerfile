@@ -14,7 +14,7 @@
 #   docker build --build-arg MODEL_URL=https://…/model.onnx --build-arg MODEL_SHA256=<sha256> \
 #                --build-arg MODEL_SPEC=birefnet.json -t cutq .
 # The ONNX GPU image (onnxruntime-gpu for CUDA 12 and its nvidia-*-cu12 libraries, no torch:
-# worker/onnx_builds.py): --build-arg EXTRAS=gpu-onnx --build-arg TORCH_VERSION=
+# worker/runtime/onnx_builds.py): --build-arg EXTRAS=gpu-onnx --build-arg TORCH_VERSION=
 #
 # CUDA: the torch wheel carries its own CUDA runtime; Cloud Run mounts the NVIDIA driver, and
 # the wheel's CUDA version must be one that driver runs. Cloud Run documents driver 535 (CUDA
@@ -22,7 +22,7 @@
 # driver >= 525, while CUDA 13.x builds need >= 580. PyTorch 2.14 publishes CUDA 12.6, 13.0 and
 # 13.2 builds only (12.8 went in 2.12; PyPI's default is 13.2), and its 2.15 plan drops 12.6:
 # so torch 2.14.1 from the cu126 index, whose sm_86 code runs on the L4 (Ada, sm_89). Change
-# these three together, to a row of worker/torch_builds.py (tests/unit/test_torch_builds.py
+# these three together, to a row of worker/runtime/torch_builds.py (tests/unit/test_torch_builds.py
 # checks it). An empty TORCH_INDEX_URL installs the default wheel from the package index.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm

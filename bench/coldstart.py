@@ -191,7 +191,7 @@ def probe_main(listing: Path, out: Path) -> int:
     from cutq.worker.local_run import run_local
 
     raw = json.loads(os.environ["CUTQ_BENCH_CONFIG"])
-    from cutq.worker.hardware import Platform
+    from cutq.worker.runtime.hardware import Platform
 
     config = WorkerConfig(
         **{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()},

@@ -17,7 +17,7 @@ import time
 
 from PIL import Image, ImageCms
 
-from cutq.worker import colour, imaging
+from cutq.worker.render import colour, imaging
 from tests.support.icc import PROFILES
 
 

@@ -37,10 +37,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from cutq.worker.inference import mask_from_array
 from cutq.worker.models import onnx_engine
 from cutq.worker.models.u2netp_onnx import FIXED_SHAPE, U2NetPOnnx
 from cutq.worker.models.u2netp_spec import preprocess_array
+from cutq.worker.runtime.inference import mask_from_array
 
 SIDE = FIXED_SHAPE[2]
 Forward = Callable[[np.ndarray], np.ndarray]

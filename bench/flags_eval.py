@@ -8,7 +8,7 @@ alone (every 8th image is its scene's background with no object); ``edge`` — a
 the frame (every 4th image is cropped through its subject's middle); ``multiple`` — two or more
 separate objects in the ground truth (each at least 2 % of the largest's area); ``uncertain`` —
 the model's mask is poor (IoU with the ground truth under 0.8), which is what the flag exists
-to catch. Flags come from :func:`cutq.worker.quality.assess` on the model's mask.
+to catch. Flags come from :func:`cutq.worker.render.quality.assess` on the model's mask.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.harness import publish  # noqa: E402
-from cutq.worker import quality  # noqa: E402
-from cutq.worker.subject import label_parts  # noqa: E402
+from cutq.worker.render import quality  # noqa: E402
+from cutq.worker.render.subject import label_parts  # noqa: E402
 
 POOR_IOU = 0.8
 PART_SHARE = 0.02
@@ -74,8 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--details", help="write each image's labels and figures here")
     args = parser.parse_args(argv)
     from cutq.worker.config import WorkerConfig
-    from cutq.worker.inference import Runner
     from cutq.worker.models import create_model
+    from cutq.worker.runtime.inference import Runner
 
     config = WorkerConfig.from_env({})
     runner = Runner(create_model(config), config.device, config.precision, platform=config.platform)

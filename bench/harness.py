@@ -27,11 +27,11 @@ from PIL import Image
 from cutq.core.contract import Options, OutputSpec, new_job
 from cutq.core.events import Event
 from cutq.core.storage import open_storage, to_uri
-from cutq.worker import imaging
 from cutq.worker.config import WorkerConfig
-from cutq.worker.inference import Runner
 from cutq.worker.joblog import JobLog
 from cutq.worker.pipeline import Pipeline
+from cutq.worker.render import imaging
+from cutq.worker.runtime.inference import Runner
 from cutq.worker.sinks import EventSink, JsonlEventSink
 from cutq.worker.sources.local import LocalDelivery
 

@@ -44,7 +44,7 @@ from cutq.core.contract import OutputSpec, new_job  # noqa: E402
 from cutq.core.lanes import Lane, lane_attributes  # noqa: E402
 from cutq.core.storage import open_storage  # noqa: E402
 from cutq.worker.config import WorkerConfig  # noqa: E402
-from cutq.worker.inference import Runner  # noqa: E402
+from cutq.worker.runtime.inference import Runner  # noqa: E402
 
 log = logging.getLogger("bench.lanes")
 DISTINCT_IMAGES = 16  # bytes cycled over the inputs (each job still has its own input URI)

@@ -47,9 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import onnxruntime as ort
 
-    from cutq.worker.inference import Runner
     from cutq.worker.models.onnx_custom import CustomOnnx
     from cutq.worker.models.onnx_spec import ModelSpec
+    from cutq.worker.runtime.inference import Runner
     from tests.support import rembg_reference
 
     home = peer.rembg_home(args.cache)

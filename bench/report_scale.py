@@ -35,7 +35,7 @@ if str(ROOT) not in sys.path:
 from bench.harness import publish  # noqa: E402
 from cutq.core.manifest import read_events  # noqa: E402
 from cutq.core.storage import Stores  # noqa: E402
-from cutq.worker.report import write_report  # noqa: E402
+from cutq.worker.review.report import write_report  # noqa: E402
 
 SEARCHED = "#review&q=sku-000&sort=fill"
 

@@ -22,8 +22,8 @@ import numpy as np
 
 from bench import harness
 from cutq.worker.config import WorkerConfig
-from cutq.worker.inference import Runner
 from cutq.worker.models import create_model
+from cutq.worker.runtime.inference import Runner
 
 
 @dataclass(frozen=True)

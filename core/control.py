@@ -216,7 +216,7 @@ class Cancellations:
 
 def list_cancellations(storage: Storage, control: str, limit: int) -> Cancellations:
     """One listing of ``<control>/cancel/``; at most ``limit`` records are kept (the rest are
-    ignored, oldest names last: see the README on expiring records)."""
+    ignored, oldest names last: see docs/lanes.md on expiring records)."""
     prefix = f"{control}/cancel/"
     runs: set[str] = set()
     jobs: set[str] = set()

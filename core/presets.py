@@ -3,7 +3,7 @@ made from one must meet.
 
 A preset's ``fields`` are exactly what a job could write in a rendition itself (see
 :mod:`cutq.core.renditions`); a job naming a preset may override any of them. Its ``rules``
-are checked after encoding, on the encoded bytes (:mod:`cutq.worker.verdict`), and the event
+are checked after encoding, on the encoded bytes (:mod:`cutq.worker.render.verdict`), and the event
 says ``pass``, ``review`` or ``fail`` with each reason (docs/verdicts.md).
 
 Sources for the rules (the marketplaces' seller help pages): Amazon main images on pure white

@@ -23,7 +23,7 @@ from cutq.core.renditions import Rendition
 @dataclass(frozen=True)
 class JobRequest:
     """One job's settings. ``output`` None: the submitter's default; ``lane`` None:
-    interactive for one job, bulk for many (README, "Lanes"); ``ttl_s`` (from publish) and/or
+    interactive for one job, bulk for many (docs/lanes.md); ``ttl_s`` (from publish) and/or
     ``deadline``: past it the job is not computed but ends ``failed`` with
     ``deadline_exceeded``; ``ref`` and ``name`` (docs/identity.md) travel into the events,
     the results' metadata and the worker's log lines."""

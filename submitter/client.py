@@ -120,7 +120,7 @@ class Submitter:
         self, source: Source | NamedSource, request: JobRequest | None = None, **settings: Any
     ) -> JobHandle:
         """Upload when needed, publish one job and wait for Pub/Sub to accept it. One job is
-        interactive unless the request's ``lane`` says otherwise (README, "Lanes")."""
+        interactive unless the request's ``lane`` says otherwise (docs/lanes.md)."""
         request = JobRequest.of(request, **settings)
         job = self.prepare(source, request)
         pending = _Pending(label(source), job, submitted_at=_now())
@@ -139,7 +139,7 @@ class Submitter:
         **settings: Any,
     ) -> Iterator[JobHandle]:
         """Publish a job per source, lazily; yields handles in the order of ``sources``.
-        Many jobs are bulk unless the request's ``lane`` says otherwise (README, "Lanes");
+        Many jobs are bulk unless the request's ``lane`` says otherwise (docs/lanes.md);
         a :class:`NamedSource` gives its job its own ``ref`` and ``name``.
 
         Staging runs in ``prepare_threads`` threads a bounded distance ahead; publishes are

@@ -207,7 +207,8 @@ def check_gpu(work: Path) -> Venv:
 
 def check_gpu_onnx(work: Path) -> Venv:
     """``cutq[gpu-onnx]``: onnxruntime-gpu and its CUDA libraries instead of the CPU wheel, no
-    torch. The wheel installed is the pin of ``worker/onnx_builds.py`` (a CUDA 12 build) with
+    torch. The wheel installed is the pin of ``worker/runtime/onnx_builds.py`` (a CUDA 12 build)
+    with
     CUDA 12's nvidia-*-cu12 libraries and no CUDA 13 ones. With no GPU here, ``auto`` runs
     u2netp on its CPU provider; ``--device cuda`` (its CUDA provider listed, but no GPU to
     start it on: onnxruntime puts the session on the CPU with only a log line) must stop at
@@ -218,7 +219,7 @@ def check_gpu_onnx(work: Path) -> Venv:
     built = venv.python(
         "import importlib.metadata as m\n"
         "from onnxruntime.capi import build_and_package_info as b\n"
-        "from cutq.worker.onnx_builds import IMAGE_BUILD as pin\n"
+        "from cutq.worker.runtime.onnx_builds import IMAGE_BUILD as pin\n"
         "print(m.version('onnxruntime-gpu'), b.cuda_version, pin.version, pin.cuda)\n"
     ).split()
     if built[:2] != built[2:]:

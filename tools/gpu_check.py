@@ -322,7 +322,8 @@ def _write(out: Path, report: dict[str, object]) -> None:
 
 
 def markdown(report: Any) -> str:
-    """The report as tables: every step's status, then the benchmark rows (README, "GPU")."""
+    """The report as tables: every step's status, then the benchmark rows (docs/performance.md,
+    "GPU")."""
     lines = [
         f"GPU check {report['started']} ({report['mode']})",
         "",

@@ -48,7 +48,7 @@ class Step:
 
 
 def usable_gpu() -> bool:
-    from cutq.worker.hardware import Platform
+    from cutq.worker.runtime.hardware import Platform
 
     return Platform.detect().has_gpu
 
@@ -56,7 +56,7 @@ def usable_gpu() -> bool:
 def run_step(step: Step, *, gpu: bool, quick: bool, left_s: float, work: Path) -> dict[str, Any]:
     result: dict[str, Any] = {"name": step.name, "kind": step.kind, "seconds": 0.0}
     if step.gpu_only and not gpu:
-        from cutq.worker.hardware import Platform
+        from cutq.worker.runtime.hardware import Platform
 
         why = Platform.detect().problem() or "no CUDA device"
         return result | {"status": "skipped", "reason": f"needs a GPU ({step.gpu_only}); {why}"}
@@ -95,7 +95,7 @@ def _model(name: str, mode: str = "base") -> Any:
 
 
 def _runner(ctx: Ctx, name: str, mode: str = "base", precision: str = "auto") -> Any:
-    from cutq.worker.inference import Runner
+    from cutq.worker.runtime.inference import Runner
 
     runner = Runner(_model(name, mode), ctx.device, precision)
     runner.setup()
@@ -129,8 +129,8 @@ def _gpu_facts() -> dict[str, Any]:
 def environment(ctx: Ctx) -> Outcome:
     import torch
 
-    from cutq.worker import torch_builds
-    from cutq.worker.hardware import GpuStatus, Platform
+    from cutq.worker.runtime import torch_builds
+    from cutq.worker.runtime.hardware import GpuStatus, Platform
 
     status = Platform.detect().gpu or GpuStatus(present=False, usable=False)
     base = torch.__version__.split("+")[0]
@@ -157,7 +157,7 @@ def warmup_real_shapes(ctx: Ctx) -> Outcome:
     import numpy as np
     import torch
 
-    from cutq.worker.inference import batch_shapes
+    from cutq.worker.runtime.inference import batch_shapes
 
     data: dict[str, Any] = {}
     for name, mode in _models(ctx):
@@ -215,7 +215,7 @@ def oom_split(ctx: Ctx) -> Outcome:
     import torch
 
     counter = _Counter()
-    logging.getLogger("cutq.worker.inference").addHandler(counter)
+    logging.getLogger("cutq.worker.runtime.inference").addHandler(counter)
     total = torch.cuda.get_device_properties(0).total_memory
     runner = _runner(ctx, "inspyrenet", "base")
     tensor = torch.zeros(3, 1024, 1024)
@@ -334,7 +334,7 @@ def start_to_ready(ctx: Ctx) -> Outcome:
     code = (
         "import logging,time,sys;t=time.monotonic();logging.basicConfig(level=logging.INFO);"
         "from cutq.worker.service import Service;from cutq.worker.config import WorkerConfig;"
-        "from cutq.worker.hardware import Platform;"
+        "from cutq.worker.runtime.hardware import Platform;"
         f"s=Service.warmed_up(WorkerConfig(device='{ctx.device}',"
         f"max_batch={2 if ctx.quick else 8},platform=Platform.detect()));"
         "print('READY',time.monotonic()-t,s.ready_s,s.runner.warmup_s,flush=True);"

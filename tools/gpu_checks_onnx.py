@@ -24,9 +24,9 @@ def cuda_ep(ctx: Ctx) -> Outcome:
     import onnxruntime as ort
 
     from cutq.worker.config import WorkerConfig
-    from cutq.worker.hardware import Platform
-    from cutq.worker.inference import Runner
     from cutq.worker.models import create_model, onnx_engine
+    from cutq.worker.runtime.hardware import Platform
+    from cutq.worker.runtime.inference import Runner
 
     if ctx.gpu:  # the image's torch (CUDA 13) loads the CUDA and cuDNN libraries onnxruntime
         import torch  # noqa: F401  # -gpu 1.31 (CUDA 13) needs, as its preload_dlls says
@@ -141,9 +141,9 @@ def published_graphs(ctx: Ctx) -> Outcome:
     import onnxruntime as ort
 
     from cutq.worker.config import WorkerConfig
-    from cutq.worker.hardware import Platform
-    from cutq.worker.inference import Runner
     from cutq.worker.models import create_model, onnx_engine
+    from cutq.worker.runtime.hardware import Platform
+    from cutq.worker.runtime.inference import Runner
 
     if ctx.gpu and onnx_engine.CUDA_PROVIDER not in ort.get_available_providers():
         raise Skip(

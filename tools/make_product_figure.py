@@ -1,4 +1,4 @@
-"""The README's "Product photos" figure: samples before, and after each preset.
+"""The "Product photos" figure (docs/product-photos.md): samples before, and after each preset.
 
     .venv/bin/python -m tools.make_product_figure docs/product-photos.png
 

@@ -46,7 +46,7 @@ GROUPS = {
          "tests/unit/test_validation.py"],
     ),
     "imaging": (
-        ["worker/imaging.py"],
+        ["worker/render/imaging.py"],
         ["tests/unit/test_imaging.py", "tests/unit/test_imaging_exact.py"],
     ),
     "worker": (
@@ -57,7 +57,7 @@ GROUPS = {
     # Not in the default run: each surviving mutant here costs every covering pipeline test
     # (threads, a grace period, ~20 s), so this group alone takes ~45 min on 2 busy cores.
     "settle": (
-        ["worker/ledger.py", "worker/pipeline.py", "worker/results.py"],
+        ["worker/ledger.py", "worker/pipeline.py", "worker/render/results.py"],
         ["tests/unit/test_pipeline.py"],
     ),
     # Issue 23: the concurrency code, one group per module, each with the tests named for it.
@@ -235,7 +235,7 @@ EQUIVALENT.update(
     }
 )
 EQUIVALENT.update(
-    (f"cutq.worker.imaging.x_{name}", reason)
+    (f"cutq.worker.render.imaging.x_{name}", reason)
     for reason, names in _IMAGING.items()
     for name in names
 )

@@ -4,7 +4,7 @@
 subscribes with StreamingPull and client flow control ``--max-messages``, and acks them at
 ``--rate`` per second from one consumer thread (the callback only queues them, as the worker's
 pipeline does). It prints how many messages were delivered more than once, and for those
-whether the second delivery came before or after the first ack. See README, Development.
+whether the second delivery came before or after the first ack. See docs/development.md.
 """
 
 from __future__ import annotations

@@ -80,7 +80,7 @@ def create_resources(n: dict[str, str]) -> None:
     try:
         for topic in TOPICS:
             publisher.create_topic(name=n[topic])
-        # One lane each (README, "Lanes"): subscription, retry policy and dead letters.
+        # One lane each (docs/lanes.md): subscription, retry policy and dead letters.
         for lane, topic, dead, min_backoff_s, attempts in (
             ("jobs", "jobs_topic", "dead_letter", RETRY_MIN_BACKOFF_S, MAX_DELIVERY_ATTEMPTS),
             ("bulk", "bulk_topic", "bulk_dead_letter", BULK_RETRY_MIN_BACKOFF_S,

@@ -17,8 +17,8 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 from cutq.core.contract import FOREGROUNDS, FORMATS, KINDS, RESIZES, OutputSpec, check_output
 from cutq.core.control import control_uri
 from cutq.core.errors import ConfigError, InvalidJob
-from cutq.worker.hardware import CPU_ONLY, Platform
 from cutq.worker.lane_policy import LanePolicy, default_reserve
+from cutq.worker.runtime.hardware import CPU_ONLY, Platform
 
 log = logging.getLogger(__name__)
 ENGINES = ("auto", "torch", "onnxruntime")
@@ -59,7 +59,8 @@ class WorkerConfig:
     model_mode: str | None = None  # model-specific variant, e.g. inspyrenet "base" | "fast"
     model_spec: str | None = None  # a JSON model spec: serve that ONNX graph (onnx_spec.py)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: str = "auto"  # auto (the model's choice on CUDA, README "GPU") | fp32 | fp16 | bf16
+    # auto (the model's choice on CUDA, docs/performance.md "GPU") | fp32 | fp16 | bf16
+    precision: str = "auto"
     engine: str = "auto"  # auto (u2netp on a CPU: onnxruntime) | torch | onnxruntime
     threads: int | None = None  # the model's intra-op threads on a CPU; None: one per core
     streams: int | None = None  # images in the model at once on the onnxruntime engine, each on
@@ -224,7 +225,7 @@ class WorkerConfig:
     def on_gpu(self) -> bool:
         """Whether the model runs on a GPU (``auto``: whether the platform found at start-up
         has one that is present *and* usable by torch; a present but unusable one gets CPU
-        defaults, named in a warning by :meth:`~cutq.worker.hardware.Platform.detect`)."""
+        defaults, named in a warning by :meth:`~cutq.worker.runtime.hardware.Platform.detect`)."""
         if self.device == "auto":
             return self.platform.has_gpu
         return self.device.startswith("cuda")
@@ -233,7 +234,8 @@ class WorkerConfig:
     def default_foreground(self) -> str:
         """Edge colours for jobs that do not say. ``auto`` is ``ml`` for a model whose alpha
         is sharp (InSPyReNet: edge-band error −64 % with an exact alpha) and ``none`` for
-        u2netp, whose blurry masks gain 2 % for 11 % of a CPU worker's throughput (README,
+        u2netp, whose blurry masks gain 2 % for 11 % of a CPU worker's throughput
+        (docs/product-photos.md,
         "Clean edges": the table from ``cutq eval --edges``)."""
         if self.foreground != "auto":
             return self.foreground

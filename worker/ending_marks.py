@@ -2,7 +2,7 @@
 
 Pub/Sub delivers at least once, and the same job may be published twice: a worker must tell
 the first report of a job's ending from a repeat (``duplicate: true``), on any worker. A
-completed job's proof is its result object (create-only: :mod:`cutq.worker.results`). A job
+completed job's proof is its result object (create-only: :mod:`cutq.worker.render.results`). A job
 that failed, expired or was cancelled writes nothing, so before its event is published the
 worker creates, only if absent, a small mark in the control prefix (:mod:`cutq.core.control`)::
 

@@ -66,7 +66,7 @@ def log_job(task: Task, outcome: Outcome, trace_project: str | None = None) -> N
         "batch_size": task.batch_size,
         "trace": trace_of(task.delivery.attributes, trace_project),
         "ack_failed": task.ack_failed,  # exactly-once delivery refused the ack: it may come back
-        "lane": task.lane.value,  # interactive | bulk (README, "Lanes")
+        "lane": task.lane.value,  # interactive | bulk (docs/lanes.md)
     }
     if ending is Ending.COMPLETED:
         log.info(

@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from cutq.core.contract import Job
 from cutq.core.errors import TooLarge
 from cutq.core.renditions import Rendition
-from cutq.worker import framing
 from cutq.worker.config import WorkerConfig
-from cutq.worker.matting import FOREGROUND_MAX_PIXELS
+from cutq.worker.render import framing
+from cutq.worker.render.matting import FOREGROUND_MAX_PIXELS
 
 
 @dataclass(frozen=True)

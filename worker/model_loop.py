@@ -30,9 +30,9 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from cutq.core.lanes import Lane
 from cutq.worker.batcher import STOP, RankedQueue, RankView, get_batch
-from cutq.worker.inference import Prediction, Runner
 from cutq.worker.lane_policy import LanePolicy
 from cutq.worker.priority import yield_to_interactive
+from cutq.worker.runtime.inference import Prediction, Runner
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,8 @@
 * **infer**: the model loop (:mod:`cutq.worker.model_loop`) forms batches of same-sized
   inputs and runs them (one thread per stream of the model: two single-threaded forwards at
   once on a CPU with onnxruntime, one thread everywhere else).
-* **write**: from one mask, each of the job's renditions (:mod:`cutq.worker.results`: framing,
+* **write**: from one mask, each of the job's renditions (:mod:`cutq.worker.render.results`:
+  framing,
   edge colours, encode, a preset's verdict) and its quality flags; create each result object
   *only if absent*, so of two workers racing on one job exactly one writes each object.
 * **emit**: publish the ``completed``, ``failed`` or ``cancelled`` event, as news or as a
@@ -56,19 +57,20 @@ from cutq.core.errors import (
 from cutq.core.events import Event, OutputInfo
 from cutq.core.lanes import Lane
 from cutq.core.storage import Stores
-from cutq.worker import imaging, memory, results
+from cutq.worker import memory
 from cutq.worker.access import check_allowed
 from cutq.worker.cancellations import CancelWatch, withdrawal
 from cutq.worker.config import WorkerConfig
 from cutq.worker.ending_marks import EndingMarks
-from cutq.worker.inference import Prediction, Runner
 from cutq.worker.lane_policy import LanePolicy
 from cutq.worker.ledger import Ledger
 from cutq.worker.model_loop import ModelLoop
 from cutq.worker.outcome import Ending, Observer, Outcome, Stats
 from cutq.worker.priority import started_pool
-from cutq.worker.quality import Quality
-from cutq.worker.results import Result
+from cutq.worker.render import imaging, results
+from cutq.worker.render.quality import Quality
+from cutq.worker.render.results import Result
+from cutq.worker.runtime.inference import Prediction, Runner
 from cutq.worker.sinks import EventSink
 from cutq.worker.sources import Delivery, lane_of_delivery
 from cutq.worker.task import Task

@@ -23,11 +23,11 @@ from collections.abc import Callable, Iterator, Sequence
 from cutq.core.storage import Stores
 from cutq.worker.cancellations import CancelWatch
 from cutq.worker.config import WorkerConfig
-from cutq.worker.inference import Runner, batch_shapes
 from cutq.worker.joblog import JobLog
 from cutq.worker.models import create_model
 from cutq.worker.outcome import Observer, Stats
 from cutq.worker.pipeline import Pipeline, stores_for
+from cutq.worker.runtime.inference import Runner, batch_shapes
 from cutq.worker.sinks import EventSink, LogEventSink, PubSubEventSink
 from cutq.worker.sources import Intake, Source, StopReason
 

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from cutq.worker.config import WorkerConfig
-from cutq.worker.inference import Runner
 from cutq.worker.models import create_model
 from cutq.worker.models.onnx_custom import CustomOnnx
+from cutq.worker.runtime.inference import Runner
 from tests.infra.tfconfig import ROOT
 from tests.support import onnx_graphs
 

@@ -12,8 +12,8 @@ from PIL import Image
 from cutq.cli import main
 from cutq.worker.evaluation.dataset import DEFAULT_SEED, generate
 from cutq.worker.evaluation.evaluate import evaluate
-from cutq.worker.inference import Runner
 from cutq.worker.models.u2netp import U2NetP
+from cutq.worker.runtime.inference import Runner
 
 #: The quality bar (issue 3): the bundled u2netp reaches this mean IoU at threshold 0.5.
 MIN_MEAN_IOU = 0.85

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from cutq.cli import main
-from cutq.worker import colour
+from cutq.worker.render import colour
 from tests.support.cloud import Cloud, ThreadWorker
 from tests.support.emulators import PubSubEmulator
 

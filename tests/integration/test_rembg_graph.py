@@ -18,9 +18,9 @@ import onnxruntime as ort
 import pytest
 
 from bench import peer
-from cutq.worker.inference import Runner
 from cutq.worker.models.onnx_custom import CustomOnnx
 from cutq.worker.models.onnx_spec import ModelSpec
+from cutq.worker.runtime.inference import Runner
 from tests.support import rembg_reference
 
 ROOT = Path(__file__).resolve().parents[2]

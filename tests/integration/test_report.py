@@ -112,7 +112,7 @@ def test_the_harness_sees_a_broken_page(tmp_path: Path) -> None:
 def test_a_bulk_runs_events_with_results_in_a_bucket(gcs_bucket: str, tmp_path: Path) -> None:
     from cutq.core.manifest import read_events
     from cutq.core.storage import Stores, open_storage
-    from cutq.worker.report import write_report
+    from cutq.worker.review.report import write_report
 
     storage = open_storage(f"gs://{gcs_bucket}")
     source, result = f"gs://{gcs_bucket}/in/ball.jpg", f"gs://{gcs_bucket}/out/ball.thumb.webp"

@@ -15,7 +15,7 @@ from cutq.cli import main
 from cutq.core.events import Event, OutputInfo
 from cutq.core.manifest import read_manifest, row_from_event, write_manifest
 from cutq.core.rerun import read_rerun_list
-from cutq.worker.quality import FLAG_MEANINGS
+from cutq.worker.render.quality import FLAG_MEANINGS
 from tests.conftest import SAMPLES
 from tests.integration.test_report import dom, rows
 

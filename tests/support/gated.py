@@ -19,10 +19,10 @@ from cutq.core.contract import OutputSpec, new_job
 from cutq.core.events import Event
 from cutq.core.storage import Storage, Stores
 from cutq.worker.config import WorkerConfig
-from cutq.worker.inference import Runner
 from cutq.worker.joblog import JobLog
 from cutq.worker.models.base import Model
 from cutq.worker.pipeline import Pipeline
+from cutq.worker.runtime.inference import Runner
 from cutq.worker.service import Service
 
 

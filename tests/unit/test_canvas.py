@@ -1,4 +1,5 @@
-"""Framed renditions drawn from one shared, scaled work (worker/canvas.py) match the picture made
+"""Framed renditions drawn from one shared, scaled work (worker/render/canvas.py) match the
+picture made
 at the source's resolution, and a large margin is pure background."""
 
 from __future__ import annotations
@@ -6,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 
 from cutq.core.renditions import Frame
-from cutq.worker import canvas, framing, imaging
-from cutq.worker.subject import ALPHA_FLOOR, find_subject
+from cutq.worker.render import canvas, framing, imaging
+from cutq.worker.render.subject import ALPHA_FLOOR, find_subject
 
 
 def _scene(size: int = 800) -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,5 @@
-"""Colour profiles and metadata from decode to encode (worker/colour.py, worker/metadata.py)."""
+"""Colour profiles and metadata from decode to encode (worker/render/colour.py,
+worker/render/metadata.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from PIL import ExifTags, Image, ImageCms, features
 
 from cutq.core.contract import Options, OutputSpec, new_job, parse_job
 from cutq.core.errors import InvalidJob
-from cutq.worker import colour, imaging
+from cutq.worker.render import colour, imaging
 from tests.support.icc import FLAGS, INTENT, profiles
 
 SRGB = colour.srgb_profile()

@@ -9,9 +9,9 @@ import pytest
 
 from cutq.core.errors import ConfigError, StorageUnavailable
 from cutq.worker.config import WorkerConfig
-from cutq.worker.hardware import GpuStatus, Platform
 from cutq.worker.joblog import JobLog
 from cutq.worker.outcome import Outcome
+from cutq.worker.runtime.hardware import GpuStatus, Platform
 from cutq.worker.task import Task
 
 
@@ -120,7 +120,7 @@ def test_building_a_config_never_imports_or_probes_cuda() -> None:
         "from cutq.worker.config import WorkerConfig\n"
         "WorkerConfig(); WorkerConfig(device='auto', max_batch=None)\n"
         "WorkerConfig.from_env({'CUTQ_DEVICE': 'auto'})\n"
-        "assert 'torch' not in sys.modules and 'cutq.worker.inference' not in sys.modules\n"
+        "assert 'torch' not in sys.modules and 'cutq.worker.runtime.inference' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 

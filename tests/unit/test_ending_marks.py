@@ -28,9 +28,9 @@ from cutq.core.storage import Storage, Stores, open_storage
 from cutq.worker.cancellations import CancelWatch
 from cutq.worker.config import WorkerConfig
 from cutq.worker.ending_marks import EndingMarks
-from cutq.worker.inference import Runner
 from cutq.worker.joblog import JobLog
 from cutq.worker.pipeline import Pipeline
+from cutq.worker.runtime.inference import Runner
 from tests.support.gated import Events, Gated, Message, make_photos, settle_all
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from cutq.core.renditions import Frame
-from cutq.worker import framing
-from cutq.worker.subject import find_subject, label_parts
+from cutq.worker.render import framing
+from cutq.worker.render.subject import find_subject, label_parts
 
 
 def scene(height: int = 600, width: int = 800) -> np.ndarray:

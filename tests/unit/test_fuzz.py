@@ -26,7 +26,7 @@ from PIL import Image
 from cutq.core.contract import MAX_MESSAGE_BYTES, Job, Options, OutputSpec, new_job, parse_job
 from cutq.core.errors import InvalidJob, InvalidMessage, PermanentError
 from cutq.core.events import Event
-from cutq.worker import imaging
+from cutq.worker.render import imaging
 
 DEFAULTS = OutputSpec("gs://results-bucket/cutouts")
 PUBLISHED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)

@@ -2,7 +2,7 @@
 
 CPU autocast reproduces fp16 overflow (InSPyReNet's attention, item 2); a stand-in model that
 returns NaN under autocast shows what happens to non-finite maps (item 3); a recording
-:class:`~cutq.worker.device.Backend` shows cuDNN autotuning per shape (item 4) and the
+:class:`~cutq.worker.runtime.device.Backend` shows cuDNN autotuning per shape (item 4) and the
 synchronisation at the end of ``infer`` (item 5); stubbed driver answers show a GPU that is
 present but unusable (item 6). Each test failed on the code before issue 26.
 """
@@ -19,13 +19,13 @@ import torch
 from PIL import Image
 
 from cutq.core.errors import ConfigError, ModelOutputNotFinite, WarmupFailed
-from cutq.worker import hardware
 from cutq.worker.config import WorkerConfig
-from cutq.worker.device import Backend
-from cutq.worker.hardware import GpuStatus, Platform
-from cutq.worker.inference import Runner, batch_shapes
 from cutq.worker.models.base import Model
 from cutq.worker.pipeline import Pipeline
+from cutq.worker.runtime import hardware
+from cutq.worker.runtime.device import Backend
+from cutq.worker.runtime.hardware import GpuStatus, Platform
+from cutq.worker.runtime.inference import Runner, batch_shapes
 from tests.support.gated import Events, message, settle_all
 
 
@@ -254,7 +254,7 @@ def old_driver(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
 def test_present_but_unusable_gpu_gets_cpu_defaults_and_a_warning(
     old_driver: None, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="cutq.worker.hardware"):
+    with caplog.at_level(logging.WARNING, logger="cutq.worker.runtime.hardware"):
         platform = Platform.detect()  # once, at start-up: the one place the GPU is asked about
     config = WorkerConfig(platform=platform)
     assert platform.gpus == 1 and not platform.has_gpu and not config.on_gpu

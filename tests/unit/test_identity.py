@@ -13,7 +13,7 @@ from cutq.core.errors import InvalidJob, OutputCollision
 from cutq.core.events import Event, event_from_cloudevent
 from cutq.core.renditions import presets
 from cutq.core.storage import ObjectInfo
-from cutq.worker import results
+from cutq.worker.render import results
 
 OUT = OutputSpec("gs://bucket/out")
 DAY = datetime(2026, 12, 7, 12, tzinfo=timezone.utc)

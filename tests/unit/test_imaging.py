@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from cutq.core.errors import ImageTooLarge, UndecodableImage, UnsupportedImage
-from cutq.worker import imaging
+from cutq.worker.render import imaging
 
 LIMIT = 50_000_000
 
@@ -134,14 +134,14 @@ def test_encode_round_trips_losslessly(fmt: str) -> None:
 
 
 def test_importing_the_decoder_leaves_pillow_s_pixel_limit_alone() -> None:
-    """cutq's own limit is checked where images are decoded; importing cutq.worker.imaging
+    """cutq's own limit is checked where images are decoded; importing cutq.worker.render.imaging
     must not switch Pillow's decompression-bomb check off for the whole process."""
     import subprocess
     import sys
 
     code = (
         "from PIL import Image; before = Image.MAX_IMAGE_PIXELS; "
-        "import cutq.worker.imaging; "
+        "import cutq.worker.render.imaging; "
         "assert Image.MAX_IMAGE_PIXELS == before, Image.MAX_IMAGE_PIXELS"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

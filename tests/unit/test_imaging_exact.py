@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from cutq.core.errors import ImageTooLarge, OutputUnencodable, UndecodableImage, UnsupportedImage
-from cutq.worker import imaging
+from cutq.worker.render import imaging
 
 
 def encoded(image: Image.Image, fmt: str = "PNG", **kwargs: object) -> bytes:

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from cutq.core.errors import DeviceOutOfMemory, WarmupFailed
-from cutq.worker.inference import Runner, batch_shapes, mask_from_array
 from cutq.worker.models.base import Model, round_to_multiple
+from cutq.worker.runtime.inference import Runner, batch_shapes, mask_from_array
 
 
 class Brightness(Model):

@@ -1,6 +1,6 @@
 """The lane policy in one room: the numbers it derives for the slots and flow control, and
 the urgency it gives a forward, which travels as an argument from the model loop through the
-real :class:`~cutq.worker.inference.Runner` into ``model.predict`` and the wide session.
+real :class:`~cutq.worker.runtime.inference.Runner` into ``model.predict`` and the wide session.
 
 The model here counts forwards with the real :class:`~cutq.worker.models.onnx_engine.Streams`
 (what the onnxruntime graphs use to pick the wide or the narrow session) and holds each until
@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 
 from cutq.core.lanes import Lane
-from cutq.worker.inference import Runner
 from cutq.worker.lane_policy import LanePolicy, default_reserve
 from cutq.worker.model_loop import ModelLoop
 from cutq.worker.models.base import Model
 from cutq.worker.models.onnx_engine import Streams
+from cutq.worker.runtime.inference import Runner
 
 
 def test_bulk_may_hold_all_but_the_reserve_and_interactive_everything() -> None:

@@ -170,7 +170,7 @@ def test_events_files_give_the_latest_row_per_job_and_a_duplicate_hides_nothing(
 
 
 def test_the_page_links_only_to_stored_objects() -> None:
-    from cutq.worker.report import href
+    from cutq.worker.review.report import href
 
     assert (
         href("gs://shop/out/a b#1.jpg") == "https://storage.cloud.google.com/shop/out/a%20b%231.jpg"

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cutq.worker import imaging, matting
+from cutq.worker.render import imaging, matting
 
 FG = np.array([220.0, 30.0, 40.0])  # red subject …
 BG = np.array([20.0, 170.0, 200.0])  # … over a teal backdrop

@@ -19,10 +19,10 @@ from types import SimpleNamespace
 import pytest
 
 from cutq.core.lanes import Lane
-from cutq.worker.inference import Prediction
 from cutq.worker.lane_policy import LanePolicy
 from cutq.worker.model_loop import ModelLoop
 from cutq.worker.priority import BULK_NICE
+from cutq.worker.runtime.inference import Prediction
 
 NOT_STARTED_S = 0.3  # how long a held-back forward is watched for a wrong start
 

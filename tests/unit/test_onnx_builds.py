@@ -1,4 +1,4 @@
-"""The onnxruntime-gpu pin is the newest CUDA 12 build in worker/onnx_builds.py's table,
+"""The onnxruntime-gpu pin is the newest CUDA 12 build in worker/runtime/onnx_builds.py's table,
 and the ``gpu-onnx`` extra asks for it with the CUDA 12 libraries it links.
 
 Before issue 35 the extra said ``onnxruntime-gpu[cuda,cudnn]>=1.19``, which resolves to
@@ -11,8 +11,8 @@ import re
 import tomllib
 from pathlib import Path
 
-from cutq.worker import onnx_builds
-from cutq.worker.onnx_builds import CHECKED, IMAGE_BUILD, OrtBuild
+from cutq.worker.runtime import onnx_builds
+from cutq.worker.runtime.onnx_builds import CHECKED, IMAGE_BUILD, OrtBuild
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,7 +29,7 @@ def test_the_extra_pins_the_newest_cuda12_build_with_its_cuda_libraries() -> Non
     assert match, f"{pins[0]} must be an exact pin (==) with the cuda and cudnn extras"
     assert set(match["extras"].split(",")) == {"cuda", "cudnn"}  # the nvidia-*-cu12 libraries
     build = onnx_builds.find(match["version"])
-    assert build is not None, f"{pins[0]}: not a row of worker/onnx_builds.py"
+    assert build is not None, f"{pins[0]}: not a row of worker/runtime/onnx_builds.py"
     assert build == IMAGE_BUILD and build.runs_on_cloud_run_l4
     assert build.cudart == "12" and build.runtime_wheel.endswith("-cu12")
     newer = CHECKED[CHECKED.index(build) + 1 :]

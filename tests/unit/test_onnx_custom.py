@@ -18,10 +18,10 @@ from PIL import Image
 
 from cutq.core.errors import ConfigError, WarmupFailed
 from cutq.worker.config import WorkerConfig
-from cutq.worker.inference import Runner
 from cutq.worker.models import create_model, onnx_engine
 from cutq.worker.models.onnx_custom import CustomOnnx
 from cutq.worker.models.onnx_spec import ModelSpec
+from cutq.worker.runtime.inference import Runner
 from tests.support import onnx_graphs
 
 IMAGENET_MEAN = np.asarray([0.485, 0.456, 0.406], np.float32)
@@ -350,7 +350,7 @@ def test_no_cuda_provider_stops_a_gpu_worker_and_names_what_to_install(
 
 
 def _spec_config(tmp_path: Path, device: str) -> WorkerConfig:
-    from cutq.worker.hardware import Platform
+    from cutq.worker.runtime.hardware import Platform
 
     spec = base_spec(tmp_path, onnx_graphs.nchw_graph(tmp_path / "g.onnx", **FIXED))
     return WorkerConfig(model_spec=str(spec), device=device, platform=Platform(gpus=1))
@@ -385,7 +385,7 @@ def test_a_cuda_provider_that_falls_back_is_caught(
 def test_u2netp_runs_on_cuda_with_engine_onnxruntime(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from cutq.worker.hardware import Platform
+    from cutq.worker.runtime.hardware import Platform
 
     fake = FakeOrt(monkeypatch)
     config = WorkerConfig(engine="onnxruntime", device="cuda", platform=Platform(gpus=1))

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from cutq.core.errors import ConfigError
-from cutq.worker.inference import Runner
 from cutq.worker.models.onnx_custom import CustomOnnx
 from cutq.worker.models.onnx_spec import ModelSpec, main
+from cutq.worker.runtime.inference import Runner
 from tests.support import onnx_graphs
 from tests.unit.test_onnx_custom import resized, scene, sigmoid, write_spec
 

@@ -20,7 +20,7 @@ import pytest
 from cutq.core.contract import OutputSpec, new_job
 from cutq.core.errors import ModelOutputNotFinite, StorageUnavailable
 from cutq.core.events import Event
-from cutq.worker.inference import Prediction
+from cutq.worker.runtime.inference import Prediction
 from tests.support.gated import (
     Gated,
     GatedStores,

@@ -192,7 +192,7 @@ def test_every_rendition_frame_and_preset_field_is_in_the_contract_page() -> Non
     from pathlib import Path
 
     from cutq.core import renditions
-    from cutq.worker.quality import FLAGS
+    from cutq.worker.render.quality import FLAGS
 
     readme = (Path(__file__).resolve().parents[2] / "docs" / "contract.md").read_text()
     section = readme.split("### Renditions", 1)[1].split("### Presets", 1)[0]

@@ -2,7 +2,8 @@
 
 The Dockerfile's ``ARG`` defaults and ``infra/cloudbuild.yaml``'s substitutions (which override
 them on every Cloud Build) must agree with each other and with a row of
-:data:`cutq.worker.torch_builds.KNOWN_GOOD`. Before issue 26 both asked for torch 2.14.1 from
+:data:`cutq.worker.runtime.torch_builds.KNOWN_GOOD`. Before issue 26 both asked for torch 2.14.1
+from
 the cu128 index, a build PyTorch no longer publishes: this test failed on that.
 """
 
@@ -14,8 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cutq.worker import torch_builds
-from cutq.worker.torch_builds import IMAGE_BUILD, KNOWN_GOOD, TorchBuild
+from cutq.worker.runtime import torch_builds
+from cutq.worker.runtime.torch_builds import IMAGE_BUILD, KNOWN_GOOD, TorchBuild
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,7 +36,7 @@ def test_image_pin_is_a_known_good_build_for_cloud_run_l4(source: str) -> None:
     pins = _dockerfile_args() if source == "Dockerfile" else _cloudbuild_substitutions()
     chosen = (pins["TORCH_VERSION"], pins["TORCHVISION_VERSION"], pins["TORCH_INDEX_URL"])
     rows = {(b.torch, b.torchvision, b.index_url): b for b in KNOWN_GOOD}
-    assert chosen in rows, f"{source} pins {chosen}: not a row of worker/torch_builds.py"
+    assert chosen in rows, f"{source} pins {chosen}: not a row of worker/runtime/torch_builds.py"
     build = rows[chosen]
     assert build.runs_on_cloud_run_l4, (
         f"{source} pins a CUDA {build.cuda} build: it needs driver ≥ {build.min_driver}, "

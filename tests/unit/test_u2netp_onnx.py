@@ -19,7 +19,6 @@ import torch
 import tools.export_u2netp_onnx as exporter
 from cutq.core.errors import ConfigError
 from cutq.worker.config import WorkerConfig
-from cutq.worker.inference import Runner
 from cutq.worker.models import create_model, onnx_engine
 from cutq.worker.models.u2netp import NormalisedU2NetP, U2NetP, load_network
 from cutq.worker.models.u2netp_onnx import (
@@ -33,6 +32,7 @@ from cutq.worker.models.u2netp_onnx import (
     probe_batches,
 )
 from cutq.worker.models.u2netp_spec import bundled_weights_path, file_sha256
+from cutq.worker.runtime.inference import Runner
 from tests.support.scenes import scene
 
 REPO = Path(__file__).resolve().parents[2]

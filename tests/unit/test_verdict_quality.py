@@ -12,7 +12,7 @@ from PIL import Image
 from cutq.core.contract import OutputSpec, new_job
 from cutq.core.events import Event, OutputInfo, event_from_cloudevent
 from cutq.core.presets import PRESETS, Rules
-from cutq.worker import quality, verdict
+from cutq.worker.render import quality, verdict
 
 AMAZON = PRESETS["amazon-main"].rules
 

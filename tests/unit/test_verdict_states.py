@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from cutq.core.presets import PRESETS, Rules
-from cutq.worker import quality, verdict
-from cutq.worker.thresholds import FLAG_VERDICTS
+from cutq.worker.render import quality, verdict
+from cutq.worker.render.thresholds import FLAG_VERDICTS
 
 GOOD = PRESETS["google-shopping"].rules
 

@@ -22,8 +22,8 @@ from cutq.core.control import RUN_ID_ATTRIBUTE, Expiry, cancel, control_uri, reg
 from cutq.core.storage import Storage, Stores, open_storage
 from cutq.worker.cancellations import CancelWatch
 from cutq.worker.config import WorkerConfig
-from cutq.worker.inference import Runner
 from cutq.worker.pipeline import Pipeline
+from cutq.worker.runtime.inference import Runner
 from tests.support.gated import Events, Gated, Message, make_photos, settle_all
 
 

@@ -13,7 +13,7 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--model", help="u2netp (bundled, default) or inspyrenet")
     group.add_argument("--checkpoint", help="inspyrenet weights: a path or gs:// URI")
     group.add_argument(
-        "--model-spec", help="serve your own ONNX graph: a JSON model spec (see README, Models)"
+        "--model-spec", help="serve your own ONNX graph: a JSON model spec (see docs/models.md)"
     )
     group.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     group.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"))
@@ -47,6 +47,6 @@ def worker_config(args: argparse.Namespace, **changes: object) -> WorkerConfig:
         output_quality=getattr(args, "quality", None),
         **changes,
     )
-    from cutq.worker.hardware import Platform
+    from cutq.worker.runtime.hardware import Platform
 
     return WorkerConfig.from_env(os.environ, Platform.detect(), **overrides)

@@ -99,8 +99,8 @@ def handle(args: argparse.Namespace) -> int:
         from cutq.worker.evaluation.evaluate import evaluate
     except ImportError as error:  # scipy / pysodmetrics missing
         raise ConfigError(f"cutq eval needs: pip install 'cutq[eval]' ({error})") from None
-    from cutq.worker.inference import Runner
     from cutq.worker.models import create_model
+    from cutq.worker.runtime.inference import Runner
 
     try:
         variants = parse_variants(args.edges) if args.edges is not None else []

@@ -46,8 +46,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 def handle(args: argparse.Namespace) -> int:
     from cutq.core.manifest import latest, merge
     from cutq.core.storage import Stores
-    from cutq.worker.report import write_report
-    from cutq.worker.report_inputs import pull_events, read_rows
+    from cutq.worker.review.report import write_report
+    from cutq.worker.review.report_inputs import pull_events, read_rows
 
     if not args.inputs and not args.subscription:
         raise ConfigError(

@@ -35,7 +35,7 @@ def handle(args: argparse.Namespace) -> int:
         if "://" in given:
             raise ConfigError(
                 f"{given}: cutq run reads local files; for objects in Cloud Storage publish "
-                "jobs to a worker: cutq submit gs://… (README, queue path)"
+                "jobs to a worker: cutq submit gs://… (docs/operations.md, the queue path)"
             )
     writable_folder(args.out)
     renditions = renditions_from_args(args)
@@ -61,7 +61,7 @@ def writable_folder(out: str) -> None:
     if "://" in out:
         raise ConfigError(
             f"--out {out}: cutq run writes to a local folder; to write to Cloud Storage "
-            "publish jobs to a worker: cutq submit … --output gs://… (README, queue path)"
+            "publish jobs to a worker: cutq submit … --output gs://… (docs/operations.md)"
         )
     path = Path(out)
     if path.exists() and not path.is_dir():

@@ -5,7 +5,8 @@ on) and compared with the true composite of the same scene, ``αF + (1 − α)·
 the generator's exact alpha and foreground colours. The error (mean absolute, 0-255 per
 channel) is reported over the whole image and in the edge band (pixels within
 :data:`BAND_PX` of the true outline, where halos live), for each edge variant: the worker's
-own option code (:mod:`cutq.worker.matting`, :func:`cutq.worker.imaging.cutout`) run on the
+own option code (:mod:`cutq.worker.render.matting`, :func:`cutq.worker.render.imaging.cutout`)
+run on the
 model's mask, with the time each variant adds per image.
 """
 
@@ -21,8 +22,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy.ndimage import binary_dilation, binary_erosion
 
-from cutq.worker import imaging, matting
 from cutq.worker.evaluation.dataset import Sample
+from cutq.worker.render import imaging, matting
 
 #: New backgrounds the cutout is composited on.
 NEW_BACKGROUNDS = ("#ffffff", "#000000")

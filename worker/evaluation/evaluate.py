@@ -26,8 +26,8 @@ from cutq.worker.evaluation.edges import render as render_edges
 from cutq.worker.evaluation.formats import FormatScorer
 from cutq.worker.evaluation.formats import render as render_formats
 from cutq.worker.evaluation.metrics import Scorer, Scores, mean_scores
-from cutq.worker.inference import Runner
 from cutq.worker.models.base import Model
+from cutq.worker.runtime.inference import Runner
 
 log = logging.getLogger(__name__)
 

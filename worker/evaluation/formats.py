@@ -1,7 +1,7 @@
 """Result formats compared on the same cutouts: bytes and encode time per format.
 
-Each cutout goes through the worker's own :func:`cutq.worker.imaging.cutout` and
-:func:`~cutq.worker.imaging.encode`; JPEG gets the cutout composited on white (it has no
+Each cutout goes through the worker's own :func:`cutq.worker.render.imaging.cutout` and
+:func:`~cutq.worker.render.imaging.encode`; JPEG gets the cutout composited on white (it has no
 alpha), every other format the RGBA cutout.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from PIL import features
 
-from cutq.worker import imaging
+from cutq.worker.render import imaging
 
 #: (label, format, quality, background)
 FORMATS: tuple[tuple[str, str, int | None, str | None], ...] = (

@@ -1,10 +1,11 @@
 """How far a lower precision moves a model's masks from fp32's, image by image.
 
-The same images go through the worker's :class:`~cutq.worker.inference.Runner` once per
+The same images go through the worker's :class:`~cutq.worker.runtime.inference.Runner` once per
 precision (fp16/bf16 as autocast, on a CPU too), and each 8-bit mask is compared with the fp32
 one: the largest and the mean per-pixel difference (in 1/255 steps) and the IoU of the two
 masks cut at 50 %. What ``precision="auto"`` means for each model on a GPU is chosen from
-these figures (README, "GPU"); ``tools/precision_agreement.py`` and ``tools/gpu_check.py``
+these figures (docs/performance.md, "GPU"); ``tools/precision_agreement.py`` and
+``tools/gpu_check.py``
 print them.
 """
 
@@ -18,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from cutq.core.contract import Resize
-from cutq.worker.inference import Runner
 from cutq.worker.models.base import Model
+from cutq.worker.runtime.inference import Runner
 
 log = logging.getLogger(__name__)
 

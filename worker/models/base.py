@@ -15,7 +15,7 @@ start-up with a CUDA build of torch).
 
 Moving tensors to the device, mixed precision, upsampling masks back to the original size,
 thresholds, splitting batches on out-of-memory and warm-up checks live in
-:mod:`cutq.worker.inference`, once, for every model.
+:mod:`cutq.worker.runtime.inference`, once, for every model.
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ class Model(ABC):
     #: What runs the network: "torch" (tensors) or "onnxruntime" (numpy arrays, CPU only).
     engine: ClassVar[str] = "torch"
     #: What ``precision="auto"`` means on a GPU: ``"fp16"``, ``"bf16"`` or ``"fp32"``, chosen
-    #: per model by measured mask agreement with fp32 (README, "GPU"); fp32 until a model's
+    #: per model by measured mask agreement with fp32 (docs/performance.md, "GPU"); fp32 until a
+    #: model's
     #: masks show a lower precision keeps them. A CPU always runs fp32.
     gpu_precision: ClassVar[str] = "fp32"
     #: How many :meth:`predict` calls the pipeline may run at once (one model thread each).

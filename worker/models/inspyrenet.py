@@ -74,7 +74,7 @@ class InSPyReNet(Model):
     name: ClassVar[str] = "inspyrenet"
     license = "MIT"  # plemeri/InSPyReNet and transparent-background
     commercial_use = True
-    gpu_precision: ClassVar[str] = "fp16"  # with the attention in fp32 (README, "GPU")
+    gpu_precision: ClassVar[str] = "fp16"  # with the attention in fp32 (docs/performance.md, "GPU")
 
     def __init__(
         self,

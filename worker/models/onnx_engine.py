@@ -130,7 +130,7 @@ class Placement:
     @classmethod
     def for_device(cls, device: str, gpus: int) -> Placement:
         """``device`` as configured (``auto``, ``cpu``, ``cuda``, ``cuda:N``); ``gpus``: how
-        many CUDA devices the driver sees (:class:`~cutq.worker.hardware.Platform`)."""
+        many CUDA devices the driver sees (:class:`~cutq.worker.runtime.hardware.Platform`)."""
         if device.startswith("cuda"):
             index = device.partition(":")[2]
             return cls(cuda=True, device_id=int(index) if index else 0)
@@ -195,7 +195,7 @@ def _built_for_cuda() -> str:
 def check_placement(session: ort.InferenceSession, placement: Placement) -> Placement:
     """Where ``session`` really runs. onnxruntime drops CUDA's provider with only a log line
     when it cannot load it (CUDA or cuDNN libraries missing, or built for a CUDA the driver
-    does not run: :mod:`cutq.worker.onnx_builds`); a :class:`ConfigError` then stops the
+    does not run: :mod:`cutq.worker.runtime.onnx_builds`); a :class:`ConfigError` then stops the
     worker at start-up."""
     if not placement.cuda or CUDA_PROVIDER in session.get_providers():
         return placement
@@ -204,7 +204,8 @@ def check_placement(session: ort.InferenceSession, placement: Placement) -> Plac
         f"runs on {', '.join(session.get_providers())}): no usable GPU there, or the CUDA "
         f"{_built_for_cuda()} and cuDNN 9 libraries this onnxruntime-gpu loads are missing "
         "(its `cuda` and `cudnn` extras install them), or a build the driver cannot run "
-        f"(cutq.worker.onnx_builds); its own error is in the log above (or run on the CPU on "
+        f"(cutq.worker.runtime.onnx_builds); its own error is in the log above "
+        f"(or run on the CPU on "
         f"purpose: {ON_PURPOSE})"
     )
     raise ConfigError(message)

@@ -235,7 +235,7 @@ class U2NetP(Model):
     license = "Apache-2.0"  # U-2-Net's weights (xuebinqin/U-2-Net)
     commercial_use = True
     # fp16's masks missed IoU 0.99 against fp32 on some images (bf16's by far); the network is
-    # small, so fp32 costs the GPU little (README, "GPU").
+    # small, so fp32 costs the GPU little (docs/performance.md, "GPU").
     gpu_precision = "fp32"
 
     def __init__(self, max_side: int = DEFAULT_MAX_SIDE, weights: Path | None = None) -> None:

@@ -21,7 +21,7 @@ from PIL import Image
 
 from cutq.core.contract import Identity, Options, OutputSpec, new_job
 from cutq.core.renditions import Rendition
-from cutq.worker.imaging import HEIF_SUFFIXES
+from cutq.worker.render.imaging import HEIF_SUFFIXES
 from cutq.worker.sources import Intake, StopReason
 
 # What Pillow reads, and HEIC/HEIF (read with the heic extra; without it they fail naming it).

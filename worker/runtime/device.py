@@ -1,7 +1,8 @@
 """Which device the runner uses, and the CUDA-only calls.
 
 * :func:`pick_device` follows the platform found once at start-up
-  (:class:`~cutq.worker.hardware.Platform`): ``auto`` is CUDA only when a GPU is present *and*
+  (:class:`~cutq.worker.runtime.hardware.Platform`): ``auto`` is CUDA only when a GPU is present
+  *and*
   usable; an explicit CUDA device on an unusable one is a ConfigError naming the driver and the
   torch wheel's CUDA version.
 * :class:`Backend` is everything the runner does differently on a GPU: moving batches there,
@@ -14,7 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from cutq.core.errors import ConfigError
-from cutq.worker.hardware import CPU_ONLY, Platform
+from cutq.worker.runtime.hardware import CPU_ONLY, Platform
 
 if TYPE_CHECKING:
     import torch

@@ -30,8 +30,8 @@ from PIL import Image, ImageOps
 from cutq.core.manifest import ManifestRow
 from cutq.core.rerun import needs_rerun, write_rerun_list
 from cutq.core.storage import Stores, split_gs_uri
-from cutq.worker.quality import FLAG_MEANINGS, FLAGS
-from cutq.worker.report_page import PAGE
+from cutq.worker.render.quality import FLAG_MEANINGS, FLAGS
+from cutq.worker.review.report_page import PAGE
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,8 @@ libcuda, without importing torch) and, when it sees one, what torch says of it: 
 present yet unusable, e.g. a driver too old for the torch wheel's CUDA version. Such a GPU is
 named once, in a warning with the driver and the wheel's CUDA version; ``device=auto`` then
 gets CPU defaults, and an explicit CUDA device a :class:`~cutq.core.errors.ConfigError`
-(:func:`cutq.worker.device.pick_device`). A :class:`~cutq.worker.config.WorkerConfig` carries
+(:func:`cutq.worker.runtime.device.pick_device`). A :class:`~cutq.worker.config.WorkerConfig`
+carries
 the result as a plain value: building a config never probes the hardware.
 """
 
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cutq.worker import torch_builds
+from cutq.worker.runtime import torch_builds
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,9 @@ class GpuStatus:
         if self.driver_cuda:
             driver += f" (runs CUDA ≤ {self.driver_cuda})"
         image = torch_builds.IMAGE_BUILD
-        fix = f"install torch=={image.torch} from {image.index_url} (worker/torch_builds.py)"
+        fix = (
+            f"install torch=={image.torch} from {image.index_url} (worker/runtime/torch_builds.py)"
+        )
         if self.torch_version is None:
             return f"{driver} sees a GPU, but torch is not installed: {fix}"
         if self.torch_cuda is None:

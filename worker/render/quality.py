@@ -3,8 +3,8 @@
 Every completed job carries its flags (possibly none) and the figures behind them, in the
 event's data and as Pub/Sub attributes (``flags``: comma-separated; ``flag_<name>``: ``1``),
 so a subscription can route flagged jobs to review. Measured on the final alpha at
-:data:`~cutq.worker.thresholds.SOLID` (the subject's pixels); the thresholds live in
-:mod:`cutq.worker.thresholds`. An empty image carries ``empty`` alone: on a bare backdrop the
+:data:`~cutq.worker.render.thresholds.SOLID` (the subject's pixels); the thresholds live in
+:mod:`cutq.worker.render.thresholds`. An empty image carries ``empty`` alone: on a bare backdrop the
 faint parts a model finds would also read as ``multiple`` and ``uncertain``, which only adds
 noise for a reviewer. Precision and recall on labelled sets: docs/verdicts.md.
 """
@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cutq.worker.subject import find_subject
-from cutq.worker.thresholds import (
+from cutq.worker.render.subject import find_subject
+from cutq.worker.render.thresholds import (
     CONFIDENT,
     EDGE_ABOVE,
     EMPTY_BELOW,

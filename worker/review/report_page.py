@@ -1,4 +1,4 @@
-"""The static page :mod:`cutq.worker.report` fills in: ``__TITLE__`` and ``__DATA__`` (JSON).
+"""The static page :mod:`cutq.worker.review.report` fills in: ``__TITLE__`` and ``__DATA__`` (JSON).
 
 The view, search and sort live in the URL's fragment, so a view can be bookmarked or sent to
 someone: ``#review``, ``#fail``, ``#failed``, ``#pass``, ``#passflagged`` (passed but

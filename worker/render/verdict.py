@@ -4,7 +4,7 @@
 ``empty`` flag). ``review``: every rule holds but a quality flag the preset does not tolerate
 says the result may be wrong (cut off by the source's edge, more than one subject, low
 confidence): a shop must look before publishing it. ``pass``: nothing says it is wrong. What
-each flag does is :data:`cutq.worker.thresholds.FLAG_VERDICTS`.
+each flag does is :data:`cutq.worker.render.thresholds.FLAG_VERDICTS`.
 
 Everything is measured on the decoded output, as a marketplace would see it, never on the
 arrays it was made from: the fill ratio (the subject's box over the canvas, on the axis it
@@ -23,8 +23,8 @@ import numpy as np
 from PIL import Image
 
 from cutq.core.presets import Rules
-from cutq.worker.imaging import parse_color
-from cutq.worker.thresholds import FLAG_VERDICTS, RING_SHARE, TOLERANCE
+from cutq.worker.render.imaging import parse_color
+from cutq.worker.render.thresholds import FLAG_VERDICTS, RING_SHARE, TOLERANCE
 
 VERDICTS = ("pass", "review", "fail")  # best first
 

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from cutq.core.renditions import Frame
-from cutq.worker.subject import ALPHA_FLOOR
+from cutq.worker.render.subject import ALPHA_FLOOR
 
 #: A subject that would need enlarging by at most this share to fill its canvas keeps the
 #: exact canvas asked for, at its own scale, with the margin a little wider (never upscaled):

@@ -30,8 +30,8 @@ from cutq.core.errors import (
     UndecodableImage,
     UnsupportedImage,
 )
-from cutq.worker import colour
-from cutq.worker.metadata import Carried, carried
+from cutq.worker.render import colour
+from cutq.worker.render.metadata import Carried, carried
 
 # The pixel limit is cutq's configurable ``max_pixels``, checked in decode() from the header
 # before any pixel is decoded. Pillow's process-wide MAX_IMAGE_PIXELS is left as it is (its

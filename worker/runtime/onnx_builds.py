@@ -1,6 +1,7 @@
 """The one table of onnxruntime-gpu builds: which CUDA each links, which drivers run it.
 
-Beside :mod:`cutq.worker.torch_builds` (whose driver rules it uses) and, like it, plain data:
+Beside :mod:`cutq.worker.runtime.torch_builds` (whose driver rules it uses) and, like it, plain
+data:
 no onnxruntime import. ``tests/unit/test_onnx_builds.py`` checks that the ``gpu-onnx`` extra
 pins :data:`IMAGE_BUILD`, a row that Cloud Run's L4 driver (535, CUDA 12.2) runs, and that the
 CUDA libraries that extra brings are the CUDA 12 ones that row links.
@@ -37,7 +38,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cutq.worker.torch_builds import CLOUD_RUN_L4_DRIVER, driver_runs, min_driver_for
+from cutq.worker.runtime.torch_builds import CLOUD_RUN_L4_DRIVER, driver_runs, min_driver_for
 
 
 @dataclass(frozen=True)

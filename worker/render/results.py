@@ -24,8 +24,8 @@ from cutq.core.events import OutputInfo
 from cutq.core.presets import PRESETS
 from cutq.core.renditions import Rendition
 from cutq.core.storage import ObjectInfo, Storage
-from cutq.worker import canvas, framing, imaging, matting, quality, verdict
-from cutq.worker.subject import find_subject
+from cutq.worker.render import canvas, framing, imaging, matting, quality, verdict
+from cutq.worker.render.subject import find_subject
 
 
 @dataclass(frozen=True)

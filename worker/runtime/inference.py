@@ -9,7 +9,7 @@ model works at the shapes the worker will run before it takes any job.
 On a GPU:
 
 * ``precision="auto"`` is the model's :attr:`~cutq.worker.models.base.Model.gpu_precision`,
-  chosen by measured mask agreement with fp32 (README, "GPU"); on a CPU it is fp32.
+  chosen by measured mask agreement with fp32 (docs/performance.md, "GPU"); on a CPU it is fp32.
 * a map with NaN or infinite values is computed again in fp32, once; an image whose map is
   still not finite fails with ``model_output_not_finite``, never a blank result.
 * cuDNN autotunes only the shapes warm-up ran (each batch size up to ``max_batch`` at the
@@ -41,10 +41,10 @@ from cutq.core.errors import (
     ModelOutputNotFinite,
     WarmupFailed,
 )
-from cutq.worker.device import Backend, CudaBackend, pick_device
-from cutq.worker.hardware import CPU_ONLY, Platform
-from cutq.worker.masks import mask_from_array, resize_bilinear
 from cutq.worker.models.base import Model
+from cutq.worker.runtime.device import Backend, CudaBackend, pick_device
+from cutq.worker.runtime.hardware import CPU_ONLY, Platform
+from cutq.worker.runtime.masks import mask_from_array, resize_bilinear
 
 if TYPE_CHECKING:
     import torch

@@ -5,7 +5,7 @@ Read by the image test (``tests/unit/test_torch_builds.py`` checks that the Dock
 L4), by the worker when a GPU is present but torch cannot use it (the message names the
 driver the wheel needs), and by ``tools/gpu_check.py``. No torch import: it is plain data.
 
-The facts behind it (sources in the README, "GPU"):
+The facts behind it (sources in docs/performance.md, "GPU"):
 
 * NVIDIA's minor-version compatibility: a CUDA 12.x build runs on any driver of the 525 branch
   or later, a CUDA 13.x build needs 580 or later.

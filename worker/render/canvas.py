@@ -20,8 +20,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 from PIL import Image
 
-from cutq.worker import framing, imaging
-from cutq.worker.subject import ALPHA_FLOOR
+from cutq.worker.render import framing, imaging
+from cutq.worker.render.subject import ALPHA_FLOOR
 
 Box = tuple[int, int, int, int]
 
