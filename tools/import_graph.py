@@ -1,9 +1,10 @@
 """A drawing of the worker's real import graph (docs/architecture.md).
 
 Reads the package as installed (grimp, the library import-linter runs on) from a throwaway
-non-editable copy, as `make lint` does, collapses each sub-package of ``cutq.worker`` into one
-box (``render``, ``runtime``, ``models``, ``sources`` …) and keeps the engine's modules as
-their own boxes, then draws the edges as a PNG (networkx + matplotlib) and prints them as JSON.
+non-editable copy, as `make lint` does, leaving type-only imports out as its contracts do;
+collapses each sub-package of ``cutq.worker`` into one box (``render``, ``runtime``,
+``models``, ``sources`` …) and keeps the engine's modules as their own boxes, then draws the
+edges as a PNG (networkx + matplotlib) and prints them as JSON.
 
     python -m tools.import_graph --out docs/import-graph.png
 """
@@ -47,7 +48,7 @@ def edges(package_dir: Path) -> tuple[set[str], set[tuple[str, str]]]:
     sys.path.insert(0, str(package_dir))
     import grimp
 
-    graph = grimp.build_graph("cutq", cache_dir=None)
+    graph = grimp.build_graph("cutq", cache_dir=None, exclude_type_checking_imports=True)
     nodes, found = set(), set()
     for module in graph.modules:
         source = node(module)
