@@ -38,25 +38,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cutq.worker.runtime.torch_builds import CLOUD_RUN_L4_DRIVER, driver_runs, min_driver_for
+from cutq.worker.runtime.torch_builds import (
+    CudaBuild,
+    driver_runs,
+)
 
 
 @dataclass(frozen=True)
-class OrtBuild:
+class OrtBuild(CudaBuild):
     """One onnxruntime-gpu release on PyPI and the CUDA it was built for and links."""
 
     version: str
     cuda: str  # build_and_package_info.cuda_version, "12.8"
     cudart: str  # the libcudart soname's major version it links ("12")
     runtime_wheel: str  # what its `cuda` extra installs for the CUDA runtime
-
-    @property
-    def min_driver(self) -> int:
-        return min_driver_for(self.cuda)
-
-    @property
-    def runs_on_cloud_run_l4(self) -> bool:
-        return self.min_driver <= CLOUD_RUN_L4_DRIVER
 
     def runs_on(self, driver_cuda: str) -> bool:
         """Whether a driver that reports CUDA ``driver_cuda`` ("12.2", "13.0") runs it."""

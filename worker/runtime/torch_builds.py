@@ -30,8 +30,23 @@ CLOUD_RUN_L4_DRIVER = 535
 CLOUD_RUN_L4_DRIVER_CUDA = "12.2"
 
 
+class CudaBuild:
+    """A build for one CUDA version: the driver it needs, and whether Cloud Run's L4 has it
+    (torch's here, onnxruntime-gpu's in :mod:`cutq.worker.runtime.onnx_builds`)."""
+
+    cuda: str  # "12.6"
+
+    @property
+    def min_driver(self) -> int:
+        return min_driver_for(self.cuda)
+
+    @property
+    def runs_on_cloud_run_l4(self) -> bool:
+        return self.min_driver <= CLOUD_RUN_L4_DRIVER
+
+
 @dataclass(frozen=True)
-class TorchBuild:
+class TorchBuild(CudaBuild):
     """One published torch + torchvision pair for one CUDA version, on PyTorch's wheel index."""
 
     torch: str
@@ -41,14 +56,6 @@ class TorchBuild:
     @property
     def index_url(self) -> str:
         return "https://download.pytorch.org/whl/cu" + self.cuda.replace(".", "")
-
-    @property
-    def min_driver(self) -> int:
-        return min_driver_for(self.cuda)
-
-    @property
-    def runs_on_cloud_run_l4(self) -> bool:
-        return self.min_driver <= CLOUD_RUN_L4_DRIVER
 
 
 #: Builds that exist and that cutq's worker supports. The first row is the image's pin.
