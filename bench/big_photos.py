@@ -33,6 +33,9 @@ from bench.peer import ROOT, Run, cutq_command, rembg_command, rembg_home, timed
 
 PHOTOS = ("astronaut.png", "coffee.png", "chelsea.png")
 PRESETS = ("amazon-main", "google-shopping", "square-2048", "thumbnail")
+#: `cutq run`'s exits for a run that processed every image (docs/verdicts.md, "Exit codes"):
+#: 0, or 3/4 when a preset's verdict failed or needs review.
+VERDICT_EXITS = (0, 3, 4)
 #: cutq run flags per job path (the keys of cutq.worker.memory.PATHS, plus the four presets).
 PATH_FLAGS: dict[str, list[str]] = {
     "cutout": [],
@@ -78,7 +81,7 @@ def _cutq(photo: Path, out: Path, flags: list[str], env: dict[str, str]) -> Run:
     inputs.mkdir(exist_ok=True)
     if not (inputs / photo.name).exists():
         os.link(photo, inputs / photo.name)
-    return timed("cutq", cutq_command(inputs, out, flags), 1, env)
+    return timed("cutq", cutq_command(inputs, out, flags), 1, env, ok=VERDICT_EXITS)
 
 
 def compare(args: argparse.Namespace, work: Path, env: dict[str, str]) -> dict:

@@ -146,8 +146,12 @@ def make_photos(directory: Path, count: int) -> list[Path]:
     return paths
 
 
-def timed(tool: str, cmd: list[str], images: int, env: dict[str, str]) -> Run:
+def timed(
+    tool: str, cmd: list[str], images: int, env: dict[str, str], ok: tuple[int, ...] = (0,)
+) -> Run:
     """Run ``cmd`` to its end; wall time, CPU time and peak RSS of that process alone.
+    ``ok``: the exit statuses of a finished run (``cutq run`` with presets exits 3 or 4 when a
+    verdict fails or needs review: every image was still processed).
 
     Linux carries a process's peak RSS across exec, so a child's ``ru_maxrss`` is at least
     what this process held when it forked: this process imports nothing heavy before the
@@ -162,7 +166,7 @@ def timed(tool: str, cmd: list[str], images: int, env: dict[str, str]) -> Run:
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
+    if process.returncode not in ok:
         raise RuntimeError(f"{tool} exited {process.returncode}:\n{output[-3000:]}")
     warm = re.search(r"\+([0-9.]+)s model load and warm-up", output)
     return Run(

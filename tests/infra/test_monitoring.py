@@ -35,7 +35,7 @@ def job_lines(caplog: pytest.LogCaptureFixture) -> dict[str, dict[str, Any]]:
     """One JSON job line per outcome, rendered by the worker's own code."""
     timings = {stage: float(i + 1) for i, stage in enumerate(STAGES)} | {"total": 99.0}
     item = Task(SimpleNamespace(message_id="m1", attributes={}), timings_ms=timings, batch_size=4)  # type: ignore[arg-type]
-    item.job = SimpleNamespace(job_id="j1")  # type: ignore[assignment]
+    item.job = SimpleNamespace(job_id="j1", ref="SKU-1", name="SKU-1/front.jpg")  # type: ignore[assignment]
     outcomes = {
         "completed": Outcome(Ending.COMPLETED, SimpleNamespace(error_code=None)),  # type: ignore[arg-type]
         "failed": Outcome(
