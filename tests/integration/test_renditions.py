@@ -15,6 +15,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from cutq.cli import main
+from cutq.core.tally import Exit
 from tests.conftest import ROOT, SAMPLES
 
 WHITE = np.array([255, 255, 255])
@@ -82,7 +83,8 @@ def preset_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "thumbnail",
         ]
     )
-    assert code == 0
+    # every image completed; the small samples truthfully fail amazon-main's zoom minimum
+    assert code == Exit.VERDICT_FAIL
     return out
 
 
