@@ -30,27 +30,18 @@ def test_stack_creates_what_the_terraform_module_does() -> None:
     assert defaults["output_prefix"] == stack.OUTPUT_PREFIX
     assert defaults["name_prefix"] == stack.PREFIX
     names = stack.names("p")
-    pull = module.resource("google_pubsub_subscription", "jobs_pull")
-    dead = module.resource("google_pubsub_subscription", "dead_letter")
-    topic = module.resource("google_pubsub_topic", "dead_letter")
-    resource = module.resource
+    topics = module.per_lane("google_pubsub_topic", "jobs")
+    pulls = module.per_lane("google_pubsub_subscription", "jobs_pull")
+    dead_topics = module.per_lane("google_pubsub_topic", "dead_letter")
+    dead_subs = module.per_lane("google_pubsub_subscription", "dead_letter")
     for ours, theirs in (
-        (names["jobs_subscription"], pull["name"]),
-        (names["dead_letter_subscription"], dead["name"]),
-        (names["dead_letter_topic"], topic["name"]),
-        (names["bulk_topic"], resource("google_pubsub_topic", "jobs_bulk")["name"]),
-        (
-            names["bulk_subscription"],
-            resource("google_pubsub_subscription", "jobs_bulk_pull")["name"],
-        ),
-        (
-            names["bulk_dead_letter_topic"],
-            resource("google_pubsub_topic", "bulk_dead_letter")["name"],
-        ),
-        (
-            names["bulk_dead_letter_subscription"],
-            resource("google_pubsub_subscription", "bulk_dead_letter")["name"],
-        ),
+        (names["jobs_subscription"], pulls["interactive"]["name"]),
+        (names["dead_letter_subscription"], dead_subs["interactive"]["name"]),
+        (names["dead_letter_topic"], dead_topics["interactive"]["name"]),
+        (names["bulk_topic"], topics["bulk"]["name"]),
+        (names["bulk_subscription"], pulls["bulk"]["name"]),
+        (names["bulk_dead_letter_topic"], dead_topics["bulk"]["name"]),
+        (names["bulk_dead_letter_subscription"], dead_subs["bulk"]["name"]),
     ):
         assert ours.rsplit("/", 1)[1] == theirs.replace("${var.name_prefix}", stack.PREFIX)
 
