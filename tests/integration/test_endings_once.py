@@ -43,9 +43,9 @@ def slowed(worker: ThreadWorker, seconds: float) -> None:
     """A slower model (``seconds`` a batch): jobs queue at its door, as on a busy GPU."""
     run = worker.service.runner.run
 
-    def slow(tensors):  # type: ignore[no-untyped-def]
+    def slow(tensors, **how):  # type: ignore[no-untyped-def]  # how: urgent (the lane policy)
         time.sleep(seconds)
-        return run(tensors)
+        return run(tensors, **how)
 
     worker.service.runner.run = slow  # type: ignore[method-assign]
 
