@@ -16,13 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from google.api_core import exceptions as gexc
 
-from cutq.core.contract import OutputSpec, parse_job
 from cutq.core.events import Event, OutputInfo
 from cutq.core.manifest import read_manifest
 from cutq.core.storage import open_storage
-from tests.integration.test_submitter import PNG, Topic, make_topic, run_cli
+from tests.integration.test_submitter import PNG, Topic, answer_jobs, make_topic, run_cli
 
 REASON = "subject may be cut off by the photo's edge"
 
@@ -50,25 +48,7 @@ def queue(pubsub_emulator, pubsub_publisher, pubsub_subscriber) -> Iterator[tupl
                      timings_ms={"total": 42.0}, ref=job.ref, name=job.name)  # fmt: skip
 
     def serve() -> None:
-        while not stop.is_set():
-            try:
-                response = jobs.subscriber.pull(
-                    subscription=jobs.subscription, max_messages=100, timeout=1
-                )
-            except gexc.DeadlineExceeded:
-                continue
-            for received in response.received_messages:
-                job = parse_job(received.message.data, defaults=OutputSpec("gs://unused/x"),
-                                publish_time=received.message.publish_time)  # fmt: skip
-                event = answer(job)
-                pubsub_publisher.publish(
-                    events.topic, event.to_json(), **event.message_attributes()
-                ).result()
-            if response.received_messages:
-                jobs.subscriber.acknowledge(
-                    subscription=jobs.subscription,
-                    ack_ids=[r.ack_id for r in response.received_messages],
-                )
+        answer_jobs(jobs, events, pubsub_publisher, answer, stop)
 
     thread = threading.Thread(target=serve, name="fake-worker")
     thread.start()

@@ -20,7 +20,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1
 
 from cutq.cli import main
-from cutq.core.contract import OutputSpec, new_job, parse_job
+from cutq.core.contract import Job, OutputSpec, new_job, parse_job
 from cutq.core.events import Event, OutputInfo
 from cutq.core.storage import open_storage
 from cutq.submitter.bulk import Checkpoint
@@ -241,50 +241,62 @@ def events(pubsub_emulator, pubsub_publisher, pubsub_subscriber) -> Topic:
     return make_topic(pubsub_emulator, pubsub_publisher, pubsub_subscriber, "events")
 
 
+def answer_jobs(
+    jobs: Topic,
+    events: Topic,
+    publisher: pubsub_v1.PublisherClient,
+    answer: Callable[[Job], Event],
+    stop: threading.Event,
+) -> None:
+    """Play the worker until ``stop``: pull jobs, publish ``answer(job)`` for each as a real
+    event, then ack them (tests/integration/test_rerun_loop.py answers with verdicts)."""
+    while not stop.is_set():
+        try:
+            response = jobs.subscriber.pull(
+                subscription=jobs.subscription, max_messages=100, timeout=1
+            )
+        except gexc.DeadlineExceeded:
+            continue
+        for received in response.received_messages:
+            job = parse_job(
+                received.message.data,
+                defaults=OutputSpec("gs://unused/x"),
+                publish_time=received.message.publish_time,
+            )
+            event = answer(job)
+            publisher.publish(events.topic, event.to_json(), **event.message_attributes()).result()
+        if response.received_messages:
+            jobs.subscriber.acknowledge(
+                subscription=jobs.subscription,
+                ack_ids=[r.ack_id for r in response.received_messages],
+            )
+
+
 @pytest.fixture
 def fake_worker(jobs, events, pubsub_publisher) -> Iterator[Callable[[], None]]:
     """Pulls jobs and answers each with a real event: ``bad*`` inputs fail, others complete
     (the result object is written first, as the worker does)."""
     stop = threading.Event()
 
+    def answer(job: Job) -> Event:
+        if "/bad" in job.input:
+            return Event(
+                job.job_id,
+                "failed",
+                job.input,
+                error_code="image_undecodable",
+                error_message="not an image",
+                attributes=job.attributes,
+            )
+        outputs = []
+        for kind, uri in job.result_uris().items():
+            open_storage(uri).write(uri, b"r", content_type="image/png")
+            outputs.append(OutputInfo(kind, uri, 1))
+        return Event(job.job_id, "completed", job.input, tuple(outputs),
+                     attributes=job.attributes)  # fmt: skip
+
     def serve() -> None:
-        while not stop.is_set():
-            try:
-                response = jobs.subscriber.pull(
-                    subscription=jobs.subscription, max_messages=100, timeout=1
-                )
-            except gexc.DeadlineExceeded:
-                continue
-            for received in response.received_messages:
-                job = parse_job(
-                    received.message.data,
-                    defaults=OutputSpec("gs://unused/x"),
-                    publish_time=received.message.publish_time,
-                )
-                if "/bad" in job.input:
-                    event = Event(
-                        job.job_id,
-                        "failed",
-                        job.input,
-                        error_code="image_undecodable",
-                        error_message="not an image",
-                        attributes=job.attributes,
-                    )
-                else:
-                    outputs = []
-                    for kind, uri in job.result_uris().items():
-                        open_storage(uri).write(uri, b"r", content_type="image/png")
-                        outputs.append(OutputInfo(kind, uri, 1))
-                    event = Event(job.job_id, "completed", job.input, tuple(outputs),
-                                  attributes=job.attributes)  # fmt: skip
-                pubsub_publisher.publish(
-                    events.topic, event.to_json(), **event.message_attributes()
-                ).result()
-            if response.received_messages:
-                jobs.subscriber.acknowledge(
-                    subscription=jobs.subscription,
-                    ack_ids=[r.ack_id for r in response.received_messages],
-                )
+        answer_jobs(jobs, events, pubsub_publisher, answer, stop)
 
     thread = threading.Thread(target=serve, name="fake-worker")
 
