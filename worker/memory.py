@@ -33,6 +33,7 @@ from cutq.core.renditions import Rendition
 from cutq.worker.config import WorkerConfig
 from cutq.worker.render import framing
 from cutq.worker.render.matting import FOREGROUND_MAX_PIXELS
+from cutq.worker.render.results import RenderSettings, foreground_mode
 
 
 @dataclass(frozen=True)
@@ -79,8 +80,7 @@ class Limits:
     max_canvas_side: int
     max_canvas_pixels: int
     budget_pixels: int  # max_in_flight_pixels
-    matting_max_pixels: int
-    default_foreground: str
+    render: RenderSettings  # what rendering is told (edge mode, matting bound): one projection
 
     @classmethod
     def of(cls, config: WorkerConfig) -> Limits:
@@ -88,16 +88,12 @@ class Limits:
             max_canvas_side=config.max_canvas_side,
             max_canvas_pixels=config.max_canvas_pixels,
             budget_pixels=config.max_in_flight_pixels,
-            matting_max_pixels=config.matting_max_pixels,
-            default_foreground=config.default_foreground,
+            render=RenderSettings(
+                default_foreground=config.default_foreground,
+                matting_max_pixels=config.matting_max_pixels,
+                matting_timeout_s=config.matting_timeout_s,
+            ),
         )
-
-
-def foreground_mode(rendition: Rendition, job: Job, limits: Limits) -> str | None:
-    """A cutout's edge mode (None for a mask)."""
-    if rendition.kind != "cutout":
-        return None
-    return rendition.foreground or job.options.foreground or limits.default_foreground
 
 
 def planned_canvas(rendition: Rendition, size: tuple[int, int] | None) -> tuple[int, int] | None:
@@ -147,12 +143,13 @@ def cost(job: Job, size: tuple[int, int], limits: Limits) -> Cost:
     per_source = 0.0
     framed = False
     for rendition in job.planned():
+        mode = foreground_mode(rendition, job.options, limits.render)
         if rendition.frame is not None:
             framed = True
             path = "framed"
         elif rendition.kind == "mask":
             path = "mask"
-        elif foreground_mode(rendition, job, limits) == "ml" and pixels <= FOREGROUND_MAX_PIXELS:
+        elif mode == "ml" and pixels <= FOREGROUND_MAX_PIXELS:
             path = "cutout-ml"
         else:
             path = "cutout"
@@ -161,7 +158,7 @@ def cost(job: Job, size: tuple[int, int], limits: Limits) -> Cost:
     if framed:
         total += canvas_pixels * PATHS["framed"].canvas
     if job.options.matting:
-        total += min(pixels, limits.matting_max_pixels) * MATTING_BYTES_PER_PIXEL
+        total += min(pixels, limits.render.matting_max_pixels) * MATTING_BYTES_PER_PIXEL
     charged = Cost(math.ceil(total), canvas_pixels)
     if charged.budget_pixels > limits.budget_pixels:
         raise TooLarge(

@@ -145,11 +145,6 @@ class Pipeline:
     ) -> None:
         self.config = config
         self._limits = memory.Limits.of(config)
-        self._render = results.RenderSettings(
-            default_foreground=config.default_foreground,
-            matting_max_pixels=config.matting_max_pixels,
-            matting_timeout_s=config.matting_timeout_s,
-        )
         self.cancellations = cancellations  # None: no cancellation checks (deadlines still)
         self.runner = runner
         self.events = events
@@ -346,7 +341,7 @@ class Pipeline:
         mask = self.runner.to_mask(
             inferred.saliency, image.height, image.width, job.options.threshold
         )
-        rendering = results.render(image, mask, job, admitted.results, self._render)
+        rendering = results.render(image, mask, job, admitted.results, self._limits.render)
         del mask, inferred
         now = task.mark("encode", started)
         outputs, duplicate = results.store(admitted.results, rendering, job, self.storage.open)

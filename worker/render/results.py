@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from cutq.core.contract import CONTENT_TYPES, Job
+from cutq.core.contract import CONTENT_TYPES, Job, Options
 from cutq.core.errors import AlreadyExists, OutputCollision
 from cutq.core.events import OutputInfo
 from cutq.core.presets import PRESETS
@@ -37,6 +37,14 @@ class RenderSettings:
     default_foreground: str = "none"  # edge colours for jobs and renditions that do not say
     matting_max_pixels: int = 1_000_000
     matting_timeout_s: float = 10.0
+
+
+def foreground_mode(rendition: Rendition, options: Options, settings: RenderSettings) -> str | None:
+    """A cutout's edge mode: the rendition's, else the job's, else the worker's (None for a
+    mask). The memory model charges by the same rule (:mod:`cutq.worker.memory`)."""
+    if rendition.kind != "cutout":
+        return None
+    return rendition.foreground or options.foreground or settings.default_foreground
 
 
 @dataclass(frozen=True)
@@ -102,9 +110,7 @@ def render(
     colours: dict[str, np.ndarray] = {}  # unframed edge colours: estimated once per mode
 
     def mode_of(rendition: Rendition) -> str | None:
-        if rendition.kind != "cutout":
-            return None
-        return rendition.foreground or options.foreground or settings.default_foreground
+        return foreground_mode(rendition, options, settings)
 
     def rgb_for(mode: str) -> np.ndarray:
         if mode not in colours:
